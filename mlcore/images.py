@@ -1,0 +1,116 @@
+"""Turning untrusted image bytes into pixels.
+
+`decode_image` is the only way bytes become an image in this project, and
+`image_to_array` the only way an image becomes a model input: ingestion,
+training and prediction all call them, so what the model sees at training time
+is exactly what it sees when serving.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+DEFAULT_MAX_PIXELS = 40_000_000  # about a 7,000 x 6,000 photo
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an image this product accepts; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image  # mode "L" or "RGB", EXIF orientation applied
+    format: str  # "PNG", "JPEG", ...
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.image.mode == "L" else 3
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Fully decode `data`, or raise ImageRejected with a reason a person can act on."""
+    if not data:
+        raise ImageRejected("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns about decompression bombs below twice its own cap.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            pixels = image.width * image.height
+            if pixels > max_pixels:
+                raise ImageRejected(
+                    f"the image is too large ({image.width} x {image.height} pixels; "
+                    f"the limit is {max_pixels:,} pixels)"
+                )
+            fmt = image.format
+            image.load()  # a real decode: verify() checks little
+            image = ImageOps.exif_transpose(image)
+            image = _to_model_mode(image)
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError:
+        raise ImageRejected("not an image in a supported format (PNG, JPEG, BMP or GIF)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected("the image has too many pixels (a decompression bomb)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncated and corrupt data as OSError or SyntaxError.
+        raise ImageRejected(f"the image is damaged and cannot be read ({exc})") from None
+    return DecodedImage(image=image, format=fmt)
+
+
+def _to_model_mode(image: Image.Image) -> Image.Image:
+    """Grayscale images stay one channel; everything else becomes RGB.
+
+    Transparent pixels are laid on white, which is what people see in a viewer.
+    """
+    if image.mode in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F"):
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(image, dtype=np.float64)
+            top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+            return Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8), "L")
+        return image.convert("L")
+    if image.mode == "LA" or (image.mode == "P" and "transparency" in image.info) or image.mode in ("RGBA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def image_to_array(image: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Resize to `size` (height, width) and return uint8 pixels shaped (height, width, channels).
+
+    Scaling to [0, 1] is not done here: it is a Rescaling layer inside the model,
+    so a saved model takes raw pixels.
+    """
+    image = image.convert("L" if channels == 1 else "RGB")
+    array = np.asarray(image, dtype=np.uint8)
+    height, width = size
+    if array.shape[:2] != (height, width):
+        shrinking = array.shape[0] > height or array.shape[1] > width
+        array = cv2.resize(
+            array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        )
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    return np.ascontiguousarray(array)
+
+
+def load_model_input(data: bytes, size: tuple[int, int], channels: int,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bytes of an image file to the uint8 array a model of this project takes."""
+    return image_to_array(decode_image(data, max_pixels).image, size, channels)

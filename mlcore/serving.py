@@ -1,0 +1,68 @@
+"""Saving a trained model with what is needed to use it, and predicting with it."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .images import image_to_array
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    class_names: list[str]
+    image_size: tuple[int, int]  # (height, width)
+    channels: int
+
+    def to_json(self) -> str:
+        return json.dumps({"class_names": self.class_names, "image_size": list(self.image_size),
+                           "channels": self.channels}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelInfo":
+        data = json.loads(text)
+        return cls(list(data["class_names"]), tuple(data["image_size"]), int(data["channels"]))
+
+
+def save_model(model, info: ModelInfo, folder: Path) -> tuple[Path, Path]:
+    """Write `model.keras` and, beside it, `model.json` with the class names and input size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path, info_path = folder / "model.keras", folder / "model.json"
+    model.save(model_path)
+    info_path.write_text(info.to_json())
+    return model_path, info_path
+
+
+def predict_batch(model, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for uint8 images, without `predict`'s per-call iterator."""
+    outputs = [np.asarray(model(pixels[i:i + batch_size], training=False))
+               for i in range(0, len(pixels), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+class Predictor:
+    """A loaded model behind a warmed, compiled function: about 1 ms an image on a CPU
+    instead of about 50 ms through `model.predict` (see GUIDE.md)."""
+
+    def __init__(self, model_path: Path, info: ModelInfo):
+        import keras
+        import tensorflow as tf
+
+        self.info = info
+        # Only files this application wrote are loaded, and never with unsafe
+        # deserialisation: a .keras file can carry code.
+        self.model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+        height, width = info.image_size
+        signature = tf.TensorSpec((None, height, width, info.channels), tf.uint8)
+        self._call = tf.function(lambda x: self.model(x, training=False), input_signature=[signature])
+        self._call(tf.zeros((1, height, width, info.channels), tf.uint8))
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(self._call(pixels))
+
+    def predict_image(self, image) -> np.ndarray:
+        """Probabilities for one decoded image (see images.decode_image), resized exactly as in training."""
+        pixels = image_to_array(image, self.info.image_size, self.info.channels)
+        return self.predict_pixels(pixels[np.newaxis])[0]

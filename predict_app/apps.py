@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PredictAppConfig(AppConfig):
+    name = "predict_app"
+    verbose_name = "Predict"

@@ -1,0 +1,70 @@
+// The live run page: polls the run's JSON and redraws progress and curves without reloading.
+(function () {
+  const layout = (yTitle) => ({
+    margin: { t: 10, r: 10, b: 45, l: 55 }, xaxis: { title: "Epoch", dtick: 1 }, yaxis: { title: yTitle },
+    legend: { orientation: "h", y: -0.25 },
+  });
+  const config = { displayModeBar: false, responsive: true };
+
+  function drawCurves(metrics) {
+    const epochs = metrics.map((m) => m.epoch);
+    const line = (key, name, dash) => ({ x: epochs, y: metrics.map((m) => m[key]), name, mode: "lines+markers", line: { dash } });
+    Plotly.react("loss-chart", [line("loss", "training", "solid"), line("val_loss", "validation", "dot")], layout("Loss"), config);
+    Plotly.react("accuracy-chart", [line("accuracy", "training", "solid"), line("val_accuracy", "validation", "dot")], layout("Accuracy"), config);
+  }
+
+  function timeLeft(seconds) {
+    if (seconds === null) return "";
+    if (seconds < 60) return `about ${seconds} s left`;
+    return `about ${Math.round(seconds / 60)} min left`;
+  }
+
+  function show(status) {
+    document.getElementById("run-status").textContent = status.status_label;
+    document.getElementById("run-status").className = `badge ${status.status}`;
+    document.getElementById("run-bar").style.width = `${status.percent}%`;
+    let phase = status.phase || "";
+    if (phase && status.phase_total) phase += ` (${status.phase_done} of ${status.phase_total})`;
+    if (status.cancel_requested && !status.is_final) phase = "Stopping at the end of this step…";
+    document.getElementById("run-phase").textContent = phase;
+    const detail = status.epoch
+      ? `Epoch ${status.epoch} of ${status.epochs}, step ${status.batch} of ${status.batches_per_epoch} · ${status.percent}% · ${timeLeft(status.seconds_left)}`
+      : "";
+    document.getElementById("run-detail").textContent = detail;
+    drawCurves(status.metrics);
+  }
+
+  function drawConfusion() {
+    const data = document.getElementById("confusion-data");
+    if (!data || data.textContent === "null") return;
+    const matrix = JSON.parse(data.textContent);
+    const names = JSON.parse(document.getElementById("class-names").textContent);
+    Plotly.newPlot("confusion-chart", [{
+      type: "heatmap", z: matrix, x: names, y: names, colorscale: "Blues", showscale: false,
+      text: matrix, texttemplate: "%{text}", hovertemplate: "true %{y}, predicted %{x}: %{z}<extra></extra>",
+    }], {
+      margin: { t: 10, r: 10, b: 60, l: 70 },
+      xaxis: { title: "Predicted class", type: "category", side: "bottom" },
+      yaxis: { title: "True class", type: "category", autorange: "reversed" },
+    }, config);
+  }
+
+  let status = JSON.parse(document.getElementById("run-data").textContent);
+  show(status);
+  drawConfusion();
+  if (status.is_final) return;
+
+  async function poll() {
+    try {
+      const response = await fetch(window.runStatusUrl, { headers: { Accept: "application/json" } });
+      if (response.ok) {
+        status = await response.json();
+        show(status);
+        // The evaluation is drawn by the server; fetch it once the run has ended.
+        if (status.is_final) return window.location.reload();
+      }
+    } catch (error) { /* the server is restarting: try again */ }
+    setTimeout(poll, 1000);
+  }
+  setTimeout(poll, 1000);
+})();

@@ -1,0 +1,88 @@
+"""The work of one training run: load the dataset, fit, evaluate, save.
+
+The Keras side lives in `mlcore`; this module only moves data between it and
+the database rows.
+"""
+import time
+
+import numpy as np
+from django.conf import settings
+
+from mlcore.evaluation import evaluate
+from mlcore.images import ImageRejected, load_model_input
+from mlcore.serving import ModelInfo, predict_batch, save_model
+from mlcore.training import TrainingConfig, train_model
+
+from .models import TrainingRun
+
+LOAD_PROGRESS_EVERY = 200
+
+
+def load_arrays(run):
+    """uint8 pixels and integer labels of each split, resized as the run asks."""
+    images = list(run.dataset.images.select_related("image_class").order_by("id"))
+    class_names = sorted({image.image_class.name for image in images})
+    index = {name: i for i, name in enumerate(class_names)}
+    size = (run.image_size, run.image_size)
+    arrays = {split: ([], [], []) for split in ("train", "val", "test")}
+    run.record_phase("Preparing images", 0, len(images))
+    for done, image in enumerate(images, start=1):
+        with image.file.open("rb") as f:
+            data = f.read()
+        try:
+            pixels = load_model_input(data, size, run.channels)
+        except ImageRejected:
+            continue  # it decoded at ingestion; a file changed on disk since is left out
+        xs, ys, ids = arrays[image.split]
+        xs.append(pixels)
+        ys.append(index[image.image_class.name])
+        ids.append(image.id)
+        if done % LOAD_PROGRESS_EVERY == 0 or done == len(images):
+            run.record_phase("Preparing images", done, len(images))
+    shape = (0, run.image_size, run.image_size, run.channels)
+    return class_names, {
+        split: (np.stack(xs) if xs else np.zeros(shape, np.uint8), np.array(ys, np.int64), ids)
+        for split, (xs, ys, ids) in arrays.items()
+    }
+
+
+def train_run(run: TrainingRun):
+    class_names, data = load_arrays(run)
+    (x_train, y_train, _), (x_val, y_val, _), (x_test, y_test, test_ids) = data["train"], data["val"], data["test"]
+    if len(set(y_train.tolist())) < 2:
+        run.fail("The training split needs images of at least two classes.")
+        return
+    TrainingRun.objects.filter(id=run.id).update(
+        class_names=class_names, train_count=len(x_train), val_count=len(x_val), test_count=len(x_test))
+    config = TrainingConfig(
+        preset=run.preset, image_size=(run.image_size, run.image_size), channels=run.channels,
+        num_classes=len(class_names), epochs=run.epochs, batch_size=run.batch_size,
+        learning_rate=run.learning_rate,
+    )
+    epoch_started = [time.monotonic()]
+
+    def on_epoch(epoch, logs):
+        now = time.monotonic()
+        run.record_epoch(epoch, logs, now - epoch_started[0])
+        epoch_started[0] = now
+
+    model, stopped = train_model(
+        config, x_train, y_train, x_val, y_val,
+        on_batch=lambda p: run.record_batch(p.epoch, p.batch, p.batches_per_epoch),
+        on_epoch=on_epoch,
+        should_stop=run.cancel_is_requested,
+    )
+
+    run.record_phase("Testing on images it never saw")
+    result = evaluate(predict_batch(model, x_test), y_test, class_names) if len(x_test) else None
+    info = ModelInfo(class_names, config.image_size, config.channels)
+    model_path, _ = save_model(model, info, run.model_folder)
+    run.finish(
+        TrainingRun.Status.CANCELLED if stopped else TrainingRun.Status.SUCCEEDED,
+        model_file=str(model_path.relative_to(settings.MEDIA_ROOT)),
+        test_accuracy=result.accuracy if result else None,
+        test_loss=result.loss if result else None,
+        confusion=result.confusion if result else None,
+        per_class=result.per_class if result else None,
+        wrong=[[test_ids[i], predicted, p] for i, predicted, p in result.wrong] if result else None,
+    )

@@ -1,0 +1,27 @@
+import logging
+
+from celery import shared_task
+
+from .models import TrainingRun
+from .runner import train_run
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="training.train_run")
+def train(run_id: int):
+    run = TrainingRun.objects.claim(run_id)
+    if run is None:  # cancelled while waiting, or a second delivery of a run already taken
+        return
+    try:
+        train_run(run)
+    except Exception as exc:
+        logger.exception("Training run %s failed", run_id)
+        run.fail(_explain(exc))
+
+
+def _explain(exc):
+    text = str(exc)
+    if "OOM" in text or "out of memory" in text.lower():
+        return "The worker ran out of memory. Try a smaller batch size or a smaller image size."
+    return f"Training stopped with an error: {type(exc).__name__}: {text[:500]}"

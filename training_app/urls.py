@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+app_name = "training"
+urlpatterns = [
+    path("", views.run_list, name="list"),
+    path("new/<int:dataset_pk>/", views.run_new, name="new"),
+    path("<int:pk>/", views.run_detail, name="detail"),
+    path("<int:pk>/status/", views.run_status_json, name="status"),
+    path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
+    path("<int:pk>/model.keras", views.model_download, {"kind": "keras"}, name="model"),
+    path("<int:pk>/model.json", views.model_download, {"kind": "json"}, name="model_info"),
+]
