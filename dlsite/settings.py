@@ -133,6 +133,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing folder
 # Plotly's JavaScript comes from the plotly package itself: no CDN, works offline.
 STATICFILES_DIRS = [
     BASE_DIR / "static",

@@ -88,7 +88,13 @@ def _to_model_mode(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    rgb = image.convert("RGB")
+    if image.mode == "P":
+        # GIF and 8-bit BMP files keep grey pictures as a palette; they stay grey.
+        pixels = np.asarray(rgb)
+        if np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]):
+            return rgb.convert("L")
+    return rgb
 
 
 def image_to_array(image: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:

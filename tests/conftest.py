@@ -1,0 +1,123 @@
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "a-long-test-password"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_data_dir():
+    yield
+    shutil.rmtree(settings.DATA_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("alice", password=PASSWORD)
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user("mallory", password=PASSWORD)
+
+
+@pytest.fixture
+def alice(client, user):
+    client.force_login(user)
+    return client
+
+
+def wait_for(predicate, timeout=120, interval=0.25, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def procfile_command(name):
+    """The worker command lines of `make run`, so the tests start workers exactly as it does."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return shlex.split(line.split(":", 1)[1])
+    raise KeyError(name)
+
+
+def test_database_url():
+    """A URL for the database the tests run on, for the worker processes."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+class Workers:
+    def __init__(self, processes, logs):
+        self.processes, self.logs = processes, logs
+
+    def alive(self):
+        return all(p.poll() is None for p in self.processes.values())
+
+    def kill(self, name, sig=signal.SIGKILL):
+        os.killpg(self.processes[name].pid, sig)
+
+    def log(self, name):
+        return self.logs[name].read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def celery_workers(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The two Celery workers of `make run`, as real processes on the real broker,
+    reading and writing the test database."""
+    from dlsite.celery import app
+
+    env = dict(os.environ, DATABASE_URL=test_database_url(), DJANGO_SETTINGS_MODULE="dlsite.settings",
+               PYTHONUNBUFFERED="1")
+    bin_dir = Path(sys.executable).parent
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    app.control.purge()  # messages left on a shared Redis by an earlier run refer to other databases
+    log_dir = tmp_path_factory.mktemp("worker-logs")
+    processes, logs = {}, {}
+    for name in ("default", "training"):
+        command = [part.replace("%h", f"tests-{os.getpid()}") for part in procfile_command(name)]
+        command[0] = str(bin_dir / command[0])
+        logs[name] = log_dir / f"{name}.log"
+        processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=logs[name].open("wb"),
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+    workers = Workers(processes, logs)
+    try:
+        wait_for(lambda: _queues_served(app) >= {"default", "training"} or not workers.alive(),
+                 timeout=90, interval=1, what="the workers to start")
+        assert workers.alive(), workers.log("default") + workers.log("training")
+        yield workers
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _queues_served(app):
+    replies = app.control.inspect(timeout=1).active_queues() or {}
+    return {queue["name"] for queues in replies.values() for queue in queues}

@@ -1,0 +1,73 @@
+"""The whole journey through the web views, with real Celery worker processes on a real broker."""
+import io
+import json
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from datasets_app.models import Dataset, Upload
+from tests.conftest import wait_for
+from tests.images import image_bytes, labelled_zip
+from training_app.models import TrainingRun
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def test_upload_train_evaluate_and_predict_through_the_workers(celery_workers, alice, user):
+    health = alice.get(reverse("healthz"))
+    assert health.status_code == 200, health.content
+    assert health.json()["workers"] == {"default": 1, "training": 1}
+
+    archive = labelled_zip(per_class=12, extra={"shapes/spot/broken.png": b"\x89PNG\r\n\x1a\nnot really"})
+    response = alice.post(reverse("datasets:list"), {
+        "name": "Shapes", "file": SimpleUploadedFile("shapes.zip", archive, "application/zip")})
+    dataset = Dataset.objects.get(name="Shapes", owner=user)
+    assert response.status_code == 302
+
+    upload = wait_for(lambda: Upload.objects.filter(dataset=dataset, status__in=["done", "failed"]).first(),
+                      timeout=60, what="ingestion")
+    assert upload.status == "done", upload.error
+    assert upload.accepted == 36
+    assert [name for name, _ in upload.skipped] == ["shapes/spot/broken.png"]
+    assert dataset.split_counts() == {"train": 30, "val": 3, "test": 3}
+
+    response = alice.post(reverse("training:new", args=[dataset.pk]), {
+        "preset": "small_cnn", "image_size": 16, "epochs": 3, "batch_size": 8, "learning_rate": 0.01})
+    run = TrainingRun.objects.get(dataset=dataset)
+    assert response.status_code == 302
+
+    wait_for(lambda: TrainingRun.objects.get(pk=run.pk).is_final, timeout=180, what="training")
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error + celery_workers.log("training")
+    assert run.attempts == 1
+    assert list(run.epoch_metrics.values_list("epoch", flat=True)) == [1, 2, 3]
+    assert run.class_names == ["horizontal", "spot", "vertical"]
+    assert sum(map(sum, run.confusion)) == 3
+    assert 0.0 <= run.test_accuracy <= 1.0
+
+    status = alice.get(reverse("training:status", args=[run.pk])).json()
+    assert status["status"] == "succeeded" and status["percent"] == 100.0
+
+    files = [SimpleUploadedFile(f"{kind}.png", image_bytes(kind, 16, seed=99), "image/png")
+             for kind in ("horizontal", "vertical")]
+    page = alice.post(reverse("predict:index"), {"run": run.pk, "images": files})
+    assert page.status_code == 200
+    results = page.context["results"]
+    assert [r["name"] for r in results] == ["horizontal.png", "vertical.png"]
+
+    # The downloaded file, loaded in plain Keras, gives the same probabilities.
+    import keras
+    from PIL import Image
+
+    download = alice.get(reverse("training:model", args=[run.pk]))
+    path = celery_workers.logs["default"].parent / "downloaded.keras"
+    path.write_bytes(b"".join(download.streaming_content))
+    info = json.loads(b"".join(alice.get(reverse("training:model_info", args=[run.pk])).streaming_content))
+    model = keras.models.load_model(path)
+    pixels = np.asarray(Image.open(io.BytesIO(image_bytes("horizontal", 16, seed=99))).convert("L"))
+    plain = model.predict(pixels[np.newaxis, :, :, np.newaxis], verbose=0)[0]
+    served = {row["name"]: row["p"] for row in results[0]["probabilities"]}
+    assert info["class_names"] == run.class_names
+    np.testing.assert_allclose([served[name] for name in info["class_names"]], plain, atol=1e-5)
