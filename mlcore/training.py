@@ -79,6 +79,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         validation_data=(make_dataset(x_val, y_val, config.batch_size, training=False, seed=config.seed)
                          if has_validation else None),
         callbacks=[callback],
+        shuffle=False,  # the dataset shuffles itself
         verbose=0,
     )
     return model, callback.stopped

@@ -82,10 +82,11 @@ class Workers:
         return self.logs[name].read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_workers(django_db_setup, django_db_blocker, tmp_path_factory):
     """The two Celery workers of `make run`, as real processes on the real broker,
-    reading and writing the test database."""
+    reading and writing the test database. Per module, so that tests elsewhere
+    see a site with no workers."""
     from dlsite.celery import app
 
     env = dict(os.environ, DATABASE_URL=test_database_url(), DJANGO_SETTINGS_MODULE="dlsite.settings",
@@ -121,3 +122,27 @@ def celery_workers(django_db_setup, django_db_blocker, tmp_path_factory):
 def _queues_served(app):
     replies = app.control.inspect(timeout=1).active_queues() or {}
     return {queue["name"] for queues in replies.values() for queue in queues}
+
+
+@pytest.fixture
+def shapes(user):
+    """A ready dataset of 30 small images in three classes, ingested by the real ingestion code."""
+    from django.core.files.base import ContentFile
+
+    from datasets_app.ingestion import ingest_upload
+    from datasets_app.models import Dataset, Upload
+    from tests.images import labelled_zip
+
+    dataset = Dataset.objects.create(owner=user, name="Shapes")
+    upload = Upload(dataset=dataset, original_name="shapes.zip")
+    upload.file.save("shapes.zip", ContentFile(labelled_zip(per_class=10)), save=True)
+    ingest_upload(Upload.objects.claim(upload.id))
+    return dataset
+
+
+def new_run(dataset, **settings):
+    from training_app.models import TrainingRun
+
+    values = {"preset": "small_cnn", "image_size": 16, "epochs": 2, "batch_size": 8, "learning_rate": 0.01,
+              "channels": dataset.channels()} | settings
+    return TrainingRun.objects.create(owner=dataset.owner, dataset=dataset, **values)

@@ -1,0 +1,86 @@
+"""The ingestion task's work, called directly (the worker path is in test_journey_worker)."""
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.test import override_settings
+
+from datasets_app.ingestion import sample_digits_zip
+from datasets_app.models import Dataset, Upload
+from datasets_app.tasks import ingest
+from tests.images import image_bytes, labelled_zip
+
+
+@pytest.fixture
+def dataset(user):
+    return Dataset.objects.create(owner=user, name="Shapes")
+
+
+def add_upload(dataset, data, name="shapes.zip"):
+    upload = Upload(dataset=dataset, original_name=name)
+    upload.file.save(name, ContentFile(data), save=True)
+    return upload
+
+
+def test_it_stores_every_image_with_its_label_split_and_size(dataset, settings):
+    upload = add_upload(dataset, labelled_zip(per_class=10))
+    ingest(upload.id)
+    upload.refresh_from_db()
+    assert (upload.status, upload.accepted, upload.done, upload.total) == ("done", 30, 30, 30)
+    assert dataset.class_counts() == [("horizontal", 10), ("spot", 10), ("vertical", 10)]
+    assert dataset.split_counts() == {"train": 24, "val": 3, "test": 3}
+    image = dataset.images.first()
+    assert (image.width, image.height, image.channels, len(image.sha256)) == (16, 16, 1, 64)
+    media = Path(settings.MEDIA_ROOT).resolve()
+    assert all(media in Path(i.file.path).resolve().parents for i in dataset.images.all())
+
+
+def test_corrupt_and_unsupported_files_are_skipped_and_reported(dataset):
+    extra = {"shapes/spot/bad.png": b"\x89PNG\r\n\x1a\n garbage",
+             "shapes/spot/fake.jpg": b"this is text",
+             "shapes/spot/cut.png": image_bytes("spot", 64)[:100]}
+    upload = add_upload(dataset, labelled_zip(per_class=4, extra=extra))
+    ingest(upload.id)
+    upload.refresh_from_db()
+    assert upload.status == "done" and upload.accepted == 12
+    reasons = dict(upload.skipped)
+    assert set(reasons) == set(extra)
+    assert "not an image" in reasons["shapes/spot/fake.jpg"]
+
+
+@override_settings(MAX_IMAGE_PIXELS=100)
+def test_an_image_with_too_many_pixels_is_skipped(dataset):
+    upload = add_upload(dataset, labelled_zip(per_class=2, size=8, extra={"shapes/spot/huge.png": image_bytes("spot", 100)}))
+    ingest(upload.id)
+    upload.refresh_from_db()
+    assert upload.accepted == 6
+    assert "too large" in dict(upload.skipped)["shapes/spot/huge.png"]
+
+
+def test_a_second_delivery_of_the_same_upload_does_nothing(dataset):
+    upload = add_upload(dataset, labelled_zip(per_class=3))
+    ingest(upload.id)
+    ingest(upload.id)
+    assert dataset.images.count() == 9
+
+
+@override_settings(MAX_ZIP_UNPACKED_BYTES=3000)
+def test_a_zip_that_unpacks_to_too_much_fails_and_keeps_what_was_stored_before(dataset):
+    first = add_upload(dataset, labelled_zip(per_class=3, size=8))
+    with override_settings(MAX_ZIP_UNPACKED_BYTES=10**9):
+        ingest(first.id)
+    assert dataset.images.count() == 9
+    second = add_upload(dataset, labelled_zip(per_class=30, size=32))
+    ingest(second.id)
+    second.refresh_from_db()
+    assert second.status == "failed" and "limit" in second.error
+    assert dataset.images.count() == 9
+
+
+def test_the_sample_is_scikit_learns_digits_as_class_folders(dataset):
+    upload = add_upload(dataset, sample_digits_zip(), "digits.zip")
+    ingest(upload.id)
+    upload.refresh_from_db()
+    assert upload.accepted == 1797
+    assert [name for name, _ in dataset.class_counts()] == [str(d) for d in range(10)]
+    assert dataset.typical_size() == 8 and dataset.channels() == 1

@@ -1,0 +1,121 @@
+"""Training, evaluation and prediction, through the domain code called directly."""
+import keras
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from datasets_app.models import Dataset
+from mlcore.evaluation import evaluate
+from mlcore.images import load_model_input
+from mlcore.models import PRESETS, make_model
+from mlcore.serving import ModelInfo, Predictor
+from mlcore.training import TrainingConfig, train_model
+from tests.conftest import new_run
+from tests.images import CLASSES, image_bytes
+from training_app.models import TrainingRun
+from training_app.runner import train_run
+from training_app.tasks import train
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_each_preset_trains_an_epoch_and_takes_raw_pixels(preset):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
+    y = np.arange(20) % 2
+    config = TrainingConfig(preset=preset, image_size=(8, 8), channels=1, num_classes=2, epochs=1, batch_size=8)
+    epochs = []
+    model, stopped = train_model(config, x, y, x[:4], y[:4], on_epoch=lambda e, logs: epochs.append((e, logs)))
+    assert not stopped
+    assert [e for e, _ in epochs] == [1] and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(epochs[0][1])
+    assert model.layers[1].name == "rescale"
+    assert model.predict(x[:3], verbose=0).shape == (3, 2)
+
+
+def test_the_tutorial_dense_network_has_its_layers():
+    model = make_model("dense", (28, 28, 1), 10)
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "InputLayer", "Rescaling", "Flatten", "Dense", "Dense", "Dense"]
+    assert model.count_params() == 28 * 28 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10
+
+
+def test_evaluation_gives_accuracy_confusion_matrix_and_per_class_scores():
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
+    result = evaluate(probabilities, np.array([0, 1, 1, 1]), ["cat", "dog"])
+    assert result.accuracy == 0.75
+    assert result.confusion == [[1, 0], [1, 2]]
+    assert result.per_class[0] == {"name": "cat", "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3),
+                                   "support": 1}
+    assert result.wrong == [(2, 0, 0.7)]
+    assert result.loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.3, 0.6])))
+
+
+def test_a_run_trains_evaluates_and_saves_its_model(shapes):
+    run = new_run(shapes, epochs=3)
+    train(run.id)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert (run.train_count, run.val_count, run.test_count) == (24, 3, 3)
+    assert list(run.epoch_metrics.values_list("epoch", flat=True)) == [1, 2, 3]
+    assert run.epoch == 3 and run.batch == run.batches_per_epoch == 3
+    assert run.class_names == sorted(CLASSES)
+    assert np.array(run.confusion).sum() == 3 and len(run.per_class) == 3
+    assert run.model_path.exists() and ModelInfo.from_json(run.model_path.with_suffix(".json").read_text()) == \
+        ModelInfo(sorted(CLASSES), (16, 16), 1)
+
+
+def test_the_served_probabilities_match_plain_keras(shapes):
+    run = new_run(shapes)
+    train(run.id)
+    run.refresh_from_db()
+    data = image_bytes("vertical", 24, "JPEG", seed=5)
+    predictor = Predictor(run.model_path, ModelInfo.from_json(run.model_path.with_suffix(".json").read_text()))
+    from mlcore.images import decode_image
+
+    served = predictor.predict_image(decode_image(data).image)
+    plain = keras.models.load_model(run.model_path).predict(load_model_input(data, (16, 16), 1)[None], verbose=0)[0]
+    np.testing.assert_allclose(served, plain, atol=1e-5)
+    assert served.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cancel_stops_at_the_next_step_and_keeps_the_model(shapes):
+    run = new_run(shapes, epochs=50)
+    TrainingRun.objects.filter(id=run.id).update(status="running")
+    run.refresh_from_db()
+    run.request_cancel()
+    run.refresh_from_db()
+    assert run.cancel_requested
+    train_run(run)
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert run.epoch_metrics.count() == 1  # stopped in the first epoch
+    assert run.has_model and run.model_path.exists()
+
+
+def test_cancelling_a_waiting_run_means_no_worker_will_take_it(shapes):
+    run = new_run(shapes)
+    run.request_cancel()
+    assert TrainingRun.objects.get(id=run.id).status == "cancelled"
+    assert TrainingRun.objects.claim(run.id) is None
+
+
+def test_a_second_delivery_of_a_claimed_run_does_nothing(shapes):
+    run = new_run(shapes)
+    assert TrainingRun.objects.claim(run.id) is not None
+    train(run.id)  # the duplicate message
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.epoch_metrics.count()) == ("running", 1, 0)
+
+
+def test_training_a_dataset_with_one_class_is_refused(alice, user):
+    dataset = Dataset.objects.create(owner=user, name="Cats only")
+    dataset.classes.create(name="cats")
+    response = alice.post(reverse("training:new", args=[dataset.pk]), {
+        "preset": "dense", "image_size": 16, "epochs": 1, "batch_size": 8, "learning_rate": 0.001})
+    assert response.status_code == 200
+    assert "at least two" in str(response.context["form"].non_field_errors())
+    assert not TrainingRun.objects.exists()
+
+
+def test_the_training_form_offers_settings_that_suit_the_dataset(alice, shapes):
+    form = alice.get(reverse("training:new", args=[shapes.pk])).context["form"]
+    assert form.initial["image_size"] == 16 and form.initial["preset"] == "small_cnn"
