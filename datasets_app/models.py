@@ -28,7 +28,7 @@ class Dataset(models.Model):
 
     def class_counts(self):
         """[(class name, number of images)], classes with no images included."""
-        return [(c.name, c.image_count) for c in self.classes.annotate(image_count=Count("images"))]
+        return [(c.name, c.image_count) for c in self.classes.annotate(image_count=Count("images")).order_by("name")]
 
     def split_counts(self):
         counts = dict(self.images.values_list("split").annotate(n=Count("id")))
