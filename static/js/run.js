@@ -27,9 +27,11 @@
     if (phase && status.phase_total) phase += ` (${status.phase_done} of ${status.phase_total})`;
     if (status.cancel_requested && !status.is_final) phase = "Stopping at the end of this step…";
     document.getElementById("run-phase").textContent = phase;
-    const detail = status.epoch
-      ? `Epoch ${status.epoch} of ${status.epochs}, step ${status.batch} of ${status.batches_per_epoch} · ${status.percent}% · ${timeLeft(status.seconds_left)}`
-      : "";
+    const parts = status.epoch
+      ? [`Epoch ${status.epoch} of ${status.epochs}, step ${status.batch} of ${status.batches_per_epoch}`,
+         `${status.percent}%`, timeLeft(status.seconds_left)]
+      : [];
+    const detail = parts.filter(Boolean).join(" · ");
     document.getElementById("run-detail").textContent = detail;
     drawCurves(status.metrics);
   }
@@ -40,7 +42,8 @@
     const matrix = JSON.parse(data.textContent);
     const names = JSON.parse(document.getElementById("class-names").textContent);
     Plotly.newPlot("confusion-chart", [{
-      type: "heatmap", z: matrix, x: names, y: names, colorscale: "Blues", showscale: false,
+      type: "heatmap", z: matrix, x: names, y: names, showscale: false,
+      colorscale: [[0, "#f8fafc"], [1, "#1d4ed8"]],
       text: matrix, texttemplate: "%{text}", hovertemplate: "true %{y}, predicted %{x}: %{z}<extra></extra>",
     }], {
       margin: { t: 10, r: 10, b: 60, l: 70 },
