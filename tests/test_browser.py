@@ -1,0 +1,167 @@
+"""The product's journey in a real headless Chromium: sign up, upload a zip, train on the real
+Celery workers, read the curves and the confusion matrix, and classify new images.
+
+The other tests check what the server sends; this one checks what a person sees: that the
+JavaScript runs without errors and that Plotly actually draws the charts."""
+import os
+import re
+import shutil
+
+import pytest
+
+from tests.images import CLASSES, image_bytes, labelled_zip
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    pytest.skip("playwright is not installed (pip install playwright); the browser test is skipped",
+                allow_module_level=True)
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+if not CHROMIUM:
+    pytest.skip("Chromium is not installed (apt-get install chromium); the browser test is skipped",
+                allow_module_level=True)
+
+# Playwright's sync API runs an asyncio event loop in the test's thread, so Django takes every
+# ORM call made from it (live_server's set-up, the fixtures) for one made inside async code.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CLASS_NAMES = sorted(CLASSES)  # the order the app shows them in: ["horizontal", "spot", "vertical"]
+INGESTION_TIMEOUT_MS = 60_000
+TRAINING_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture
+def browser_page():
+    """A fresh page in headless Chromium, and the list its JavaScript errors are collected in."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("console", lambda message: _record_console_error(errors, message))
+        page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+        try:
+            yield page, errors
+        finally:
+            browser.close()
+
+
+def _record_console_error(errors, message):
+    # The site has no favicon; Chromium asks for one anyway, and its 404 is no bug of ours.
+    if message.type == "error" and "favicon" not in (message.location or {}).get("url", ""):
+        errors.append(f"console: {message.text} ({(message.location or {}).get('url', '')})")
+
+
+def sign_up(page, base_url):
+    page.goto(f"{base_url}/accounts/signup/")
+    page.fill("input[name=username]", "browser-user")
+    page.fill("input[name=password1]", "a-long-browser-password")
+    page.fill("input[name=password2]", "a-long-browser-password")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page).to_have_url(re.compile(r"/datasets/$"))
+
+
+def upload_zip(page, tmp_path):
+    archive = tmp_path / "shapes.zip"
+    archive.write_bytes(labelled_zip(per_class=12))
+    page.set_input_files("input[name=file]", str(archive))
+    page.fill("input[name=name]", "Shapes")
+    page.get_by_role("button", name="Upload", exact=True).click()
+    # The dataset page polls the upload's progress and reloads itself once the images are in;
+    # a failed upload shows its error instead of the train button, so wait for either.
+    page.wait_for_selector("#train-button, .upload .message.error", timeout=INGESTION_TIMEOUT_MS)
+    expect(page.locator(".upload .message.error")).to_have_count(0)
+    # The bar chart of images per class is drawn by Plotly into an SVG.
+    expect(page.locator("#class-chart .main-svg").first).to_be_attached()
+    expect(page.locator("#class-chart .xtick text")).to_have_count(len(CLASS_NAMES))
+    assert labels_on_screen(page, "#class-chart .xtick text", "x") == CLASS_NAMES
+
+
+def start_small_training(page):
+    page.click("#train-button")
+    page.fill("input[name=image_size]", "16")
+    page.fill("input[name=epochs]", "3")
+    page.fill("input[name=batch_size]", "8")
+    page.check("input[name=preset][value=small_cnn]")
+    page.click("#start-training")
+    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+
+
+def wait_for_run_to_end(page):
+    # The run page polls the run's JSON and reloads when it ends; the evaluation (test accuracy,
+    # confusion matrix) is only in the reloaded page. A failed run shows #run-error instead.
+    page.wait_for_selector("#test-accuracy, #run-error", timeout=TRAINING_TIMEOUT_MS)
+    expect(page.locator("#run-error")).to_have_count(0)
+    expect(page.locator("#run-status")).to_have_class(re.compile(r"\bsucceeded\b"))
+    expect(page.locator("#test-accuracy")).to_have_text(re.compile(r"^\d+(\.\d+)?%$"))
+
+
+def assert_curves_drawn(page):
+    # Plotly draws each line as a g.trace inside the chart's .scatterlayer: training and validation.
+    for chart in ("#loss-chart", "#accuracy-chart"):
+        traces = page.locator(f"{chart} .scatterlayer .trace")
+        expect(traces.first).to_be_attached()
+        assert traces.count() >= 1, f"{chart} has no curve"
+        # Three epochs give three markers on the training line.
+        expect(traces.first.locator(".point")).to_have_count(3)
+
+
+def assert_confusion_matrix_drawn(page):
+    # Plotly 6 paints a heatmap as one <image> inside g.heatmaplayer > g.hm, and writes each
+    # cell's count (texttemplate) as a g.heatmap-label > text over it.
+    expect(page.locator("#confusion-chart .heatmaplayer .hm image")).to_have_count(1)
+    cells = page.locator("#confusion-chart .heatmap-label text")
+    expect(cells).to_have_count(len(CLASS_NAMES) ** 2)
+    # 12 images a class leave one test image a class: the counts add up to the test set.
+    assert sum(int(text) for text in cells.all_text_contents()) == len(CLASS_NAMES)
+    expect(page.locator("#confusion-chart .xtick text")).to_have_count(len(CLASS_NAMES))
+    # Read as a table: columns left to right and rows top to bottom in the same class order, so
+    # that the right answers lie on the diagonal. (The DOM order of Plotly's ticks is not the
+    # order on screen: the y axis is reversed.)
+    assert labels_on_screen(page, "#confusion-chart .xtick text", "x") == CLASS_NAMES
+    assert labels_on_screen(page, "#confusion-chart .ytick text", "y") == CLASS_NAMES
+
+
+def labels_on_screen(page, selector, axis):
+    """The texts of the (SVG) elements selector finds, in their order on screen along axis."""
+    boxes = [(element.bounding_box()[axis], element.text_content()) for element in page.locator(selector).all()]
+    return [text for _, text in sorted(boxes)]
+
+
+def classify_two_images(page, base_url, tmp_path):
+    page.goto(f"{base_url}/predict/")
+    files = []
+    for kind, seed in (("horizontal", 99), ("vertical", 98)):
+        path = tmp_path / f"{kind}.png"
+        path.write_bytes(image_bytes(kind, 16, seed=seed))
+        files.append(str(path))
+    page.set_input_files("input[name=images]", files)
+    page.click("#classify-button")
+    labels = page.locator(".predicted-label")
+    expect(labels).to_have_count(2)
+    page.screenshot(path=str(tmp_path / "predict-page.png"), full_page=True)
+    return labels.all_inner_texts()
+
+
+def test_browser_journey_draws_curves_and_confusion_matrix(celery_workers, live_server, browser_page, tmp_path):
+    page, errors = browser_page
+
+    sign_up(page, live_server.url)
+    upload_zip(page, tmp_path)
+    start_small_training(page)
+
+    wait_for_run_to_end(page)
+    assert_curves_drawn(page)
+    assert_confusion_matrix_drawn(page)
+    # A picture of the finished run page, for a person to look at when this fails.
+    page.screenshot(path=str(tmp_path / "run-page.png"), full_page=True)
+    (tmp_path / "run-page.html").write_text(page.content())
+
+    labels = classify_two_images(page, live_server.url, tmp_path)
+    assert all(label in CLASS_NAMES for label in labels), labels
+
+    assert errors == [], "\n".join(errors)
