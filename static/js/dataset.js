@@ -7,8 +7,8 @@
       type: "bar", x: chart.names, y: chart.counts, marker: { color: "#2563eb" },
       text: chart.counts, textposition: "auto",
     }], {
-      margin: { t: 10, r: 10, b: 60, l: 50 }, xaxis: { type: "category", title: "Class" },
-      yaxis: { title: "Images" },
+      margin: { t: 10, r: 10, b: 60, l: 50 }, xaxis: { type: "category", title: { text: "Class" } },
+      yaxis: { title: { text: "Images" } },
     }, { displayModeBar: false, responsive: true });
   }
 

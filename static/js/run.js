@@ -1,7 +1,7 @@
 // The live run page: polls the run's JSON and redraws progress and curves without reloading.
 (function () {
   const layout = (yTitle) => ({
-    margin: { t: 10, r: 10, b: 45, l: 55 }, xaxis: { title: "Epoch", dtick: 1 }, yaxis: { title: yTitle },
+    margin: { t: 10, r: 10, b: 45, l: 55 }, xaxis: { title: { text: "Epoch" }, dtick: 1 }, yaxis: { title: { text: yTitle } },
     legend: { orientation: "h", y: -0.25 },
   });
   const config = { displayModeBar: false, responsive: true };
@@ -47,8 +47,8 @@
       text: matrix, texttemplate: "%{text}", hovertemplate: "true %{y}, predicted %{x}: %{z}<extra></extra>",
     }], {
       margin: { t: 10, r: 10, b: 60, l: 70 },
-      xaxis: { title: "Predicted class", type: "category", side: "bottom" },
-      yaxis: { title: "True class", type: "category", autorange: "reversed" },
+      xaxis: { title: { text: "Predicted class" }, type: "category", side: "bottom" },
+      yaxis: { title: { text: "True class" }, type: "category", autorange: "reversed" },
     }, config);
   }
 
