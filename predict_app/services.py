@@ -1,6 +1,7 @@
 """Loaded models, kept warm in the web process between requests."""
 import functools
 import threading
+from pathlib import Path
 
 from mlcore.serving import ModelInfo, Predictor
 
@@ -10,8 +11,6 @@ _lock = threading.Lock()
 @functools.lru_cache(maxsize=4)
 def _load(model_path: str, modified: float) -> Predictor:
     # `modified` is part of the key, so a replaced file is loaded again.
-    from pathlib import Path
-
     path = Path(model_path)
     return Predictor(path, ModelInfo.from_json(path.with_suffix(".json").read_text()))
 
