@@ -3,6 +3,11 @@ from django.db import models
 from django.db.models import Count, F
 from django.utils import timezone
 
+SPLITS = ("train", "val", "test")
+SPLIT_CHOICES = [("train", "Training"), ("val", "Validation"), ("test", "Test")]
+FEW_IMAGES = 10  # fewer images in a class than this earns a warning
+IMBALANCE_RATIO = 5  # the largest class this many times the smallest earns a warning
+
 
 class DatasetQuerySet(models.QuerySet):
     def visible_to(self, user):
@@ -26,28 +31,75 @@ class Dataset(models.Model):
     def __str__(self):
         return self.name
 
+    def trainable_images(self):
+        """The images a run learns from: labelled, and not waiting for a label conflict to be settled."""
+        return self.images.filter(image_class__isnull=False, label_conflict=False)
+
     def class_counts(self):
-        """[(class name, number of images)], classes with no images included."""
-        return [(c.name, c.image_count) for c in self.classes.annotate(image_count=Count("images")).order_by("name")]
+        """[(class name, number of trainable images)], classes with no images included."""
+        counted = Count("images", filter=models.Q(images__label_conflict=False))
+        return [(c.name, c.image_count) for c in self.classes.annotate(image_count=counted).order_by("name")]
 
     def split_counts(self):
-        counts = dict(self.images.values_list("split").annotate(n=Count("id")))
-        return {split: counts.get(split, 0) for split in ("train", "val", "test")}
+        counts = dict(self.trainable_images().values_list("split").annotate(n=Count("id")))
+        return {split: counts.get(split, 0) for split in SPLITS}
 
     def split_counts_by_class(self):
-        """{class name: {split: count}} for the split table."""
-        table = {name: {"train": 0, "val": 0, "test": 0} for name, _ in self.class_counts()}
-        rows = self.images.values_list("image_class__name", "split").annotate(n=Count("id"))
+        """{class name: {split: count}} for the split table and the per-split histogram."""
+        table = {name: dict.fromkeys(SPLITS, 0) for name, _ in self.class_counts()}
+        rows = self.trainable_images().values_list("image_class__name", "split").annotate(n=Count("id"))
         for name, split, count in rows:
             table[name][split] = count
         return table
 
     def usable_class_count(self):
-        return self.classes.annotate(n=Count("images")).filter(n__gt=0).count()
+        return sum(1 for _, count in self.class_counts() if count)
+
+    def unlabelled_count(self):
+        return self.images.filter(image_class__isnull=True).count()
+
+    def conflict_count(self):
+        return self.images.filter(label_conflict=True).count()
 
     def channels(self):
         """1 when every image is grayscale, else 3."""
         return 3 if self.images.filter(channels=3).exists() else 1
+
+    def size_distribution(self):
+        """[(width, height, number of images)], most common first."""
+        rows = self.images.values_list("width", "height").annotate(n=Count("id")).order_by("-n", "width", "height")
+        return list(rows)
+
+    def warnings(self):
+        """Plain-words problems a newcomer should fix before training, as (kind, message)."""
+        found = []
+        counts = [(name, n) for name, n in self.class_counts() if n]
+        if len(counts) < 2:
+            found.append(("classes", "A classifier needs images of at least two classes; this dataset has "
+                          f"{len(counts)}. Add images or label the ones in the inbox."))
+        for name, n in counts:
+            if n < FEW_IMAGES:
+                found.append(("few", f"The class “{name}” has only {n} image{'s' if n != 1 else ''}. "
+                              f"Aim for at least {FEW_IMAGES}, better a hundred: the model learns little from so few."))
+        if len(counts) >= 2:
+            (small_name, small), (large_name, large) = min(counts, key=lambda c: c[1]), max(counts, key=lambda c: c[1])
+            if large >= IMBALANCE_RATIO * small:
+                found.append(("imbalance", f"The classes are very unequal: “{large_name}” has {large} images, "
+                              f"“{small_name}” only {small}. The model will lean towards the big classes; "
+                              "add images to the small ones if you can."))
+        kinds = set(self.images.values_list("channels", flat=True).distinct())
+        if kinds == {1, 3}:
+            found.append(("colour", "Some images are grayscale and some are in colour. If colour does not matter, "
+                          "train in grayscale; otherwise the model may learn “grey means class X”."))
+        conflicts = self.conflict_count()
+        if conflicts:
+            found.append(("conflict", f"{conflicts} images are the same picture filed under different classes. "
+                          "Choose the right class for each; until then they are left out of training."))
+        unlabelled = self.unlabelled_count()
+        if unlabelled:
+            found.append(("inbox", f"{unlabelled} image{'s' if unlabelled != 1 else ''} "
+                          f"{'have' if unlabelled != 1 else 'has'} no class yet; label them in the inbox."))
+        return found
 
     def typical_size(self):
         """The median of the images' shorter sides, for a sensible default input size."""
@@ -80,33 +132,55 @@ class UploadQuerySet(models.QuerySet):
 
 
 class Upload(models.Model):
-    """One zip file given to a dataset, and the job that ingests it."""
+    """One batch of files given to a dataset (a zip, a folder from the browser, or a
+    folder on the server), and the job that ingests it."""
+
+    class Kind(models.TextChoices):
+        ZIP = "zip", "Zip file"
+        FOLDER = "folder", "Folder"
+        SERVER = "server", "Folder or zip on the server"
 
     class Status(models.TextChoices):
+        RECEIVING = "receiving", "Receiving files"
         QUEUED = "queued", "Waiting"
         RUNNING = "running", "Reading images"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="uploads")
-    file = models.FileField(upload_to="uploads/%Y/%m/")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.ZIP)
+    # A zip in media storage; empty for folders, whose files wait in `staging_folder`.
+    file = models.FileField(upload_to="uploads/%Y/%m/", blank=True)
+    # A folder sent by a browser: files/<batch>/... under media; a server import: its absolute path.
+    source_path = models.CharField(max_length=1000, blank=True)
     original_name = models.CharField(max_length=255)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Receiving a folder: what the browser announced, and what has arrived.
+    expected_files = models.PositiveIntegerField(default=0)
+    expected_batches = models.PositiveIntegerField(default=0)
+    received_batches = models.JSONField(default=list, blank=True)
+    # Reading it
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     accepted = models.PositiveIntegerField(default=0)
-    # [[file name in the zip, reason it was not used], ...]
-    skipped = models.JSONField(default=list, blank=True)
+    rejected = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    conflicts = models.PositiveIntegerField(default=0)
+    unlabelled = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
 
     objects = UploadQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.original_name
 
     @property
     def percent(self):
@@ -120,15 +194,36 @@ class Upload(models.Model):
         self.done, self.total = done, total
         Upload.objects.filter(id=self.id).update(done=done, total=total)
 
-    def finish(self, accepted, skipped):
-        self.status, self.accepted, self.skipped = self.Status.DONE, accepted, skipped
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "accepted", "skipped", "finished_at", "done", "total"])
+    def finish(self, **counts):
+        for name, value in counts.items():
+            setattr(self, name, value)
+        self.status, self.finished_at = self.Status.DONE, timezone.now()
+        self.save(update_fields=["status", "finished_at", "done", "total", *counts])
 
-    def fail(self, message, skipped=()):
-        self.status, self.error, self.skipped = self.Status.FAILED, message, list(skipped)
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error", "skipped", "finished_at"])
+    def fail(self, message):
+        self.status, self.error, self.finished_at = self.Status.FAILED, message, timezone.now()
+        self.save(update_fields=["status", "error", "finished_at"])
+
+
+class UploadOutcome(models.Model):
+    """A file of an upload that was not simply added: rejected, a duplicate, or a label conflict.
+
+    Accepted files are the upload's Image rows, so a 70,000-image upload does not
+    write 70,000 rows twice.
+    """
+
+    class Kind(models.TextChoices):
+        REJECTED = "rejected", "Not used"
+        DUPLICATE = "duplicate", "Duplicate, stored once"
+        CONFLICT = "conflict", "Label conflict"
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="outcomes")
+    file_name = models.CharField(max_length=1000)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    detail = models.CharField(max_length=1000)
+
+    class Meta:
+        ordering = ["id"]
 
 
 def image_upload_path(image, filename):
@@ -137,12 +232,21 @@ def image_upload_path(image, filename):
 
 class Image(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
-    image_class = models.ForeignKey(ImageClass, on_delete=models.CASCADE, related_name="images")
+    # None: the image waits in the unlabelled inbox.
+    image_class = models.ForeignKey(ImageClass, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="images")
     upload = models.ForeignKey(Upload, on_delete=models.SET_NULL, null=True, blank=True, related_name="images")
+    # Content-addressed (datasets/<id>/<sha[:2]>/<sha>.<ext>): the same bytes are one file,
+    # and a file never changes, so dataset versions can keep pointing at it.
     file = models.FileField(upload_to=image_upload_path, max_length=255)
-    original_name = models.CharField(max_length=500)
-    split = models.CharField(max_length=5, choices=[("train", "Training"), ("val", "Validation"), ("test", "Test")],
-                             default="train")
+    # Empty when the image is small enough to be its own thumbnail.
+    thumbnail = models.CharField(max_length=255, blank=True)
+    original_name = models.CharField(max_length=1000)
+    split = models.CharField(max_length=5, choices=SPLIT_CHOICES, default="train")
+    # True when a train/val/test folder or the person chose the split; a re-split leaves it.
+    split_fixed = models.BooleanField(default=False)
+    # The same picture (by hash) is filed under another class too; left out of training until settled.
+    label_conflict = models.BooleanField(default=False)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     channels = models.PositiveSmallIntegerField()
@@ -150,7 +254,66 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["dataset", "split"]), models.Index(fields=["dataset", "sha256"])]
+        indexes = [
+            models.Index(fields=["dataset", "split"]),
+            models.Index(fields=["dataset", "sha256"]),
+            models.Index(fields=["dataset", "image_class"]),
+            models.Index(fields=["dataset", "label_conflict"]),
+        ]
 
     def __str__(self):
         return self.original_name
+
+    @property
+    def label(self):
+        return self.image_class.name if self.image_class_id else None
+
+    @property
+    def thumbnail_name(self):
+        return self.thumbnail or self.file.name
+
+
+class LabelChange(models.Model):
+    """Who changed which image's label, when, from what to what.
+
+    Names, not foreign keys: the record outlives renamed and deleted classes and images.
+    An empty label means "unlabelled"; a class rename is one row with no image.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="label_changes")
+    image = models.ForeignKey(Image, on_delete=models.SET_NULL, null=True, blank=True, related_name="label_changes")
+    image_name = models.CharField(max_length=1000, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+    from_label = models.CharField(max_length=200, blank=True)
+    to_label = models.CharField(max_length=200, blank=True)
+    action = models.CharField(max_length=40)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+
+class DatasetVersion(models.Model):
+    """The labels and splits of a dataset frozen at the moment a run started.
+
+    The manifest lists every trainable image's file, label and split. Image files
+    are content-addressed and never rewritten, so a version keeps meaning the same
+    pictures with the same labels whatever is edited later.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    fingerprint = models.CharField(max_length=64)
+    manifest = models.FileField(upload_to="versions/", max_length=255)
+    image_count = models.PositiveIntegerField()
+    class_names = models.JSONField(default=list)
+    split_counts = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")]
+
+    def __str__(self):
+        return f"version {self.number}"

@@ -1,17 +1,24 @@
+import csv
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
-from django.http import FileResponse, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from .forms import ZipUploadForm
 from .ingestion import sample_digits_zip
-from .models import Dataset, Upload
+from .labelling import LabelError, resplit
+from .models import SPLITS, Dataset, Image, Upload, UploadOutcome
 from .tasks import ingest
 
-SAMPLES_PER_CLASS = 8
+UPLOADS_SHOWN = 10
+SIZES_CHARTED = 200  # distinct width x height pairs drawn in the size chart
+REPORT_ROWS = 500  # rows per table on the report page; the CSV has them all
 
 
 def get_dataset_for_user(request, pk):
@@ -54,20 +61,49 @@ def create_sample(request):
 @login_required
 def dataset_detail(request, pk):
     dataset = get_dataset_for_user(request, pk)
-    classes = list(dataset.classes.all())
-    samples = {c.name: list(c.images.order_by("id")[:SAMPLES_PER_CLASS]) for c in classes}
-    class_counts = dataset.class_counts()
+    split_table = dataset.split_counts_by_class()
+    sizes = dataset.size_distribution()
+    charted = sizes[:SIZES_CHARTED]
     return render(request, "datasets_app/detail.html", {
         "dataset": dataset,
-        "uploads": dataset.uploads.all(),
-        "class_counts": class_counts,
-        "chart": {"names": [n for n, _ in class_counts], "counts": [c for _, c in class_counts]},
-        "samples": samples,
+        "uploads": dataset.uploads.all()[:UPLOADS_SHOWN],
+        "warnings": dataset.warnings(),
+        "split_table": split_table,
         "split_counts": dataset.split_counts(),
-        "split_table": dataset.split_counts_by_class(),
-        "runs": dataset.runs.all()[:20],
+        "chart": {
+            "names": list(split_table),
+            "splits": {split: [row[split] for row in split_table.values()] for split in SPLITS},
+            "sizes": {"width": [w for w, _, _ in charted], "height": [h for _, h, _ in charted],
+                      "count": [n for _, _, n in charted]},
+        },
+        "common_sizes": sizes[:5],
+        "distinct_sizes": len(sizes),
+        # The tutorial's first look at the data: 25 training images with their labels.
+        "grid": dataset.trainable_images().filter(split="train").select_related("image_class").order_by("?")[:25],
+        "unlabelled": dataset.unlabelled_count(),
+        "conflicts": dataset.conflict_count(),
+        "versions": dataset.versions.all()[:5],
+        "runs": dataset.runs.select_related("version")[:20],
         "can_train": dataset.usable_class_count() >= 2 and not dataset.is_busy(),
+        "split_percent": {"val": round(dataset.val_fraction * 100), "test": round(dataset.test_fraction * 100)},
     })
+
+
+@login_required
+@require_POST
+def dataset_resplit(request, pk):
+    dataset = get_dataset_for_user(request, pk)
+    try:
+        val, test = float(request.POST.get("val_percent", "")), float(request.POST.get("test_percent", ""))
+        resplit(dataset, val / 100, test / 100)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    except ValueError:
+        messages.error(request, "Enter the shares as numbers, such as 10 and 10.")
+    else:
+        messages.info(request, f"Split again: {100 - val - test:g} % training, {val:g} % validation, {test:g} % test. "
+                               "Images in train/val/test folders, or moved by hand, kept their split.")
+    return redirect("datasets:detail", pk=pk)
 
 
 @login_required
@@ -76,16 +112,85 @@ def dataset_progress(request, pk):
     return JsonResponse({"uploads": [
         {"id": u.id, "status": u.status, "status_label": u.get_status_display(), "done": u.done,
          "total": u.total, "percent": u.percent, "error": u.error}
-        for u in dataset.uploads.all()
+        for u in dataset.uploads.all()[:UPLOADS_SHOWN]
     ]})
+
+
+def _image_response(request, pk, image_pk, thumbnail):
+    """An image's file, only for its owner. Image files never change, so browsers may keep them."""
+    names = Image.objects.filter(pk=image_pk, dataset_id=pk, dataset__owner_id=request.user.id).values_list(
+        "file", "thumbnail").first()
+    if names is None:
+        raise Http404("No such image.")
+    file_name, thumbnail_name = names
+    try:
+        handle = default_storage.open((thumbnail and thumbnail_name) or file_name, "rb")
+    except FileNotFoundError:
+        raise Http404("The image file is missing.") from None
+    response = FileResponse(handle)
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
 
 
 @login_required
 def image_file(request, pk, image_pk):
+    return _image_response(request, pk, image_pk, thumbnail=False)
+
+
+@login_required
+def image_thumbnail(request, pk, image_pk):
+    return _image_response(request, pk, image_pk, thumbnail=True)
+
+
+def get_upload_for_user(request, pk, upload_pk):
     dataset = get_dataset_for_user(request, pk)
-    image = get_object_or_404(dataset.images, pk=image_pk)
-    response = FileResponse(image.file.open("rb"))
-    response["Cache-Control"] = "private, max-age=86400"
+    return get_object_or_404(dataset.uploads.select_related("dataset"), pk=upload_pk)
+
+
+@login_required
+def upload_report(request, pk, upload_pk):
+    upload = get_upload_for_user(request, pk, upload_pk)
+    outcomes = upload.outcomes.all()
+    return render(request, "datasets_app/report.html", {
+        "dataset": upload.dataset, "upload": upload,
+        "rejected": outcomes.filter(kind=UploadOutcome.Kind.REJECTED)[:REPORT_ROWS],
+        "duplicates": outcomes.filter(kind=UploadOutcome.Kind.DUPLICATE)[:REPORT_ROWS],
+        "conflicts": outcomes.filter(kind=UploadOutcome.Kind.CONFLICT)[:REPORT_ROWS],
+        "report_rows": REPORT_ROWS,
+    })
+
+
+class _Echo:
+    """A file-like object whose write returns the line, so csv.writer can feed a streaming response."""
+
+    def write(self, value):
+        return value
+
+
+@login_required
+def upload_report_csv(request, pk, upload_pk):
+    """Every file of the upload, one row each: accepted ones from its images, the rest from its outcomes."""
+    upload = get_upload_for_user(request, pk, upload_pk)
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(["file", "outcome", "detail", "class", "split", "width", "height", "sha256"])
+        conflicts = dict(upload.outcomes.filter(kind=UploadOutcome.Kind.CONFLICT).values_list("file_name", "detail"))
+        images = upload.images.order_by("id").values_list(
+            "original_name", "image_class__name", "split", "width", "height", "sha256")
+        for name, label, split, width, height, sha in images.iterator(chunk_size=2000):
+            if name in conflicts:
+                outcome, detail = "label conflict", conflicts[name]
+            else:
+                outcome, detail = ("accepted" if label else "accepted, unlabelled"), ""
+            yield writer.writerow([name, outcome, detail, label or "", split, width, height, sha])
+        for outcome in upload.outcomes.exclude(kind=UploadOutcome.Kind.CONFLICT).iterator(chunk_size=2000):
+            yield writer.writerow([outcome.file_name, outcome.get_kind_display().lower(), outcome.detail,
+                                   "", "", "", "", ""])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    stem = slugify(upload.original_name.rsplit(".", 1)[0]) or "upload"
+    response["Content-Disposition"] = f'attachment; filename="report-{upload.id}-{stem}.csv"'
     return response
 
 

@@ -1,13 +1,15 @@
-"""Reading labelled image folders out of an untrusted zip file.
+"""Reading labelled image folders out of an untrusted zip file or folder.
 
 A zip is never extracted to disk. `plan_zip` reads only the central directory
 and refuses an archive that is unsafe as a whole (paths that climb out, links,
 too many entries, too many bytes); `read_entries` then yields each planned
 file's bytes, counting the bytes actually decompressed, because the sizes the
-header declares can lie.
+header declares can lie. Folders (on the server, or sent by a browser) go
+through the same `plan_files` rules and are read by `read_files`.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 import stat
 import zipfile
@@ -39,7 +41,7 @@ class ArchiveLimits:
 @dataclass(frozen=True)
 class PlannedImage:
     name: str  # the entry's name in the zip
-    label: str
+    label: str | None  # None: no class folder, so it waits in the unlabelled inbox
     split: str | None  # "train", "val" or "test" when a folder says so
 
 
@@ -50,7 +52,7 @@ class ZipPlan:
 
     @property
     def labels(self) -> list[str]:
-        return sorted({image.label for image in self.images})
+        return sorted({image.label for image in self.images if image.label})
 
 
 def _is_link(info: zipfile.ZipInfo) -> bool:
@@ -70,8 +72,8 @@ def _unsafe_reason(name: str) -> str | None:
 def plan_zip(source: str | BinaryIO, limits: ArchiveLimits = ArchiveLimits()) -> ZipPlan:
     """Decide, from the central directory alone, which entries are images and their labels.
 
-    Layouts understood: `class/img.png`, `top/class/img.png` (one folder around
-    everything is dropped), and `[top/]train|val|test/class/img.png`.
+    The whole zip is refused when it is unsafe: paths that climb out, links, too
+    many entries or too many declared bytes.
     """
     try:
         with zipfile.ZipFile(source) as archive:
@@ -80,45 +82,55 @@ def plan_zip(source: str | BinaryIO, limits: ArchiveLimits = ArchiveLimits()) ->
         raise ArchiveRejected("This file is not a zip archive, or it is damaged.") from None
     except (OSError, EOFError, ValueError) as exc:
         raise ArchiveRejected(f"This zip archive cannot be read ({exc}).") from None
-
     if len(infos) > limits.max_entries:
-        raise ArchiveRejected(
-            f"This zip has {len(infos):,} entries; the limit is {limits.max_entries:,}."
-        )
-    total = 0
+        raise ArchiveRejected(f"This zip has {len(infos):,} entries; the limit is {limits.max_entries:,}.")
     for info in infos:
-        reason = _unsafe_reason(info.filename)
-        if reason:
-            raise ArchiveRejected(f"The zip entry “{info.filename}” {reason}, so the upload was refused.")
         if _is_link(info):
             raise ArchiveRejected(f"The zip entry “{info.filename}” is a link, so the upload was refused.")
-        total += info.file_size
+    return plan_files([(info.filename, info.file_size) for info in infos if not info.is_dir()], limits)
+
+
+def plan_files(files: list[tuple[str, int]], limits: ArchiveLimits = ArchiveLimits()) -> ZipPlan:
+    """Sort (relative path, size) pairs into images with labels and files skipped with a reason.
+
+    The same rules for a zip, a folder on the server and a folder sent by a
+    browser. Layouts understood: `class/img.png`, `top/class/img.png` (one
+    folder around everything is dropped), `[top/]train|val|test/class/img.png`,
+    and `img.png` with no folder, which is an unlabelled image (label None).
+    """
+    if len(files) > limits.max_entries:
+        raise ArchiveRejected(f"This upload has {len(files):,} files; the limit is {limits.max_entries:,}.")
+    total = 0
+    for name, size in files:
+        reason = _unsafe_reason(name)
+        if reason:
+            raise ArchiveRejected(f"The file “{name}” {reason}, so the upload was refused.")
+        total += size
     if total > limits.max_total_bytes:
         raise ArchiveRejected(
-            f"This zip would unpack to {total / 1024**2:,.0f} MB; the limit is "
+            f"This upload would unpack to {total / 1024**2:,.0f} MB; the limit is "
             f"{limits.max_total_bytes / 1024**2:,.0f} MB."
         )
 
-    files = [info for info in infos if not info.is_dir() and not _is_hidden(info.filename)]
-    paths = [info.filename.split("/") for info in files]
+    files = [(name, size) for name, size in files if not _is_hidden(name)]
+    paths = [name.split("/") for name, _ in files]
     strip = _common_top_folder(paths)
     plan = ZipPlan()
-    for info, parts in zip(files, paths):
+    for (name, size), parts in zip(files, paths):
         parts = parts[strip:]
         split = SPLIT_FOLDERS.get(parts[0].lower()) if len(parts) > 2 else None
         if split:
             parts = parts[1:]
         extension = posixpath.splitext(parts[-1])[1].lower()
         if extension in ARCHIVE_EXTENSIONS:
-            plan.skipped.append((info.filename, "an archive inside the archive is not opened"))
-        elif len(parts) < 2:
-            plan.skipped.append((info.filename, "not inside a class folder"))
+            plan.skipped.append((name, "an archive inside the archive is not opened"))
         elif extension not in IMAGE_EXTENSIONS:
-            plan.skipped.append((info.filename, "not an image file (PNG, JPEG, BMP or GIF)"))
-        elif info.file_size > limits.max_entry_bytes:
-            plan.skipped.append((info.filename, "the file is larger than the per-file limit"))
+            plan.skipped.append((name, "not an image file (PNG, JPEG, BMP or GIF)"))
+        elif size > limits.max_entry_bytes:
+            plan.skipped.append((name, "the file is larger than the per-file limit"))
         else:
-            plan.images.append(PlannedImage(info.filename, parts[0].strip(), split))
+            label = parts[0].strip() if len(parts) >= 2 else None
+            plan.images.append(PlannedImage(name, label or None, split))
     return plan
 
 
@@ -164,3 +176,45 @@ def read_entries(source: str | BinaryIO, plan: ZipPlan,
                 yield planned, None, "the file is compressed suspiciously well (a zip bomb?)"
             else:
                 yield planned, data, None
+
+
+def list_folder(root: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """(relative path, size) of the files under `root`, and links skipped with a reason.
+
+    Links are never followed, so a folder cannot point the import outside itself.
+    """
+    files, skipped = [], []
+    root = os.path.abspath(root)
+    for folder, subfolders, names in os.walk(root, followlinks=False):
+        for name in sorted(names) + [s for s in subfolders if os.path.islink(os.path.join(folder, s))]:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, root).replace(os.sep, "/")
+            if os.path.islink(path):
+                skipped.append((relative, "a link is not followed"))
+            elif os.path.isfile(path):
+                files.append((relative, os.path.getsize(path)))
+        subfolders.sort()
+    return sorted(files), sorted(skipped)
+
+
+def read_files(paths: dict[str, str], plan: ZipPlan,
+               limits: ArchiveLimits = ArchiveLimits()) -> Iterator[tuple[PlannedImage, bytes | None, str | None]]:
+    """Like `read_entries`, for files on disk: `paths` maps each planned name to its file."""
+    total = 0
+    for planned in plan.images:
+        try:
+            with open(paths[planned.name], "rb") as f:
+                data = f.read(limits.max_entry_bytes + 1)
+        except OSError as exc:
+            yield planned, None, f"the file cannot be read ({exc.strerror or exc})"
+            continue
+        total += len(data)
+        if total > limits.max_total_bytes:
+            raise ArchiveRejected(
+                f"These files hold more than the limit of {limits.max_total_bytes / 1024**2:,.0f} MB; "
+                "the upload was stopped."
+            )
+        if len(data) > limits.max_entry_bytes:
+            yield planned, None, "the file is larger than the per-file limit"
+        else:
+            yield planned, data, None

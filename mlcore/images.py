@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 DEFAULT_MAX_PIXELS = 40_000_000  # about a 7,000 x 6,000 photo
+THUMBNAIL_BOX = 160  # pixels; gallery tiles are shown at 80 to 120 CSS pixels
 
 
 class ImageRejected(ValueError):
@@ -59,8 +60,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
                 )
             fmt = image.format
             image.load()  # a real decode: verify() checks little
-            image = ImageOps.exif_transpose(image)
-            image = _to_model_mode(image)
+            if image.info.get("exif"):  # JPEG and PNG keep it here; only then can it rotate
+                image = ImageOps.exif_transpose(image)
+            if image.mode not in ("L", "RGB"):
+                image = _to_model_mode(image)
     except ImageRejected:
         raise
     except UnidentifiedImageError:
@@ -95,6 +98,18 @@ def _to_model_mode(image: Image.Image) -> Image.Image:
         if np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]):
             return rgb.convert("L")
     return rgb
+
+
+def make_thumbnail(image: Image.Image, box: int = THUMBNAIL_BOX) -> bytes | None:
+    """A JPEG no larger than box x box pixels, or None when the image is that small already
+    (it is then its own thumbnail, which saves a file per MNIST digit)."""
+    if image.width <= box and image.height <= box:
+        return None
+    thumbnail = image.copy()
+    thumbnail.thumbnail((box, box), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    buffer = io.BytesIO()
+    thumbnail.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
 
 
 def image_to_array(image: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:

@@ -141,8 +141,10 @@ def shapes(user):
 
 
 def new_run(dataset, **settings):
+    """A queued run on a frozen version of the dataset, as the "Start training" view makes it."""
+    from datasets_app.versions import freeze
     from training_app.models import TrainingRun
 
     values = {"preset": "small_cnn", "image_size": 16, "epochs": 2, "batch_size": 8, "learning_rate": 0.01,
-              "channels": dataset.channels()} | settings
+              "channels": dataset.channels(), "version": freeze(dataset, dataset.owner)} | settings
     return TrainingRun.objects.create(owner=dataset.owner, dataset=dataset, **values)

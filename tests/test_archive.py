@@ -4,7 +4,8 @@ import zipfile
 
 import pytest
 
-from mlcore.archive import ArchiveLimits, ArchiveRejected, plan_zip, read_entries
+from mlcore.archive import (ArchiveLimits, ArchiveRejected, list_folder, plan_files, plan_zip, read_entries,
+                            read_files)
 from tests.images import image_bytes, make_zip
 
 PNG = image_bytes("spot", 8)
@@ -29,15 +30,46 @@ def test_train_and_test_folders_set_the_split():
     assert [(i.label, i.split) for i in result.images] == [("3", "train"), ("7", "test"), ("7", "val")]
 
 
-def test_loose_files_and_non_images_are_skipped_with_a_reason():
+def test_non_images_and_nested_archives_are_skipped_with_a_reason():
     result = plan({"readme.txt": b"hi", "cats/notes.txt": b"x", "cats/1.png": PNG, "dogs/2.png": PNG,
                    "dogs/more.zip": b"PK", "__MACOSX/cats/._1.png": b"", "cats/.DS_Store": b""})
     assert dict(result.skipped) == {
-        "readme.txt": "not inside a class folder",
+        "readme.txt": "not an image file (PNG, JPEG, BMP or GIF)",
         "cats/notes.txt": "not an image file (PNG, JPEG, BMP or GIF)",
         "dogs/more.zip": "an archive inside the archive is not opened",
     }
     assert len(result.images) == 2
+
+
+def test_loose_images_have_no_label_and_wait_in_the_inbox():
+    result = plan({"new1.png": PNG, "cats/1.png": PNG})
+    assert [(i.name, i.label) for i in result.images] == [("new1.png", None), ("cats/1.png", "cats")]
+    assert result.labels == ["cats"]
+
+
+def test_a_folder_on_disk_is_planned_by_the_same_rules_and_links_are_not_followed(tmp_path):
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "1.png").write_bytes(PNG)
+    (tmp_path / "train" / "dogs").mkdir(parents=True)
+    (tmp_path / "train" / "dogs" / "2.png").write_bytes(PNG)
+    (tmp_path / "cats" / "secret.png").symlink_to("/etc/passwd")
+    (tmp_path / "elsewhere").symlink_to("/etc", target_is_directory=True)
+    files, skipped = list_folder(str(tmp_path))
+    assert files == [("cats/1.png", len(PNG)), ("train/dogs/2.png", len(PNG))]
+    assert skipped == [("cats/secret.png", "a link is not followed"), ("elsewhere", "a link is not followed")]
+    result = plan_files(files)
+    assert [(i.label, i.split) for i in result.images] == [("cats", None), ("dogs", "train")]
+    paths = {name: str(tmp_path / name) for name, _ in files}
+    assert [data for _, data, _ in read_files(paths, result)] == [PNG, PNG]
+
+
+def test_files_sent_by_a_browser_are_checked_like_zip_entries():
+    with pytest.raises(ArchiveRejected, match="points outside"):
+        plan_files([("cats/../../etc/x.png", 10)])
+    with pytest.raises(ArchiveRejected, match="limit is 1"):
+        plan_files([("a/1.png", 10), ("b/2.png", 10)], ArchiveLimits(max_entries=1))
+    with pytest.raises(ArchiveRejected, match="unpack to"):
+        plan_files([("a/1.png", 10), ("b/2.png", 10)], ArchiveLimits(max_total_bytes=15))
 
 
 @pytest.mark.parametrize("name", ["../../x.png", "cats/../../x.png", "/etc/x.png", "C:/x.png", "cats\\..\\x.png"])

@@ -22,6 +22,10 @@ def add_upload(dataset, data, name="shapes.zip"):
     return upload
 
 
+def outcomes(upload, kind):
+    return dict(upload.outcomes.filter(kind=kind).values_list("file_name", "detail"))
+
+
 def test_it_stores_every_image_with_its_label_split_and_size(dataset, settings):
     upload = add_upload(dataset, labelled_zip(per_class=10))
     ingest(upload.id)
@@ -43,8 +47,8 @@ def test_corrupt_and_unsupported_files_are_skipped_and_reported(dataset):
     ingest(upload.id)
     upload.refresh_from_db()
     assert upload.status == "done" and upload.accepted == 12
-    reasons = dict(upload.skipped)
-    assert set(reasons) == set(extra)
+    reasons = outcomes(upload, "rejected")
+    assert set(reasons) == set(extra) and upload.rejected == 3
     assert "not an image" in reasons["shapes/spot/fake.jpg"]
 
 
@@ -54,7 +58,7 @@ def test_an_image_with_too_many_pixels_is_skipped(dataset):
     ingest(upload.id)
     upload.refresh_from_db()
     assert upload.accepted == 6
-    assert "too large" in dict(upload.skipped)["shapes/spot/huge.png"]
+    assert "too large" in outcomes(upload, "rejected")["shapes/spot/huge.png"]
 
 
 def test_a_second_delivery_of_the_same_upload_does_nothing(dataset):

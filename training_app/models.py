@@ -41,6 +41,9 @@ class TrainingRun(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
     dataset = models.ForeignKey("datasets_app.Dataset", on_delete=models.CASCADE, related_name="runs")
+    # The frozen labels it learns from; later edits to the dataset never change them.
+    version = models.ForeignKey("datasets_app.DatasetVersion", on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="runs")
     created_at = models.DateTimeField(default=timezone.now)
 
     # What to train

@@ -7,7 +7,9 @@ import time
 
 import numpy as np
 from django.conf import settings
+from django.core.files.storage import default_storage
 
+from datasets_app.versions import manifest_rows
 from mlcore.evaluation import evaluate
 from mlcore.images import ImageRejected, load_model_input
 from mlcore.serving import ModelInfo, predict_batch, save_model
@@ -19,24 +21,24 @@ LOAD_PROGRESS_EVERY = 200
 
 
 def load_arrays(run):
-    """uint8 pixels and integer labels of each split, resized as the run asks."""
-    images = list(run.dataset.images.select_related("image_class").order_by("id"))
-    class_names = sorted({image.image_class.name for image in images})
+    """uint8 pixels and integer labels of each split of the run's dataset version, resized as the run asks."""
+    images = manifest_rows(run.version)
+    class_names = run.version.class_names
     index = {name: i for i, name in enumerate(class_names)}
     size = (run.image_size, run.image_size)
     arrays = {split: ([], [], []) for split in ("train", "val", "test")}
     run.record_phase("Preparing images", 0, len(images))
     for done, image in enumerate(images, start=1):
-        with image.file.open("rb") as f:
+        with default_storage.open(image["file"], "rb") as f:
             data = f.read()
         try:
             pixels = load_model_input(data, size, run.channels)
         except ImageRejected:
             continue  # it decoded at ingestion; a file changed on disk since is left out
-        xs, ys, ids = arrays[image.split]
+        xs, ys, ids = arrays[image["split"]]
         xs.append(pixels)
-        ys.append(index[image.image_class.name])
-        ids.append(image.id)
+        ys.append(index[image["label"]])
+        ids.append(image["image_id"])
         if done % LOAD_PROGRESS_EVERY == 0 or done == len(images):
             run.record_phase("Preparing images", done, len(images))
     shape = (0, run.image_size, run.image_size, run.channels)

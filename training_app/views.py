@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from datasets_app.models import Image
+from datasets_app.versions import freeze
 from datasets_app.views import get_dataset_for_user
 
 from .forms import TrainingRunForm
@@ -15,7 +16,7 @@ from .tasks import train
 
 def get_run_for_user(request, pk):
     """The one way views fetch a run: anyone else's is a 404."""
-    return get_object_or_404(TrainingRun.objects.visible_to(request.user).select_related("dataset"), pk=pk)
+    return get_object_or_404(TrainingRun.objects.visible_to(request.user).select_related("dataset", "version"), pk=pk)
 
 
 @login_required
@@ -27,6 +28,7 @@ def run_new(request, dataset_pk):
             run = form.save(commit=False)
             run.owner, run.dataset, run.channels = request.user, dataset, dataset.channels()
             with transaction.atomic():
+                run.version = freeze(dataset, request.user)
                 run.save()
                 train.delay_on_commit(run.id)  # the worker must never read an uncommitted row
             return redirect("training:detail", pk=run.pk)
@@ -37,7 +39,7 @@ def run_new(request, dataset_pk):
 
 @login_required
 def run_list(request):
-    runs = TrainingRun.objects.visible_to(request.user).select_related("dataset")
+    runs = TrainingRun.objects.visible_to(request.user).select_related("dataset", "version")
     return render(request, "training_app/list.html", {"runs": runs})
 
 

@@ -1,0 +1,179 @@
+"""Changing labels, splits and classes, with a record of every label change.
+
+Views call these functions and show `LabelError` messages as they are.
+"""
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+
+from mlcore.splits import stratified_split
+
+from .models import SPLITS, Dataset, Image, ImageClass, LabelChange
+
+CHUNK = 500  # ids per IN (...) clause: well under SQLite's limit on parameters
+
+
+class LabelError(ValueError):
+    """A change that cannot be made; the message says why in plain words."""
+
+
+def _chunks(items, size=CHUNK):
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def clean_class_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not name:
+        raise LabelError("Give the class a name.")
+    if len(name) > 200:
+        raise LabelError("Class names can be at most 200 characters long.")
+    if "/" in name or "\\" in name:
+        raise LabelError("Class names cannot contain / or \\, since they become folder names when exported.")
+    return name
+
+
+def create_class(dataset: Dataset, name: str) -> ImageClass:
+    name = clean_class_name(name)
+    if dataset.classes.filter(name__iexact=name).exists():
+        raise LabelError(f"There is already a class called “{name}”.")
+    return ImageClass.objects.create(dataset=dataset, name=name)
+
+
+@transaction.atomic
+def relabel(dataset: Dataset, image_ids, to_class: ImageClass | None, user, action="moved") -> int:
+    """Give these images a new class (None: back to the inbox). Returns how many changed."""
+    if to_class is not None and to_class.dataset_id != dataset.id:
+        raise LabelError("That class belongs to another dataset.")
+    to_label = to_class.name if to_class else ""
+    changes, changed_ids, shas = [], [], set()
+    for chunk in _chunks(image_ids):
+        rows = dataset.images.filter(id__in=chunk).values_list("id", "original_name", "image_class__name", "sha256")
+        for image_id, name, from_label, sha in rows:
+            if (from_label or "") == to_label:
+                continue
+            changes.append(LabelChange(dataset=dataset, image_id=image_id, image_name=name, user=user,
+                                       from_label=from_label or "", to_label=to_label, action=action))
+            changed_ids.append(image_id)
+            shas.add(sha)
+    for chunk in _chunks(changed_ids):
+        Image.objects.filter(id__in=chunk).update(image_class=to_class)
+    LabelChange.objects.bulk_create(changes, batch_size=1000)
+    refresh_conflicts(dataset, shas)
+    return len(changed_ids)
+
+
+def refresh_conflicts(dataset: Dataset, shas) -> None:
+    """Flag each picture (by hash) filed under more than one class; clear the flag where that ended."""
+    for chunk in _chunks(shas):
+        labelled = dataset.images.filter(sha256__in=chunk, image_class__isnull=False)
+        conflicted = set(
+            labelled.values("sha256").annotate(classes=Count("image_class", distinct=True))
+            .filter(classes__gt=1).values_list("sha256", flat=True)
+        )
+        dataset.images.filter(sha256__in=chunk).exclude(sha256__in=conflicted).update(label_conflict=False)
+        if conflicted:
+            labelled.filter(sha256__in=conflicted).update(label_conflict=True)
+
+
+@transaction.atomic
+def move_to_split(dataset: Dataset, image_ids, split: str) -> int:
+    """Put images in a split by hand; a later re-split leaves them there."""
+    if split not in SPLITS:
+        raise LabelError("Choose training, validation or test.")
+    moved = 0
+    for chunk in _chunks(image_ids):
+        moved += dataset.images.filter(id__in=chunk).update(split=split, split_fixed=True)
+    return moved
+
+
+@transaction.atomic
+def delete_images(dataset: Dataset, image_ids, user) -> int:
+    """Remove images from the dataset. Their files stay, since dataset versions may use them."""
+    changes, shas, ids = [], set(), []
+    for chunk in _chunks(image_ids):
+        for image_id, name, label, sha in dataset.images.filter(id__in=chunk).values_list(
+                "id", "original_name", "image_class__name", "sha256"):
+            changes.append(LabelChange(dataset=dataset, image_name=name, user=user, from_label=label or "",
+                                       to_label="", action="deleted"))
+            shas.add(sha)
+            ids.append(image_id)
+    for chunk in _chunks(ids):
+        Image.objects.filter(id__in=chunk).delete()
+    LabelChange.objects.bulk_create(changes, batch_size=1000)
+    refresh_conflicts(dataset, shas)
+    return len(ids)
+
+
+def rename_class(image_class: ImageClass, new_name: str, user) -> ImageClass:
+    new_name = clean_class_name(new_name)
+    dataset = image_class.dataset
+    if new_name == image_class.name:
+        return image_class
+    if dataset.classes.filter(name__iexact=new_name).exclude(id=image_class.id).exists():
+        raise LabelError(f"There is already a class called “{new_name}”; merge into it instead.")
+    old_name = image_class.name
+    try:
+        with transaction.atomic():
+            image_class.name = new_name
+            image_class.save(update_fields=["name"])
+            LabelChange.objects.create(dataset=dataset, user=user, from_label=old_name, to_label=new_name,
+                                       action="class renamed")
+    except IntegrityError:
+        raise LabelError(f"There is already a class called “{new_name}”.") from None
+    return image_class
+
+
+@transaction.atomic
+def merge_classes(source: ImageClass, target: ImageClass, user) -> int:
+    """Move every image of `source` into `target`, then remove `source`."""
+    if source.dataset_id != target.dataset_id:
+        raise LabelError("Both classes must belong to the same dataset.")
+    if source.id == target.id:
+        raise LabelError("Choose a different class to merge into.")
+    moved = relabel(source.dataset, source.images.values_list("id", flat=True), target, user, action="classes merged")
+    source.delete()
+    return moved
+
+
+@transaction.atomic
+def delete_class(image_class: ImageClass, user) -> int:
+    """Remove a class; its images are kept and go back to the unlabelled inbox."""
+    moved = relabel(image_class.dataset, image_class.images.values_list("id", flat=True), None, user,
+                    action="class deleted")
+    image_class.delete()
+    return moved
+
+
+@transaction.atomic
+def resolve_conflict(dataset: Dataset, sha256: str, to_class: ImageClass | None, user) -> None:
+    """Settle a picture filed under several classes: keep one copy in `to_class`, or none at all."""
+    copies = list(dataset.images.filter(sha256=sha256, image_class__isnull=False).order_by("id"))
+    if not copies:
+        raise LabelError("That picture is no longer in the dataset.")
+    if to_class is None:
+        delete_images(dataset, [image.id for image in copies], user)
+        return
+    keep = next((image for image in copies if image.image_class_id == to_class.id), copies[0])
+    relabel(dataset, [keep.id], to_class, user, action="conflict settled")
+    delete_images(dataset, [image.id for image in copies if image.id != keep.id], user)
+
+
+@transaction.atomic
+def resplit(dataset: Dataset, val_fraction: float, test_fraction: float) -> None:
+    """New split percentages: images whose split no folder and no person chose are split again."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise LabelError("The validation and test shares must be between 0 % and 100 % together.")
+    dataset.val_fraction, dataset.test_fraction = val_fraction, test_fraction
+    dataset.save(update_fields=["val_fraction", "test_fraction"])
+    rows = list(dataset.images.filter(split_fixed=False).order_by("id").values_list("id", "image_class__name"))
+    splits = stratified_split([label or "" for _, label in rows], None, val_fraction, test_fraction,
+                              dataset.split_seed)
+    by_split = {split: [] for split in SPLITS}
+    for (image_id, _), split in zip(rows, splits):
+        by_split[split].append(image_id)
+    for split, ids in by_split.items():
+        for chunk in _chunks(ids):
+            Image.objects.filter(id__in=chunk).update(split=split)
