@@ -7,8 +7,6 @@ from . import gallery_views, label_views, upload_views, views
 
 app_name = "datasets"
 urlpatterns = [
-    path("", views.dataset_list, name="list"),
-    path("sample/", views.create_sample, name="sample"),
     path("<int:pk>/", views.dataset_detail, name="detail"),
     path("<int:pk>/progress/", views.dataset_progress, name="progress"),
     path("<int:pk>/split/", views.dataset_resplit, name="resplit"),

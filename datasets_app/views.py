@@ -2,19 +2,14 @@ import csv
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from .forms import ZipUploadForm
-from .ingestion import sample_digits_zip
 from .labelling import LabelError, resplit
-from .models import SPLITS, Dataset, Image, Upload, UploadOutcome
-from .tasks import ingest
+from .models import SPLITS, Dataset, Image, UploadOutcome
 
 UPLOADS_SHOWN = 10
 SIZES_CHARTED = 200  # distinct width x height pairs drawn in the size chart
@@ -24,38 +19,6 @@ REPORT_ROWS = 500  # rows per table on the report page; the CSV has them all
 def get_dataset_for_user(request, pk):
     """The one way views fetch a dataset: anyone else's is a 404."""
     return get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
-
-
-def _start_upload(dataset, name, fileobj):
-    upload = Upload(dataset=dataset, original_name=name)
-    upload.file.save(name, fileobj, save=False)
-    upload.save()
-    ingest.delay_on_commit(upload.id)
-    return upload
-
-
-@login_required
-def dataset_list(request):
-    form = ZipUploadForm()
-    if request.method == "POST":
-        form = ZipUploadForm(request.POST, request.FILES)
-        if form.is_valid():
-            with transaction.atomic():
-                dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name())
-                _start_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"])
-            return redirect("datasets:detail", pk=dataset.pk)
-    datasets = Dataset.objects.visible_to(request.user).prefetch_related("uploads")
-    return render(request, "datasets_app/list.html", {"datasets": datasets, "form": form})
-
-
-@login_required
-@require_POST
-def create_sample(request):
-    with transaction.atomic():
-        dataset = Dataset.objects.create(owner=request.user, name="Handwritten digits (sample)")
-        _start_upload(dataset, "digits.zip", ContentFile(sample_digits_zip()))
-    messages.info(request, "The sample digits are being read; this takes a few seconds.")
-    return redirect("datasets:detail", pk=dataset.pk)
 
 
 @login_required

@@ -4,8 +4,15 @@ import zipfile
 
 import pytest
 
-from mlcore.archive import (ArchiveLimits, ArchiveRejected, list_folder, plan_files, plan_zip, read_entries,
-                            read_files)
+from mlcore.archive import (
+    ArchiveLimits,
+    ArchiveRejected,
+    list_folder,
+    plan_files,
+    plan_zip,
+    read_entries,
+    read_files,
+)
 from tests.images import image_bytes, make_zip
 
 PNG = image_bytes("spot", 8)

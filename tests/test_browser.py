@@ -3,66 +3,18 @@ Celery workers, read the curves and the confusion matrix, and classify new image
 
 The other tests check what the server sends; this one checks what a person sees: that the
 JavaScript runs without errors and that Plotly actually draws the charts."""
-import os
 import re
-import shutil
 
 import pytest
 
+from tests.browser import browser_page, expect, sign_up  # noqa: F401 (browser_page is a fixture)
 from tests.images import CLASSES, image_bytes, labelled_zip
-
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    pytest.skip("playwright is not installed (pip install playwright); the browser test is skipped",
-                allow_module_level=True)
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
-if not CHROMIUM:
-    pytest.skip("Chromium is not installed (apt-get install chromium); the browser test is skipped",
-                allow_module_level=True)
-
-# Playwright's sync API runs an asyncio event loop in the test's thread, so Django takes every
-# ORM call made from it (live_server's set-up, the fixtures) for one made inside async code.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CLASS_NAMES = sorted(CLASSES)  # the order the app shows them in: ["horizontal", "spot", "vertical"]
 INGESTION_TIMEOUT_MS = 60_000
 TRAINING_TIMEOUT_MS = 180_000
-
-
-@pytest.fixture
-def browser_page():
-    """A fresh page in headless Chromium, and the list its JavaScript errors are collected in."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("console", lambda message: _record_console_error(errors, message))
-        page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-        try:
-            yield page, errors
-        finally:
-            browser.close()
-
-
-def _record_console_error(errors, message):
-    # The site has no favicon; Chromium asks for one anyway, and its 404 is no bug of ours.
-    if message.type == "error" and "favicon" not in (message.location or {}).get("url", ""):
-        errors.append(f"console: {message.text} ({(message.location or {}).get('url', '')})")
-
-
-def sign_up(page, base_url):
-    page.goto(f"{base_url}/accounts/signup/")
-    page.fill("input[name=username]", "browser-user")
-    page.fill("input[name=password1]", "a-long-browser-password")
-    page.fill("input[name=password2]", "a-long-browser-password")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page).to_have_url(re.compile(r"/datasets/$"))
 
 
 def upload_zip(page, tmp_path):

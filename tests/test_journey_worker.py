@@ -30,7 +30,7 @@ def test_upload_train_evaluate_and_predict_through_the_workers(celery_workers, a
                       timeout=60, what="ingestion")
     assert upload.status == "done", upload.error
     assert upload.accepted == 36
-    assert [name for name, _ in upload.skipped] == ["shapes/spot/broken.png"]
+    assert list(upload.outcomes.values_list("file_name", "kind")) == [("shapes/spot/broken.png", "rejected")]
     assert dataset.split_counts() == {"train": 30, "val": 3, "test": 3}
 
     response = alice.post(reverse("training:new", args=[dataset.pk]), {
