@@ -1,14 +1,59 @@
+import math
+
 from django import forms
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
 
-from mlcore.archive import ArchiveRejected
+from mlcore.archive import ArchiveRejected, plan_files
 
-from .ingestion import check_zip
+from .ingestion import archive_limits, check_zip
+
+DEFAULT_SPLIT_PERCENT = 10
+SMALLEST_TRAINING_PERCENT = 10
+# The browser sends about 20 MB per request; a single large photo may travel alone. This
+# bounds what one request can write to the disk.
+MAX_BATCH_BYTES = 128 * 1024**2
+MAX_PATH_LENGTH = 1000  # the longest file name an image row keeps
 
 
-class ZipUploadForm(forms.Form):
-    name = forms.CharField(max_length=200, required=False,
-                           help_text="Leave empty to use the zip file's name.")
+def _megabytes(size):
+    return f"{size / 1024**2:,.0f} MB"
+
+
+class SplitPercentForm(forms.Form):
+    """How a new dataset splits images that no train/, val/ or test/ folder places."""
+
+    val_percent = forms.IntegerField(
+        label="Validation %", min_value=0, max_value=90, required=False, initial=DEFAULT_SPLIT_PERCENT,
+        help_text="Images set aside to check the model while it learns.",
+        widget=forms.NumberInput(attrs={"step": 1}))
+    test_percent = forms.IntegerField(
+        label="Test %", min_value=0, max_value=90, required=False, initial=DEFAULT_SPLIT_PERCENT,
+        help_text="Images kept back to grade the finished model.",
+        widget=forms.NumberInput(attrs={"step": 1}))
+
+    def clean(self):
+        cleaned = super().clean()
+        val, test = self._percent("val_percent"), self._percent("test_percent")
+        if val + test > 100 - SMALLEST_TRAINING_PERCENT:
+            raise forms.ValidationError(
+                f"Validation and test together can be at most {100 - SMALLEST_TRAINING_PERCENT} %: "
+                "the model needs images left to learn from."
+            )
+        return cleaned
+
+    def _percent(self, field):
+        # An empty box (or a form sent by a program that leaves the fields out) means the default.
+        value = self.cleaned_data.get(field)
+        return DEFAULT_SPLIT_PERCENT if value is None else value
+
+    def split_fractions(self):
+        """The dataset fields: {"val_fraction": …, "test_fraction": …}."""
+        return {"val_fraction": self._percent("val_percent") / 100,
+                "test_fraction": self._percent("test_percent") / 100}
+
+
+class AddZipForm(forms.Form):
     file = forms.FileField(label="Zip file",
                            help_text="One folder per class; the folder name is the label. PNG, JPEG, BMP or GIF.",
                            widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}))
@@ -17,7 +62,7 @@ class ZipUploadForm(forms.Form):
         upload = self.cleaned_data["file"]
         if upload.size > settings.MAX_UPLOAD_BYTES:
             raise forms.ValidationError(
-                f"This file is {upload.size / 1024**2:,.0f} MB; the limit is {settings.MAX_UPLOAD_BYTES / 1024**2:,.0f} MB."
+                f"This file is {_megabytes(upload.size)}; the limit is {_megabytes(settings.MAX_UPLOAD_BYTES)}."
             )
         if not upload.name.lower().endswith(".zip"):
             raise forms.ValidationError("Please upload a .zip file of class folders.")
@@ -28,6 +73,143 @@ class ZipUploadForm(forms.Form):
         upload.seek(0)
         return upload
 
+
+class ZipUploadForm(SplitPercentForm, AddZipForm):
+    """A new dataset from a zip."""
+
+    name = forms.CharField(max_length=200, required=False,
+                           help_text="Leave empty to use the zip file's name.")
+    field_order = ["name", "file", "val_percent", "test_percent"]
+
     def dataset_name(self):
         name = self.cleaned_data["name"].strip()
         return name or self.cleaned_data["file"].name.rsplit("/", 1)[-1][:-4] or "My dataset"
+
+
+class FolderStartForm(forms.Form):
+    """What the browser announces before it sends a folder in batches."""
+
+    folder_name = forms.CharField(max_length=255)
+    file_count = forms.IntegerField(min_value=1)
+    batch_count = forms.IntegerField(min_value=1)
+    total_bytes = forms.IntegerField(min_value=0)
+
+    def clean_file_count(self):
+        count = self.cleaned_data["file_count"]
+        if count > settings.MAX_ZIP_ENTRIES:
+            raise forms.ValidationError(f"This folder has {count:,} files; the limit is {settings.MAX_ZIP_ENTRIES:,}.")
+        return count
+
+    def clean_total_bytes(self):
+        size = self.cleaned_data["total_bytes"]
+        if size > settings.MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(
+                f"These files hold {_megabytes(size)}; the limit is {_megabytes(settings.MAX_UPLOAD_BYTES)}. "
+                "Send the folder in parts, adding each to the dataset.", code="too_large"
+            )
+        return size
+
+    def clean(self):
+        cleaned = super().clean()
+        files, batches = cleaned.get("file_count"), cleaned.get("batch_count")
+        fewest_batches = math.ceil((files or 0) / settings.DATA_UPLOAD_MAX_NUMBER_FILES)
+        if files and batches and not fewest_batches <= batches <= files:
+            raise forms.ValidationError(f"{files} files cannot be sent in {batches} parts.")
+        return cleaned
+
+    def is_too_large(self):
+        return self.has_error("total_bytes", "too_large")
+
+    def message(self):
+        """Every error in one plain sentence or two, for the page to show."""
+        return " ".join(message for messages in self.errors.values() for message in messages)
+
+
+class NewFolderDatasetForm(SplitPercentForm, FolderStartForm):
+    """A new dataset from a folder the browser sends."""
+
+    name = forms.CharField(max_length=200, required=False)
+
+    def dataset_name(self):
+        return self.cleaned_data["name"].strip() or self.cleaned_data["folder_name"]
+
+
+class FolderBatchForm(forms.Form):
+    """One batch of a folder: the files, and each file's path inside the folder in `paths`, in the same order.
+
+    The paths carry the labels, and they come from the browser, so they are checked
+    with the same rules as the names in a zip.
+    """
+
+    def __init__(self, upload, index, data, files):
+        super().__init__(data, files)
+        self.upload, self.index = upload, index
+
+    def clean(self):
+        files, paths = self.files.getlist("files"), self.data.getlist("paths")
+        if self.index >= self.upload.expected_batches:
+            raise forms.ValidationError(
+                f"This folder was announced in {self.upload.expected_batches} parts; part {self.index + 1} is not one of them.")
+        if not files:
+            raise forms.ValidationError("This part holds no files.")
+        if len(files) > settings.DATA_UPLOAD_MAX_NUMBER_FILES:
+            raise forms.ValidationError(
+                f"Send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files at a time; this part has {len(files)}.")
+        if len(paths) != len(files):
+            raise forms.ValidationError(
+                f"This part has {len(files)} files but {len(paths)} file paths; each file needs its path.")
+        size = sum(f.size for f in files)
+        if size > MAX_BATCH_BYTES:
+            raise forms.ValidationError(f"This part holds {_megabytes(size)}; one part may hold at most "
+                                        f"{_megabytes(MAX_BATCH_BYTES)}.", code="too_large")
+        try:
+            plan_files([(path, f.size) for path, f in zip(paths, files)], archive_limits())
+        except ArchiveRejected as exc:  # a path that climbs out, is absolute, or has a backslash or null character
+            raise forms.ValidationError(str(exc)) from None
+        for path in paths:
+            if not path or len(path) > MAX_PATH_LENGTH or "" in path.split("/"):
+                raise forms.ValidationError(f"The file path “{path[:200]}” is empty, too long or has an empty folder name.")
+        self.batch = list(zip(paths, files))
+        return {}
+
+    def message(self):
+        return " ".join(self.non_field_errors())
+
+    def is_too_large(self):
+        return self.has_error(NON_FIELD_ERRORS, "too_large")
+
+
+class MultipleImageInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    """Several files in one field (Django's documented recipe): cleans each, gives a list."""
+
+    def __init__(self, **kwargs):
+        super().__init__(widget=MultipleImageInput(attrs={"accept": "image/*"}), **kwargs)
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, (list, tuple)) else [data]
+        return [super(MultipleImageField, self).clean(one, initial) for one in files]
+
+
+class LooseImagesForm(forms.Form):
+    """Images picked one by one, with no folder: they wait in the dataset's inbox for a class.
+
+    This plain form is what works without JavaScript (at most DATA_UPLOAD_MAX_NUMBER_FILES
+    images); with JavaScript the page sends them in batches like a folder."""
+
+    images = MultipleImageField(label="Images")
+
+    def clean_images(self):
+        files = self.cleaned_data["images"]
+        size = sum(f.size for f in files)
+        if size > MAX_BATCH_BYTES:
+            raise forms.ValidationError(f"These images hold {_megabytes(size)}; send at most "
+                                        f"{_megabytes(MAX_BATCH_BYTES)} at a time.")
+        try:
+            plan_files([(f.name, f.size) for f in files], archive_limits())
+        except ArchiveRejected as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return files

@@ -163,16 +163,19 @@ def resolve_conflict(dataset: Dataset, sha256: str, to_class: ImageClass | None,
 
 @transaction.atomic
 def resplit(dataset: Dataset, val_fraction: float, test_fraction: float) -> None:
-    """New split percentages: images whose split no folder and no person chose are split again."""
+    """New split percentages, applied as at upload: test/ and val/ folders keep their images, a
+    train/ folder gives up validation images when there is no val/ folder, the rest is split
+    stratified and seeded. Images the person moved by hand keep their split."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise LabelError("The validation and test shares must be between 0 % and 100 % together.")
     dataset.val_fraction, dataset.test_fraction = val_fraction, test_fraction
     dataset.save(update_fields=["val_fraction", "test_fraction"])
-    rows = list(dataset.images.filter(split_fixed=False).order_by("id").values_list("id", "image_class__name"))
-    splits = stratified_split([label or "" for _, label in rows], None, val_fraction, test_fraction,
-                              dataset.split_seed)
+    rows = list(dataset.images.filter(split_fixed=False).order_by("id").values_list(
+        "id", "image_class__name", "folder_split"))
+    splits = stratified_split([label or "" for _, label, _ in rows], [folder or None for _, _, folder in rows],
+                              val_fraction, test_fraction, dataset.split_seed)
     by_split = {split: [] for split in SPLITS}
-    for (image_id, _), split in zip(rows, splits):
+    for (image_id, _, _), split in zip(rows, splits):
         by_split[split].append(image_id)
     for split, ids in by_split.items():
         for chunk in _chunks(ids):

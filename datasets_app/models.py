@@ -243,7 +243,10 @@ class Image(models.Model):
     thumbnail = models.CharField(max_length=255, blank=True)
     original_name = models.CharField(max_length=1000)
     split = models.CharField(max_length=5, choices=SPLIT_CHOICES, default="train")
-    # True when a train/val/test folder or the person chose the split; a re-split leaves it.
+    # The split a train/ val/ test/ folder gave it ("" for none): a re-split keeps test and val
+    # folders, and takes validation images out of a train folder when there is no val folder.
+    folder_split = models.CharField(max_length=5, blank=True, choices=SPLIT_CHOICES)
+    # True when the person chose the split by hand; a re-split leaves it alone.
     split_fixed = models.BooleanField(default=False)
     # The same picture (by hash) is filed under another class too; left out of training until settled.
     label_conflict = models.BooleanField(default=False)

@@ -1,27 +1,83 @@
-"""Getting images in: new datasets from a zip or the sample, adding images to a dataset.
+"""Getting images in: new datasets from a zip, a folder or the sample; adding images to a dataset.
 
-(Folder upload from the browser is being written here.)"""
+A folder from the browser arrives in batches (Django takes at most
+DATA_UPLOAD_MAX_NUMBER_FILES files per request, and keeps only a file's base name,
+so each file's path inside the folder travels in a parallel field):
+
+  start   announces the folder (name, file count, batch count, bytes) and answers the
+          upload, with the batches the server already has when the same folder is
+          sent again after a page reload or a lost connection;
+  batch   stores batch <index> once; sending it again is harmless;
+  state   which batches have arrived, asked before retrying after a network error;
+  finish  once every batch is there, queues the ingestion.
+
+Refusals are JSON with a plain-words `message` and a 4xx status.
+"""
+from functools import wraps
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import TooManyFilesSent
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.http import HttpResponse
-from django.shortcuts import redirect, render
-from django.urls import path
-from django.views.decorators.http import require_POST
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
 
-from .forms import ZipUploadForm
-from .ingestion import sample_digits_zip
+from .forms import (
+    AddZipForm,
+    FolderBatchForm,
+    FolderStartForm,
+    LooseImagesForm,
+    NewFolderDatasetForm,
+    ZipUploadForm,
+)
+from .ingestion import archive_limits, sample_digits_zip, save_batch
 from .models import Dataset, Upload
 from .tasks import ingest
+from .views import get_dataset_for_user
 
 
-def _start_upload(dataset, name, fileobj):
-    upload = Upload(dataset=dataset, original_name=name)
+def _too_many_files_message():
+    return f"Send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files at a time."
+
+
+def refusing_too_many_files(too_many_files_response):
+    """Answer a request with more than DATA_UPLOAD_MAX_NUMBER_FILES files with a message that says so.
+
+    Django refuses such a request while reading its body, and CsrfViewMiddleware reads
+    the body first, so the person would only see "Bad Request (400)". This reads the
+    body before the CSRF check, then checks CSRF exactly as the middleware would.
+    """
+    def decorator(view):
+        protected = csrf_protect(view)
+
+        @csrf_exempt  # not exempt: checked by `protected`, once the body has been read
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            try:
+                request.FILES
+            except TooManyFilesSent:
+                return too_many_files_response(request, *args, **kwargs)
+            return protected(request, *args, **kwargs)
+        return wrapper
+    return decorator
+
+
+def _start_upload(dataset, name, fileobj, user):
+    upload = Upload(dataset=dataset, original_name=name, created_by=user)
     upload.file.save(name, fileobj, save=False)
     upload.save()
     ingest.delay_on_commit(upload.id)
     return upload
+
+
+def _limits():
+    """What the upload page's JavaScript needs to know to cut a folder into batches the server takes."""
+    return {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES, "max_file_bytes": archive_limits().max_entry_bytes}
 
 
 @login_required
@@ -31,11 +87,12 @@ def dataset_list(request):
         form = ZipUploadForm(request.POST, request.FILES)
         if form.is_valid():
             with transaction.atomic():
-                dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name())
-                _start_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"])
+                dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name(),
+                                                 **form.split_fractions())
+                _start_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"], request.user)
             return redirect("datasets:detail", pk=dataset.pk)
     datasets = Dataset.objects.visible_to(request.user).prefetch_related("uploads")
-    return render(request, "datasets_app/list.html", {"datasets": datasets, "form": form})
+    return render(request, "datasets_app/list.html", {"datasets": datasets, "form": form, "limits": _limits()})
 
 
 @login_required
@@ -43,17 +100,201 @@ def dataset_list(request):
 def create_sample(request):
     with transaction.atomic():
         dataset = Dataset.objects.create(owner=request.user, name="Handwritten digits (sample)")
-        _start_upload(dataset, "digits.zip", ContentFile(sample_digits_zip()))
+        _start_upload(dataset, "digits.zip", ContentFile(sample_digits_zip()), request.user)
     messages.info(request, "The sample digits are being read; this takes a few seconds.")
     return redirect("datasets:detail", pk=dataset.pk)
 
 
-def _placeholder(request, *args, **kwargs):
-    return HttpResponse("Coming soon.")
+@login_required
+def add_images(request, pk):
+    """Add a zip, a folder or loose images to a dataset. The zip is posted here; folders and
+    loose images go through the folder endpoints (or `add_loose_images` without JavaScript)."""
+    dataset = get_dataset_for_user(request, pk)
+    form = AddZipForm()
+    if request.method == "POST":
+        form = AddZipForm(request.POST, request.FILES)
+        if form.is_valid():
+            with transaction.atomic():
+                _start_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"], request.user)
+            return redirect("datasets:detail", pk=dataset.pk)
+    return _add_page(request, dataset, form, LooseImagesForm())
+
+
+def _add_page(request, dataset, form, images_form):
+    unfinished = dataset.uploads.filter(kind=Upload.Kind.FOLDER, status=Upload.Status.RECEIVING)
+    val, test = round(dataset.val_fraction * 100), round(dataset.test_fraction * 100)
+    return render(request, "datasets_app/add.html", {
+        "dataset": dataset, "form": form, "images_form": images_form, "limits": _limits(), "unfinished": unfinished,
+        "split": {"train": 100 - val - test, "val": val, "test": test},
+    })
+
+
+def _too_many_loose_images(request, pk):
+    messages.error(request, f"{_too_many_files_message()} Pick fewer images, or add them as a folder.")
+    return redirect("datasets:add", pk=pk)
+
+
+@refusing_too_many_files(_too_many_loose_images)
+@login_required
+@require_POST
+def add_loose_images(request, pk):
+    """The no-JavaScript way to add loose images: one request, so at most DATA_UPLOAD_MAX_NUMBER_FILES."""
+    dataset = get_dataset_for_user(request, pk)
+    images_form = LooseImagesForm(request.POST, request.FILES)
+    if not images_form.is_valid():
+        return _add_page(request, dataset, AddZipForm(), images_form)
+    files = images_form.cleaned_data["images"]
+    with transaction.atomic():
+        upload = Upload.objects.create(
+            dataset=dataset, kind=Upload.Kind.FOLDER, status=Upload.Status.QUEUED, created_by=request.user,
+            original_name=_loose_images_name(files[0].name, len(files)), expected_files=len(files),
+            expected_batches=1, received_batches=[0])
+        save_batch(upload, 0, [(f.name, f) for f in files])
+        ingest.delay_on_commit(upload.id)
+    return redirect("datasets:detail", pk=dataset.pk)
+
+
+def _loose_images_name(first_name, count):
+    return first_name if count == 1 else f"{first_name} and {count - 1} more"
+
+
+def _refuse(message, status=400, **extra):
+    return JsonResponse({"message": message, **extra}, status=status)
+
+
+def _folder_answer(upload, resumed=False, status=200):
+    dataset_id = upload.dataset_id
+    state_url = reverse("datasets:folder_state", args=[dataset_id, upload.id])
+    return JsonResponse({
+        "upload": upload.id,
+        "resumed": resumed,
+        "expected_batches": upload.expected_batches,
+        "received_batches": upload.received_batches,
+        "dataset_name": upload.dataset.name,
+        "state_url": state_url,
+        "batch_url_prefix": state_url,  # batch <i> is at <prefix><i>/
+        "finish_url": reverse("datasets:folder_finish", args=[dataset_id, upload.id]),
+        "dataset_url": reverse("datasets:detail", args=[dataset_id]),
+    }, status=status)
+
+
+def _unfinished_folder(uploads, form):
+    """An upload of this same folder that has not finished arriving, to continue instead of starting over."""
+    return uploads.filter(
+        kind=Upload.Kind.FOLDER, status=Upload.Status.RECEIVING, original_name=form.cleaned_data["folder_name"],
+        expected_files=form.cleaned_data["file_count"], expected_batches=form.cleaned_data["batch_count"],
+    ).select_related("dataset").order_by("-created_at", "-id").first()
+
+
+def _new_folder_upload(dataset, form, user):
+    return Upload.objects.create(
+        dataset=dataset, kind=Upload.Kind.FOLDER, status=Upload.Status.RECEIVING, created_by=user,
+        original_name=form.cleaned_data["folder_name"], expected_files=form.cleaned_data["file_count"],
+        expected_batches=form.cleaned_data["batch_count"])
+
+
+def _refuse_form(form):
+    return _refuse(form.message(), 413 if form.is_too_large() else 400)
+
+
+@login_required
+@require_POST
+def start_folder_dataset(request):
+    """A new dataset from a folder; or, for a folder whose sending was cut off, that dataset's upload again."""
+    form = NewFolderDatasetForm(request.POST)
+    if not form.is_valid():
+        return _refuse_form(form)
+    own_uploads = Upload.objects.filter(dataset__in=Dataset.objects.visible_to(request.user), created_by=request.user)
+    upload = _unfinished_folder(own_uploads, form)
+    if upload is not None:
+        return _folder_answer(upload, resumed=True)
+    with transaction.atomic():
+        dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name(), **form.split_fractions())
+        upload = _new_folder_upload(dataset, form, request.user)
+    return _folder_answer(upload, status=201)
+
+
+@login_required
+@require_POST
+def start_folder(request, pk):
+    """Add a folder (or loose images, sent the same way) to a dataset."""
+    dataset = get_dataset_for_user(request, pk)
+    form = FolderStartForm(request.POST)
+    if not form.is_valid():
+        return _refuse_form(form)
+    upload = _unfinished_folder(dataset.uploads.all(), form)
+    if upload is not None:
+        return _folder_answer(upload, resumed=True)
+    return _folder_answer(_new_folder_upload(dataset, form, request.user), status=201)
+
+
+def _folder_upload(request, pk, upload_pk):
+    dataset = get_dataset_for_user(request, pk)
+    return get_object_or_404(dataset.uploads, pk=upload_pk, kind=Upload.Kind.FOLDER)
+
+
+def _not_receiving_message(upload):
+    return (f"This folder has been sent completely already (it is now “{upload.get_status_display().lower()}”). "
+            "To add more images, start a new upload.")
+
+
+@login_required
+@require_GET
+def folder_state(request, pk, upload_pk):
+    upload = _folder_upload(request, pk, upload_pk)
+    return JsonResponse({"status": upload.status, "expected_batches": upload.expected_batches,
+                         "received_batches": upload.received_batches})
+
+
+@refusing_too_many_files(lambda request, *args, **kwargs: _refuse(_too_many_files_message()))
+@login_required
+@require_POST
+def folder_batch(request, pk, upload_pk, index):
+    upload = _folder_upload(request, pk, upload_pk)
+    form = FolderBatchForm(upload, index, request.POST, request.FILES)
+    if not form.is_valid():
+        return _refuse_form(form)
+    # The row lock makes two requests for the same batch (a retry racing a slow first
+    # try) take turns, so the batch is written and recorded once; save_batch alone
+    # does not guard against two writers at the same moment.
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        if upload.status != Upload.Status.RECEIVING:
+            return _refuse(_not_receiving_message(upload), 409)
+        stored = save_batch(upload, index, form.batch)
+        if index not in upload.received_batches:
+            upload.received_batches = sorted([*upload.received_batches, index])
+            upload.save(update_fields=["received_batches"])
+    return JsonResponse({"stored": stored, "received_batches": upload.received_batches})
+
+
+@login_required
+@require_POST
+def folder_finish(request, pk, upload_pk):
+    upload = _folder_upload(request, pk, upload_pk)
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        if upload.status == Upload.Status.RECEIVING:
+            missing = sorted(set(range(upload.expected_batches)) - set(upload.received_batches))
+            if missing:
+                return _refuse(
+                    f"{len(missing)} of the {upload.expected_batches} parts of this folder have not arrived yet. "
+                    "Press Resume, or pick the same folder again, to send them.", 409, missing_batches=missing)
+            upload.status = Upload.Status.QUEUED
+            upload.save(update_fields=["status"])
+            ingest.delay_on_commit(upload.id)
+    # Finishing twice (the answer to the first was lost) is harmless: the images are read once.
+    return JsonResponse({"status": upload.status, "url": reverse("datasets:detail", args=[upload.dataset_id])})
 
 
 urlpatterns = [
     path("", dataset_list, name="list"),
     path("sample/", create_sample, name="sample"),
-    path("<int:pk>/add/", _placeholder, name="add"),
+    path("folder/start/", start_folder_dataset, name="folder_start_new"),
+    path("<int:pk>/add/", add_images, name="add"),
+    path("<int:pk>/add/images/", add_loose_images, name="add_loose_images"),
+    path("<int:pk>/add/folder/start/", start_folder, name="folder_start"),
+    path("<int:pk>/uploads/<int:upload_pk>/folder/", folder_state, name="folder_state"),
+    path("<int:pk>/uploads/<int:upload_pk>/folder/<int:index>/", folder_batch, name="folder_batch"),
+    path("<int:pk>/uploads/<int:upload_pk>/folder/finish/", folder_finish, name="folder_finish"),
 ]

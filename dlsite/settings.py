@@ -196,3 +196,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+# Processes that examine (decode, hash, store) the files of a large upload at once;
+# 0 means one per CPU core.
+INGEST_PROCESSES = env_int("INGEST_PROCESSES", 0) or os.cpu_count() or 1

@@ -1,0 +1,120 @@
+// The gallery: pick images (tick, Ctrl/Cmd-click, Shift-click for a range, whole page),
+// act on them through the action bar, and look at one large in a dialog.
+// Everything it needs is on the page already; it makes no requests of its own.
+(function () {
+  const filters = document.getElementById("gallery-filters");
+  // Choosing a filter shows its images at once; the Show button stays for keyboards.
+  if (filters) {
+    filters.querySelectorAll("select").forEach((select) => {
+      select.addEventListener("change", () => filters.submit());
+    });
+  }
+
+  const gallery = document.getElementById("gallery");
+  if (!gallery) return;
+  const tiles = Array.from(gallery.querySelectorAll(".tile"));
+  const ticks = tiles.map((tile) => tile.querySelector(".tick"));
+  const actionBar = document.getElementById("bulk-form");
+  const selectedCount = document.getElementById("selected-count");
+  const actionCount = document.getElementById("action-count");
+  let lastClicked = null; // the index a Shift-click range starts from
+
+  function showSelection() {
+    const count = ticks.filter((tick) => tick.checked).length;
+    selectedCount.textContent = `${count} selected`;
+    actionCount.textContent = `With the ${count} selected image${count === 1 ? "" : "s"}:`;
+    actionBar.hidden = count === 0;
+    tiles.forEach((tile, index) => tile.classList.toggle("selected", ticks[index].checked));
+  }
+
+  // Shift-click: everything from the last clicked image to this one takes this one's new state.
+  function choose(index, checked, extendRange) {
+    if (extendRange && lastClicked !== null) {
+      const [from, to] = [Math.min(lastClicked, index), Math.max(lastClicked, index)];
+      for (let i = from; i <= to; i += 1) ticks[i].checked = checked;
+    } else {
+      ticks[index].checked = checked;
+    }
+    lastClicked = index;
+    showSelection();
+  }
+
+  ticks.forEach((tick, index) => {
+    // The browser has already flipped the box by the time "click" arrives.
+    tick.addEventListener("click", (event) => choose(index, tick.checked, event.shiftKey));
+  });
+
+  tiles.forEach((tile, index) => {
+    tile.querySelector(".open").addEventListener("click", (event) => {
+      if (event.shiftKey) choose(index, true, true);
+      else if (event.ctrlKey || event.metaKey) choose(index, !ticks[index].checked, false);
+      else openViewer(index);
+    });
+  });
+
+  document.getElementById("select-page").addEventListener("click", () => {
+    ticks.forEach((tick) => { tick.checked = true; });
+    showSelection();
+  });
+  document.getElementById("clear-selection").addEventListener("click", () => {
+    ticks.forEach((tick) => { tick.checked = false; });
+    lastClicked = null;
+    showSelection();
+  });
+
+  // Deleting cannot be undone from here, so it asks first; the other actions can be moved back.
+  actionBar.addEventListener("submit", (event) => {
+    const button = event.submitter;
+    if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) event.preventDefault();
+  });
+
+  const viewer = document.getElementById("viewer");
+  const viewerImage = document.getElementById("viewer-image");
+  const VIEWER_WIDTH = 512; // CSS pixels, as in gallery.css
+  let shown = 0;
+
+  function showInViewer(index) {
+    shown = (index + tiles.length) % tiles.length;
+    const data = tiles[shown].dataset;
+    viewerImage.src = data.full;
+    viewerImage.alt = data.name;
+    document.getElementById("viewer-name").textContent = data.name;
+    document.getElementById("viewer-size").textContent = `${data.width} × ${data.height} pixels`;
+    // Blown-up small images (28-pixel digits) stay crisp squares; shrunk large photos stay smooth.
+    viewerImage.classList.toggle("pixelated", Number(data.width) < VIEWER_WIDTH);
+    document.getElementById("viewer-label").textContent = data.label;
+    document.getElementById("viewer-split").textContent = data.split;
+    document.getElementById("viewer-conflict").hidden = data.conflict !== "yes";
+  }
+
+  function openViewer(index) {
+    showInViewer(index);
+    if (!viewer.open) viewer.showModal();
+  }
+
+  document.getElementById("viewer-previous").addEventListener("click", () => showInViewer(shown - 1));
+  document.getElementById("viewer-next").addEventListener("click", () => showInViewer(shown + 1));
+  document.getElementById("viewer-close").addEventListener("click", () => viewer.close());
+  viewer.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowLeft") showInViewer(shown - 1);
+    else if (event.key === "ArrowRight") showInViewer(shown + 1);
+    else return;
+    event.preventDefault();
+  });
+  // A click on the dimmed page around the dialog closes it, as people expect of a pop-up.
+  // Such a click lands on the dialog element itself, outside its box.
+  viewer.addEventListener("click", (event) => {
+    if (event.target !== viewer) return;
+    const box = viewer.getBoundingClientRect();
+    const inside = event.clientX >= box.left && event.clientX <= box.right
+      && event.clientY >= box.top && event.clientY <= box.bottom;
+    if (!inside) viewer.close();
+  });
+  viewer.addEventListener("close", () => {
+    // Back to the image that was open, so keyboard users keep their place.
+    tiles[shown].querySelector(".open").focus();
+  });
+
+  // After "Back", the browser may restore ticked boxes; the count and bar follow them.
+  showSelection();
+})();
