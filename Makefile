@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test clean
+.PHONY: run test bench clean
 
 $(INSTALLED): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(INSTALLED)
 	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the suite is broken."; fi; \
 	exit $$status
+
+# Every benchmark under benchmarks/ prints one JSON object per figure. They need
+# ../shared/data (see each script's --help for other inputs); docs/benchmarks.md has the results.
+bench: $(INSTALLED)
+	@for script in benchmarks/*.py; do $(BIN)/python $$script || exit $$?; done
 
 clean:
 	rm -rf $(VENV) var

@@ -25,7 +25,7 @@ from .labelling import (
 from .views import get_dataset_for_user
 
 QUEUE_SIZE = 20  # unlabelled images sent to the inbox page at a time
-HELD_IDS_READ = 500  # the page never holds more; a longer list is cut rather than refused
+HELD_IDS_READ = 500  # the inbox page sends at most 200; a longer list is cut rather than refused
 THUMBNAILS_PER_CLASS = 6
 CONFLICTS_PER_PAGE = 50
 CHANGES_PER_PAGE = 100

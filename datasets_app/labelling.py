@@ -61,8 +61,24 @@ def relabel(dataset: Dataset, image_ids, to_class: ImageClass | None, user, acti
     for chunk in _chunks(changed_ids):
         Image.objects.filter(id__in=chunk).update(image_class=to_class)
     LabelChange.objects.bulk_create(changes, batch_size=1000)
+    _remove_copies(dataset, shas, user)
     refresh_conflicts(dataset, shas)
     return len(changed_ids)
+
+
+def _remove_copies(dataset: Dataset, shas, user) -> None:
+    """After a move, copies of one picture that now share a class are one image: the oldest
+    stays. Otherwise a settled conflict could leave the same picture in training and in test."""
+    extra = []
+    for chunk in _chunks(shas):
+        kept = set()
+        for image_id, sha, class_id in dataset.images.filter(sha256__in=chunk).order_by("id").values_list(
+                "id", "sha256", "image_class_id"):
+            if (sha, class_id) in kept:
+                extra.append(image_id)
+            kept.add((sha, class_id))
+    if extra:
+        delete_images(dataset, extra, user, action="copy removed")
 
 
 def refresh_conflicts(dataset: Dataset, shas) -> None:
@@ -90,14 +106,14 @@ def move_to_split(dataset: Dataset, image_ids, split: str) -> int:
 
 
 @transaction.atomic
-def delete_images(dataset: Dataset, image_ids, user) -> int:
+def delete_images(dataset: Dataset, image_ids, user, action="deleted") -> int:
     """Remove images from the dataset. Their files stay, since dataset versions may use them."""
     changes, shas, ids = [], set(), []
     for chunk in _chunks(image_ids):
         for image_id, name, label, sha in dataset.images.filter(id__in=chunk).values_list(
                 "id", "original_name", "image_class__name", "sha256"):
             changes.append(LabelChange(dataset=dataset, image_name=name, user=user, from_label=label or "",
-                                       to_label="", action="deleted"))
+                                       to_label="", action=action))
             shas.add(sha)
             ids.append(image_id)
     for chunk in _chunks(ids):

@@ -245,3 +245,14 @@ def test_a_dataset_of_one_class_says_it_needs_another(alice, user):
     assert [kind for kind, _ in dataset.warnings()] == ["classes"]
     page = alice.get(reverse("datasets:detail", args=[dataset.pk])).content.decode()
     assert "at least two classes" in page and 'id="train-button"' not in page
+
+
+def test_settling_a_conflict_by_a_merge_keeps_one_copy_of_the_picture(dataset, user):
+    from datasets_app.labelling import merge_classes
+
+    ingest_zip(dataset, {"cats/a.png": A, "dogs/a.png": A, "cats/b.png": B, "dogs/c.png": C})
+    sha = dataset.images.get(original_name="cats/a.png").sha256
+    merge_classes(dataset.classes.get(name="cats"), dataset.classes.get(name="dogs"), user)
+    assert dataset.trainable_images().filter(sha256=sha).count() == 1
+    assert dataset.images.filter(label_conflict=True).count() == 0
+    assert dataset.label_changes.filter(action="copy removed", image_name="dogs/a.png").exists()

@@ -119,3 +119,26 @@ def test_training_a_dataset_with_one_class_is_refused(alice, user):
 def test_the_training_form_offers_settings_that_suit_the_dataset(alice, shapes):
     form = alice.get(reverse("training:new", args=[shapes.pk])).context["form"]
     assert form.initial["image_size"] == 16 and form.initial["preset"] == "small_cnn"
+
+
+def test_a_run_learns_from_the_version_frozen_when_it_started(alice, shapes, user):
+    """Starting a run freezes the labels; an edit made before the worker gets to it changes nothing."""
+    from datasets_app.labelling import delete_images, relabel
+
+    response = alice.post(reverse("training:new", args=[shapes.pk]), {
+        "preset": "dense", "image_size": 16, "epochs": 1, "batch_size": 8, "learning_rate": 0.01})
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and run.version.number == 1 and run.version.image_count == 30
+    spots = list(shapes.images.filter(image_class__name="spot").values_list("id", flat=True))
+    relabel(shapes, spots[:5], shapes.classes.get(name="vertical"), user)
+    delete_images(shapes, spots[5:], user)
+    train(run.id)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.class_names == sorted(CLASSES) and run.train_count + run.val_count + run.test_count == 30
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "version 1" in page and "Later changes to the dataset do not change this run" in page
+    second = alice.post(reverse("training:new", args=[shapes.pk]), {
+        "preset": "dense", "image_size": 16, "epochs": 1, "batch_size": 8, "learning_rate": 0.01})
+    assert second.status_code == 302
+    assert TrainingRun.objects.latest("id").version.number == 2

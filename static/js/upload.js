@@ -282,6 +282,7 @@
           if (this.received.has(batch.index)) continue;
           await this.withRetries(() => this.sendBatch(batch), batch);
           this.received.add(batch.index);
+          this.showProgress(0);
         }
         this.showProgress(0, "Every file has arrived. Handing them over to be read…");
         const finished = await this.withRetries(() => requestJson(this.upload.finish_url, this.post({})));
