@@ -23,14 +23,10 @@ def _megabytes(size):
 class SplitPercentForm(forms.Form):
     """How a new dataset splits images that no train/, val/ or test/ folder places."""
 
-    val_percent = forms.IntegerField(
-        label="Validation %", min_value=0, max_value=90, required=False, initial=DEFAULT_SPLIT_PERCENT,
-        help_text="Images set aside to check the model while it learns.",
-        widget=forms.NumberInput(attrs={"step": 1}))
-    test_percent = forms.IntegerField(
-        label="Test %", min_value=0, max_value=90, required=False, initial=DEFAULT_SPLIT_PERCENT,
-        help_text="Images kept back to grade the finished model.",
-        widget=forms.NumberInput(attrs={"step": 1}))
+    val_percent = forms.IntegerField(label="Validation %", min_value=0, max_value=90, required=False,
+                                     initial=DEFAULT_SPLIT_PERCENT)
+    test_percent = forms.IntegerField(label="Test %", min_value=0, max_value=90, required=False,
+                                      initial=DEFAULT_SPLIT_PERCENT)
 
     def clean(self):
         cleaned = super().clean()
@@ -93,6 +89,8 @@ class FolderStartForm(forms.Form):
     file_count = forms.IntegerField(min_value=1)
     batch_count = forms.IntegerField(min_value=1)
     total_bytes = forms.IntegerField(min_value=0)
+    # The browser's hash of the sorted file list; optional, so an older page still works.
+    fingerprint = forms.CharField(max_length=64, required=False)
 
     def clean_file_count(self):
         count = self.cleaned_data["file_count"]
@@ -150,11 +148,10 @@ class FolderBatchForm(forms.Form):
         if self.index >= self.upload.expected_batches:
             raise forms.ValidationError(
                 f"This folder was announced in {self.upload.expected_batches} parts; part {self.index + 1} is not one of them.")
+        # More than DATA_UPLOAD_MAX_NUMBER_FILES files never get here: Django refuses them
+        # while reading the request (see upload_views.refusing_too_many_files).
         if not files:
             raise forms.ValidationError("This part holds no files.")
-        if len(files) > settings.DATA_UPLOAD_MAX_NUMBER_FILES:
-            raise forms.ValidationError(
-                f"Send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files at a time; this part has {len(files)}.")
         if len(paths) != len(files):
             raise forms.ValidationError(
                 f"This part has {len(files)} files but {len(paths)} file paths; each file needs its path.")

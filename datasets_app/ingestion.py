@@ -93,6 +93,57 @@ def save_batch(upload, index: int, files: list[tuple[str, object]]) -> bool:
     return True
 
 
+class BatchRefused(Exception):
+    """A batch the upload cannot take; the message says why in plain words."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def receive_batch(upload: Upload, index: int, files: list[tuple[str, object]]) -> tuple[bool, Upload]:
+    """Store batch `index` of a folder being sent, once, and record it: (stored now?, the upload).
+
+    The row lock makes two requests for the same batch (a retry racing a slow first try)
+    take turns, so the batch is written, counted and recorded once.
+    """
+    size = sum(uploaded.size for _, uploaded in files)
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        if upload.status != Upload.Status.RECEIVING:
+            raise BatchRefused(
+                f"This folder has been sent completely already (it is now “{upload.get_status_display().lower()}”). "
+                "To add more images, start a new upload.", status=409)
+        if index in upload.received_batches:
+            return False, upload
+        if upload.received_bytes + size > upload.expected_bytes:
+            raise BatchRefused("This folder is sending more bytes than it announced; the part was refused. "
+                               "Pick the folder again to start over.", status=413)
+        stored = save_batch(upload, index, files)
+        upload.received_batches = sorted([*upload.received_batches, index])
+        upload.received_bytes += size
+        upload.save(update_fields=["received_batches", "received_bytes"])
+    return stored, upload
+
+
+def finish_receiving(upload: Upload) -> Upload:
+    """Queue the ingestion of a folder once every batch is there; finishing twice queues it once."""
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        if upload.status == Upload.Status.RECEIVING:
+            missing = upload.missing_batches()
+            if missing:
+                raise BatchRefused(
+                    f"{len(missing)} of the {upload.expected_batches} parts of this folder have not arrived yet. "
+                    "Press Resume, or pick the same folder again, to send them.", status=409)
+            upload.status = Upload.Status.QUEUED
+            upload.save(update_fields=["status"])
+            from .tasks import ingest  # the task module imports this one
+
+            ingest.delay_on_commit(upload.id)
+    return upload
+
+
 def staged_files(folder: Path) -> tuple[list[tuple[str, int]], dict[str, str]]:
     files, paths = [], {}
     for manifest in sorted(folder.glob("*.json")):

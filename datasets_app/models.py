@@ -163,7 +163,12 @@ class Upload(models.Model):
     # Receiving a folder: what the browser announced, and what has arrived.
     expected_files = models.PositiveIntegerField(default=0)
     expected_batches = models.PositiveIntegerField(default=0)
+    expected_bytes = models.PositiveBigIntegerField(default=0)
     received_batches = models.JSONField(default=list, blank=True)
+    received_bytes = models.PositiveBigIntegerField(default=0)
+    # The browser's hash of the folder's file list (paths and sizes): picking the same
+    # folder again continues this upload; another folder of the same name does not.
+    fingerprint = models.CharField(max_length=64, blank=True)
     # Reading it
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
@@ -185,6 +190,9 @@ class Upload(models.Model):
     @property
     def percent(self):
         return round(100 * self.done / self.total) if self.total else 0
+
+    def missing_batches(self):
+        return sorted(set(range(self.expected_batches)) - set(self.received_batches))
 
     @property
     def is_finished(self):

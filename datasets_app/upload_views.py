@@ -35,7 +35,14 @@ from .forms import (
     NewFolderDatasetForm,
     ZipUploadForm,
 )
-from .ingestion import archive_limits, sample_digits_zip, save_batch
+from .ingestion import (
+    BatchRefused,
+    archive_limits,
+    finish_receiving,
+    receive_batch,
+    sample_digits_zip,
+    save_batch,
+)
 from .models import Dataset, Upload
 from .tasks import ingest
 from .views import get_dataset_for_user
@@ -148,7 +155,8 @@ def add_loose_images(request, pk):
         upload = Upload.objects.create(
             dataset=dataset, kind=Upload.Kind.FOLDER, status=Upload.Status.QUEUED, created_by=request.user,
             original_name=_loose_images_name(files[0].name, len(files)), expected_files=len(files),
-            expected_batches=1, received_batches=[0])
+            expected_batches=1, received_batches=[0], expected_bytes=sum(f.size for f in files),
+            received_bytes=sum(f.size for f in files))
         save_batch(upload, 0, [(f.name, f) for f in files])
         ingest.delay_on_commit(upload.id)
     return redirect("datasets:detail", pk=dataset.pk)
@@ -183,6 +191,7 @@ def _unfinished_folder(uploads, form):
     return uploads.filter(
         kind=Upload.Kind.FOLDER, status=Upload.Status.RECEIVING, original_name=form.cleaned_data["folder_name"],
         expected_files=form.cleaned_data["file_count"], expected_batches=form.cleaned_data["batch_count"],
+        expected_bytes=form.cleaned_data["total_bytes"], fingerprint=form.cleaned_data["fingerprint"],
     ).select_related("dataset").order_by("-created_at", "-id").first()
 
 
@@ -190,7 +199,8 @@ def _new_folder_upload(dataset, form, user):
     return Upload.objects.create(
         dataset=dataset, kind=Upload.Kind.FOLDER, status=Upload.Status.RECEIVING, created_by=user,
         original_name=form.cleaned_data["folder_name"], expected_files=form.cleaned_data["file_count"],
-        expected_batches=form.cleaned_data["batch_count"])
+        expected_batches=form.cleaned_data["batch_count"], expected_bytes=form.cleaned_data["total_bytes"],
+        fingerprint=form.cleaned_data["fingerprint"])
 
 
 def _refuse_form(form):
@@ -204,8 +214,7 @@ def start_folder_dataset(request):
     form = NewFolderDatasetForm(request.POST)
     if not form.is_valid():
         return _refuse_form(form)
-    own_uploads = Upload.objects.filter(dataset__in=Dataset.objects.visible_to(request.user), created_by=request.user)
-    upload = _unfinished_folder(own_uploads, form)
+    upload = _unfinished_folder(Upload.objects.filter(dataset__in=Dataset.objects.visible_to(request.user)), form)
     if upload is not None:
         return _folder_answer(upload, resumed=True)
     with transaction.atomic():
@@ -233,11 +242,6 @@ def _folder_upload(request, pk, upload_pk):
     return get_object_or_404(dataset.uploads, pk=upload_pk, kind=Upload.Kind.FOLDER)
 
 
-def _not_receiving_message(upload):
-    return (f"This folder has been sent completely already (it is now “{upload.get_status_display().lower()}”). "
-            "To add more images, start a new upload.")
-
-
 @login_required
 @require_GET
 def folder_state(request, pk, upload_pk):
@@ -246,7 +250,11 @@ def folder_state(request, pk, upload_pk):
                          "received_batches": upload.received_batches})
 
 
-@refusing_too_many_files(lambda request, *args, **kwargs: _refuse(_too_many_files_message()))
+def _too_many_files_in_batch(request, *args, **kwargs):
+    return _refuse(_too_many_files_message())
+
+
+@refusing_too_many_files(_too_many_files_in_batch)
 @login_required
 @require_POST
 def folder_batch(request, pk, upload_pk, index):
@@ -254,35 +262,21 @@ def folder_batch(request, pk, upload_pk, index):
     form = FolderBatchForm(upload, index, request.POST, request.FILES)
     if not form.is_valid():
         return _refuse_form(form)
-    # The row lock makes two requests for the same batch (a retry racing a slow first
-    # try) take turns, so the batch is written and recorded once; save_batch alone
-    # does not guard against two writers at the same moment.
-    with transaction.atomic():
-        upload = Upload.objects.select_for_update().get(pk=upload.pk)
-        if upload.status != Upload.Status.RECEIVING:
-            return _refuse(_not_receiving_message(upload), 409)
-        stored = save_batch(upload, index, form.batch)
-        if index not in upload.received_batches:
-            upload.received_batches = sorted([*upload.received_batches, index])
-            upload.save(update_fields=["received_batches"])
+    try:
+        stored, upload = receive_batch(upload, index, form.batch)
+    except BatchRefused as refused:
+        return _refuse(str(refused), refused.status)
     return JsonResponse({"stored": stored, "received_batches": upload.received_batches})
 
 
 @login_required
 @require_POST
 def folder_finish(request, pk, upload_pk):
-    upload = _folder_upload(request, pk, upload_pk)
-    with transaction.atomic():
-        upload = Upload.objects.select_for_update().get(pk=upload.pk)
-        if upload.status == Upload.Status.RECEIVING:
-            missing = sorted(set(range(upload.expected_batches)) - set(upload.received_batches))
-            if missing:
-                return _refuse(
-                    f"{len(missing)} of the {upload.expected_batches} parts of this folder have not arrived yet. "
-                    "Press Resume, or pick the same folder again, to send them.", 409, missing_batches=missing)
-            upload.status = Upload.Status.QUEUED
-            upload.save(update_fields=["status"])
-            ingest.delay_on_commit(upload.id)
+    try:
+        upload = finish_receiving(_folder_upload(request, pk, upload_pk))
+    except BatchRefused as refused:
+        upload = _folder_upload(request, pk, upload_pk)
+        return _refuse(str(refused), refused.status, missing_batches=upload.missing_batches())
     # Finishing twice (the answer to the first was lost) is harmless: the images are read once.
     return JsonResponse({"status": upload.status, "url": reverse("datasets:detail", args=[upload.dataset_id])})
 

@@ -107,7 +107,7 @@ def test_a_folder_is_sent_in_batches_through_a_flaky_connection(celery_workers, 
     page.set_input_files("input[webkitdirectory]", str(folder))
     # The hidden files are left out.
     expect(page.locator(".folder-summary")).to_have_text(re.compile(
-        rf"^“shapes-folder”: {image_count} files \(0\.\d MB\) in 3 folders: horizontal, spot, vertical\.$"))
+        rf"^“shapes-folder”: {image_count} files \(\d+ KB\) in 3 folders: horizontal, spot, vertical\.$"))
     page.get_by_role("button", name="Create the dataset from these images").click()
 
     finish.wait()
@@ -123,7 +123,7 @@ def test_a_folder_is_sent_in_batches_through_a_flaky_connection(celery_workers, 
     # Batch 1 arrived with its answer lost: the page asked the server and did not send it again.
     # Batch 2 never arrived: the page sent it again.
     assert flaky.sent == {0: 1, 1: 1, 2: 2}
-    assert re.match(rf"^100 of {image_count} files sent · 0\.\d MB of 0\.\d MB", flaky.progress_text[1])
+    assert re.match(rf"^100 of {image_count} files sent · \d+ KB of \d+ KB", flaky.progress_text[1])
     dataset = Dataset.objects.get(name="Shapes from a folder")
     upload = dataset.uploads.get()
     assert (upload.expected_files, upload.expected_batches, upload.received_batches) == (image_count, 3, [0, 1, 2])
@@ -158,7 +158,7 @@ def test_loose_images_resume_with_the_resume_button_after_the_retries(celery_wor
     # Four retries (1 + 2 + 4 + 8 seconds) fail too; then the page offers to resume.
     resume = page.locator("#loose-images-form .transfer-resume")
     expect(resume).to_be_visible(timeout=30_000)
-    expect(page.locator("#loose-images-form .transfer-error")).to_contain_text("0 files of 3 have arrived")
+    expect(page.locator("#loose-images-form .transfer-error")).to_contain_text("0 of 3 files have arrived and are kept")
     offline["on"] = False
     resume.click()
 
@@ -177,16 +177,21 @@ def test_a_zip_shows_its_upload_progress(celery_workers, live_server, browser_pa
     archive = tmp_path / "shapes.zip"
     archive.write_bytes(labelled_zip(per_class=30, size=64))
     page.set_input_files("input[name=file]", str(archive))
-    # Hold the dataset page that the accepted upload redirects to, to look at the bar before the page moves on.
-    held = HeldRequests(page, re.compile(r"/datasets/\d+/$"))
+    # The page moves on as soon as the zip is in, so note each state of the bar as it changes.
+    seen = []
+    page.expose_function("noteProgress", lambda percent, text: seen.append((int(percent), text)))
+    page.evaluate("""() => {
+      const transfer = document.querySelector("#new-dataset-form > .transfer");
+      const note = () => noteProgress(transfer.querySelector(".progress").getAttribute("aria-valuenow"),
+                                      transfer.querySelector(".transfer-text").textContent);
+      new MutationObserver(note).observe(transfer, { attributes: true, childList: true, characterData: true, subtree: true });
+    }""")
     page.get_by_role("button", name="Upload", exact=True).click()
 
-    held.wait()
-    transfer = page.locator("#new-dataset-form > .transfer")
-    expect(transfer.locator(".progress")).to_have_attribute("aria-valuenow", "100")
-    expect(transfer.locator(".transfer-text")).to_have_text("Sent. Checking the zip…")
-    held.release()
     expect(page).to_have_url(re.compile(r"/datasets/\d+/$"))
+    assert seen and seen[-1] == (100, "Sent. Checking the zip…"), seen
+    percents = [percent for percent, _ in seen]
+    assert percents == sorted(percents)
     page.wait_for_selector('.upload[data-status="done"], .upload[data-status="failed"]', timeout=INGESTION_TIMEOUT_MS)
     expect(page.locator(".upload .upload-summary")).to_have_text("90 images added.")
     assert errors == []
@@ -203,4 +208,24 @@ def test_a_bad_zip_shows_the_forms_message_without_leaving_the_page(live_server,
     # The form that came back works like the first: the folder picker is there again.
     expect(page.locator("#new-dataset-form .folder-upload")).to_be_visible()
     assert not Dataset.objects.exists()
+    assert errors == []
+
+
+def test_dropped_loose_files_are_sent_for_the_inbox(live_server, browser_page):  # noqa: F811
+    page, errors = browser_page
+    sign_up(page, live_server.url)
+    dataset = Dataset.objects.create(owner=get_user_model().objects.get(), name="Drops")
+    page.goto(f"{live_server.url}/datasets/{dataset.pk}/add/")
+    # A script cannot make the folder entries a real drop from the desktop carries; files it can.
+    page.locator("#add-folder .drop-zone").evaluate("""(zone) => {
+      const dropped = new DataTransfer();
+      for (const name of ["b.png", "a.png", ".hidden.png"]) dropped.items.add(new File(["not really a png"], name));
+      zone.dispatchEvent(new DragEvent("drop", { dataTransfer: dropped, bubbles: true, cancelable: true }));
+    }""")
+    expect(page.locator("#add-folder .folder-summary")).to_have_text("2 files (1 KB) with no folder: they go to the inbox.")
+    page.get_by_role("button", name="Add these images").first.click()
+    expect(page).to_have_url(re.compile(rf"/datasets/{dataset.pk}/$"))
+    upload = dataset.uploads.get()
+    assert (upload.original_name, upload.expected_files, upload.received_batches) == ("a.png and 1 more", 2, [0])
+    assert upload.status != "receiving"
     assert errors == []

@@ -373,3 +373,22 @@ def test_two_copies_of_one_batch_at_the_same_moment_are_stored_once(user):
     finish(owner, answer)
     ingest(answer["upload"])
     assert dataset.images.count() == 30 and Upload.objects.get().duplicates == 0
+
+
+def test_a_folder_that_sends_more_bytes_than_it_announced_is_refused(alice, dataset):
+    files = class_folder()
+    batches = in_batches(files, 5)
+    answer = start(alice, add_url(dataset), files, 5, total_bytes=sum(len(d) for _, d in batches[0])).json()
+    assert send_batch(alice, answer, 0, batches[0]).status_code == 200
+    refused = send_batch(alice, answer, 1, batches[1])
+    assert refused.status_code == 413 and "more bytes than it announced" in refused.json()["message"]
+    upload = Upload.objects.get()
+    assert upload.received_batches == [0] and upload.received_bytes == sum(len(d) for _, d in batches[0])
+
+
+def test_another_folder_with_the_same_name_and_count_is_not_taken_for_the_unfinished_one(alice, dataset):
+    files = class_folder()
+    first = start(alice, add_url(dataset), files, 5, fingerprint="aaaa").json()
+    same = start(alice, add_url(dataset), files, 5, fingerprint="aaaa").json()
+    other = start(alice, add_url(dataset), files, 5, fingerprint="bbbb").json()
+    assert same["upload"] == first["upload"] and other["upload"] != first["upload"]

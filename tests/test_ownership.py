@@ -44,11 +44,35 @@ def urls(o):
     ]
 
 
+def dataset_urls(o):
+    """Every dataset page there is, read from the URL patterns, so a new page cannot be forgotten here."""
+    from datasets_app.urls import urlpatterns
+
+    dataset = o["dataset"]
+    values = {"pk": dataset.pk, "image_pk": o["image"].pk, "upload_pk": dataset.uploads.get().pk,
+              "class_pk": o["image"].image_class_id, "index": 0}
+    found = []
+    for pattern in urlpatterns:
+        names = pattern.pattern.converters.keys()
+        if "pk" in names:
+            url = reverse(f"datasets:{pattern.name}", kwargs={name: values[name] for name in names})
+            found += [("get", url), ("post", url)]
+    return found
+
+
 def test_another_user_gets_404_for_every_object_url(client, owned, other_user):
     client.force_login(other_user)
-    for method, url in urls(owned):
-        assert getattr(client, method)(url).status_code == 404, url
+    answers = {}
+    for method, url in urls(owned) + dataset_urls(owned):
+        answers.setdefault(url, set()).add(getattr(client, method)(url).status_code)
+    # 405 (a method the page does not take) says nothing about the object; the other gets 404.
+    assert {url: codes for url, codes in answers.items() if not (codes <= {404, 405} and 404 in codes)} == {}
     assert Dataset.objects.filter(pk=owned["dataset"].pk).exists()
+    assert owned["dataset"].images.count() == 1 and owned["dataset"].classes.count() == 1
+
+
+def test_every_dataset_page_is_covered_by_the_ownership_check(owned):
+    assert len(dataset_urls(owned)) >= 2 * 25
 
 
 def test_the_owner_can_open_every_object_url(client, owned, user):

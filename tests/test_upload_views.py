@@ -53,3 +53,9 @@ def test_the_dataset_page_shows_progress_while_images_are_read(alice, user):
     page = alice.get(reverse("datasets:detail", args=[dataset.pk]))
     assert b"3 of 6 images read" in page.content
     assert alice.get(reverse("datasets:progress", args=[dataset.pk])).json()["uploads"][0]["percent"] == 50
+
+
+def test_the_list_page_offers_a_folder_and_the_split_percentages(alice):
+    page = alice.get(reverse("datasets:list")).content.decode()
+    assert "webkitdirectory" in page and f'data-start-url="{reverse("datasets:folder_start_new")}"' in page
+    assert 'name="val_percent" value="10"' in page and 'name="test_percent" value="10"' in page

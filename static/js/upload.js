@@ -15,6 +15,7 @@
   // ---- Words and numbers for people ---------------------------------------------------
 
   function megabytes(bytes) {
+    if (bytes < MB) return `${Math.ceil(bytes / 1024).toLocaleString()} KB`;
     const value = bytes / MB;
     return `${value < 10 ? value.toFixed(1) : Math.round(value).toLocaleString()} MB`;
   }
@@ -56,7 +57,7 @@
     }
 
     error(message) {
-      this.element.hidden = false;
+      if (message) this.element.hidden = false;
       this.errorText.textContent = message || "";
       this.errorText.hidden = !message;
     }
@@ -127,6 +128,8 @@
           const error = new Error(answer.message);
           error.status = xhr.status;
           reject(error);
+        } else if (xhr.status === 404) {
+          reject(new Error("This dataset or upload no longer exists. Reload the page to see what is there."));
         } else if (xhr.status === 403 || !answer) {
           reject(new Error("The server did not accept this. Perhaps you were logged out: reload the page, "
             + "log in and pick the files again; what has arrived is kept."));
@@ -232,18 +235,32 @@
       else loose += 1;
     }
     const bytes = items.reduce((sum, item) => sum + item.file.size, 0);
-    let text = `${name ? `“${name}”: ` : ""}${count(items.length, "file")} (${megabytes(bytes)})`;
-    if (folders.size) {
-      const shown = [...folders].sort().slice(0, 8);
-      text += ` in ${count(folders.size, "folder")}: ${shown.join(", ")}${folders.size > shown.length ? ", …" : ""}`;
-    }
-    if (loose) text += `${folders.size ? ", and" : ","} ${count(loose, "file")} with no folder, for the inbox`;
-    return `${text}.`;
+    const text = `${name ? `“${name}”: ` : ""}${count(items.length, "file")} (${megabytes(bytes)})`;
+    if (!folders.size) return `${text} with no folder: they go to the inbox.`;
+    const shown = [...folders].sort().slice(0, 8);
+    return `${text} in ${count(folders.size, "folder")}: ${shown.join(", ")}${folders.size > shown.length ? ", …" : ""}`
+      + `${loose ? `, and ${count(loose, "file")} with no folder, for the inbox` : ""}.`;
   }
 
   function looseName(items) {
     const names = items.map((item) => item.path).sort();
     return names.length === 1 ? names[0] : `${names[0]} and ${names.length - 1} more`;
+  }
+
+  // A short hash of the file list (paths and sizes), so that picking the same folder again
+  // continues its unfinished upload and another folder of the same name does not. Not for
+  // security: crypto.subtle is missing on plain-HTTP hosts, so this is cyrb53.
+  function fingerprint(items) {
+    const text = items.map((item) => `${item.path}\t${item.file.size}`).sort().join("\n");
+    let h1 = 0xdeadbeef, h2 = 0x41c6ce57;
+    for (let i = 0; i < text.length; i += 1) {
+      const c = text.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 2654435761);
+      h2 = Math.imul(h2 ^ c, 1597334677);
+    }
+    h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+    h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+    return `${(h2 >>> 0).toString(16).padStart(8, "0")}${(h1 >>> 0).toString(16).padStart(8, "0")}`;
   }
 
   // ---- Sending a folder ----------------------------------------------------------------
@@ -306,6 +323,7 @@
         file_count: this.items.length,
         batch_count: this.batches.length,
         total_bytes: this.totalBytes,
+        fingerprint: fingerprint(this.items),
       }));
     }
 
@@ -363,10 +381,11 @@
     }
 
     stopped(error) {
+      this.meter.restart(); // nothing is being sent now, so no time left is shown
       this.showProgress(0);
       if (error instanceof RetryableError) {
         const arrived = this.filesArrived();
-        this.transfer.error(`${error.message} ${count(arrived, "file")} of ${this.items.length.toLocaleString()} `
+        this.transfer.error(`${error.message} ${arrived.toLocaleString()} of ${count(this.items.length, "file")} `
           + "have arrived and are kept. Check the connection, then press Resume to send the rest.");
         this.transfer.offerResume(() => this.run());
       } else {
