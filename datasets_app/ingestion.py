@@ -144,6 +144,16 @@ def finish_receiving(upload: Upload) -> Upload:
     return upload
 
 
+def discard_receiving(upload: Upload) -> bool:
+    """Give up on a folder that never finished arriving: its staged files go, the row says so."""
+    with transaction.atomic():
+        claimed = Upload.objects.filter(pk=upload.pk, status=Upload.Status.RECEIVING).update(
+            status=Upload.Status.FAILED, error="Sending was stopped; the files that had arrived were removed.")
+    if claimed:
+        shutil.rmtree(staging_folder(upload), ignore_errors=True)
+    return bool(claimed)
+
+
 def staged_files(folder: Path) -> tuple[list[tuple[str, int]], dict[str, str]]:
     files, paths = [], {}
     for manifest in sorted(folder.glob("*.json")):

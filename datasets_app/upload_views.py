@@ -38,6 +38,7 @@ from .forms import (
 from .ingestion import (
     BatchRefused,
     archive_limits,
+    discard_receiving,
     finish_receiving,
     receive_batch,
     sample_digits_zip,
@@ -281,6 +282,14 @@ def folder_finish(request, pk, upload_pk):
     return JsonResponse({"status": upload.status, "url": reverse("datasets:detail", args=[upload.dataset_id])})
 
 
+@login_required
+@require_POST
+def folder_discard(request, pk, upload_pk):
+    if discard_receiving(_folder_upload(request, pk, upload_pk)):
+        messages.info(request, "The unfinished folder was removed; nothing from it was added.")
+    return redirect("datasets:detail", pk=pk)
+
+
 urlpatterns = [
     path("", dataset_list, name="list"),
     path("sample/", create_sample, name="sample"),
@@ -291,4 +300,5 @@ urlpatterns = [
     path("<int:pk>/uploads/<int:upload_pk>/folder/", folder_state, name="folder_state"),
     path("<int:pk>/uploads/<int:upload_pk>/folder/<int:index>/", folder_batch, name="folder_batch"),
     path("<int:pk>/uploads/<int:upload_pk>/folder/finish/", folder_finish, name="folder_finish"),
+    path("<int:pk>/uploads/<int:upload_pk>/folder/discard/", folder_discard, name="folder_discard"),
 ]

@@ -392,3 +392,20 @@ def test_another_folder_with_the_same_name_and_count_is_not_taken_for_the_unfini
     same = start(alice, add_url(dataset), files, 5, fingerprint="aaaa").json()
     other = start(alice, add_url(dataset), files, 5, fingerprint="bbbb").json()
     assert same["upload"] == first["upload"] and other["upload"] != first["upload"]
+
+
+def test_an_unfinished_folder_can_be_stopped_and_its_files_removed(alice, dataset):
+    from datasets_app.ingestion import staging_folder
+
+    files = class_folder()
+    answer = start(alice, add_url(dataset), files, 5).json()
+    send_batch(alice, answer, 0, in_batches(files, 5)[0])
+    upload = Upload.objects.get()
+    assert staging_folder(upload).exists()
+    page = alice.get(reverse("datasets:detail", args=[dataset.pk])).content.decode()
+    assert "1 of\n      3 parts arrived" in page
+    response = alice.post(reverse("datasets:folder_discard", args=[dataset.pk, upload.pk]), follow=True)
+    assert "nothing from it was added" in response.content.decode()
+    upload.refresh_from_db()
+    assert upload.status == "failed" and not staging_folder(upload).exists()
+    assert send_batch(alice, answer, 1, in_batches(files, 5)[1]).status_code == 409
