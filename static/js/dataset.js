@@ -30,7 +30,11 @@
 
   const busy = document.querySelectorAll('.upload[data-status="queued"], .upload[data-status="running"]');
   if (!busy.length) return;
+  // Once the person is leaving for another page, a reload here would pull them back.
+  let leaving = false;
+  window.addEventListener("beforeunload", () => { leaving = true; });
   async function poll() {
+    if (leaving) return;
     const response = await fetch(window.datasetProgressUrl, { headers: { Accept: "application/json" } });
     if (!response.ok) return setTimeout(poll, 2000);
     const { uploads } = await response.json();
@@ -45,7 +49,7 @@
       if (upload.status === "queued" || upload.status === "running") running = true;
     }
     if (running) setTimeout(poll, 1000);
-    else window.location.reload();
+    else if (!leaving) window.location.reload();
   }
   setTimeout(poll, 500);
 })();
