@@ -41,7 +41,8 @@ from mlcore.splits import stratified_split
 from .models import Image, ImageClass, Upload, UploadOutcome
 
 ROWS_PER_INSERT = 2000
-CHUNK_FILES = 500  # files a process examines at a time
+CHUNK_FILES = 500  # at most this many files a process examines at a time
+MIN_CHUNK_FILES = 25  # fewer files than this are examined right here, with no pool
 PROGRESS_EVERY_S = 0.5
 STAGING_ROOT = "uploads/folders"
 
@@ -200,11 +201,13 @@ def examine_all(source: Source, prefix: str, limits, processes: int):
     start processes from a Celery worker's pool process, since that is a daemon.
     """
     images = source.plan.images
+    # Four chunks a process at least, so 200 large photos keep both cores busy too.
+    size = max(min(CHUNK_FILES, -(-len(images) // (4 * processes))), MIN_CHUNK_FILES)
     chunks = [
-        Chunk(images=images[start:start + CHUNK_FILES], zip_path=source.zip_path,
-              paths={i.name: source.paths[i.name] for i in images[start:start + CHUNK_FILES]} if source.paths else None,
+        Chunk(images=images[start:start + size], zip_path=source.zip_path,
+              paths={i.name: source.paths[i.name] for i in images[start:start + size]} if source.paths else None,
               media_root=str(settings.MEDIA_ROOT), prefix=prefix, limits=limits, max_pixels=settings.MAX_IMAGE_PIXELS)
-        for start in range(0, len(images), CHUNK_FILES)
+        for start in range(0, len(images), size)
     ]
     if processes <= 1 or len(chunks) <= 1:
         archive = zipfile.ZipFile(source.zip_path) if source.zip_path else None
