@@ -18,6 +18,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 DEFAULT_MAX_PIXELS = 40_000_000  # about a 7,000 x 6,000 photo
+# Modes the allowed formats produce that become RGB as they are (grey and transparent ones are handled first).
+CONVERTIBLE_TO_RGB = {"RGB", "P", "CMYK", "YCbCr", "RGBX"}
 THUMBNAIL_BOX = 160  # pixels; gallery tiles are shown at 80 to 120 CSS pixels
 
 
@@ -91,6 +93,8 @@ def _to_model_mode(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode not in CONVERTIBLE_TO_RGB:
+        raise ImageRejected(f"the image uses a colour mode this product cannot read ({image.mode})")
     rgb = image.convert("RGB")
     if image.mode == "P":
         # GIF and 8-bit BMP files keep grey pictures as a palette; they stay grey.

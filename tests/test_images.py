@@ -48,12 +48,27 @@ def test_it_rejects_an_image_with_a_hundred_times_too_many_pixels():
         decode_image(data, max_pixels=10_000)
 
 
-def test_it_applies_exif_orientation():
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_it_applies_exif_orientation(fmt):
     image = Image.new("RGB", (30, 10), "red")
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise when shown
-    decoded = decode_image(encode(image, "JPEG", exif=exif.tobytes()))
+    decoded = decode_image(encode(image, fmt, exif=exif.tobytes()))
     assert (decoded.width, decoded.height) == (10, 30)
+
+
+def test_pillows_decompression_bomb_warning_is_an_error(monkeypatch):
+    # Pillow warns (rather than refuses) between its cap and twice its cap; here that is an error.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    with pytest.raises(ImageRejected, match="decompression bomb"):
+        decode_image(encode(Image.new("L", (40, 40))), max_pixels=10**9)
+
+
+def test_a_colour_mode_it_cannot_read_is_refused_with_its_name():
+    from mlcore.images import _to_model_mode
+
+    with pytest.raises(ImageRejected, match="colour mode.*HSV"):
+        _to_model_mode(Image.new("HSV", (4, 4)))
 
 
 @pytest.mark.parametrize("mode, channels", [("RGBA", 3), ("P", 3), ("CMYK", 3), ("I;16", 1), ("1", 1), ("LA", 3)])
