@@ -155,7 +155,7 @@ def classes(request, pk):
     # A few thumbnails of every class in one query: the first images of each class by id.
     first_images = (dataset.images.filter(image_class__isnull=False)
                     .annotate(position=Window(RowNumber(), partition_by=F("image_class_id"), order_by=F("id").asc()))
-                    .filter(position__lte=THUMBNAILS_PER_CLASS).only("id", "image_class_id", "original_name"))
+                    .filter(position__lte=THUMBNAILS_PER_CLASS).only("id", "dataset_id", "image_class_id", "original_name"))
     thumbnails = {}
     for image in first_images:
         thumbnails.setdefault(image.image_class_id, []).append(image)
