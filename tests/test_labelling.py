@@ -490,3 +490,17 @@ def test_posts_without_the_csrf_token_are_refused(pets, user):
         if method == "post":
             assert client.post(url, data).status_code == 403, url
     assert not LabelChange.objects.exists()
+
+
+def test_the_classes_page_takes_as_many_queries_for_many_images_as_for_few(alice, user, django_assert_num_queries):
+    small = ingest(user, pets_files())
+    many = {f"{kind}/{i}.png": image_bytes(kind, 16, seed=i) for kind in ("horizontal", "vertical")
+            for i in range(20)}
+    large = ingest(user, many, name="Many")
+    alice.get(inbox_url(small, "classes"))  # the session and user are cached after the first request
+    counts = []
+    for dataset in (small, large):
+        with django_assert_num_queries(6) as captured:
+            assert alice.get(inbox_url(dataset, "classes")).status_code == 200
+        counts.append(len(captured.captured_queries))
+    assert counts[0] == counts[1]
