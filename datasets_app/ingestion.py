@@ -42,7 +42,7 @@ from .models import Image, ImageClass, Upload, UploadOutcome
 
 ROWS_PER_INSERT = 2000
 CHUNK_FILES = 500  # at most this many files a process examines at a time
-MIN_CHUNK_FILES = 25  # fewer files than this are examined right here, with no pool
+POOL_MIN_FILES = 1000  # fewer files than this are examined right here, with no pool
 PROGRESS_EVERY_S = 0.5
 STAGING_ROOT = "uploads/folders"
 
@@ -195,21 +195,22 @@ def open_source(upload, limits) -> Source:
 def examine_all(source: Source, prefix: str, limits, processes: int):
     """Examined files in the plan's order, from `processes` processes at once when there is enough work.
 
-    The processes are forked from this one and never touch the database (they end
-    with os._exit, so they do not even close its connection). The pool is
-    billiard's (Celery's fork of multiprocessing): the standard library refuses to
-    start processes from a Celery worker's pool process, since that is a daemon.
+    The pool is billiard's (Celery's fork of multiprocessing): the standard library
+    refuses to start processes from a Celery worker's pool process, since that is a
+    daemon. Its processes are spawned, not forked: a forked child inherits this
+    process's sockets, and kombu's after-fork hook then closes the parent's Redis
+    connection from the child (a hang, seen in the test suite). Spawning costs about
+    half a second, so small uploads are examined right here.
     """
     images = source.plan.images
-    # Four chunks a process at least, so 200 large photos keep both cores busy too.
-    size = max(min(CHUNK_FILES, -(-len(images) // (4 * processes))), MIN_CHUNK_FILES)
+    size = min(CHUNK_FILES, max(-(-len(images) // (4 * processes)), 1))  # four chunks a process at least
     chunks = [
         Chunk(images=images[start:start + size], zip_path=source.zip_path,
               paths={i.name: source.paths[i.name] for i in images[start:start + size]} if source.paths else None,
               media_root=str(settings.MEDIA_ROOT), prefix=prefix, limits=limits, max_pixels=settings.MAX_IMAGE_PIXELS)
         for start in range(0, len(images), size)
     ]
-    if processes <= 1 or len(chunks) <= 1:
+    if processes <= 1 or len(images) < POOL_MIN_FILES:
         archive = zipfile.ZipFile(source.zip_path) if source.zip_path else None
         try:
             for chunk in chunks:
@@ -218,7 +219,7 @@ def examine_all(source: Source, prefix: str, limits, processes: int):
             if archive:
                 archive.close()
         return
-    pool = billiard.get_context("fork").Pool(processes, initializer=open_worker_zip, initargs=(source.zip_path,))
+    pool = billiard.get_context("spawn").Pool(processes, initializer=open_worker_zip, initargs=(source.zip_path,))
     try:
         for results in pool.imap(examine_chunk_in_worker, chunks):
             yield from results

@@ -113,7 +113,7 @@ def test_another_user_cannot_see_a_report(client, other_user, dataset):
 
 
 def test_many_processes_give_the_same_result_as_one(user, monkeypatch):
-    monkeypatch.setattr(ingestion, "MIN_CHUNK_FILES", 4)  # several chunks, so the pool is used
+    monkeypatch.setattr(ingestion, "POOL_MIN_FILES", 4)  # so the pool is used
     files = {f"shapes/{kind}/{i}.png": image_bytes(kind, 16, seed=i) for kind in ("spot", "vertical")
              for i in range(9)}
     files.update({"shapes/spot/copy.png": files["shapes/spot/0.png"], "shapes/spot/bad.png": b"nope"})
@@ -133,7 +133,7 @@ def test_many_processes_give_the_same_result_as_one(user, monkeypatch):
 
 
 def test_a_byte_cap_reached_across_chunks_fails_and_keeps_nothing(user, monkeypatch, settings):
-    monkeypatch.setattr(ingestion, "MIN_CHUNK_FILES", 3)
+    monkeypatch.setattr(ingestion, "POOL_MIN_FILES", 3)
     dataset = Dataset.objects.create(owner=user, name="capped")
     upload = Upload(dataset=dataset, original_name="s.zip")
     upload.file.save("s.zip", ContentFile(labelled_zip(per_class=6, size=32)), save=True)

@@ -71,3 +71,21 @@ def test_upload_train_evaluate_and_predict_through_the_workers(celery_workers, a
     served = {row["name"]: row["p"] for row in results[0]["probabilities"]}
     assert info["class_names"] == run.class_names
     np.testing.assert_allclose([served[name] for name in info["class_names"]], plain, atol=1e-5)
+
+
+def test_a_large_upload_is_examined_by_a_pool_inside_the_worker(celery_workers, alice, user):
+    """Enough files for the ingestion's process pool, started from inside a Celery pool process
+    (a daemon, which the standard library would refuse) that holds a broker connection."""
+    from datasets_app.ingestion import POOL_MIN_FILES
+
+    per_class = POOL_MIN_FILES // 2 + 5
+    archive = labelled_zip(per_class=per_class, classes=("horizontal", "vertical"), size=8)
+    response = alice.post(reverse("datasets:list"), {
+        "name": "Many", "file": SimpleUploadedFile("many.zip", archive, "application/zip")})
+    assert response.status_code == 302
+    dataset = Dataset.objects.get(name="Many", owner=user)
+    upload = wait_for(lambda: Upload.objects.filter(dataset=dataset, status__in=["done", "failed"]).first(),
+                      timeout=120, what="ingestion")
+    assert upload.status == "done", upload.error + celery_workers.log("default")
+    assert upload.accepted + upload.duplicates == 2 * per_class
+    assert dataset.images.count() == upload.accepted
