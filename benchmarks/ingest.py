@@ -8,7 +8,7 @@ and decodes it with cv2.imdecode into a NumPy array) and the product's ingestion
 (the `datasets.ingest_upload` task's code, called in-process as the worker calls
 it, on a fresh dataset), each in its own process. `peak_rss_mb` is the ingesting
 process's peak plus, for each of its pool processes, the largest pool process's
-peak: an upper bound, since forked processes share memory. The clock for `ready_s` starts once the zip is stored (its
+peak: an upper bound of their sum. The clock for `ready_s` starts once the zip is stored (its
 Upload row exists) and stops when the dataset is ready (status "done").
 
 Prints one JSON object: name "ingest", the medians of the rounds (`ratio` is the
@@ -33,8 +33,7 @@ DEFAULT_ZIP = ROOT.parent / "shared" / "data" / "mnist-png.zip"
 
 def peak_rss_mb(processes=0):
     """This process's peak resident memory, plus `processes` times the largest of its finished
-    children's (the ingestion's pool). Forked children share pages with their parent, so the
-    sum overstates the real total: an upper bound."""
+    children's (the ingestion's pool): an upper bound of their sum."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return (own + processes * child) / 1024  # Linux reports KiB
