@@ -179,7 +179,8 @@ else:
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"training.*": {"queue": "training"}}
+# The reaper is light work for the default queue; every other training.* task trains.
+CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "training.*": {"queue": "training"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -199,3 +200,16 @@ LOGGING = {
 # Processes that examine (decode, hash, store) the files of a large upload at once;
 # 0 means one per CPU core.
 INGEST_PROCESSES = env_int("INGEST_PROCESSES", 0) or os.cpu_count() or 1
+
+# A training process writes a heartbeat every HEARTBEAT_INTERVAL_S. A run whose heartbeat is older
+# than HEARTBEAT_STALE_S lost its worker (killed, out of memory, host restarted): every
+# REAPER_INTERVAL_S the beat process has it queued again, to continue from its last finished
+# epoch, up to MAX_TRAINING_ATTEMPTS attempts in all.
+HEARTBEAT_INTERVAL_S = env_int("HEARTBEAT_INTERVAL_S", 10)
+HEARTBEAT_STALE_S = env_int("HEARTBEAT_STALE_S", 90)
+REAPER_INTERVAL_S = env_int("REAPER_INTERVAL_S", 30)
+MAX_TRAINING_ATTEMPTS = env_int("MAX_TRAINING_ATTEMPTS", 3)
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-runs": {"task": "training.reap_stale_runs", "schedule": float(REAPER_INTERVAL_S)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")

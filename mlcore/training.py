@@ -1,7 +1,9 @@
 """Fitting a model on in-memory uint8 arrays, with progress and cooperative cancel."""
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -56,8 +58,14 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
                 on_batch: Callable[[BatchProgress], None] | None = None,
                 on_epoch: Callable[[int, dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                progress_interval_s: float = 0.5):
-    """Build and fit the preset model; returns (model, stopped_early)."""
+                progress_interval_s: float = 0.5,
+                backup_dir: str | None = None):
+    """Build and fit the preset model; returns (model, stopped_early).
+
+    With `backup_dir`, Keras' BackupAndRestore saves the model, optimizer and epoch at
+    the end of every epoch, and a later call with the same folder (after the process
+    died) continues from the last finished epoch instead of starting over.
+    """
     import keras
 
     from .models import make_model
@@ -71,6 +79,11 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     )
     steps = max(1, math.ceil(len(x_train) / config.batch_size))
     callback = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
+    # Progress first: an epoch is recorded before its backup is written, so an epoch is
+    # never skipped, and one run again after a crash is recorded again over itself.
+    callbacks = [callback]
+    if backup_dir:
+        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=True))
     has_validation = len(x_val) > 0
     model.fit(
         make_dataset(x_train, y_train, config.batch_size, training=True, seed=config.seed),
@@ -78,11 +91,22 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         steps_per_epoch=steps,
         validation_data=(make_dataset(x_val, y_val, config.batch_size, training=False, seed=config.seed)
                          if has_validation else None),
-        callbacks=[callback],
+        callbacks=callbacks,
         shuffle=False,  # the dataset shuffles itself
         verbose=0,
     )
     return model, callback.stopped
+
+
+def finished_epochs_in_backup(backup_dir: str) -> int:
+    """How many epochs an earlier attempt finished, from the metadata BackupAndRestore keeps
+    beside its checkpoint (0 when there is no backup)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    try:
+        with open(path) as f:
+            return int(json.load(f).get("epoch", 0))
+    except (OSError, ValueError, TypeError):
+        return 0
 
 
 def _make_progress_callback(steps, on_batch, on_epoch, should_stop, interval_s):

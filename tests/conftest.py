@@ -68,55 +68,69 @@ def test_database_url():
 test_database_url.__test__ = False  # a helper, not a test
 
 
+# What the test workers run with: heartbeats and the reaper on a short clock, so that a
+# killed worker is noticed within seconds (the defaults are minutes).
+WORKER_SETTINGS = {"HEARTBEAT_INTERVAL_S": "1", "HEARTBEAT_STALE_S": "6", "REAPER_INTERVAL_S": "2"}
+
+
 class Workers:
-    def __init__(self, processes, logs):
-        self.processes, self.logs = processes, logs
+    """The worker processes of the Procfile (all but web), each in its own process group."""
+
+    def __init__(self, env, log_dir):
+        self.env, self.log_dir = env, log_dir
+        self.processes, self.logs = {}, {}
+
+    def start(self, name):
+        bin_dir = Path(sys.executable).parent
+        command = [part.replace("%h", f"tests-{os.getpid()}") for part in procfile_command(name)]
+        command[0] = str(bin_dir / command[0])
+        self.logs[name] = self.log_dir / f"{name}.log"
+        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.logs[name].open("ab"),
+                                                stderr=subprocess.STDOUT, start_new_session=True)
 
     def alive(self):
         return all(p.poll() is None for p in self.processes.values())
 
     def kill(self, name, sig=signal.SIGKILL):
+        """Signal the worker and every process it started, as a crash or a reboot would."""
         os.killpg(self.processes[name].pid, sig)
+        self.processes[name].wait(30)
 
     def log(self, name):
         return self.logs[name].read_text(errors="replace")
 
+    def stop_all(self):
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
 
 @pytest.fixture(scope="module")
 def celery_workers(django_db_setup, django_db_blocker, tmp_path_factory):
-    """The two Celery workers of `make run`, as real processes on the real broker,
+    """The Celery workers and beat of `make run`, as real processes on the real broker,
     reading and writing the test database. Per module, so that tests elsewhere
     see a site with no workers."""
     from dlsite.celery import app
 
     env = dict(os.environ, DATABASE_URL=test_database_url(), DJANGO_SETTINGS_MODULE="dlsite.settings",
-               PYTHONUNBUFFERED="1")
-    bin_dir = Path(sys.executable).parent
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+               PYTHONUNBUFFERED="1", **WORKER_SETTINGS)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     app.control.purge()  # messages left on a shared Redis by an earlier run refer to other databases
-    log_dir = tmp_path_factory.mktemp("worker-logs")
-    processes, logs = {}, {}
-    for name in ("default", "training"):
-        command = [part.replace("%h", f"tests-{os.getpid()}") for part in procfile_command(name)]
-        command[0] = str(bin_dir / command[0])
-        logs[name] = log_dir / f"{name}.log"
-        processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=logs[name].open("wb"),
-                                           stderr=subprocess.STDOUT, start_new_session=True)
-    workers = Workers(processes, logs)
+    workers = Workers(env, tmp_path_factory.mktemp("worker-logs"))
+    for name in ("default", "training", "beat"):
+        workers.start(name)
     try:
         wait_for(lambda: _queues_served(app) >= {"default", "training"} or not workers.alive(),
                  timeout=90, interval=1, what="the workers to start")
-        assert workers.alive(), workers.log("default") + workers.log("training")
+        assert workers.alive(), workers.log("default") + workers.log("training") + workers.log("beat")
         yield workers
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        workers.stop_all()
 
 
 def _queues_served(app):

@@ -1,5 +1,6 @@
 import math
 import socket
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -27,6 +28,30 @@ class TrainingRunQuerySet(models.QuerySet):
             attempts=F("attempts") + 1, worker_host=socket.gethostname(),
         )
         return self.get(id=run_id) if claimed else None
+
+    def reap_stale(self):
+        """Runs whose worker stopped sending heartbeats: queue them again, or give up after
+        MAX_TRAINING_ATTEMPTS. Returns the ids to send to a worker again.
+
+        Each change is a conditional update on the row as it was read, so two reapers at
+        once (or a heartbeat arriving late) cannot both act on one run.
+        """
+        now = timezone.now()
+        cutoff = now - timedelta(seconds=settings.HEARTBEAT_STALE_S)
+        requeued = []
+        for run in self.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff):
+            unchanged = self.filter(id=run.id, status=TrainingRun.Status.RUNNING, heartbeat_at=run.heartbeat_at)
+            if run.cancel_requested:
+                unchanged.update(status=TrainingRun.Status.CANCELLED, finished_at=now, phase="")
+            elif run.attempts >= settings.MAX_TRAINING_ATTEMPTS:
+                unchanged.update(status=TrainingRun.Status.FAILED, finished_at=now, phase="", error=(
+                    f"The worker training this run stopped {run.attempts} times before it finished "
+                    f"(the last time during epoch {run.epoch or 1}). This happens when the worker runs out "
+                    "of memory or its machine restarts: try a smaller batch size or image size."))
+            elif unchanged.update(status=TrainingRun.Status.QUEUED, worker_host="",
+                                  phase="Waiting to continue: its worker stopped"):
+                requeued.append(run.id)
+        return requeued
 
 
 class TrainingRun(models.Model):
@@ -72,6 +97,8 @@ class TrainingRun(models.Model):
     batch = models.PositiveIntegerField(default=0)
     batches_per_epoch = models.PositiveIntegerField(default=0)
     training_started_at = models.DateTimeField(null=True, blank=True)
+    # Set when an attempt continued from a backup: the epochs already finished by earlier attempts.
+    resumed_after_epoch = models.PositiveIntegerField(null=True, blank=True)
 
     # What came out
     class_names = models.JSONField(default=list, blank=True)

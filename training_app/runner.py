@@ -13,7 +13,7 @@ from datasets_app.versions import manifest_rows
 from mlcore.evaluation import evaluate
 from mlcore.images import ImageRejected, load_model_input
 from mlcore.serving import ModelInfo, predict_batch, save_model
-from mlcore.training import TrainingConfig, train_model
+from mlcore.training import TrainingConfig, finished_epochs_in_backup, train_model
 
 from .models import TrainingRun
 
@@ -61,6 +61,10 @@ def train_run(run: TrainingRun):
         num_classes=len(class_names), epochs=run.epochs, batch_size=run.batch_size,
         learning_rate=run.learning_rate,
     )
+    backup_dir = run.model_folder / "backup"
+    resumed_after = finished_epochs_in_backup(str(backup_dir))
+    if resumed_after:
+        TrainingRun.objects.filter(id=run.id).update(resumed_after_epoch=resumed_after)
     epoch_started = [time.monotonic()]
 
     def on_epoch(epoch, logs):
@@ -73,6 +77,7 @@ def train_run(run: TrainingRun):
         on_batch=lambda p: run.record_batch(p.epoch, p.batch, p.batches_per_epoch),
         on_epoch=on_epoch,
         should_stop=run.cancel_is_requested,
+        backup_dir=str(backup_dir),
     )
 
     run.record_phase("Testing on images it never saw")

@@ -2,6 +2,7 @@ import logging
 
 from celery import shared_task
 
+from .heartbeat import Heartbeat
 from .models import TrainingRun
 from .runner import train_run
 
@@ -14,10 +15,19 @@ def train(run_id: int):
     if run is None:  # cancelled while waiting, or a second delivery of a run already taken
         return
     try:
-        train_run(run)
+        with Heartbeat(run):
+            train_run(run)
     except Exception as exc:
         logger.exception("Training run %s failed", run_id)
         run.fail(_explain(exc))
+
+
+@shared_task(name="training.reap_stale_runs")
+def reap_stale_runs():
+    """Run by the beat process every REAPER_INTERVAL_S: runs whose worker died go back to a worker."""
+    for run_id in TrainingRun.objects.reap_stale():
+        logger.warning("Run %s lost its worker; queued again to continue from its last finished epoch", run_id)
+        train.delay(run_id)
 
 
 def _explain(exc):

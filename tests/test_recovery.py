@@ -1,0 +1,117 @@
+"""Surviving faults: heartbeats, the reaper, and continuing a run from its last finished epoch."""
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from mlcore.training import TrainingConfig, finished_epochs_in_backup, train_model
+from tests.conftest import new_run, wait_for
+from training_app.models import TrainingRun
+from training_app.tasks import reap_stale_runs
+
+
+def running(run, seconds_since_heartbeat, attempts=1, **fields):
+    TrainingRun.objects.filter(id=run.id).update(
+        status="running", attempts=attempts, epoch=4, worker_host="gpu-1",
+        heartbeat_at=timezone.now() - timedelta(seconds=seconds_since_heartbeat), **fields)
+    run.refresh_from_db()
+    return run
+
+
+def test_a_run_whose_worker_went_silent_is_queued_again(shapes, settings):
+    settings.HEARTBEAT_STALE_S = 60
+    stale, alive = running(new_run(shapes), 120), running(new_run(shapes), 5)
+    assert TrainingRun.objects.reap_stale() == [stale.id]
+    stale.refresh_from_db()
+    alive.refresh_from_db()
+    assert (stale.status, stale.worker_host, stale.attempts) == ("queued", "", 1)
+    assert "its worker stopped" in stale.phase
+    assert alive.status == "running"
+    assert TrainingRun.objects.reap_stale() == []  # queued now: nothing more to do
+
+
+def test_after_the_last_attempt_the_run_fails_with_a_clear_message(shapes, settings):
+    settings.HEARTBEAT_STALE_S, settings.MAX_TRAINING_ATTEMPTS = 60, 3
+    run = running(new_run(shapes), 120, attempts=3)
+    assert TrainingRun.objects.reap_stale() == []
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert "stopped 3 times" in run.error and "smaller batch size" in run.error
+
+
+def test_a_silent_run_that_was_being_cancelled_ends_cancelled(shapes, settings):
+    settings.HEARTBEAT_STALE_S = 60
+    run = running(new_run(shapes), 120, cancel_requested=True)
+    assert TrainingRun.objects.reap_stale() == []
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+
+
+def test_the_reaper_task_queues_the_run_again(shapes, settings):
+    """The whole loop, with real workers and beat, is the last test of this module."""
+    settings.HEARTBEAT_STALE_S = 60
+    run = running(new_run(shapes), 120)
+    reap_stale_runs()
+    run.refresh_from_db()
+    assert run.status == "queued"
+
+
+def test_training_continues_from_the_last_finished_epoch_of_a_backup(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (16, 8, 8, 1), dtype=np.uint8), np.arange(16) % 2
+    config = TrainingConfig(preset="dense", image_size=(8, 8), channels=1, num_classes=2, epochs=4, batch_size=8)
+    backup = str(tmp_path / "backup")
+
+    class Crash(Exception):
+        pass
+
+    def crash_in_epoch_3(epoch, logs):
+        seen.append(epoch)
+        if epoch == 3:
+            raise Crash  # the process "dies" after recording epoch 3, before its backup
+
+    seen = []
+    with pytest.raises(Crash):
+        train_model(config, x, y, x[:0], y[:0], on_epoch=crash_in_epoch_3, backup_dir=backup)
+    assert seen == [1, 2, 3] and finished_epochs_in_backup(backup) == 2
+
+    seen = []
+    train_model(config, x, y, x[:0], y[:0], on_epoch=lambda epoch, logs: seen.append(epoch), backup_dir=backup)
+    assert seen == [3, 4]  # epochs 1 and 2 are not trained again
+    assert finished_epochs_in_backup(backup) == 0  # the backup is removed once the run is done
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_worker_is_killed_continues_on_a_restarted_worker(celery_workers, shapes):
+    """SIGKILL to the training worker and everything it started, mid-run, as a crash or a reboot
+    does; a new worker is started; the reaper notices the silence and the run continues from its
+    last finished epoch, recording every epoch exactly once."""
+    from training_app.tasks import train
+
+    run = new_run(shapes, epochs=150, batch_size=8)
+    train.delay(run.id)
+    wait_for(lambda: run.epoch_metrics.count() >= 3, timeout=120, what="three finished epochs")
+    celery_workers.kill("training")
+    killed_at = run.epoch_metrics.count()
+    assert TrainingRun.objects.get(id=run.id).status == "running"  # nobody knows yet
+    celery_workers.start("training")
+
+    run = wait_for(lambda: TrainingRun.objects.filter(id=run.id, status__in=TrainingRun.FINAL).first(),
+                   timeout=240, what="the run to finish on the new worker")
+    assert run.status == "succeeded", run.error + celery_workers.log("training") + celery_workers.log("beat")
+    assert run.attempts == 2
+    assert run.resumed_after_epoch is not None and 1 <= run.resumed_after_epoch <= killed_at
+    epochs = list(run.epoch_metrics.values_list("epoch", flat=True))
+    assert epochs == list(range(1, 151))
+    assert run.model_path.exists() and not (run.model_folder / "backup").exists()
+
+
+def test_the_run_page_says_when_a_run_continued_after_its_worker_stopped(alice, shapes):
+    from django.urls import reverse
+
+    run = new_run(shapes)
+    TrainingRun.objects.filter(id=run.id).update(status="running", attempts=2, resumed_after_epoch=7)
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "attempt 2\n  continued after epoch 7" in page
