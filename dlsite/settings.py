@@ -201,6 +201,10 @@ LOGGING = {
 # 0 means one per CPU core.
 INGEST_PROCESSES = env_int("INGEST_PROCESSES", 0) or os.cpu_count() or 1
 
+# Packed copies of dataset versions (uint8 arrays at a run's input size), built once and
+# shared by runs; a cache local to the training worker, safe to delete.
+PACK_DIR = Path(os.environ.get("PACK_DIR") or DATA_DIR / "packs").resolve()
+
 # A training process writes a heartbeat every HEARTBEAT_INTERVAL_S. A run whose heartbeat is older
 # than HEARTBEAT_STALE_S lost its worker (killed, out of memory, host restarted): every
 # REAPER_INTERVAL_S the beat process has it queued again, to continue from its last finished
@@ -213,3 +217,7 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "training.reap_stale_runs", "schedule": float(REAPER_INTERVAL_S)},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# The folder with the pretrained weights files of the transfer-learning networks (README,
+# "Pretrained weights"). Empty: not configured, and those networks are shown as unavailable.
+PRETRAINED_WEIGHTS_DIR = os.environ.get("PRETRAINED_WEIGHTS_DIR", "").strip()

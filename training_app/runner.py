@@ -4,48 +4,48 @@ The Keras side lives in `mlcore`; this module only moves data between it and
 the database rows.
 """
 import time
+from pathlib import Path
 
-import numpy as np
+import billiard
 from django.conf import settings
 from django.core.files.storage import default_storage
 
 from datasets_app.versions import manifest_rows
 from mlcore.evaluation import evaluate
-from mlcore.images import ImageRejected, load_model_input
+from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
 from mlcore.serving import ModelInfo, predict_batch, save_model
 from mlcore.training import TrainingConfig, finished_epochs_in_backup, train_model
 
 from .models import TrainingRun
 
-LOAD_PROGRESS_EVERY = 200
+POOL_MIN_IMAGES = 1000  # fewer images are decoded in this process: starting a pool costs more
+
+
+def pack_folder(run) -> Path:
+    """Where the run's packed images live: one pack per version, input size and colour mode."""
+    version = run.version
+    name = f"version-{version.id}-{version.fingerprint[:12]}-{run.image_size}x{run.image_size}-{run.channels}ch"
+    return Path(settings.PACK_DIR) / name
 
 
 def load_arrays(run):
-    """uint8 pixels and integer labels of each split of the run's dataset version, resized as the run asks."""
-    images = manifest_rows(run.version)
+    """uint8 pixels, integer labels and image ids of each split of the run's dataset version,
+    from its pack, which is built first if no earlier run with the same input made it."""
     class_names = run.version.class_names
-    index = {name: i for i, name in enumerate(class_names)}
-    size = (run.image_size, run.image_size)
-    arrays = {split: ([], [], []) for split in ("train", "val", "test")}
-    run.record_phase("Preparing images", 0, len(images))
-    for done, image in enumerate(images, start=1):
-        with default_storage.open(image["file"], "rb") as f:
-            data = f.read()
-        try:
-            pixels = load_model_input(data, size, run.channels)
-        except ImageRejected:
-            continue  # it decoded at ingestion; a file changed on disk since is left out
-        xs, ys, ids = arrays[image["split"]]
-        xs.append(pixels)
-        ys.append(index[image["label"]])
-        ids.append(image["image_id"])
-        if done % LOAD_PROGRESS_EVERY == 0 or done == len(images):
-            run.record_phase("Preparing images", done, len(images))
-    shape = (0, run.image_size, run.image_size, run.channels)
-    return class_names, {
-        split: (np.stack(xs) if xs else np.zeros(shape, np.uint8), np.array(ys, np.int64), ids)
-        for split, (xs, ys, ids) in arrays.items()
-    }
+    folder = pack_folder(run)
+    if not pack_is_ready(str(folder)):
+        index = {name: i for i, name in enumerate(class_names)}
+        items = [PackItem(default_storage.path(row["file"]), index[row["label"]], row["split"], row["image_id"])
+                 for row in manifest_rows(run.version)]
+        run.record_phase("Preparing images", 0, len(items))
+        build_pack(
+            items, PackSpec((run.image_size, run.image_size), run.channels, settings.MAX_IMAGE_PIXELS), str(folder),
+            processes=settings.INGEST_PROCESSES if len(items) >= POOL_MIN_IMAGES else 1,
+            # Spawned, not forked, for the reason given in datasets_app.ingestion.examine_all.
+            pool_factory=lambda processes: billiard.get_context("spawn").Pool(processes),
+            on_progress=lambda done, total: run.record_phase("Preparing images", done, total),
+        )
+    return class_names, load_pack(str(folder))
 
 
 def train_run(run: TrainingRun):
@@ -91,5 +91,5 @@ def train_run(run: TrainingRun):
         test_loss=result.loss if result else None,
         confusion=result.confusion if result else None,
         per_class=result.per_class if result else None,
-        wrong=[[test_ids[i], predicted, p] for i, predicted, p in result.wrong] if result else None,
+        wrong=[[int(test_ids[i]), predicted, p] for i, predicted, p in result.wrong] if result else None,
     )
