@@ -64,11 +64,10 @@ def ingest(zip_path):
     import django
 
     django.setup()
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.files import File
     from django.core.management import call_command
-
-    from django.conf import settings
 
     from datasets_app.models import Dataset, Upload
     from datasets_app.tasks import ingest as ingest_task
