@@ -27,9 +27,9 @@ def signup(request):
 
 def healthz(request):
     """The state of the database, the broker and the workers; 503 if anything is missing."""
-    health = {"database": _check_database(), "broker": _check_broker()}
-    workers = _live_workers_per_queue() if health["broker"] == "ok" else {}
-    health["workers"] = {queue: workers.get(queue, 0) for queue in QUEUES}
+    health = {"database": _check_database(), "broker": check_broker()}
+    workers = live_workers() if health["broker"] == "ok" else {}
+    health["workers"] = {queue: len(workers.get(queue, [])) for queue in QUEUES}
     healthy = health["database"] == "ok" and health["broker"] == "ok" and all(health["workers"].values())
     health["status"] = "ok" if healthy else "degraded"
     return JsonResponse(health, status=200 if healthy else 503)
@@ -44,7 +44,9 @@ def _check_database():
         return f"error: {exc}"
 
 
-def _check_broker():
+def check_broker():
+    """Returns "ok", or why the broker cannot be reached, within about 2 s. Ask this before
+    `live_workers`: with the broker down, Celery's broadcast retries for about 6 s, then raises."""
     try:
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
@@ -53,10 +55,14 @@ def _check_broker():
         return f"error: {exc}"
 
 
-def _live_workers_per_queue():
-    replies = celery_app.control.inspect(timeout=1.0).active_queues() or {}
-    counts = {}
-    for queues in replies.values():
+def live_workers(timeout=1.0):
+    """{queue name: sorted names of the workers listening on it}, from the workers' own replies.
+
+    Takes the whole `timeout`: Celery cannot know how many workers there are, so it waits that
+    long for replies. Shared by /healthz and the queue page."""
+    replies = celery_app.control.inspect(timeout=timeout).active_queues() or {}
+    workers = {}
+    for name, queues in replies.items():
         for queue in queues:
-            counts[queue["name"]] = counts.get(queue["name"], 0) + 1
-    return counts
+            workers.setdefault(queue["name"], []).append(name)
+    return {queue: sorted(names) for queue, names in workers.items()}

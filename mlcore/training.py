@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -83,7 +84,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     # never skipped, and one run again after a crash is recorded again over itself.
     callbacks = [callback]
     if backup_dir:
-        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=True))
+        callbacks.append(_make_backup_callback(backup_dir))
     has_validation = len(x_val) > 0
     model.fit(
         make_dataset(x_train, y_train, config.batch_size, training=True, seed=config.seed),
@@ -96,6 +97,26 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         verbose=0,
     )
     return model, callback.stopped
+
+
+def _make_backup_callback(backup_dir: str):
+    """Keras' BackupAndRestore, made safe against a kill in the middle of writing a backup.
+
+    A SIGKILL while the weights file is being written leaves it unreadable (seen in the
+    recovery test: "bad object header version number"). `double_checkpoint` keeps the
+    previous epoch's backup to fall back on; if nothing reads, the run starts over rather
+    than failing.
+    """
+    import keras
+
+    class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs=None):
+            try:
+                super().on_train_begin(logs)
+            except (OSError, ValueError, KeyError):
+                shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+    return SafeBackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=True, double_checkpoint=True)
 
 
 def finished_epochs_in_backup(backup_dir: str) -> int:

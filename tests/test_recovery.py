@@ -115,3 +115,23 @@ def test_the_run_page_says_when_a_run_continued_after_its_worker_stopped(alice, 
     TrainingRun.objects.filter(id=run.id).update(status="running", attempts=2, resumed_after_epoch=7)
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
     assert "attempt 2\n  continued after epoch 7" in page
+
+
+def test_a_backup_cut_short_by_a_kill_falls_back_to_the_one_before(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (16, 8, 8, 1), dtype=np.uint8), np.arange(16) % 2
+    config = TrainingConfig(preset="dense", image_size=(8, 8), channels=1, num_classes=2, epochs=5, batch_size=8)
+    backup = tmp_path / "backup"
+
+    def crash_after_epoch_3(epoch, logs):
+        if epoch == 4:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        train_model(config, x, y, x[:0], y[:0], on_epoch=crash_after_epoch_3, backup_dir=str(backup))
+    # The kill came while the latest weights were being written: half a file.
+    latest = backup / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[:200])
+    seen = []
+    train_model(config, x, y, x[:0], y[:0], on_epoch=lambda epoch, logs: seen.append(epoch), backup_dir=str(backup))
+    assert seen == [3, 4, 5]  # the backup of epoch 2 was read instead of the broken one of epoch 3

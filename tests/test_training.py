@@ -142,3 +142,14 @@ def test_a_run_learns_from_the_version_frozen_when_it_started(alice, shapes, use
         "preset": "dense", "image_size": 16, "epochs": 1, "batch_size": 8, "learning_rate": 0.01})
     assert second.status_code == 302
     assert TrainingRun.objects.latest("id").version.number == 2
+
+
+@pytest.mark.parametrize("next_url, lands_on", [
+    ("/runs/queue/", "/runs/queue/"),
+    ("https://elsewhere.example/", None),  # None: the run's own page
+    ("//elsewhere.example/", None),
+])
+def test_cancel_goes_back_to_the_page_it_came_from_on_this_site_only(alice, shapes, next_url, lands_on):
+    run = new_run(shapes)
+    response = alice.post(reverse("training:cancel", args=[run.pk]), {"next": next_url})
+    assert response["Location"] == (lands_on or reverse("training:detail", args=[run.pk]))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import builder_views, queue_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -11,4 +11,6 @@ urlpatterns = [
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("<int:pk>/model.keras", views.model_download, {"kind": "keras"}, name="model"),
     path("<int:pk>/model.json", views.model_download, {"kind": "json"}, name="model_info"),
+    *queue_views.urlpatterns,
+    *builder_views.urlpatterns,
 ]

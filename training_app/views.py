@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from datasets_app.models import Image
@@ -92,6 +93,10 @@ def run_cancel(request, pk):
     else:
         run.request_cancel()
         messages.info(request, "Stopping: the model keeps what it has learned so far.")
+    # The queue page sends people back to itself; only a path on this site is followed.
+    back = request.POST.get("next", "")
+    if back.startswith("/") and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)
     return redirect("training:detail", pk=pk)
 
 

@@ -1,0 +1,533 @@
+"""A network described as data (a "spec"), checked and turned into a Keras model.
+
+A spec is plain JSON, so it can be stored on a run and edited in the browser:
+
+    {"layers": [{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same"},
+                {"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"}, {"type": "Dropout", "rate": 0.5}],
+     "base": null}
+
+or, for transfer learning, `"base": {"name": "mobilenetv2", "fine_tune_layers": 0}` with the layers
+that follow the pretrained base (the "head"). The builder always adds the first and last layers
+itself, so nobody can forget them: the pixel scaling the network expects (every model takes raw
+uint8 pixels, so a saved model needs no preprocessing code beside it) and the output layer,
+`Dense(num_classes, softmax, name="probabilities")`.
+
+`LAYER_TYPES` and `BASES` describe what may appear in a spec; the same dicts validate specs here
+and draw the editor in the browser. Keras/TensorFlow are imported inside functions only (Celery
+workers fork; see GUIDE.md).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_PARAMS = 50_000_000  # a network bigger than this would take far too long on this kind of machine
+MAX_LAYERS = 40
+BASE_MIN_SIZE = 32  # Keras' MobileNetV2 and EfficientNetB0 refuse smaller inputs
+
+ACTIVATIONS = [
+    ["relu", "ReLU (the usual choice)"],
+    ["linear", "none"],
+    ["sigmoid", "sigmoid"],
+    ["tanh", "tanh"],
+    ["elu", "ELU"],
+    ["gelu", "GELU"],
+    ["swish", "swish"],
+]
+
+
+def _int(label, default, low, high, help=""):
+    return {"kind": "int", "label": label, "default": default, "min": low, "max": high, "help": help}
+
+
+def _choice(label, default, choices, help=""):
+    return {"kind": "choice", "label": label, "default": default, "choices": choices, "help": help}
+
+
+_ACTIVATION = _choice("Activation", "relu", ACTIVATIONS, "The function applied to each output.")
+_PADDING_CONV = _choice("Edges", "same", [["same", "pad the edges (keeps the size)"], ["valid", "no padding (shrinks)"]])
+_PADDING_POOL = _choice("Edges", "valid", [["valid", "drop the leftover edge"], ["same", "keep the leftover edge"]])
+
+# Each layer type that a person can add, with its main settings. Order is the order of the "Add" menu.
+LAYER_TYPES = {
+    "Conv2D": {
+        "label": "Convolution",
+        "help": "Slides small filters over the image to find patterns such as edges and corners.",
+        "params": {
+            "filters": _int("Filters", 32, 1, 1024, "How many different patterns it looks for."),
+            "kernel_size": _int("Window", 3, 1, 11, "The filter's width and height in pixels."),
+            "strides": _int("Step", 1, 1, 4, "How far the filter moves each time; 2 halves the size."),
+            "padding": _PADDING_CONV,
+            "activation": _ACTIVATION,
+        },
+    },
+    "MaxPooling2D": {
+        "label": "Max pooling",
+        "help": "Keeps the strongest value in each small window: halves the size with a window of 2.",
+        "params": {"pool_size": _int("Window", 2, 1, 8), "padding": _PADDING_POOL},
+    },
+    "AveragePooling2D": {
+        "label": "Average pooling",
+        "help": "Averages each small window: halves the size with a window of 2.",
+        "params": {"pool_size": _int("Window", 2, 1, 8), "padding": _PADDING_POOL},
+    },
+    "BatchNormalization": {
+        "label": "Batch normalisation",
+        "help": "Keeps the numbers in a steady range, which makes deep networks train faster.",
+        "params": {},
+    },
+    "Activation": {
+        "label": "Activation",
+        "help": "Applies a function to every number, for example after batch normalisation.",
+        "params": {"activation": _ACTIVATION},
+    },
+    "Flatten": {
+        "label": "Flatten",
+        "help": "Turns the image-shaped feature maps into one flat list of numbers, for Dense layers.",
+        "params": {},
+    },
+    "GlobalAveragePooling2D": {
+        "label": "Global average pooling",
+        "help": "Averages each feature map to one number: a short flat list, for Dense layers.",
+        "params": {},
+    },
+    "Dense": {
+        "label": "Dense (fully connected)",
+        "help": "Every input connected to every neuron; needs a flat list of numbers.",
+        "params": {
+            "units": _int("Neurons", 128, 1, 4096, "More neurons can learn more, and are slower."),
+            "activation": _ACTIVATION,
+        },
+    },
+    "Dropout": {
+        "label": "Dropout",
+        "help": "Switches off a random share of the numbers while training, so the network does not "
+                "learn the training images by heart.",
+        "params": {"rate": {"kind": "float", "label": "Share switched off", "default": 0.5, "min": 0.0,
+                            "max": 0.9, "step": 0.05, "help": "0.5 means half."}},
+    },
+}
+
+# What each layer does to the shape: keeps the image shape, needs it, or turns it into a flat list.
+_NEEDS_IMAGE = {"Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"}
+_MAKES_FLAT = {"Flatten", "GlobalAveragePooling2D"}
+_NEEDS_FLAT = {"Dense"}
+
+
+@dataclass(frozen=True)
+class Base:
+    label: str
+    application: str  # the constructor's name in keras.applications
+    weights_file: str  # the "no top" file name that Keras itself downloads for weights="imagenet"
+    # Rescaling(scale, offset) that turns 0-255 pixels into what the base expects; None when the
+    # base rescales by itself.
+    scale: tuple[float, float] | None
+    about: str
+
+
+BASES = {
+    "mobilenetv2": Base(
+        "MobileNetV2", "MobileNetV2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+        # keras.applications.mobilenet_v2.preprocess_input: x / 127.5 - 1, i.e. pixels in [-1, 1].
+        (1 / 127.5, -1.0),
+        "A small, fast network already trained on 1.4 million photos (ImageNet).",
+    ),
+    "efficientnetb0": Base(
+        "EfficientNetB0", "EfficientNetB0", "efficientnetb0_notop.h5",
+        None,  # Keras' EfficientNet has its own Rescaling and Normalization layers and takes 0-255.
+        "A network already trained on 1.4 million photos (ImageNet); more accurate than MobileNetV2, and slower.",
+    ),
+}
+BASE_PARAMS = {"fine_tune_layers": _int(
+    "Layers to fine-tune", 0, 0, 300,
+    "After the new top has learned, retrain this many of the pretrained network's top layers at a "
+    "lower learning rate. 0 keeps the pretrained network as it is.")}
+
+# Keras' EfficientNet divides by the ImageNet standard deviation once more when it is built with
+# weights="imagenet", but not when the same file is given as a path (tensorflow/tensorflow#62193).
+_IMAGENET_STDDEV_RGB = [0.229, 0.224, 0.225]
+
+
+class SpecError(ValueError):
+    """A plain-words reason why a spec cannot become a network; `layer` is its 1-based number, if any."""
+
+    def __init__(self, message: str, layer: int | None = None):
+        super().__init__(message)
+        self.message, self.layer = message, layer
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking the spec as data
+
+
+def normalise_spec(spec) -> dict:
+    """The spec with every setting checked and the missing ones filled with defaults: what to store."""
+    if not isinstance(spec, dict):
+        raise SpecError("The network description is missing or is not a list of layers.")
+    unknown = set(spec) - {"layers", "base"}
+    if unknown:
+        raise SpecError(f"The network description has parts this site does not know: {', '.join(sorted(unknown))}.")
+    layers = spec.get("layers", [])
+    if not isinstance(layers, list):
+        raise SpecError("The network description's layers must be a list.")
+    if len(layers) > MAX_LAYERS:
+        raise SpecError(f"A network here can have at most {MAX_LAYERS} layers; this one has {len(layers)}.")
+    return {"layers": [_normalise_layer(n, layer) for n, layer in enumerate(layers, start=1)],
+            "base": _normalise_base(spec.get("base"))}
+
+
+def _normalise_layer(number: int, layer) -> dict:
+    if not isinstance(layer, dict) or not isinstance(layer.get("type"), str):
+        raise SpecError(f"Layer {number} does not say what kind of layer it is.", number)
+    kind = layer["type"]
+    if kind not in LAYER_TYPES:
+        known = ", ".join(LAYER_TYPES)
+        raise SpecError(f"Layer {number} is of a kind this site does not know ({kind[:40]}). "
+                        f"The kinds are: {known}.", number)
+    schema = LAYER_TYPES[kind]["params"]
+    unknown = set(layer) - set(schema) - {"type"}
+    if unknown:
+        raise SpecError(f"Layer {number} ({kind}) has a setting it does not know: {min(unknown)[:40]}.", number)
+    clean = {"type": kind}
+    for name, param in schema.items():
+        clean[name] = _check_value(layer.get(name, param["default"]), param, f"Layer {number} ({kind})", number)
+    return clean
+
+
+def _normalise_base(base) -> dict | None:
+    if base is None:
+        return None
+    if not isinstance(base, dict) or not isinstance(base.get("name"), str) or base["name"] not in BASES:
+        raise SpecError("The pretrained network must be one of: " + ", ".join(b.label for b in BASES.values()) + ".")
+    unknown = set(base) - set(BASE_PARAMS) - {"name"}
+    if unknown:
+        raise SpecError(f"The pretrained network has a setting it does not know: {min(unknown)[:40]}.")
+    clean = {"name": base["name"]}
+    for name, param in BASE_PARAMS.items():
+        clean[name] = _check_value(base.get(name, param["default"]), param, BASES[base["name"]].label, None)
+    return clean
+
+
+def _check_value(value, param: dict, where: str, number: int | None):
+    label = param["label"]
+    if param["kind"] == "choice":
+        allowed = [choice for choice, _ in param["choices"]]
+        if value not in allowed:
+            raise SpecError(f"{where}: “{label}” must be one of {', '.join(allowed)}.", number)
+        return value
+    if param["kind"] == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not param["min"] <= value <= param["max"]:
+            raise SpecError(f"{where}: “{label}” must be a whole number from {param['min']} to {param['max']}.", number)
+        return value
+    # float
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not param["min"] <= value <= param["max"]:
+        raise SpecError(f"{where}: “{label}” must be a number from {param['min']} to {param['max']}.", number)
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pretrained weights
+
+
+def weights_path(base_name: str, weights_dir) -> Path | None:
+    """The weights file of a base in the operator's folder, or None where it is not there."""
+    if not weights_dir:
+        return None
+    path = Path(weights_dir) / BASES[base_name].weights_file
+    return path if path.is_file() else None
+
+
+def missing_weights_message(base_name: str, weights_dir) -> str | None:
+    """Why the transfer network on this base cannot be trained on this site, or None if it can."""
+    if weights_path(base_name, weights_dir):
+        return None
+    base = BASES[base_name]
+    where = ("in the folder set by PRETRAINED_WEIGHTS_DIR, and that setting is empty" if not weights_dir
+             else "in the folder PRETRAINED_WEIGHTS_DIR, and it is not there")
+    return (f"Not available on this site yet: {base.label} needs its pretrained weights file "
+            f"{base.weights_file} {where}. The README (section “Pretrained weights”) says how to get it.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+def validate(spec, input_shape: tuple[int, int, int], num_classes: int) -> dict:
+    """Check a spec by building its Keras model (pretrained bases without their weights: the
+    shapes are the same). Returns the summary for the editor; raises SpecError in plain words."""
+    model, clean = _assemble(spec, input_shape, num_classes, weights_dir=None, load_weights=False, name="check")
+    summary = model_summary(model)
+    summary["spec"] = clean
+    if clean["base"] and clean["base"]["fine_tune_layers"]:
+        unfreeze_top(model, clean["base"]["fine_tune_layers"])
+        summary["fine_tune_trainable_params"] = _trainable_count(model)
+    return summary
+
+
+def build_model(spec, input_shape: tuple[int, int, int], num_classes: int, weights_dir=None, *, name="network"):
+    """The Keras model of a spec, ready to compile. A pretrained base is loaded from its file in
+    `weights_dir` and frozen; `unfreeze_top` prepares the optional fine-tuning phase."""
+    model, _ = _assemble(spec, input_shape, num_classes, weights_dir=weights_dir, load_weights=True, name=name)
+    return model
+
+
+def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name):
+    import keras
+    from keras import layers
+
+    clean = normalise_spec(spec)
+    if input_shape[2] not in (1, 3):
+        raise SpecError("Images must be grayscale (1 channel) or colour (3 channels).")
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    total = 0
+    if clean["base"] is None:
+        x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+        maps_from = None  # the image itself
+    else:
+        x, base = _add_base(inputs, clean["base"], input_shape, weights_dir, load_weights)
+        total = base.count_params()
+        maps_from = f"the pretrained {BASES[clean['base']['name']].label}"
+
+    flat_from = None  # (number, type) of the layer that made the flat list
+    for number, layer in enumerate(clean["layers"], start=1):
+        kind = layer["type"]
+        shape = tuple(x.shape[1:])
+        if kind in _NEEDS_IMAGE and len(shape) != 3:
+            made_by, made_at = flat_from[1], flat_from[0]
+            raise SpecError(f"Layer {number}: a {kind} layer needs image-shaped input, but {made_by} (layer {made_at}) "
+                            f"has already turned the image into a flat list of numbers. Move the {kind} layer "
+                            f"before the {made_by} layer.", number)
+        if kind in _NEEDS_FLAT and len(shape) != 1:
+            if maps_from is None:
+                raise SpecError(f"Layer {number}: a {kind} layer needs a flat list of numbers, but here it gets the "
+                                f"image itself ({_shape_text(shape)}). Put Flatten or GlobalAveragePooling2D before "
+                                "it.", number)
+            raise SpecError(f"Layer {number}: a {kind} layer after {maps_from} needs Flatten or "
+                            f"GlobalAveragePooling2D first: {maps_from} gives image-shaped feature maps "
+                            f"({_shape_text(shape)}), and {kind} needs a flat list of numbers.", number)
+        keras_layer = _keras_layer(layer, number)
+        if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+            _check_size(keras_layer, kind, number, shape)
+        total += _param_count(layer, shape)
+        _check_total(total, f"Layer {number} ({kind})", number)
+        try:
+            x = keras_layer(x)
+        except (ValueError, TypeError) as error:  # our checks above should leave none; still, no 500
+            raise SpecError(f"Layer {number} ({kind}) cannot take what the layer before it gives "
+                            f"({_shape_text(shape)}).", number) from error
+        if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+            maps_from = f"a {kind} layer"
+        if kind in _MAKES_FLAT:
+            flat_from = (number, kind)
+
+    shape = tuple(x.shape[1:])
+    if len(shape) != 1:
+        raise SpecError(f"The network ends with image-shaped feature maps ({_shape_text(shape)}), but the output "
+                        "layer, which gives one probability per class, needs a flat list of numbers: add Flatten or "
+                        "GlobalAveragePooling2D at the end.")
+    total += (shape[0] + 1) * num_classes
+    _check_total(total, "The output layer", None)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name), clean
+
+
+def _add_base(inputs, base_spec, input_shape, weights_dir, load_weights):
+    import keras
+    from keras import layers
+
+    height, width, channels = input_shape
+    base_info = BASES[base_spec["name"]]
+    if min(height, width) < BASE_MIN_SIZE:
+        raise SpecError(f"{base_info.label} needs images of at least {BASE_MIN_SIZE} × {BASE_MIN_SIZE} pixels; "
+                        f"these are {height} × {width}. Choose an image size of {BASE_MIN_SIZE} or more.")
+    path = None
+    if load_weights:
+        path = weights_path(base_spec["name"], weights_dir)
+        if path is None:
+            raise SpecError(missing_weights_message(base_spec["name"], weights_dir))
+    x = inputs
+    if base_info.scale:
+        scale, offset = base_info.scale
+        x = layers.Rescaling(scale, offset=offset, name="rescale")(x)
+    if channels == 1:
+        # The pretrained filters expect colour: grey repeated three times is how ImageNet networks are
+        # usually given grayscale images, and it keeps the pretrained first layer intact.
+        x = layers.Concatenate(name="grey_to_rgb")([x, x, x])
+    constructor = getattr(keras.applications, base_info.application)
+    base = constructor(include_top=False, weights=str(path) if path else None,
+                       input_shape=(height, width, 3), name=base_spec["name"])
+    if path and base_spec["name"] == "efficientnetb0":
+        _match_imagenet_normalisation(base)
+    most = len(base.layers) - 1
+    if base_spec["fine_tune_layers"] > most:
+        raise SpecError(f"{base_info.label} has {most} layers, so at most {most} can be fine-tuned.")
+    base.trainable = False
+    # training=False keeps the base's BatchNormalization layers in inference mode even when some of
+    # its layers are unfrozen for fine-tuning (the Keras transfer-learning guide).
+    return base(x, training=False), base
+
+
+def _match_imagenet_normalisation(base):
+    """Make an EfficientNet loaded from a file normalise its input as Keras' weights="imagenet" does.
+
+    With "imagenet", Keras adds Rescaling(1 / sqrt(stddev)) after the Normalization layer; from a
+    path it does not (tensorflow/tensorflow#62193), and the pretrained features would see inputs
+    on the wrong scale. (x - mean) / sqrt(var) / sqrt(stddev) equals (x - mean) / sqrt(var * stddev),
+    so multiplying the loaded variance by the standard deviation gives the same numbers.
+    """
+    import numpy as np
+    from keras import layers
+
+    normalisation = next(layer for layer in base.layers if isinstance(layer, layers.Normalization))
+    variance = next(w for w in normalisation.weights if w.name == "variance")
+    variance.assign(np.asarray(variance) * np.asarray(_IMAGENET_STDDEV_RGB, dtype="float32"))
+
+
+def _keras_layer(layer: dict, number: int):
+    from keras import layers
+
+    kind, name = layer["type"], f"{_snake(layer['type'])}_{number}"
+    if kind == "Conv2D":
+        return layers.Conv2D(layer["filters"], layer["kernel_size"], strides=layer["strides"],
+                             padding=layer["padding"], activation=layer["activation"], name=name)
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        return getattr(layers, kind)(layer["pool_size"], padding=layer["padding"], name=name)
+    if kind == "Dense":
+        return layers.Dense(layer["units"], activation=layer["activation"], name=name)
+    if kind == "Dropout":
+        return layers.Dropout(layer["rate"], name=name)
+    if kind == "Activation":
+        return layers.Activation(layer["activation"], name=name)
+    return getattr(layers, kind)(name=name)  # Flatten, GlobalAveragePooling2D, BatchNormalization
+
+
+def _check_size(keras_layer, kind, number, shape):
+    """Refuse, in plain words, a window that no longer fits the feature maps (Keras would say
+    "Computed output size would be zero or negative")."""
+    try:
+        out = keras_layer.compute_output_shape((None, *shape))
+        fits = all(side is None or side >= 1 for side in out[1:3])
+    except ValueError:
+        fits = False
+    if not fits:
+        raise SpecError(f"Layer {number} ({kind}) would shrink the {shape[0]} × {shape[1]} feature maps below "
+                        "1 × 1 pixel. Remove a pooling or convolution layer before it, use a smaller window, set "
+                        "“Edges” to pad, or choose a larger image size.", number)
+
+
+def _param_count(layer: dict, shape: tuple) -> int:
+    """Parameters the layer will have, worked out before Keras allocates them: a mistyped
+    "Neurons" must not make the web server allocate gigabytes just to say no."""
+    kind, inputs = layer["type"], shape[-1]
+    if kind == "Dense":
+        return (inputs + 1) * layer["units"]
+    if kind == "Conv2D":
+        return (layer["kernel_size"] ** 2 * inputs + 1) * layer["filters"]
+    if kind == "BatchNormalization":
+        return 4 * inputs
+    return 0
+
+
+def _check_total(total: int, where: str, number: int | None):
+    if total > MAX_PARAMS:
+        raise SpecError(f"{where} would make the network {total:,} parameters (numbers to learn) big. Over "
+                        f"{MAX_PARAMS // 1_000_000} million is too big to train here: use fewer neurons or filters, "
+                        "add pooling before Flatten, or choose a smaller image size.", number)
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary, fine-tuning, optimizers
+
+
+def model_summary(model) -> dict:
+    """What Keras' `model.summary()` shows, as data for the editor: one row per layer (output shape,
+    parameters), the total and the trainable parameters."""
+    rows = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        number = _spec_number(layer.name)
+        shape = tuple(layer.output.shape[1:])
+        rows.append({
+            "layer": number,
+            "name": layer.name,
+            "type": kind,
+            "label": _row_label(layer, kind, number),
+            "output_shape": _shape_text(shape),
+            "params": layer.count_params(),
+            "trainable_params": sum(math.prod(w.shape) for w in layer.trainable_weights),
+        })
+    return {"rows": rows, "total_params": model.count_params(), "trainable_params": _trainable_count(model)}
+
+
+def _trainable_count(model) -> int:
+    return sum(math.prod(w.shape) for w in model.trainable_weights)
+
+
+def _row_label(layer, kind, number):
+    if number is not None:
+        return LAYER_TYPES[kind]["label"]
+    if layer.name in BASES:
+        return f"Pretrained {BASES[layer.name].label}"
+    return {
+        "pixels": "The image's pixels",
+        "rescale": "Scales the pixels (added for you)",
+        "grey_to_rgb": "Grey repeated as red, green and blue (added for you)",
+        "probabilities": "Output: one probability per class (added for you)",
+    }.get(layer.name, kind)
+
+
+def _spec_number(name: str) -> int | None:
+    head, _, tail = name.rpartition("_")
+    return int(tail) if head and tail.isdigit() and any(_snake(k) == head for k in LAYER_TYPES) else None
+
+
+def unfreeze_top(model, n: int) -> int:
+    """Make the top `n` layers of the model's pretrained base trainable, for the fine-tuning phase;
+    n = 0 freezes the whole base again. Returns the number of trainable parameters.
+
+    BatchNormalization layers stay frozen, as the Keras transfer-learning guide says: unfreezing
+    them would let the small new dataset overwrite the statistics learned on ImageNet and wreck
+    what the base has learned. Compile the model again afterwards, with a lower learning rate
+    (the presets carry one), for the change to take effect.
+    """
+    from keras import layers
+
+    base = next((layer for layer in model.layers if layer.name in BASES), None)
+    if base is None:
+        raise ValueError("this model has no pretrained base to fine-tune")
+    base.trainable = n > 0
+    if n > 0:
+        for position, layer in enumerate(base.layers):
+            top = position >= len(base.layers) - n
+            layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
+    return _trainable_count(model)
+
+
+OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
+
+
+def make_optimizer(name: str, learning_rate: float):
+    """A Keras optimizer from a preset's (or a run's) name and learning rate."""
+    import keras
+
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}")
+    return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=learning_rate)
+
+
+def _snake(kind: str) -> str:
+    """Conv2D -> conv2d, MaxPooling2D -> max_pooling2d (Keras' own naming style)."""
+    out = ""
+    for i, char in enumerate(kind):
+        if char.isupper() and i and not kind[i - 1].isupper() and not kind[i - 1].isdigit():
+            out += "_"
+        out += char.lower()
+    return out
+
+
+def _shape_text(shape) -> str:
+    return " × ".join("?" if side is None else str(side) for side in shape)

@@ -1,0 +1,102 @@
+"""Ready-made networks, as specs (see builder.py) with the optimizer and learning rate they train best with.
+
+Each preset opens in the browser's layer builder, so a person can start from one and change it.
+"""
+from __future__ import annotations
+
+import copy
+
+from .builder import missing_weights_message
+
+
+def _conv(filters, activation="relu"):
+    return {"type": "Conv2D", "filters": filters, "kernel_size": 3, "strides": 1, "padding": "same",
+            "activation": activation}
+
+
+def _dense(units):
+    return {"type": "Dense", "units": units, "activation": "relu"}
+
+
+def _conv_block(filters):
+    # Convolution without its own activation, then batch normalisation, then the activation: the
+    # order the Keras examples use, so the normalisation sees the raw convolution outputs.
+    return [_conv(filters, "linear"), {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
+            {"type": "MaxPooling2D", "pool_size": 2, "padding": "valid"}]
+
+
+def _transfer(name):
+    return {"layers": [{"type": "GlobalAveragePooling2D"}, {"type": "Dropout", "rate": 0.2}],
+            "base": {"name": name, "fine_tune_layers": 0}}
+
+
+PRESET_SPECS = {
+    "dense": {
+        "label": "Dense network",
+        "description": "The tutorial's network: Flatten, then two Dense layers of 128 neurons. Quick; good for "
+                       "small, centred images such as handwritten digits.",
+        "spec": {"layers": [{"type": "Flatten"}, _dense(128), _dense(128)], "base": None},
+        "optimizer": "adam", "learning_rate": 0.001,
+    },
+    "wide": {
+        "label": "Wide dense network",
+        "description": "One wide Dense layer of 512 neurons, trained with RMSprop.",
+        "spec": {"layers": [{"type": "Flatten"}, _dense(512)], "base": None},
+        "optimizer": "rmsprop", "learning_rate": 0.001,
+    },
+    "small_cnn": {
+        "label": "Small convolutional network",
+        "description": "The Keras MNIST example: two convolution and pooling blocks, then Dropout. A good first "
+                       "choice for most small images.",
+        # "same" padding, unlike the example, so that images as small as 8 x 8 fit.
+        "spec": {"layers": [_conv(32), {"type": "MaxPooling2D", "pool_size": 2, "padding": "valid"},
+                            _conv(64), {"type": "MaxPooling2D", "pool_size": 2, "padding": "valid"},
+                            {"type": "Flatten"}, {"type": "Dropout", "rate": 0.5}], "base": None},
+        "optimizer": "adam", "learning_rate": 0.001,
+    },
+    "deeper_cnn": {
+        "label": "Deeper convolutional network",
+        "description": "Three convolution blocks with batch normalisation, then global average pooling. Suits "
+                       "photos better than the small network; slower to train.",
+        "spec": {"layers": [*_conv_block(32), *_conv_block(64), *_conv_block(128),
+                            {"type": "GlobalAveragePooling2D"}, {"type": "Dropout", "rate": 0.3}], "base": None},
+        "optimizer": "adam", "learning_rate": 0.001,
+    },
+    "mobilenetv2": {
+        "label": "Transfer learning: MobileNetV2",
+        "description": "Reuses MobileNetV2, already trained on 1.4 million photos, and trains only a new top. "
+                       "Learns a lot from few photos. Needs colour images of at least 32 pixels (grayscale "
+                       "images are given to it as grey colour images).",
+        "spec": _transfer("mobilenetv2"),
+        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
+    },
+    "efficientnetb0": {
+        "label": "Transfer learning: EfficientNetB0",
+        "description": "Reuses EfficientNetB0, already trained on 1.4 million photos, and trains only a new top. "
+                       "More accurate than MobileNetV2 and slower. Needs images of at least 32 pixels.",
+        "spec": _transfer("efficientnetb0"),
+        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
+    },
+}
+
+
+def preset_spec(key: str) -> dict:
+    """A copy of a preset's spec, safe to change."""
+    return copy.deepcopy(PRESET_SPECS[key]["spec"])
+
+
+def needs_weights(key: str) -> str | None:
+    """The name of the pretrained base a preset needs, or None."""
+    base = PRESET_SPECS[key]["spec"]["base"]
+    return base["name"] if base else None
+
+
+def available_presets(weights_dir) -> list[dict]:
+    """Every preset, JSON-ready, with `available` and, where it is not, the plain reason."""
+    found = []
+    for key, preset in PRESET_SPECS.items():
+        base = needs_weights(key)
+        reason = missing_weights_message(base, weights_dir) if base else None
+        found.append({"key": key, **copy.deepcopy(preset), "available": reason is None, "reason": reason or ""})
+    return found
+

@@ -1,0 +1,95 @@
+"""The layer-by-layer network builder: its page, and the check it asks for as the person edits.
+
+The Keras work (validation, presets) is in mlcore.builder and mlcore.presets; these views only
+read the request, fetch the dataset through the one ownership check, and answer.
+"""
+import json
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.urls import path
+from django.views.decorators.http import require_POST
+
+from datasets_app.views import get_dataset_for_user
+from mlcore.builder import BASE_PARAMS, BASES, LAYER_TYPES, SpecError, validate
+from mlcore.presets import available_presets
+
+from .forms import TrainingRunForm
+
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256  # the training form's limits
+MAX_CLASSES = 1000
+
+
+def builder_options(dataset):
+    """What the ModelBuilder component (static/js/builder.js) needs, JSON-ready, for a dataset."""
+    return {
+        "presets": available_presets(settings.PRETRAINED_WEIGHTS_DIR),
+        "schema": LAYER_TYPES,
+        "bases": {name: {"label": base.label, "about": base.about} for name, base in BASES.items()},
+        "baseParams": BASE_PARAMS,
+        "imageSize": TrainingRunForm.defaults_for(dataset)["image_size"],
+        "channels": dataset.channels(),
+        "dataset": dataset.pk,
+    }
+
+
+@login_required
+def builder_page(request, dataset_pk):
+    dataset = get_dataset_for_user(request, dataset_pk)
+    return render(request, "training_app/builder.html", {
+        "dataset": dataset, "options": builder_options(dataset),
+        "min_size": MIN_IMAGE_SIZE, "max_size": MAX_IMAGE_SIZE,
+    })
+
+
+@login_required
+@require_POST
+def builder_check(request):
+    """Validate a spec for an input size: the Keras summary, or the plain reason it cannot be built.
+
+    A spec that cannot be built is an answer (200, "ok": false), not a failed request; only a body
+    that is not a JSON object is a 400.
+    """
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        return JsonResponse({"ok": False, "message": "The request must be a JSON object."}, status=400)
+
+    num_classes = body.get("num_classes", 2)
+    if body.get("dataset") is not None:
+        if not _is_whole(body["dataset"]):
+            return JsonResponse({"ok": False, "message": "“dataset” must be a dataset's number."}, status=400)
+        dataset = get_dataset_for_user(request, body["dataset"])  # someone else's: 404
+        # A dataset with fewer than two classes cannot be trained yet; its network is still worth drawing.
+        num_classes = max(dataset.usable_class_count(), 2)
+    image_size, channels = body.get("image_size", 32), body.get("channels", 3)
+    if not _is_whole(image_size) or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        return _answer(f"The image size must be a whole number from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels.")
+    if not _is_whole(channels) or channels not in (1, 3):
+        return _answer("Images must be grayscale (1 channel) or colour (3 channels).")
+    if not _is_whole(num_classes) or not 2 <= num_classes <= MAX_CLASSES:
+        return _answer(f"The number of classes must be a whole number from 2 to {MAX_CLASSES}.")
+
+    try:
+        summary = validate(body.get("spec"), (image_size, image_size, channels), num_classes)
+    except SpecError as error:
+        return _answer(error.message, error.layer)
+    return JsonResponse({"ok": True, **summary})
+
+
+def _answer(message, layer=None):
+    return JsonResponse({"ok": False, "message": message, "layer": layer})
+
+
+def _is_whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+urlpatterns = [
+    path("builder/check/", builder_check, name="builder_check"),
+    path("builder/<int:dataset_pk>/", builder_page, name="builder"),
+]

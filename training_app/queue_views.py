@@ -1,0 +1,224 @@
+"""The queue page: where each waiting run stands in line, what is training now and where, what
+finished lately, and which workers are listening on each queue.
+
+The page itself reads only the database, so it never waits on Celery; asking the workers takes
+about a second, so that happens in the JSON the page polls (`queue_status`)."""
+import logging
+from itertools import groupby
+
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.db.models import F
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateformat import format as format_date
+
+from dlsite.views import QUEUES, check_broker, live_workers
+
+from .models import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+STALE_AFTER_S = 120  # a running run writes its heartbeat at every batch; two minutes of silence is not normal
+FINISHED_SHOWN = 20
+WORKERS_TIMEOUT_S = 1.0
+# Every open queue page asks every 2.5 s, and each question holds a web thread for a whole
+# second; one answer shared for a short while keeps ten open pages from costing ten threads.
+WORKERS_CACHE_S = 2
+WORKERS_CACHE_KEY = "training:queue:live-workers"
+
+QUEUE_JOBS = {"default": "reading images", "training": "training models"}
+NO_WORKER = {
+    "default": "No worker for reading images is running: uploads will wait. "
+               "Start one with “make run”, or see the README.",
+    "training": "No training worker is running: runs will wait. Start one with “make run”, or see the README.",
+}
+BROKER_DOWN = ("The job queue (the message broker) does not answer, so no upload or training can start "
+               "and nobody can tell which workers are running. Check that it is running, or see the README.")
+
+
+# What each section shows. Functions of a queryset of runs, so the page and its JSON share them.
+
+def waiting_line(runs, user, now):
+    """The waiting runs in the order the training workers take them, as `user` may see them.
+
+    `runs` holds everyone's runs: a run's place counts every waiting run created before it
+    (the id breaks ties), or it would not tell how long the wait is. Other people's runs ahead
+    of this person's show only as a count, one row per stretch; those behind are left out.
+    Two queries however long the line is.
+    """
+    line = list(runs.filter(status=TrainingRun.Status.QUEUED).order_by("created_at", "id")
+                .values_list("id", "owner_id"))
+    own_ids = [run_id for run_id, owner_id in line if owner_id == user.id]
+    own = {run.id: run for run in runs.filter(id__in=own_ids).select_related("dataset")}
+    last_own = max((place for place, (_, owner_id) in enumerate(line, start=1) if owner_id == user.id), default=0)
+    rows = []
+    ahead = enumerate(line[:last_own], start=1)
+    for mine, stretch in groupby(ahead, key=lambda item: item[1][1] == user.id):
+        stretch = list(stretch)
+        if mine:
+            # A run that left the line between the two queries (claimed, deleted) is simply skipped.
+            rows += [_waiting_row(own[run_id], place, now) for place, (run_id, _) in stretch if run_id in own]
+        else:
+            first, last = stretch[0][0], stretch[-1][0]
+            rows.append({
+                "mine": False, "position": first, "place": str(first) if first == last else f"{first}–{last}",
+                "text": "another person's run" if first == last else f"{last - first + 1} runs of other people",
+            })
+    return {"rows": rows, "total": len(line), "mine": len(own_ids), "summary": _line_summary(len(line), len(own_ids))}
+
+
+def training_now(runs, user, now):
+    mine = (runs.visible_to(user).filter(status=TrainingRun.Status.RUNNING)
+            .select_related("dataset").order_by("started_at", "id"))
+    others = runs.filter(status=TrainingRun.Status.RUNNING).exclude(owner_id=user.id).count()
+    return {"rows": [_running_row(run, now) for run in mine], "others": others,
+            "others_text": (_count(others, "run of another person is", "runs of other people are") + " training now.")
+            if others else ""}
+
+
+def finished_recently(runs, user, now):
+    finished = (runs.visible_to(user).filter(status__in=TrainingRun.FINAL).select_related("dataset")
+                .order_by(F("finished_at").desc(nulls_last=True), "-id")[:FINISHED_SHOWN])
+    return [_finished_row(run, now) for run in finished]
+
+
+def queue_sections(user):
+    now = timezone.now()
+    runs = TrainingRun.objects.all()
+    return {"waiting": waiting_line(runs, user, now), "training": training_now(runs, user, now),
+            "finished": finished_recently(runs, user, now)}
+
+
+def workers_report():
+    """Per queue: what its workers do, how many answer, their names, and a warning when none does."""
+    report = cache.get(WORKERS_CACHE_KEY)
+    if report is None:
+        report = _ask_workers()
+        cache.set(WORKERS_CACHE_KEY, report, WORKERS_CACHE_S)
+    return report
+
+
+def _ask_workers():
+    names, error = {}, ""
+    broker = check_broker()
+    if broker == "ok":
+        try:
+            names = live_workers(timeout=WORKERS_TIMEOUT_S)
+        except Exception:  # the broker went away between the two questions: say so, never a 500
+            logger.exception("asking the workers failed")
+            error = BROKER_DOWN
+    else:
+        # The reason can hold the broker's address and password, so it goes to the log, not the page.
+        logger.warning("queue page: broker unreachable: %s", broker)
+        error = BROKER_DOWN
+    # With the broker down the count is unknown (None), not zero: the workers may be fine.
+    queues = [{"queue": queue, "job": QUEUE_JOBS.get(queue, queue),
+               "count": None if error else len(names.get(queue, [])), "workers": names.get(queue, []),
+               "warning": "" if names.get(queue) or error else NO_WORKER[queue]}
+              for queue in QUEUES]
+    return {"queues": queues, "error": error}
+
+
+# One row of each section, JSON-ready. The texts are made here, once, for the template and the
+# script alike; times are measured on the server, so a wrong clock in the browser cannot skew them.
+
+def _waiting_row(run, place, now):
+    return {
+        "mine": True, "position": place, "place": str(place), "id": run.id,
+        "url": reverse("training:detail", args=[run.id]), "dataset": run.dataset.name,
+        "settings": settings_summary(run), "waiting_since": run.created_at.isoformat(),
+        "waiting_text": _moment(run.created_at, now),
+        "cancel_url": reverse("training:cancel", args=[run.id]),
+    }
+
+
+def _running_row(run, now):
+    heard = run.heartbeat_at or run.started_at or now
+    silent_s = max(0.0, (now - heard).total_seconds())
+    stale = silent_s > STALE_AFTER_S
+    seconds_left = run.seconds_left()
+    phase = run.phase or "Starting"
+    if run.phase_total:
+        phase += f" ({run.phase_done} of {run.phase_total})"
+    if run.cancel_requested:
+        phase = "Stopping at the end of this step…"
+    return {
+        "id": run.id, "url": reverse("training:detail", args=[run.id]), "dataset": run.dataset.name,
+        "worker_host": run.worker_host, "phase": phase, "epoch": run.epoch, "epochs": run.epochs,
+        "epoch_text": f"Epoch {run.epoch} of {run.epochs}" if run.epoch else f"{run.epochs} epochs to go",
+        "percent": round(100 * run.fraction_done(), 1),
+        "seconds_left": None if seconds_left is None else round(seconds_left),
+        "time_left_text": f"about {_duration(seconds_left)} left" if seconds_left is not None else "",
+        "heartbeat_at": heard.isoformat(), "heartbeat_seconds_ago": round(silent_s),
+        "heartbeat_text": f"{_duration(silent_s)} ago", "stale": stale,
+        "stale_text": (f"Not heard from since {_moment(heard, now)}: the computer training it may have "
+                       "stopped or lost its connection.") if stale else "",
+    }
+
+
+def _finished_row(run, now):
+    ended = run.finished_at or run.created_at
+    return {
+        "id": run.id, "url": reverse("training:detail", args=[run.id]), "dataset": run.dataset.name,
+        "status": run.status, "status_label": run.get_status_display(),
+        "accuracy_text": "–" if run.test_accuracy is None else f"{run.test_accuracy_percent}%",
+        "finished_at": ended.isoformat(), "when_text": _moment(ended, now),
+    }
+
+
+def settings_summary(run):
+    colour = "grayscale" if run.channels == 1 else "colour"
+    return (f"{run.get_preset_display()} · {run.image_size}×{run.image_size} {colour} · "
+            f"{_count(run.epochs, 'epoch', 'epochs')} · batch size {run.batch_size} · learning rate {run.learning_rate:g}")
+
+
+def _line_summary(total, mine):
+    if not total:
+        return "Nothing is waiting: a new run starts as soon as a training worker is free."
+    if not mine:
+        return f"{_count(total, 'run is', 'runs are')} waiting, none of them yours."
+    return f"{_count(total, 'run is', 'runs are')} waiting, {mine} of them yours."
+
+
+def _count(n, one, many):
+    return f"{n} {one if n == 1 else many}"
+
+
+def _duration(seconds):
+    """5 s, 3 min, 2 h 5 min, 3 days: as exact as a person needs."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"
+
+
+def _moment(when, now):
+    """14:05 (3 min ago), with the day when it was not today."""
+    local = timezone.localtime(when)
+    clock = format_date(local, "H:i" if local.date() == timezone.localtime(now).date() else "j M, H:i")
+    return f"{clock} ({_duration((now - when).total_seconds())} ago)"
+
+
+@login_required
+def queue_page(request):
+    return render(request, "training_app/queue.html", {"queue": queue_sections(request.user)})
+
+
+@login_required
+def queue_status(request):
+    return JsonResponse(queue_sections(request.user) | {"workers": workers_report()})
+
+
+urlpatterns = [
+    path("queue/", queue_page, name="queue"),
+    path("queue/status/", queue_status, name="queue_status"),
+]
