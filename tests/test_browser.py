@@ -99,7 +99,7 @@ def classify_two_images(page, base_url, tmp_path):
     return labels.all_inner_texts()
 
 
-def test_browser_journey_draws_curves_and_confusion_matrix(celery_workers, live_server, browser_page, tmp_path):
+def test_browser_journey_draws_curves_and_confusion_matrix(celery_workers, live_server, browser_page, tmp_path):  # noqa: F811
     page, errors = browser_page
 
     sign_up(page, live_server.url)
