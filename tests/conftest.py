@@ -138,8 +138,7 @@ def _queues_served(app):
     return {queue["name"] for queues in replies.values() for queue in queues}
 
 
-@pytest.fixture
-def shapes(user):
+def ingest_shapes(owner, name="Shapes"):
     """A ready dataset of 30 small images in three classes, ingested by the real ingestion code."""
     from django.core.files.base import ContentFile
 
@@ -147,11 +146,23 @@ def shapes(user):
     from datasets_app.models import Dataset, Upload
     from tests.images import labelled_zip
 
-    dataset = Dataset.objects.create(owner=user, name="Shapes")
+    dataset = Dataset.objects.create(owner=owner, name=name)
     upload = Upload(dataset=dataset, original_name="shapes.zip")
     upload.file.save("shapes.zip", ContentFile(labelled_zip(per_class=10)), save=True)
     ingest_upload(Upload.objects.claim(upload.id))
     return dataset
+
+
+def shapes_for(username):
+    """The `shapes` dataset for the person a browser test signed up as."""
+    from django.contrib.auth import get_user_model
+
+    return ingest_shapes(get_user_model().objects.get(username=username))
+
+
+@pytest.fixture
+def shapes(user):
+    return ingest_shapes(user)
 
 
 def new_run(dataset, **settings):

@@ -4,29 +4,15 @@ import json
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.core.files.base import ContentFile
 
-from datasets_app.ingestion import ingest_upload
-from datasets_app.models import Dataset, Upload
 from mlcore.builder import validate
 from mlcore.presets import preset_spec
 from tests.browser import browser_page, expect, sign_up  # noqa: F401 (browser_page is a fixture)
-from tests.images import labelled_zip
+from tests.conftest import shapes_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 FIRST_CHECK_MS = 20_000  # the first check imports TensorFlow in the server
-
-
-def shapes_for(username):
-    """The 30 shapes of the `shapes` fixture (16 x 16 grayscale, three classes), for the signed-up person."""
-    owner = get_user_model().objects.get(username=username)
-    dataset = Dataset.objects.create(owner=owner, name="Shapes")
-    upload = Upload(dataset=dataset, original_name="shapes.zip")
-    upload.file.save("shapes.zip", ContentFile(labelled_zip(per_class=10)), save=True)
-    ingest_upload(Upload.objects.claim(upload.id))
-    return dataset
 
 
 def total_text(spec):

@@ -3,25 +3,12 @@ Shift-click, move the selection to another class, and look at one image large.""
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.core.files.base import ContentFile
 
-from datasets_app.ingestion import ingest_upload
-from datasets_app.models import Dataset, LabelChange, Upload
+from datasets_app.models import LabelChange
 from tests.browser import browser_page, expect, sign_up  # noqa: F401 (browser_page is a fixture)
-from tests.images import labelled_zip
+from tests.conftest import shapes_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def shapes_for(username):
-    """The 30 shapes of the `shapes` fixture, for the person the browser signed up as."""
-    owner = get_user_model().objects.get(username=username)
-    dataset = Dataset.objects.create(owner=owner, name="Shapes")
-    upload = Upload(dataset=dataset, original_name="shapes.zip")
-    upload.file.save("shapes.zip", ContentFile(labelled_zip(per_class=10)), save=True)
-    ingest_upload(Upload.objects.claim(upload.id))
-    return dataset
 
 
 def test_select_a_range_move_it_to_a_class_and_look_at_an_image(live_server, browser_page):  # noqa: F811
