@@ -135,3 +135,17 @@ def test_a_backup_cut_short_by_a_kill_falls_back_to_the_one_before(tmp_path):
     seen = []
     train_model(config, x, y, x[:0], y[:0], on_epoch=lambda epoch, logs: seen.append(epoch), backup_dir=str(backup))
     assert seen == [3, 4, 5]  # the backup of epoch 2 was read instead of the broken one of epoch 3
+
+
+@pytest.mark.parametrize("error, expected", [
+    ("OOM when allocating tensor with shape[512,64,112,112] on /job:localhost/device:GPU:0", "The GPU ran out of memory"),
+    ("failed to allocate memory: out of memory", "The worker ran out of memory"),
+])
+def test_running_out_of_memory_says_so_and_suggests_a_smaller_batch(error, expected):
+    import tensorflow as tf
+
+    from training_app.tasks import _explain
+
+    message = _explain(tf.errors.ResourceExhaustedError(None, None, error))
+    assert message.startswith(expected) and "smaller batch size" in message
+    assert _explain(ValueError("something else")).startswith("Training stopped with an error: ValueError")

@@ -31,7 +31,11 @@ def reap_stale_runs():
 
 
 def _explain(exc):
+    """A failure in words a person can act on."""
     text = str(exc)
-    if "OOM" in text or "out of memory" in text.lower():
-        return "The worker ran out of memory. Try a smaller batch size or a smaller image size."
+    # TensorFlow reports an exhausted GPU as ResourceExhaustedError, with "OOM when allocating ... on GPU".
+    on_gpu = "GPU" in text or "CUDA" in text or "gpu" in text
+    if type(exc).__name__ == "ResourceExhaustedError" or "OOM" in text or "out of memory" in text.lower():
+        where = "The GPU ran out of memory" if on_gpu else "The worker ran out of memory"
+        return f"{where}. Try a smaller batch size (half of it is a good start) or a smaller image size."
     return f"Training stopped with an error: {type(exc).__name__}: {text[:500]}"
