@@ -116,6 +116,15 @@ class Dataset(models.Model):
         sides = sorted(min(w, h) for w, h in self.images.values_list("width", "height")[:5000])
         return sides[len(sides) // 2] if sides else 32
 
+    def training_facts(self):
+        """What mlcore.defaults needs to suggest training settings for this dataset."""
+        from mlcore.defaults import DatasetFacts
+
+        counts = [n for _, n in self.class_counts() if n]
+        return DatasetFacts(images=sum(counts), classes=len(counts), typical_side=self.typical_size(),
+                            channels=self.channels(), largest_class=max(counts, default=0),
+                            smallest_class=min(counts, default=0))
+
     def is_busy(self):
         return self.uploads.filter(status__in=[Upload.Status.QUEUED, Upload.Status.RUNNING]).exists()
 

@@ -144,6 +144,21 @@ BASE_PARAMS = {"fine_tune_layers": _int(
     "After the new top has learned, retrain this many of the pretrained network's top layers at a "
     "lower learning rate. 0 keeps the pretrained network as it is.")}
 
+# Random changes to the training images, made by Keras preprocessing layers inside the model: they
+# act only while training (a saved model passes pictures through untouched) and cost no disk space.
+# Settings are in degrees and percent, which people read more easily than Keras' fractions.
+AUGMENTATIONS = {
+    "flip": _choice("Flip", "none", [["none", "no flipping"], ["horizontal", "left–right"],
+                                     ["vertical", "upside down"], ["horizontal_and_vertical", "both"]],
+                    "Left–right suits most photos; not for digits or letters, which mean something else mirrored."),
+    "rotation": _int("Rotate up to (degrees)", 0, 0, 180, "Turns each picture by a random angle up to this."),
+    "zoom": _int("Zoom up to (%)", 0, 0, 50, "Zooms in or out at random by up to this much."),
+    "translation": _int("Shift up to (%)", 0, 0, 50, "Moves the picture sideways and up or down at random."),
+    "contrast": _int("Contrast change up to (%)", 0, 0, 90, "Makes the picture flatter or punchier at random."),
+    "brightness": _int("Brightness change up to (%)", 0, 0, 90, "Makes the picture darker or lighter at random."),
+}
+
+
 # Keras' EfficientNet divides by the ImageNet standard deviation once more when it is built with
 # weights="imagenet", but not when the same file is given as a path (tensorflow/tensorflow#62193).
 _IMAGENET_STDDEV_RGB = [0.229, 0.224, 0.225]
@@ -229,6 +244,53 @@ def _check_value(value, param: dict, where: str, number: int | None):
     return float(value)
 
 
+def normalise_augmentation(augmentation) -> dict:
+    """Every augmentation setting checked, missing ones off: what to store on a run."""
+    if augmentation is None:
+        augmentation = {}
+    if not isinstance(augmentation, dict):
+        raise SpecError("The random changes (augmentation) must be a set of named settings.")
+    unknown = set(augmentation) - set(AUGMENTATIONS)
+    if unknown:
+        raise SpecError(f"The random changes have a setting this site does not know: {min(unknown)[:40]}.")
+    return {name: _check_value(augmentation.get(name, param["default"]), param, "Random changes", None)
+            for name, param in AUGMENTATIONS.items()}
+
+
+def augmentation_is_on(augmentation) -> bool:
+    clean = normalise_augmentation(augmentation)
+    return any(value not in (0, "none") for value in clean.values())
+
+
+def augmentation_layers(augmentation, seed: int | None = None) -> list:
+    """Keras layers for the settings, in the order Keras' own examples use; [] when all are off.
+
+    They work on raw 0-255 pixels (value_range), before the model scales them.
+    """
+    from keras import layers
+
+    clean = normalise_augmentation(augmentation)
+    found = []
+    if clean["flip"] != "none":
+        found.append(layers.RandomFlip(clean["flip"], seed=seed, name="random_flip"))
+    if clean["rotation"]:
+        found.append(layers.RandomRotation(clean["rotation"] / 360, fill_mode="constant", seed=seed,
+                                           name="random_rotation"))
+    if clean["zoom"]:
+        found.append(layers.RandomZoom(clean["zoom"] / 100, fill_mode="constant", seed=seed, name="random_zoom"))
+    if clean["translation"]:
+        share = clean["translation"] / 100
+        found.append(layers.RandomTranslation(share, share, fill_mode="constant", seed=seed,
+                                              name="random_translation"))
+    if clean["contrast"]:
+        found.append(layers.RandomContrast(clean["contrast"] / 100, value_range=(0, 255), seed=seed,
+                                           name="random_contrast"))
+    if clean["brightness"]:
+        found.append(layers.RandomBrightness(clean["brightness"] / 100, value_range=(0, 255), seed=seed,
+                                             name="random_brightness"))
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # Pretrained weights
 
@@ -256,10 +318,11 @@ def missing_weights_message(base_name: str, weights_dir) -> str | None:
 # Building
 
 
-def validate(spec, input_shape: tuple[int, int, int], num_classes: int) -> dict:
+def validate(spec, input_shape: tuple[int, int, int], num_classes: int, augmentation=None) -> dict:
     """Check a spec by building its Keras model (pretrained bases without their weights: the
     shapes are the same). Returns the summary for the editor; raises SpecError in plain words."""
-    model, clean = _assemble(spec, input_shape, num_classes, weights_dir=None, load_weights=False, name="check")
+    model, clean = _assemble(spec, input_shape, num_classes, weights_dir=None, load_weights=False, name="check",
+                             augmentation=augmentation)
     summary = model_summary(model)
     summary["spec"] = clean
     if clean["base"] and clean["base"]["fine_tune_layers"]:
@@ -268,14 +331,17 @@ def validate(spec, input_shape: tuple[int, int, int], num_classes: int) -> dict:
     return summary
 
 
-def build_model(spec, input_shape: tuple[int, int, int], num_classes: int, weights_dir=None, *, name="network"):
+def build_model(spec, input_shape: tuple[int, int, int], num_classes: int, weights_dir=None, *, name="network",
+                augmentation=None, seed=None):
     """The Keras model of a spec, ready to compile. A pretrained base is loaded from its file in
-    `weights_dir` and frozen; `unfreeze_top` prepares the optional fine-tuning phase."""
-    model, _ = _assemble(spec, input_shape, num_classes, weights_dir=weights_dir, load_weights=True, name=name)
+    `weights_dir` and frozen; `unfreeze_top` prepares the optional fine-tuning phase. With
+    `augmentation` (see AUGMENTATIONS), random-change layers come first, active only in training."""
+    model, _ = _assemble(spec, input_shape, num_classes, weights_dir=weights_dir, load_weights=True, name=name,
+                         augmentation=augmentation, seed=seed)
     return model
 
 
-def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name):
+def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name, augmentation=None, seed=None):
     import keras
     from keras import layers
 
@@ -283,12 +349,16 @@ def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name
     if input_shape[2] not in (1, 3):
         raise SpecError("Images must be grayscale (1 channel) or colour (3 channels).")
     inputs = keras.Input(shape=input_shape, name="pixels")
+    first = inputs
+    random_changes = augmentation_layers(augmentation, seed)
+    if random_changes:
+        first = keras.Sequential(random_changes, name="augmentation")(inputs)
     total = 0
     if clean["base"] is None:
-        x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+        x = layers.Rescaling(1.0 / 255, name="rescale")(first)
         maps_from = None  # the image itself
     else:
-        x, base = _add_base(inputs, clean["base"], input_shape, weights_dir, load_weights)
+        x, base = _add_base(first, clean["base"], input_shape, weights_dir, load_weights)
         total = base.count_params()
         maps_from = f"the pretrained {BASES[clean['base']['name']].label}"
 
@@ -331,7 +401,8 @@ def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name
                         "GlobalAveragePooling2D at the end.")
     total += (shape[0] + 1) * num_classes
     _check_total(total, "The output layer", None)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # float32 even under mixed precision: softmax in float16 can round small probabilities to 0.
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name), clean
 
 
@@ -477,6 +548,7 @@ def _row_label(layer, kind, number):
         "rescale": "Scales the pixels (added for you)",
         "grey_to_rgb": "Grey repeated as red, green and blue (added for you)",
         "probabilities": "Output: one probability per class (added for you)",
+        "augmentation": "Random changes, only while training",
     }.get(layer.name, kind)
 
 
@@ -510,12 +582,21 @@ def unfreeze_top(model, n: int) -> int:
 OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
 
 
-def make_optimizer(name: str, learning_rate: float):
-    """A Keras optimizer from a preset's (or a run's) name and learning rate."""
+OPTIMIZER_LABELS = {
+    "adam": "Adam (adapts the step size by itself; the usual choice)",
+    "sgd": "SGD with momentum (plain gradient descent; often best with a schedule and more epochs)",
+    "rmsprop": "RMSprop",
+}
+
+
+def make_optimizer(name: str, learning_rate):
+    """A Keras optimizer from a preset's (or a run's) name and learning rate (a number or a schedule)."""
     import keras
 
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}")
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
     return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=learning_rate)
 
 

@@ -116,16 +116,32 @@ def make_thumbnail(image: Image.Image, box: int = THUMBNAIL_BOX) -> bytes | None
     return buffer.getvalue()
 
 
-def image_to_array(image: Image.Image, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Resize to `size` (height, width) and return uint8 pixels shaped (height, width, channels).
+RESIZE_MODES = {
+    "squash": "Squash: stretch the whole picture to the square (nothing is cut off; shapes may look wider or taller)",
+    "crop": "Centre crop: cut the middle square out of the picture, then resize (shapes keep their proportions; "
+            "the edges are lost)",
+    "pad": "Pad: fit the whole picture inside the square and fill the rest with black (nothing is cut off or "
+           "stretched)",
+}
+
+
+def image_to_array(image: Image.Image, size: tuple[int, int], channels: int, resize: str = "squash") -> np.ndarray:
+    """Resize to `size` (height, width) the `resize` way (see RESIZE_MODES) and return uint8 pixels
+    shaped (height, width, channels).
 
     Scaling to [0, 1] is not done here: it is a Rescaling layer inside the model,
     so a saved model takes raw pixels.
     """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {resize!r}")
     image = image.convert("L" if channels == 1 else "RGB")
     array = np.asarray(image, dtype=np.uint8)
     height, width = size
     if array.shape[:2] != (height, width):
+        if resize == "crop":
+            array = _centre_crop(array, width / height)
+        elif resize == "pad":
+            array = _pad(array, width / height)
         shrinking = array.shape[0] > height or array.shape[1] > width
         array = cv2.resize(
             array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
@@ -135,7 +151,31 @@ def image_to_array(image: Image.Image, size: tuple[int, int], channels: int) -> 
     return np.ascontiguousarray(array)
 
 
+def _centre_crop(array: np.ndarray, aspect: float) -> np.ndarray:
+    """The largest centred part of the picture with width / height == aspect."""
+    h, w = array.shape[:2]
+    if w / h > aspect:
+        keep = max(1, round(h * aspect))
+        left = (w - keep) // 2
+        return array[:, left:left + keep]
+    keep = max(1, round(w / aspect))
+    top = (h - keep) // 2
+    return array[top:top + keep]
+
+
+def _pad(array: np.ndarray, aspect: float) -> np.ndarray:
+    """The picture centred on black, grown to width / height == aspect."""
+    h, w = array.shape[:2]
+    if w / h > aspect:
+        extra = round(w / aspect) - h
+        top = extra // 2
+        return cv2.copyMakeBorder(array, top, extra - top, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    extra = round(h * aspect) - w
+    left = extra // 2
+    return cv2.copyMakeBorder(array, 0, 0, left, extra - left, cv2.BORDER_CONSTANT, value=0)
+
+
 def load_model_input(data: bytes, size: tuple[int, int], channels: int,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, resize: str = "squash") -> np.ndarray:
     """Bytes of an image file to the uint8 array a model of this project takes."""
-    return image_to_array(decode_image(data, max_pixels).image, size, channels)
+    return image_to_array(decode_image(data, max_pixels).image, size, channels, resize)

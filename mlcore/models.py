@@ -5,14 +5,7 @@ model needs no preprocessing code beside it.
 """
 from __future__ import annotations
 
-from .presets import PRESET_SPECS, needs_weights, preset_spec
-
-# The training form's and the run's choices. Kept to these two until the run stores a spec (the
-# builder's presets are in presets.PRESET_SPECS); a new key here would need a migration.
-PRESETS = {
-    "dense": "Dense network (the tutorial's: Flatten, Dense 128, Dense 128)",
-    "small_cnn": "Small convolutional network (the Keras MNIST example)",
-}
+from .presets import PRESET_SPECS, needs_weights, preset_spec  # noqa: F401  (re-exported)
 
 
 def make_model(preset: str, input_shape: tuple[int, int, int], num_classes: int):

@@ -35,6 +35,7 @@ class PackSpec:
     size: tuple[int, int]  # (height, width)
     channels: int
     max_pixels: int
+    resize: str = "squash"  # see images.RESIZE_MODES
 
 
 def pack_is_ready(folder: str) -> bool:
@@ -56,7 +57,7 @@ def _pixels(chunk: tuple[list[PackItem], PackSpec]) -> list[np.ndarray | None]:
     for item in items:
         try:
             with open(item.path, "rb") as f:
-                out.append(load_model_input(f.read(), spec.size, spec.channels, spec.max_pixels))
+                out.append(load_model_input(f.read(), spec.size, spec.channels, spec.max_pixels, spec.resize))
         except (OSError, ImageRejected):
             out.append(None)
     return out

@@ -15,15 +15,18 @@ class ModelInfo:
     class_names: list[str]
     image_size: tuple[int, int]  # (height, width)
     channels: int
+    resize: str = "squash"  # how pictures of other shapes are made square (images.RESIZE_MODES)
 
     def to_json(self) -> str:
         return json.dumps({"class_names": self.class_names, "image_size": list(self.image_size),
-                           "channels": self.channels}, indent=2)
+                           "channels": self.channels, "resize": self.resize}, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelInfo":
         data = json.loads(text)
-        return cls(list(data["class_names"]), tuple(data["image_size"]), int(data["channels"]))
+        # Models saved before resize modes existed were all squashed.
+        return cls(list(data["class_names"]), tuple(data["image_size"]), int(data["channels"]),
+                   data.get("resize", "squash"))
 
 
 def save_model(model, info: ModelInfo, folder: Path) -> tuple[Path, Path]:
@@ -64,5 +67,5 @@ class Predictor:
 
     def predict_image(self, image) -> np.ndarray:
         """Probabilities for one decoded image (see images.decode_image), resized exactly as in training."""
-        pixels = image_to_array(image, self.info.image_size, self.info.channels)
+        pixels = image_to_array(image, self.info.image_size, self.info.channels, self.info.resize)
         return self.predict_pixels(pixels[np.newaxis])[0]

@@ -12,16 +12,46 @@ from typing import Callable
 import numpy as np
 
 
+LR_SCHEDULES = {
+    "constant": "Constant: the same step size all the way",
+    "step": "Steps: ten times smaller after half the epochs, and again after three quarters",
+    "cosine": "Cosine: starts at the step size and glides smoothly down to almost nothing",
+}
+CLASS_WEIGHTING = {
+    "none": "No: every image counts the same",
+    "auto": "Automatic: images of rare classes count more, so that every class matters equally",
+}
+
+
 @dataclass
 class TrainingConfig:
-    preset: str
+    spec: dict  # the network, as builder.py describes it
     image_size: tuple[int, int]
     channels: int
     num_classes: int
     epochs: int = 10
     batch_size: int = 32
+    optimizer: str = "adam"  # builder.OPTIMIZERS
     learning_rate: float = 0.001
+    lr_schedule: str = "constant"  # LR_SCHEDULES
+    early_stopping_patience: int = 0  # epochs without improvement before stopping; 0 never stops early
+    class_weighting: str = "none"  # CLASS_WEIGHTING
+    label_smoothing: float = 0.0
+    augmentation: dict | None = None  # builder.AUGMENTATIONS
+    fine_tune_epochs: int = 0  # after the first phase, with the base's top layers unfrozen
+    fine_tune_learning_rate: float = 0.00001
     seed: int = 1337
+    weights_dir: str | None = None  # pretrained weights (builder.weights_path)
+    all_gpus: bool = False  # MirroredStrategy over every GPU of the host
+
+    @property
+    def fine_tunes(self) -> bool:
+        base = self.spec.get("base")
+        return bool(base and base.get("fine_tune_layers") and self.fine_tune_epochs)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + (self.fine_tune_epochs if self.fine_tunes else 0)
 
 
 @dataclass
@@ -33,20 +63,55 @@ class BatchProgress:
     accuracy: float
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, training: bool, seed: int):
+@dataclass
+class TrainingOutcome:
+    model: object
+    stopped: bool  # cancelled by the person
+    stopped_early: bool  # early stopping: validation stopped improving
+    best_epoch: int | None  # the epoch whose weights the model has, when it went back to the best one
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Keras' class_weight for "auto": n / (classes present × images of the class), the
+    "balanced" rule of scikit-learn, so a class with half the images counts twice as much."""
+    counts = np.bincount(y, minlength=num_classes)
+    present = int((counts > 0).sum())
+    return {label: (len(y) / (present * count) if count else 1.0) for label, count in enumerate(counts.tolist())}
+
+
+def make_schedule(name: str, learning_rate: float, total_steps: int):
+    """A learning rate, or a Keras schedule over `total_steps` optimizer steps."""
+    import keras
+
+    if name == "constant":
+        return learning_rate
+    if name == "step":
+        half, three_quarters = max(1, total_steps // 2), max(2, (3 * total_steps) // 4)
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [half, three_quarters], [learning_rate, learning_rate / 10, learning_rate / 100])
+    if name == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps), alpha=0.01)
+    raise ValueError(f"unknown learning-rate schedule {name!r}")
+
+
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, training: bool, seed: int,
+                 num_classes: int | None = None):
     """A tf.data pipeline over arrays already in memory.
 
     The training set repeats and `fit` gets `steps_per_epoch`: a fresh iterator
     every epoch sometimes stalls for seconds while tf.data's autotune thread
     shuts down (see GUIDE.md). Autotune is off on the validation set for the
-    same reason.
+    same reason. With `num_classes`, labels become one-hot rows (label smoothing needs them).
     """
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size)
+    if num_classes:
+        dataset = dataset.map(lambda pixels, labels: (pixels, tf.one_hot(labels, num_classes)))
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
     if not training:
         options = tf.data.Options()
         options.autotune.enabled = False
@@ -60,43 +125,82 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
                 on_epoch: Callable[[int, dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 progress_interval_s: float = 0.5,
-                backup_dir: str | None = None):
-    """Build and fit the preset model; returns (model, stopped_early).
+                backup_dir: str | None = None) -> TrainingOutcome:
+    """Build and fit the model of `config.spec`, then fine-tune it if the config asks.
 
-    With `backup_dir`, Keras' BackupAndRestore saves the model, optimizer and epoch at
-    the end of every epoch, and a later call with the same folder (after the process
-    died) continues from the last finished epoch instead of starting over.
+    `on_epoch(epoch, logs)` gets the epoch's metrics and its "learning_rate". With `backup_dir`,
+    Keras' BackupAndRestore saves the model, optimizer and epoch at the end of every epoch, and a
+    later call with the same folder (after the process died) continues from the last finished epoch
+    instead of starting over. A cancel (`should_stop`) stops at the end of the current batch and,
+    like early stopping, goes back to the weights of the best epoch so far.
     """
     import keras
+    import tensorflow as tf
 
-    from .models import make_model
+    from .builder import build_model, make_optimizer, unfreeze_top
 
     keras.utils.set_random_seed(config.seed)
-    model = make_model(config.preset, (*config.image_size, config.channels), config.num_classes)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    gpus = tf.config.list_physical_devices("GPU")
+    strategy = (tf.distribute.MirroredStrategy() if config.all_gpus and len(gpus) > 1
+                else tf.distribute.get_strategy())
     steps = max(1, math.ceil(len(x_train) / config.batch_size))
-    callback = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
-    # Progress first: an epoch is recorded before its backup is written, so an epoch is
-    # never skipped, and one run again after a crash is recorded again over itself.
-    callbacks = [callback]
-    if backup_dir:
-        callbacks.append(_make_backup_callback(backup_dir))
+    smoothing = config.label_smoothing > 0
     has_validation = len(x_val) > 0
-    model.fit(
-        make_dataset(x_train, y_train, config.batch_size, training=True, seed=config.seed),
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        validation_data=(make_dataset(x_val, y_val, config.batch_size, training=False, seed=config.seed)
-                         if has_validation else None),
-        callbacks=callbacks,
-        shuffle=False,  # the dataset shuffles itself
-        verbose=0,
-    )
-    return model, callback.stopped
+    monitor = "val_loss" if has_validation else "loss"
+
+    def compile_for(model, learning_rate, epochs):
+        loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if smoothing
+                else keras.losses.SparseCategoricalCrossentropy())
+        schedule = make_schedule(config.lr_schedule, learning_rate, epochs * steps)
+        model.compile(optimizer=make_optimizer(config.optimizer, schedule), loss=loss, metrics=["accuracy"])
+
+    with strategy.scope():
+        model = build_model(config.spec, (*config.image_size, config.channels), config.num_classes,
+                            config.weights_dir, augmentation=config.augmentation, seed=config.seed)
+        compile_for(model, config.learning_rate, config.epochs)
+
+    labels = config.num_classes if smoothing else None
+    train_data = make_dataset(x_train, y_train, config.batch_size, training=True, seed=config.seed,
+                              num_classes=labels)
+    val_data = (make_dataset(x_val, y_val, config.batch_size, training=False, seed=config.seed, num_classes=labels)
+                if has_validation else None)
+    weights = class_weights(y_train, config.num_classes) if config.class_weighting == "auto" else None
+    progress = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
+    best = _make_best_weights_callback(monitor)
+
+    def fit(first_epoch, last_epoch, phase_backup):
+        # Progress first: an epoch is recorded before its backup is written, so an epoch is
+        # never skipped, and one run again after a crash is recorded again over itself.
+        callbacks = [progress, best]
+        if config.early_stopping_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience))
+        if phase_backup:
+            callbacks.append(_make_backup_callback(phase_backup))
+        model.fit(train_data, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
+                  validation_data=val_data, class_weight=weights, callbacks=callbacks,
+                  shuffle=False,  # the dataset shuffles itself
+                  verbose=0)
+
+    # The first phase's end is marked on disk, so a run that dies while fine-tuning does not repeat it.
+    first_phase_done = os.path.join(backup_dir, "first-phase.weights.h5") if backup_dir else None
+    if first_phase_done and config.fine_tunes and os.path.exists(first_phase_done):
+        model.load_weights(first_phase_done)
+    else:
+        fit(0, config.epochs, os.path.join(backup_dir, "first-phase") if backup_dir else None)
+        if config.fine_tunes and first_phase_done and not progress.stopped:
+            model.save_weights(first_phase_done)
+
+    stopped_early = model.stop_training and not progress.stopped
+    if config.fine_tunes and not progress.stopped and not stopped_early:
+        with strategy.scope():
+            unfreeze_top(model, config.spec["base"]["fine_tune_layers"])
+            compile_for(model, config.fine_tune_learning_rate, config.fine_tune_epochs)
+        best.reset()  # fine-tuning starts from the best of the first phase; compare within it
+        fit(config.epochs, config.total_epochs, os.path.join(backup_dir, "fine-tune") if backup_dir else None)
+        stopped_early = model.stop_training and not progress.stopped
+
+    best_epoch = best.restore() if (progress.stopped or stopped_early) else None
+    return TrainingOutcome(model, progress.stopped, stopped_early, best_epoch)
 
 
 def _make_backup_callback(backup_dir: str):
@@ -119,22 +223,26 @@ def _make_backup_callback(backup_dir: str):
     return SafeBackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=True, double_checkpoint=True)
 
 
-def finished_epochs_in_backup(backup_dir: str) -> int:
+def finished_epochs_in_backup(backup_dir: str, first_phase_epochs: int = 0) -> int:
     """How many epochs an earlier attempt finished, from the metadata BackupAndRestore keeps
-    beside its checkpoint (0 when there is no backup)."""
-    path = os.path.join(backup_dir, "training_metadata.json")
-    try:
-        with open(path) as f:
-            return int(json.load(f).get("epoch", 0))
-    except (OSError, ValueError, TypeError):
-        return 0
+    beside its checkpoint (0 when there is no backup). A finished first phase counts as
+    `first_phase_epochs` when the fine-tuning phase has no backup yet."""
+    for phase in ("fine-tune", "first-phase"):
+        try:
+            with open(os.path.join(backup_dir, phase, "training_metadata.json")) as f:
+                # Keras counts epochs from the start of the whole run, fine-tuning included.
+                return int(json.load(f).get("epoch", 0))
+        except (OSError, ValueError, TypeError):
+            continue
+    return first_phase_epochs if os.path.exists(os.path.join(backup_dir, "first-phase.weights.h5")) else 0
 
 
 def _make_progress_callback(steps, on_batch, on_epoch, should_stop, interval_s):
     """Reports batch progress at most every `interval_s` and every finished epoch.
 
     Cancel is cooperative: `should_stop` is asked at the same pace, and a yes
-    stops training at the end of the current batch, keeping the weights.
+    stops training at the end of the current batch (train_model then goes back to the
+    best epoch's weights).
     (Defined in a function so that importing this module does not import Keras.)
     """
     import keras
@@ -165,6 +273,41 @@ def _make_progress_callback(steps, on_batch, on_epoch, should_stop, interval_s):
 
         def on_epoch_end(self, epoch, logs=None):
             if on_epoch:
-                on_epoch(epoch + 1, {key: float(value) for key, value in (logs or {}).items()})
+                values = {key: float(value) for key, value in (logs or {}).items()}
+                # The step size the epoch ended with: the live page draws it, schedules make it change.
+                values["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+                on_epoch(epoch + 1, values)
 
     return ProgressCallback()
+
+
+def _make_best_weights_callback(monitor: str):
+    """Keeps a copy of the weights of the epoch with the lowest `monitor` so far, so that a
+    cancelled or early-stopped run ends with its best model rather than its last one.
+
+    The copy is in memory and taken only when an epoch improves (a few MB for these networks).
+    Keras' EarlyStopping(restore_best_weights=True) does the same only when it stops the run itself.
+    """
+    import keras
+
+    class BestWeights(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.reset()
+
+        def reset(self):
+            self.best_value, self.best_epoch, self.best_weights = math.inf, None, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get(monitor)
+            if value is not None and math.isfinite(value) and value < self.best_value:
+                self.best_value, self.best_epoch, self.best_weights = value, epoch + 1, self.model.get_weights()
+
+        def restore(self):
+            """Put the best epoch's weights back; returns that epoch, or None if none was kept."""
+            if self.best_weights is None:
+                return None
+            self.model.set_weights(self.best_weights)
+            return self.best_epoch
+
+    return BestWeights()

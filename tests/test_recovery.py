@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from mlcore.presets import preset_spec
 from mlcore.training import TrainingConfig, finished_epochs_in_backup, train_model
 from tests.conftest import new_run, wait_for
 from training_app.models import TrainingRun
@@ -60,7 +61,7 @@ def test_the_reaper_task_queues_the_run_again(shapes, settings):
 def test_training_continues_from_the_last_finished_epoch_of_a_backup(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 255, (16, 8, 8, 1), dtype=np.uint8), np.arange(16) % 2
-    config = TrainingConfig(preset="dense", image_size=(8, 8), channels=1, num_classes=2, epochs=4, batch_size=8)
+    config = TrainingConfig(spec=preset_spec("dense"), image_size=(8, 8), channels=1, num_classes=2, epochs=4, batch_size=8)
     backup = str(tmp_path / "backup")
 
     class Crash(Exception):
@@ -120,7 +121,7 @@ def test_the_run_page_says_when_a_run_continued_after_its_worker_stopped(alice, 
 def test_a_backup_cut_short_by_a_kill_falls_back_to_the_one_before(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 255, (16, 8, 8, 1), dtype=np.uint8), np.arange(16) % 2
-    config = TrainingConfig(preset="dense", image_size=(8, 8), channels=1, num_classes=2, epochs=5, batch_size=8)
+    config = TrainingConfig(spec=preset_spec("dense"), image_size=(8, 8), channels=1, num_classes=2, epochs=5, batch_size=8)
     backup = tmp_path / "backup"
 
     def crash_after_epoch_3(epoch, logs):
@@ -130,7 +131,7 @@ def test_a_backup_cut_short_by_a_kill_falls_back_to_the_one_before(tmp_path):
     with pytest.raises(RuntimeError):
         train_model(config, x, y, x[:0], y[:0], on_epoch=crash_after_epoch_3, backup_dir=str(backup))
     # The kill came while the latest weights were being written: half a file.
-    latest = backup / "latest.weights.h5"
+    latest = backup / "first-phase" / "latest.weights.h5"
     latest.write_bytes(latest.read_bytes()[:200])
     seen = []
     train_model(config, x, y, x[:0], y[:0], on_epoch=lambda epoch, logs: seen.append(epoch), backup_dir=str(backup))

@@ -7,7 +7,8 @@ from django.urls import reverse
 from datasets_app.models import Dataset
 from mlcore.evaluation import evaluate
 from mlcore.images import load_model_input
-from mlcore.models import PRESETS, make_model
+from mlcore.models import make_model
+from mlcore.presets import PRESET_SPECS, needs_weights, preset_spec
 from mlcore.serving import ModelInfo, Predictor
 from mlcore.training import TrainingConfig, train_model
 from tests.conftest import new_run
@@ -17,16 +18,19 @@ from training_app.runner import train_run
 from training_app.tasks import train
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(key for key in PRESET_SPECS if not needs_weights(key)))
 def test_each_preset_trains_an_epoch_and_takes_raw_pixels(preset):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
     y = np.arange(20) % 2
-    config = TrainingConfig(preset=preset, image_size=(8, 8), channels=1, num_classes=2, epochs=1, batch_size=8)
+    config = TrainingConfig(spec=preset_spec(preset), image_size=(8, 8), channels=1, num_classes=2, epochs=1,
+                            batch_size=8, optimizer=PRESET_SPECS[preset]["optimizer"])
     epochs = []
-    model, stopped = train_model(config, x, y, x[:4], y[:4], on_epoch=lambda e, logs: epochs.append((e, logs)))
-    assert not stopped
-    assert [e for e, _ in epochs] == [1] and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(epochs[0][1])
+    outcome = train_model(config, x, y, x[:4], y[:4], on_epoch=lambda e, logs: epochs.append((e, logs)))
+    model = outcome.model
+    assert not outcome.stopped and not outcome.stopped_early
+    assert [e for e, _ in epochs] == [1]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(epochs[0][1])
     assert model.layers[1].name == "rescale"
     assert model.predict(x[:3], verbose=0).shape == (3, 2)
 

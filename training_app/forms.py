@@ -1,43 +1,156 @@
-from django import forms
+import json
 
-from mlcore.models import PRESETS
+from django import forms
+from django.conf import settings
+
+from mlcore.builder import (AUGMENTATIONS, SpecError, missing_weights_message, normalise_augmentation,
+                            normalise_spec, validate)
+from mlcore.defaults import suggest
+from mlcore.presets import PRESET_SPECS, preset_spec
 
 from .models import TrainingRun
 
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256
+
+
+def _augmentation_field(name, param):
+    if param["kind"] == "choice":
+        return forms.ChoiceField(choices=param["choices"], label=param["label"], help_text=param["help"],
+                                 initial=param["default"])
+    return forms.IntegerField(min_value=param["min"], max_value=param["max"], label=param["label"],
+                              help_text=param["help"], initial=param["default"])
+
 
 class TrainingRunForm(forms.ModelForm):
-    preset = forms.ChoiceField(choices=list(PRESETS.items()), label="Network",
-                               widget=forms.RadioSelect)
-    image_size = forms.IntegerField(min_value=8, max_value=256, label="Image size (pixels)",
+    """Every setting of a run. The network arrives as JSON in `model_spec`, kept up to date by the
+    layer builder (static/js/builder.js); augmentation arrives as one field per setting."""
+
+    image_size = forms.IntegerField(min_value=MIN_IMAGE_SIZE, max_value=MAX_IMAGE_SIZE, label="Image size (pixels)",
                                     help_text="Every image is resized to this many pixels square.")
+    model_spec = forms.CharField(widget=forms.HiddenInput, required=False)
     epochs = forms.IntegerField(min_value=1, max_value=500,
                                 help_text="How many times the network sees every training image.")
-    batch_size = forms.IntegerField(min_value=1, max_value=4096,
-                                    help_text="Images per training step.")
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0,
+    batch_size = forms.IntegerField(min_value=1, max_value=4096, help_text="Images per training step.")
+    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, label="Step size (learning rate)",
                                      help_text="How big each learning step is. 0.001 suits most cases.")
+    early_stopping_patience = forms.IntegerField(
+        min_value=0, max_value=100, label="Stop early after",
+        help_text="Epochs without the validation images getting better before training stops by itself and "
+                  "goes back to its best epoch. 0 trains every epoch.")
+    label_smoothing = forms.FloatField(
+        min_value=0.0, max_value=0.5, help_text="Makes the network a little less sure of itself (0.1 is usual); "
+                                                "0 turns it off.")
+    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, label="Random seed",
+                              help_text="The same seed and settings give the same shuffling and starting network.")
+    fine_tune_epochs = forms.IntegerField(
+        min_value=0, max_value=200, label="Fine-tuning epochs",
+        help_text="Only for transfer learning with layers to fine-tune: extra epochs at the lower step size below.")
+    fine_tune_learning_rate = forms.FloatField(min_value=1e-8, max_value=0.1, label="Fine-tuning step size")
 
     class Meta:
         model = TrainingRun
-        fields = ["preset", "image_size", "epochs", "batch_size", "learning_rate"]
+        fields = ["preset", "model_spec", "image_size", "channels", "resize_mode", "epochs", "batch_size",
+                  "optimizer", "learning_rate", "lr_schedule", "early_stopping_patience", "class_weighting",
+                  "label_smoothing", "seed", "fine_tune_epochs", "fine_tune_learning_rate", "use_all_gpus"]
+        labels = {"preset": "Network", "channels": "Colour", "resize_mode": "Pictures that are not square",
+                  "lr_schedule": "Step size over time", "class_weighting": "Balance the classes",
+                  "use_all_gpus": "Use every GPU of the worker"}
+        widgets = {"channels": forms.RadioSelect, "resize_mode": forms.RadioSelect}
+
+    AUGMENTATION_PREFIX = "augment_"
 
     def __init__(self, *args, dataset, **kwargs):
         self.dataset = dataset
         super().__init__(*args, **kwargs)
+        for name, param in AUGMENTATIONS.items():
+            self.fields[self.AUGMENTATION_PREFIX + name] = _augmentation_field(name, param)
+        initial_augmentation = (self.initial or {}).get("augmentation") or {}
+        for name, value in normalise_augmentation(initial_augmentation).items():
+            self.initial.setdefault(self.AUGMENTATION_PREFIX + name, value)
+        if isinstance(self.initial.get("model_spec"), dict):
+            self.initial["model_spec"] = json.dumps(self.initial["model_spec"])
+
+    def augmentation_fields(self):
+        return [self[self.AUGMENTATION_PREFIX + name] for name in AUGMENTATIONS]
+
+    def other_fields(self):
+        return [field for field in self if not field.name.startswith(self.AUGMENTATION_PREFIX)]
 
     @staticmethod
     def defaults_for(dataset):
-        """Settings a newcomer can train with unchanged."""
-        size = min(max(dataset.typical_size(), 8), 64)
-        return {"preset": "small_cnn", "image_size": size, "epochs": 15, "batch_size": 32, "learning_rate": 0.001}
+        """Settings a newcomer can train with unchanged (mlcore/defaults.py says why each)."""
+        return suggest(dataset.training_facts(), settings.PRETRAINED_WEIGHTS_DIR or None)
+
+    @classmethod
+    def filled_in(cls, posted, dataset, suggested):
+        """The form over `posted` with every setting it leaves out taken from `suggested`: a program
+        (or a person with JavaScript off) can send only what it wants to change."""
+        data = posted.copy()
+        flat = {key: value for key, value in suggested.items() if key not in ("augmentation", "reasons")}
+        flat["model_spec"] = json.dumps(flat["model_spec"])
+        if "preset" in posted:
+            del flat["model_spec"]  # the posted preset's own network, not the suggested one
+        for name, value in normalise_augmentation(suggested.get("augmentation")).items():
+            flat[cls.AUGMENTATION_PREFIX + name] = value
+        for key, value in flat.items():
+            if key not in data and key != "use_all_gpus":  # an unticked box is simply absent
+                data[key] = str(value)
+        return cls(data, dataset=dataset)
+
+    def clean_model_spec(self):
+        text = self.cleaned_data.get("model_spec") or ""
+        if not text:
+            return None  # the preset's own network
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise forms.ValidationError("The network description could not be read; open a preset again.") from None
 
     def clean(self):
         cleaned = super().clean()
         if self.dataset.is_busy():
             raise forms.ValidationError("Images are still being added to this dataset; wait until that finishes.")
-        if self.dataset.usable_class_count() < 2:
+        classes = self.dataset.usable_class_count()
+        if classes < 2:
             raise forms.ValidationError(
                 "This dataset has images of fewer than two classes. A classifier needs at least two "
                 "classes to tell apart: add images of another class first."
             )
+        preset = cleaned.get("preset")
+        if preset and preset != "custom" and cleaned.get("model_spec") is None:
+            cleaned["model_spec"] = preset_spec(preset)
+        if cleaned.get("model_spec") is None:
+            self.add_error("model_spec", "Choose a network.")
+            return cleaned
+        try:
+            cleaned["augmentation"] = normalise_augmentation(
+                {name: cleaned.get(self.AUGMENTATION_PREFIX + name) for name in AUGMENTATIONS
+                 if cleaned.get(self.AUGMENTATION_PREFIX + name) is not None})
+        except SpecError as error:
+            raise forms.ValidationError(error.message) from None
+        size, channels = cleaned.get("image_size"), cleaned.get("channels")
+        if size and channels:
+            try:
+                summary = validate(cleaned["model_spec"], (size, size, channels), classes)
+            except SpecError as error:
+                self.add_error("model_spec", error.message)
+                return cleaned
+            spec = summary["spec"]
+            cleaned["model_spec"] = spec
+            if spec["base"]:
+                missing = missing_weights_message(spec["base"]["name"], settings.PRETRAINED_WEIGHTS_DIR or None)
+                if missing:
+                    self.add_error("model_spec", missing)
+            # A preset whose layers were changed is a network built by hand.
+            if preset in PRESET_SPECS and spec != normalise_spec(preset_spec(preset)):
+                cleaned["preset"] = "custom"
         return cleaned
+
+    def save(self, commit=True):
+        run = super().save(commit=False)
+        run.model_spec = self.cleaned_data["model_spec"]
+        run.preset = self.cleaned_data["preset"]
+        run.augmentation = self.cleaned_data["augmentation"]
+        if commit:
+            run.save()
+        return run

@@ -7,7 +7,14 @@ from django.db import models
 from django.db.models import F
 from django.utils import timezone
 
-from mlcore.models import PRESETS
+from mlcore.builder import OPTIMIZER_LABELS
+from mlcore.images import RESIZE_MODES
+from mlcore.presets import PRESET_SPECS
+from mlcore.training import CLASS_WEIGHTING, LR_SCHEDULES, TrainingConfig
+
+# What the run's network started from: a preset, or "custom" when the person changed its layers.
+NETWORK_CHOICES = [(key, preset["label"]) for key, preset in PRESET_SPECS.items()] + [("custom", "Built by hand")]
+COLOUR_CHOICES = [(1, "Grayscale (1 channel)"), (3, "Colour (3 channels: red, green, blue)")]
 
 
 class TrainingRunQuerySet(models.QuerySet):
@@ -72,18 +79,33 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     # What to train
-    preset = models.CharField(max_length=32, choices=list(PRESETS.items()))
+    preset = models.CharField(max_length=32, choices=NETWORK_CHOICES)
+    # The network layer by layer (mlcore/builder.py), as checked when the run was made.
+    model_spec = models.JSONField(default=dict)
     image_size = models.PositiveIntegerField(help_text="Images are resized to this many pixels square.")
-    channels = models.PositiveSmallIntegerField(default=3)
+    channels = models.PositiveSmallIntegerField(default=3, choices=COLOUR_CHOICES)
+    resize_mode = models.CharField(max_length=16, choices=list(RESIZE_MODES.items()), default="squash")
+    augmentation = models.JSONField(default=dict, blank=True)  # mlcore.builder.AUGMENTATIONS
     epochs = models.PositiveIntegerField()
     batch_size = models.PositiveIntegerField()
+    optimizer = models.CharField(max_length=16, choices=list(OPTIMIZER_LABELS.items()), default="adam")
     learning_rate = models.FloatField()
+    lr_schedule = models.CharField(max_length=16, choices=list(LR_SCHEDULES.items()), default="constant")
+    early_stopping_patience = models.PositiveSmallIntegerField(default=0)  # 0: never stop early
+    class_weighting = models.CharField(max_length=8, choices=list(CLASS_WEIGHTING.items()), default="none")
+    label_smoothing = models.FloatField(default=0.0)
+    seed = models.PositiveIntegerField(default=1337)
+    fine_tune_epochs = models.PositiveIntegerField(default=0)
+    fine_tune_learning_rate = models.FloatField(default=0.00001)
+    use_all_gpus = models.BooleanField(default=False)
 
     # The job
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     worker_host = models.CharField(max_length=255, blank=True)
+    devices = models.CharField(max_length=255, blank=True, help_text="What trained it: the GPUs, or the CPU.")
+    mixed_precision = models.BooleanField(default=False)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -99,6 +121,9 @@ class TrainingRun(models.Model):
     training_started_at = models.DateTimeField(null=True, blank=True)
     # Set when an attempt continued from a backup: the epochs already finished by earlier attempts.
     resumed_after_epoch = models.PositiveIntegerField(null=True, blank=True)
+    # Set when cancel or early stopping sent the model back to its best epoch's weights.
+    best_epoch = models.PositiveIntegerField(null=True, blank=True)
+    stopped_early = models.BooleanField(default=False)
 
     # What came out
     class_names = models.JSONField(default=list, blank=True)
@@ -120,6 +145,36 @@ class TrainingRun(models.Model):
 
     def __str__(self):
         return f"Run {self.id} on {self.dataset}"
+
+    @property
+    def fine_tunes(self):
+        base = (self.model_spec or {}).get("base")
+        return bool(base and base.get("fine_tune_layers") and self.fine_tune_epochs)
+
+    @property
+    def total_epochs(self):
+        """Epochs of both phases: the first, and fine-tuning if the run has one."""
+        return self.epochs + (self.fine_tune_epochs if self.fine_tunes else 0)
+
+    # The settings a person chooses, as the training form names them: "Train again with changes" copies them.
+    SETTINGS = ["preset", "model_spec", "image_size", "channels", "resize_mode", "augmentation", "epochs",
+                "batch_size", "optimizer", "learning_rate", "lr_schedule", "early_stopping_patience",
+                "class_weighting", "label_smoothing", "seed", "fine_tune_epochs", "fine_tune_learning_rate",
+                "use_all_gpus"]
+
+    def settings(self):
+        return {name: getattr(self, name) for name in self.SETTINGS}
+
+    def training_config(self, num_classes):
+        return TrainingConfig(
+            spec=self.model_spec, image_size=(self.image_size, self.image_size), channels=self.channels,
+            num_classes=num_classes, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+            learning_rate=self.learning_rate, lr_schedule=self.lr_schedule,
+            early_stopping_patience=self.early_stopping_patience, class_weighting=self.class_weighting,
+            label_smoothing=self.label_smoothing, augmentation=self.augmentation or None,
+            fine_tune_epochs=self.fine_tune_epochs, fine_tune_learning_rate=self.fine_tune_learning_rate,
+            seed=self.seed, weights_dir=settings.PRETRAINED_WEIGHTS_DIR or None, all_gpus=self.use_all_gpus,
+        )
 
     @property
     def is_final(self):
@@ -147,7 +202,7 @@ class TrainingRun(models.Model):
             return 1.0
         if not self.batches_per_epoch or not self.epoch:
             return 0.0
-        total = self.epochs * self.batches_per_epoch
+        total = self.total_epochs * self.batches_per_epoch
         return min(1.0, ((self.epoch - 1) * self.batches_per_epoch + self.batch) / total)
 
     def seconds_left(self):
@@ -177,7 +232,7 @@ class TrainingRun(models.Model):
         EpochMetric.objects.update_or_create(run=self, epoch=epoch, defaults={
             "loss": _finite(logs.get("loss")), "accuracy": _finite(logs.get("accuracy")),
             "val_loss": _finite(logs.get("val_loss")), "val_accuracy": _finite(logs.get("val_accuracy")),
-            "seconds": seconds,
+            "learning_rate": _finite(logs.get("learning_rate")), "seconds": seconds,
         })
         self._update(epoch=epoch)
 
@@ -209,6 +264,7 @@ class EpochMetric(models.Model):
     accuracy = models.FloatField(null=True)
     val_loss = models.FloatField(null=True)
     val_accuracy = models.FloatField(null=True)
+    learning_rate = models.FloatField(null=True)
     seconds = models.FloatField(default=0)
 
     class Meta:

@@ -147,8 +147,8 @@ def _running_row(run, now):
         phase = "Stopping at the end of this step…"
     return {
         "id": run.id, "url": reverse("training:detail", args=[run.id]), "dataset": run.dataset.name,
-        "worker_host": run.worker_host, "phase": phase, "epoch": run.epoch, "epochs": run.epochs,
-        "epoch_text": f"Epoch {run.epoch} of {run.epochs}" if run.epoch else f"{run.epochs} epochs to go",
+        "worker_host": run.worker_host, "phase": phase, "epoch": run.epoch, "epochs": run.total_epochs,
+        "epoch_text": f"Epoch {run.epoch} of {run.total_epochs}" if run.epoch else f"{run.total_epochs} epochs to go",
         "percent": round(100 * run.fraction_done(), 1),
         "seconds_left": None if seconds_left is None else round(seconds_left),
         "time_left_text": f"about {_duration(seconds_left)} left" if seconds_left is not None else "",

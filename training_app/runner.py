@@ -12,9 +12,10 @@ from django.core.files.storage import default_storage
 
 from datasets_app.versions import manifest_rows
 from mlcore.evaluation import evaluate
+from mlcore import devices
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
 from mlcore.serving import ModelInfo, predict_batch, save_model
-from mlcore.training import TrainingConfig, finished_epochs_in_backup, train_model
+from mlcore.training import finished_epochs_in_backup, train_model
 
 from .models import TrainingRun
 
@@ -22,9 +23,10 @@ POOL_MIN_IMAGES = 1000  # fewer images are decoded in this process: starting a p
 
 
 def pack_folder(run) -> Path:
-    """Where the run's packed images live: one pack per version, input size and colour mode."""
+    """Where the run's packed images live: one pack per version, input size, colour mode and resize mode."""
     version = run.version
-    name = f"version-{version.id}-{version.fingerprint[:12]}-{run.image_size}x{run.image_size}-{run.channels}ch"
+    name = (f"version-{version.id}-{version.fingerprint[:12]}-{run.image_size}x{run.image_size}-{run.channels}ch"
+            f"-{run.resize_mode}")
     return Path(settings.PACK_DIR) / name
 
 
@@ -39,7 +41,8 @@ def load_arrays(run):
                  for row in manifest_rows(run.version)]
         run.record_phase("Preparing images", 0, len(items))
         build_pack(
-            items, PackSpec((run.image_size, run.image_size), run.channels, settings.MAX_IMAGE_PIXELS), str(folder),
+            items, PackSpec((run.image_size, run.image_size), run.channels, settings.MAX_IMAGE_PIXELS, run.resize_mode),
+            str(folder),
             processes=settings.INGEST_PROCESSES if len(items) >= POOL_MIN_IMAGES else 1,
             # Spawned, not forked, for the reason given in datasets_app.ingestion.examine_all.
             pool_factory=lambda processes: billiard.get_context("spawn").Pool(processes),
@@ -49,6 +52,8 @@ def load_arrays(run):
 
 
 def train_run(run: TrainingRun):
+    found = devices.configure()
+    TrainingRun.objects.filter(id=run.id).update(devices=found.describe(), mixed_precision=found.mixed_precision)
     class_names, data = load_arrays(run)
     (x_train, y_train, _), (x_val, y_val, _), (x_test, y_test, test_ids) = data["train"], data["val"], data["test"]
     if len(set(y_train.tolist())) < 2:
@@ -56,13 +61,9 @@ def train_run(run: TrainingRun):
         return
     TrainingRun.objects.filter(id=run.id).update(
         class_names=class_names, train_count=len(x_train), val_count=len(x_val), test_count=len(x_test))
-    config = TrainingConfig(
-        preset=run.preset, image_size=(run.image_size, run.image_size), channels=run.channels,
-        num_classes=len(class_names), epochs=run.epochs, batch_size=run.batch_size,
-        learning_rate=run.learning_rate,
-    )
+    config = run.training_config(len(class_names))
     backup_dir = run.model_folder / "backup"
-    resumed_after = finished_epochs_in_backup(str(backup_dir))
+    resumed_after = finished_epochs_in_backup(str(backup_dir), run.epochs)
     if resumed_after:
         TrainingRun.objects.filter(id=run.id).update(resumed_after_epoch=resumed_after)
     epoch_started = [time.monotonic()]
@@ -72,7 +73,7 @@ def train_run(run: TrainingRun):
         run.record_epoch(epoch, logs, now - epoch_started[0])
         epoch_started[0] = now
 
-    model, stopped = train_model(
+    outcome = train_model(
         config, x_train, y_train, x_val, y_val,
         on_batch=lambda p: run.record_batch(p.epoch, p.batch, p.batches_per_epoch),
         on_epoch=on_epoch,
@@ -80,12 +81,14 @@ def train_run(run: TrainingRun):
         backup_dir=str(backup_dir),
     )
 
+    model = outcome.model
     run.record_phase("Testing on images it never saw")
     result = evaluate(predict_batch(model, x_test), y_test, class_names) if len(x_test) else None
-    info = ModelInfo(class_names, config.image_size, config.channels)
+    info = ModelInfo(class_names, config.image_size, config.channels, run.resize_mode)
     model_path, _ = save_model(model, info, run.model_folder)
     run.finish(
-        TrainingRun.Status.CANCELLED if stopped else TrainingRun.Status.SUCCEEDED,
+        TrainingRun.Status.CANCELLED if outcome.stopped else TrainingRun.Status.SUCCEEDED,
+        best_epoch=outcome.best_epoch, stopped_early=outcome.stopped_early,
         model_file=str(model_path.relative_to(settings.MEDIA_ROOT)),
         test_accuracy=result.accuracy if result else None,
         test_loss=result.loss if result else None,

@@ -23,19 +23,32 @@ def get_run_for_user(request, pk):
 @login_required
 def run_new(request, dataset_pk):
     dataset = get_dataset_for_user(request, dataset_pk)
+    suggested = TrainingRunForm.defaults_for(dataset)
     if request.method == "POST":
-        form = TrainingRunForm(request.POST, dataset=dataset)
+        form = TrainingRunForm.filled_in(request.POST, dataset, suggested)
         if form.is_valid():
             run = form.save(commit=False)
-            run.owner, run.dataset, run.channels = request.user, dataset, dataset.channels()
+            run.owner, run.dataset = request.user, dataset
             with transaction.atomic():
                 run.version = freeze(dataset, request.user)
                 run.save()
                 train.delay_on_commit(run.id)  # the worker must never read an uncommitted row
             return redirect("training:detail", pk=run.pk)
     else:
-        form = TrainingRunForm(initial=TrainingRunForm.defaults_for(dataset), dataset=dataset)
-    return render(request, "training_app/new.html", {"dataset": dataset, "form": form})
+        # "Train again with changes" opens the form with an earlier run's settings.
+        source = _run_to_clone(request, dataset)
+        form = TrainingRunForm(initial=source.settings() if source else suggested, dataset=dataset)
+    return render(request, "training_app/new.html", {
+        "dataset": dataset, "form": form, "reasons": suggested["reasons"],
+        "cloned_from": source if request.method != "POST" else None,
+    })
+
+
+def _run_to_clone(request, dataset):
+    run_id = request.GET.get("from", "")
+    if not run_id.isdigit():
+        return None
+    return TrainingRun.objects.visible_to(request.user).filter(dataset=dataset, pk=int(run_id)).first()
 
 
 @login_required
@@ -68,7 +81,7 @@ def run_status(run):
         "phase_done": run.phase_done,
         "phase_total": run.phase_total,
         "epoch": run.epoch,
-        "epochs": run.epochs,
+        "epochs": run.total_epochs,
         "batch": run.batch,
         "batches_per_epoch": run.batches_per_epoch,
         "percent": round(100 * run.fraction_done(), 1),
