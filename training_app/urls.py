@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import builder_views, queue_views, views
+from . import builder_views, export_views, preview_views, queue_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -13,4 +13,6 @@ urlpatterns = [
     path("<int:pk>/model.json", views.model_download, {"kind": "json"}, name="model_info"),
     *queue_views.urlpatterns,
     *builder_views.urlpatterns,
+    *export_views.urlpatterns,
+    *preview_views.urlpatterns,
 ]
