@@ -176,3 +176,26 @@ def new_run(dataset, **settings):
               "channels": dataset.channels(), "version": freeze(dataset, dataset.owner)} | settings
     values.setdefault("model_spec", preset_spec(values["preset"]))
     return TrainingRun.objects.create(owner=dataset.owner, dataset=dataset, **values)
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory):
+    """The two weights files under the names Keras expects, made here from randomly initialised bases
+    (the real ones come from the internet; see the README). Returns the folder and the saved weights."""
+    import keras
+    import numpy as np
+
+    from mlcore.builder import BASES
+
+    folder = tmp_path_factory.mktemp("weights")
+    saved = {}
+    for name, base in BASES.items():
+        model = getattr(keras.applications, base.application)(include_top=False, weights=None, input_shape=(32, 32, 3))
+        for weight in model.weights:
+            # Random kernels differ from any other build's anyway; shifting also the ones and zeros
+            # (batch normalisation, the input normalisation) makes their loading visible too.
+            if weight.dtype.startswith("float"):
+                weight.assign(np.asarray(weight) * 1.01 + 0.001)
+        model.save(folder / base.weights_file)  # Keras' legacy HDF5 format, like the published files
+        saved[name] = [np.asarray(w) for w in model.weights]
+    return folder, saved

@@ -37,24 +37,6 @@ def refusal(a_spec, input_shape=(28, 28, 1), num_classes=3):
     return caught.value
 
 
-@pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory):
-    """The two weights files under the names Keras expects, made here from randomly initialised bases
-    (the real ones come from the internet; see the README). Returns the folder and the saved weights."""
-    folder = tmp_path_factory.mktemp("weights")
-    saved = {}
-    for name, base in BASES.items():
-        model = getattr(keras.applications, base.application)(include_top=False, weights=None, input_shape=(32, 32, 3))
-        for weight in model.weights:
-            # Random kernels differ from any other build's anyway; shifting also the ones and zeros
-            # (batch normalisation, the input normalisation) makes their loading visible too.
-            if weight.dtype.startswith("float"):
-                weight.assign(np.asarray(weight) * 1.01 + 0.001)
-        model.save(folder / base.weights_file)  # Keras' legacy HDF5 format, like the published files
-        saved[name] = [np.asarray(w) for w in model.weights]
-    return folder, saved
-
-
 # ---- the spec's settings
 
 

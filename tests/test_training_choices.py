@@ -1,0 +1,256 @@
+"""Training choices in mlcore: schedules, optimizers, class weights, augmentation, resize modes, label
+smoothing, early stopping and cancel going back to the best epoch, and the fine-tuning phase with resume."""
+import math
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from mlcore import devices
+from mlcore.builder import SpecError, augmentation_layers, build_model, make_optimizer, normalise_augmentation
+from mlcore.defaults import DatasetFacts, suggest
+from mlcore.images import image_to_array
+from mlcore.presets import PRESET_SPECS, preset_spec
+from mlcore.training import (
+    TrainingConfig,
+    class_weights,
+    finished_epochs_in_backup,
+    make_dataset,
+    make_schedule,
+    train_model,
+)
+
+
+def tiny(n=24, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size, size, 1), dtype=np.uint8), np.arange(n) % 2
+
+
+def config(**settings):
+    values = {"spec": preset_spec("dense"), "image_size": (8, 8), "channels": 1, "num_classes": 2, "epochs": 1,
+              "batch_size": 8} | settings
+    return TrainingConfig(**values)
+
+
+# ---- settings as numbers
+
+
+def test_class_weights_make_every_class_count_equally():
+    weights = class_weights(np.array([0, 0, 0, 1]), 3)
+    assert weights[0] == pytest.approx(4 / (2 * 3)) and weights[1] == pytest.approx(2.0)
+    assert weights[2] == 1.0  # a class with no training images: any weight, it never occurs
+    assert 3 * weights[0] == pytest.approx(1 * weights[1])  # both classes weigh the same in total
+
+
+def test_schedules_start_at_the_step_size_and_fall_as_described():
+    assert make_schedule("constant", 0.01, 100) == 0.01
+    step = make_schedule("step", 0.01, 100)
+    assert [float(step(i)) for i in (0, 49, 51, 76)] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
+    cosine = make_schedule("cosine", 0.01, 100)
+    values = [float(cosine(i)) for i in range(0, 101, 10)]
+    assert values[0] == pytest.approx(0.01) and values == sorted(values, reverse=True)
+    assert values[-1] == pytest.approx(0.0001)  # alpha: never quite zero
+    with pytest.raises(ValueError):
+        make_schedule("sometimes", 0.01, 100)
+
+
+def test_sgd_comes_with_momentum():
+    assert make_optimizer("sgd", 0.01).momentum == pytest.approx(0.9)
+    assert isinstance(make_optimizer("rmsprop", 0.01), keras.optimizers.RMSprop)
+
+
+def test_label_smoothing_gives_the_dataset_one_hot_labels():
+    x, y = tiny(4)
+    pixels, labels = next(iter(make_dataset(x, y, 4, training=False, seed=1, num_classes=2)))
+    assert labels.shape == (4, 2) and np.array_equal(np.argmax(labels, axis=1), y)
+
+
+# ---- augmentation
+
+
+def test_augmentation_settings_are_checked_in_plain_words():
+    assert normalise_augmentation(None) == {"flip": "none", "rotation": 0, "zoom": 0, "translation": 0,
+                                            "contrast": 0, "brightness": 0}
+    with pytest.raises(SpecError, match="Rotate up to"):
+        normalise_augmentation({"rotation": 400})
+    with pytest.raises(SpecError, match="does not know"):
+        normalise_augmentation({"shear": 10})
+    assert augmentation_layers({}) == []
+    names = [layer.name for layer in augmentation_layers({"flip": "horizontal", "rotation": 10, "zoom": 10,
+                                                          "translation": 5, "contrast": 20, "brightness": 20})]
+    assert names == ["random_flip", "random_rotation", "random_zoom", "random_translation", "random_contrast",
+                     "random_brightness"]
+
+
+def test_augmentation_changes_pictures_only_while_training():
+    x, _ = tiny(6, 16)
+    model = build_model(preset_spec("dense"), (16, 16, 1), 2,
+                        augmentation={"flip": "horizontal_and_vertical", "rotation": 30, "brightness": 30}, seed=3)
+    layer = model.get_layer("augmentation")
+    pixels = x.astype("float32")
+    assert np.array_equal(np.asarray(layer(pixels, training=False)), pixels)
+    changed = np.asarray(layer(pixels, training=True))
+    assert changed.shape == pixels.shape and not np.allclose(changed, pixels)
+    assert changed.min() >= 0 and changed.max() <= 255  # still pixels: the model scales them after
+
+
+def test_a_model_with_augmentation_saves_and_loads_safely(tmp_path):
+    model = build_model(preset_spec("small_cnn"), (16, 16, 1), 2, augmentation={"rotation": 10, "zoom": 10})
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    x, _ = tiny(2, 16)
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), atol=1e-6)
+
+
+# ---- resize modes
+
+
+def test_resize_modes_squash_crop_and_pad_a_wide_picture():
+    # 40 x 20: a white square on the left, a black one on the right, and a grey middle band.
+    wide = np.zeros((20, 40), np.uint8)
+    wide[:, :20] = 255
+    wide[:, 15:25] = 128
+    image = Image.fromarray(wide, "L")
+    squash = image_to_array(image, (10, 10), 1, "squash")[..., 0]
+    crop = image_to_array(image, (10, 10), 1, "crop")[..., 0]
+    pad = image_to_array(image, (10, 10), 1, "pad")[..., 0]
+    assert squash[:, 0].min() == 255 and squash[:, -1].max() == 0  # the whole width, squeezed
+    assert crop[:, 0].min() > 100 and crop[:, -1].max() < 140  # only the middle 20 columns: the band's edges
+    assert pad[0].max() == 0 and pad[-1].max() == 0 and pad[5, 0] == 255  # black bars above and below
+    with pytest.raises(ValueError):
+        image_to_array(image, (10, 10), 1, "stretch")
+
+
+# ---- fitting
+
+
+def test_every_choice_trains_together():
+    x, y = tiny(32)
+    seen = []
+    outcome = train_model(
+        config(epochs=2, optimizer="sgd", lr_schedule="cosine", class_weighting="auto", label_smoothing=0.1,
+               augmentation={"flip": "horizontal", "rotation": 5}, early_stopping_patience=3, seed=7,
+               learning_rate=0.05),
+        x, y, x[:8], y[:8], on_epoch=lambda epoch, logs: seen.append((epoch, logs)))
+    assert [epoch for epoch, _ in seen] == [1, 2]
+    rates = [logs["learning_rate"] for _, logs in seen]
+    assert rates[0] < 0.05 and rates[1] < rates[0]  # cosine: falling from the start
+    assert all(math.isfinite(logs["val_loss"]) for _, logs in seen)
+    assert outcome.model.predict(x[:2], verbose=0).shape == (2, 2)
+
+
+def test_the_same_seed_gives_the_same_model():
+    x, y = tiny(16)
+    first = train_model(config(seed=5), x, y, x[:4], y[:4]).model
+    second = train_model(config(seed=5), x, y, x[:4], y[:4]).model
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_early_stopping_ends_the_run_with_its_best_epoch():
+    # Random labels the network can only learn by heart: validation loss soon rises while training loss falls.
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 256, (64, 8, 8, 1), dtype=np.uint8), rng.integers(0, 2, 64)
+    xv, yv = rng.integers(0, 256, (32, 8, 8, 1), dtype=np.uint8), rng.integers(0, 2, 32)
+    spec = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 256}], "base": None}
+    logs_by_epoch = {}
+    outcome = train_model(config(spec=spec, epochs=40, early_stopping_patience=2, learning_rate=0.01), x, y, xv, yv,
+                          on_epoch=lambda epoch, logs: logs_by_epoch.__setitem__(epoch, logs))
+    assert outcome.stopped_early and len(logs_by_epoch) < 40
+    best = min(logs_by_epoch, key=lambda epoch: logs_by_epoch[epoch]["val_loss"])
+    assert outcome.best_epoch == best and best == max(logs_by_epoch) - 2
+    loss = keras.losses.SparseCategoricalCrossentropy()(yv, outcome.model(xv, training=False))
+    assert float(loss) == pytest.approx(logs_by_epoch[best]["val_loss"], rel=1e-3)
+
+
+def test_cancel_goes_back_to_the_best_epoch_so_far():
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 256, (64, 8, 8, 1), dtype=np.uint8), rng.integers(0, 2, 64)
+    xv, yv = rng.integers(0, 256, (32, 8, 8, 1), dtype=np.uint8), rng.integers(0, 2, 32)
+    spec = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 256}], "base": None}
+    logs_by_epoch = {}
+    outcome = train_model(config(spec=spec, epochs=30, learning_rate=0.01), x, y, xv, yv,
+                          on_epoch=lambda epoch, logs: logs_by_epoch.__setitem__(epoch, logs),
+                          should_stop=lambda: len(logs_by_epoch) >= 6, progress_interval_s=0)
+    assert outcome.stopped and not outcome.stopped_early and len(logs_by_epoch) == 7
+    best = min(logs_by_epoch, key=lambda epoch: logs_by_epoch[epoch]["val_loss"])
+    assert outcome.best_epoch == best
+    loss = keras.losses.SparseCategoricalCrossentropy()(yv, outcome.model(xv, training=False))
+    assert float(loss) == pytest.approx(logs_by_epoch[best]["val_loss"], rel=1e-3)
+
+
+# ---- transfer learning: both phases, and a crash while fine-tuning
+
+
+@pytest.mark.parametrize("key", ["mobilenetv2", "efficientnetb0"])
+def test_each_transfer_preset_trains_an_epoch_from_the_weights_folder(key, weights_dir):
+    folder, _ = weights_dir
+    x, y = tiny(8, 32)
+    outcome = train_model(config(spec=preset_spec(key), image_size=(32, 32), weights_dir=str(folder)),
+                          x, y, x[:4], y[:4])
+    assert outcome.model.get_layer(key).trainable is False
+    assert outcome.model.predict(x[:2], verbose=0).shape == (2, 2)
+
+
+def test_fine_tuning_runs_after_the_first_phase_and_resumes_after_a_crash(weights_dir, tmp_path):
+    folder, _ = weights_dir
+    x, y = tiny(8, 32)
+    spec = preset_spec("mobilenetv2")
+    spec["base"]["fine_tune_layers"] = 3
+    settings = config(spec=spec, image_size=(32, 32), weights_dir=str(folder), epochs=2, fine_tune_epochs=2,
+                      fine_tune_learning_rate=PRESET_SPECS["mobilenetv2"]["fine_tune_learning_rate"])
+    assert settings.total_epochs == 4
+    backup = str(tmp_path / "backup")
+
+    class Crash(Exception):
+        pass
+
+    seen = []
+
+    def crash_in_epoch_4(epoch, logs):
+        seen.append((epoch, logs["learning_rate"]))
+        if epoch == 4:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_model(settings, x, y, x[:4], y[:4], on_epoch=crash_in_epoch_4, backup_dir=backup)
+    assert [epoch for epoch, _ in seen] == [1, 2, 3, 4]
+    assert seen[2][1] == pytest.approx(0.00001)  # fine-tuning at its own, lower step size
+    assert finished_epochs_in_backup(backup, 2) == 3
+
+    seen = []
+    outcome = train_model(settings, x, y, x[:4], y[:4], on_epoch=lambda epoch, logs: seen.append(epoch),
+                          backup_dir=backup)
+    assert seen == [4]  # neither the first phase nor epoch 3 again
+    base = outcome.model.get_layer("mobilenetv2")
+    assert base.trainable and any(layer.trainable for layer in base.layers[-3:])
+
+
+# ---- defaults and devices
+
+
+def test_defaults_suit_the_dataset():
+    mnist = suggest(DatasetFacts(images=70_000, classes=10, typical_side=28, channels=1, largest_class=7877,
+                                 smallest_class=6313))
+    assert (mnist["preset"], mnist["image_size"], mnist["channels"], mnist["batch_size"]) == ("small_cnn", 28, 1, 128)
+    assert mnist["lr_schedule"] == "cosine" and mnist["augmentation"] == {} and mnist["class_weighting"] == "none"
+    few_photos = suggest(DatasetFacts(images=200, classes=5, typical_side=240, channels=3, largest_class=120,
+                                      smallest_class=20))
+    assert few_photos["preset"] == "deeper_cnn" and few_photos["augmentation"]["flip"] == "horizontal"
+    assert few_photos["class_weighting"] == "auto" and few_photos["early_stopping_patience"] > 0
+    assert all(isinstance(reason, str) and reason for reason in few_photos["reasons"])
+
+
+def test_defaults_use_mobilenet_for_photos_when_its_weights_are_there(weights_dir):
+    folder, _ = weights_dir
+    photos = suggest(DatasetFacts(images=500, classes=3, typical_side=200, channels=3, largest_class=200,
+                                  smallest_class=150), str(folder))
+    assert photos["preset"] == "mobilenetv2" and photos["image_size"] >= 32
+
+
+def test_on_a_machine_without_a_gpu_training_uses_the_cpu_in_float32():
+    found = devices.configure()
+    assert found == devices.Devices([], False) and found.describe() == "CPU"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert devices.Devices(["NVIDIA H100", "NVIDIA H100"], True).describe() == "2 × NVIDIA H100 (mixed precision)"
