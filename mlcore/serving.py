@@ -38,6 +38,21 @@ def save_model(model, info: ModelInfo, folder: Path) -> tuple[Path, Path]:
     return model_path, info_path
 
 
+def float32_twin(model, rebuild):
+    """The model in float32, for saving: under mixed precision its layers compute in float16, which
+    is what a GPU wants and a CPU serving predictions does not. `rebuild()` builds the same network
+    afresh (its variables were float32 all along, so the weights copy over exactly). Leaves the
+    global policy at float32."""
+    import keras
+
+    if keras.mixed_precision.global_policy().name == "float32":
+        return model
+    keras.mixed_precision.set_global_policy("float32")
+    twin = rebuild()
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def predict_batch(model, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities for uint8 images, without `predict`'s per-call iterator."""
     outputs = [np.asarray(model(pixels[i:i + batch_size], training=False))

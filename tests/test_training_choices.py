@@ -254,3 +254,20 @@ def test_on_a_machine_without_a_gpu_training_uses_the_cpu_in_float32():
     assert found == devices.Devices([], False) and found.describe() == "CPU"
     assert keras.mixed_precision.global_policy().name == "float32"
     assert devices.Devices(["NVIDIA H100", "NVIDIA H100"], True).describe() == "2 × NVIDIA H100 (mixed precision)"
+
+
+def test_a_model_trained_in_mixed_precision_is_saved_in_float32():
+    from mlcore.serving import float32_twin
+
+    x, _ = tiny(4, 16)
+    spec = preset_spec("small_cnn")
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = build_model(spec, (16, 16, 1), 2, augmentation={"rotation": 5})
+        assert mixed.get_layer("conv2d_1").compute_dtype == "float16"
+        twin = float32_twin(mixed, lambda: build_model(spec, (16, 16, 1), 2, augmentation={"rotation": 5}))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(layer.compute_dtype == "float32" for layer in twin.layers)
+    np.testing.assert_allclose(twin(x, training=False), mixed(x, training=False), atol=2e-2)
+    assert float32_twin(twin, lambda: None) is twin  # nothing to do in float32

@@ -14,7 +14,8 @@ from datasets_app.versions import manifest_rows
 from mlcore.evaluation import evaluate
 from mlcore import devices
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
-from mlcore.serving import ModelInfo, predict_batch, save_model
+from mlcore.builder import build_model, unfreeze_top
+from mlcore.serving import ModelInfo, float32_twin, predict_batch, save_model
 from mlcore.training import finished_epochs_in_backup, train_model
 
 from .models import TrainingRun
@@ -81,7 +82,7 @@ def train_run(run: TrainingRun):
         backup_dir=str(backup_dir),
     )
 
-    model = outcome.model
+    model = float32_twin(outcome.model, lambda: _rebuild(config))
     run.record_phase("Testing on images it never saw")
     result = evaluate(predict_batch(model, x_test), y_test, class_names) if len(x_test) else None
     info = ModelInfo(class_names, config.image_size, config.channels, run.resize_mode)
@@ -96,3 +97,12 @@ def train_run(run: TrainingRun):
         per_class=result.per_class if result else None,
         wrong=[[int(test_ids[i]), predicted, p] for i, predicted, p in result.wrong] if result else None,
     )
+
+
+def _rebuild(config):
+    """The run's network built again, with the same layers trainable as after its training."""
+    model = build_model(config.spec, (*config.image_size, config.channels), config.num_classes, config.weights_dir,
+                        augmentation=config.augmentation, seed=config.seed)
+    if config.fine_tunes:
+        unfreeze_top(model, config.spec["base"]["fine_tune_layers"])
+    return model
