@@ -1,0 +1,588 @@
+"""A training run written out as a plain Keras program that a person can read, download and run.
+
+`keras_script(settings, class_names)` fills one template, section by section, from the settings of
+a run (`TrainingRun.settings()`). The program does what `mlcore.training.train_model` does, in the
+way the Keras tutorials do it: `keras.utils.image_dataset_from_directory` on a folder of pictures,
+the network written out layer by layer, `compile`, `fit`, `evaluate`, `save`.
+
+Everything written into the code is checked first: the network and the random changes go through
+`normalise_spec` / `normalise_augmentation`, choices must be known values, numbers are numbers, and
+text that people typed (class and dataset names) only ever appears through `repr()`, which escapes
+quotes and line breaks, so no name can end a string or a comment and become code.
+
+No Django and no Keras imports here: writing the text needs neither.
+"""
+from __future__ import annotations
+
+import math
+from string import Template
+
+from .builder import BASES, OPTIMIZERS, normalise_augmentation, normalise_spec
+from .images import RESIZE_MODES
+from .presets import PRESET_SPECS
+from .training import CLASS_WEIGHTING, LR_SCHEDULES
+
+VALIDATION_SPLIT = 0.1  # the site also keeps a tenth of the pictures for validation when no folder says
+
+
+# The program, with a $placeholder for each part that depends on the run. Python code rarely uses
+# "$", so string.Template leaves the rest alone.
+TEMPLATE = '''\
+$header
+import argparse
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+# ---------------------------------------------------------------------------------------------
+# 1. The settings of run $run_label
+# ---------------------------------------------------------------------------------------------
+
+# The classes, in the site's order: the model's output number 0 is the first class, and so on.
+# Each class is a folder of pictures with exactly this name.
+CLASS_NAMES = $class_names
+NUM_CLASSES = len(CLASS_NAMES)
+
+IMAGE_SIZE = $image_size  # pictures are resized to IMAGE_SIZE x IMAGE_SIZE pixels
+$colour
+BATCH_SIZE = $batch_size  # pictures per training step
+EPOCHS = $epochs  # passes over the training pictures
+LEARNING_RATE = $learning_rate  # the size of each training step
+SEED = $seed  # the same seed gives the same random choices each time
+VALIDATION_SPLIT = $validation_split  # share of the training pictures kept aside where there is no val/ folder
+$extra_settings
+
+# ---------------------------------------------------------------------------------------------
+# 2. Load the pictures
+# ---------------------------------------------------------------------------------------------
+
+
+def load_folder(folder, shuffle=True, validation_split=None, subset=None):
+    """Pictures from a folder that holds one sub-folder per class, in batches of (pictures, labels)."""
+    missing = [name for name in CLASS_NAMES if not (Path(folder) / name).is_dir()]
+    if missing:
+        sys.exit(f"{folder} has no folder for the class(es) {missing}. "
+                 "Make an empty folder for a class that has no pictures there.")
+    return keras.utils.image_dataset_from_directory(
+        folder,
+        labels="inferred",  # a picture's label is the name of its folder
+        label_mode=$label_mode,$label_mode_comment
+        class_names=CLASS_NAMES,  # class numbers in the same order as on the site
+        color_mode=COLOR_MODE,
+        image_size=(IMAGE_SIZE, IMAGE_SIZE),
+        interpolation="area",  # shrinks pictures by averaging their pixels, as the site does
+$resize        batch_size=BATCH_SIZE,
+        shuffle=shuffle,
+        seed=SEED,
+        validation_split=validation_split,
+        subset=subset,
+    )
+
+
+def load_data(data_dir):
+    """The training, validation and test pictures; test is None when there is no test/ folder.
+
+    DATA_DIR holds either one folder per class, or train/, val/ and test/ folders that each hold
+    one folder per class (val/ and test/ may be left out).
+    """
+    data_dir = Path(data_dir)
+    if not (data_dir / "train").is_dir():
+        # One folder per class: keep VALIDATION_SPLIT of the pictures aside to check progress on.
+        train_ds, val_ds = load_folder(data_dir, validation_split=VALIDATION_SPLIT, subset="both")
+        return train_ds, val_ds, None
+    val_dir = next((data_dir / name for name in ("val", "validation") if (data_dir / name).is_dir()), None)
+    if val_dir:
+        train_ds = load_folder(data_dir / "train")
+        val_ds = load_folder(val_dir, shuffle=False)
+    else:
+        train_ds, val_ds = load_folder(data_dir / "train", validation_split=VALIDATION_SPLIT, subset="both")
+    test_ds = load_folder(data_dir / "test", shuffle=False) if (data_dir / "test").is_dir() else None
+    return train_ds, val_ds, test_ds
+
+$class_weight_function
+# ---------------------------------------------------------------------------------------------
+# 3. Build the network, layer by layer
+# ---------------------------------------------------------------------------------------------
+$base_functions
+
+def make_model($make_model_args):
+    """$make_model_doc"""
+    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, CHANNELS))  # raw pixels, 0 to 255
+$model_body
+    # The output: one probability per class, adding up to 1.
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    return $make_model_returns
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Compile: choose how the network learns
+# ---------------------------------------------------------------------------------------------
+
+
+def compile_model(model, learning_rate, total_steps):
+    """Set the optimizer, the loss it makes smaller, and the accuracy to report."""
+$schedule
+    optimizer = $optimizer
+    loss = $loss
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Test: how often is the model right on pictures it never saw?
+# ---------------------------------------------------------------------------------------------
+
+
+def confusion_matrix(model, dataset):
+    """Counts of (true class, predicted class): row = the true class, column = what the model said."""
+    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=int)
+    for pictures, labels in dataset:
+        predicted = np.argmax(model.predict_on_batch(pictures), axis=1)
+        $true_labels
+        for true, said in zip(true_classes, predicted):
+            matrix[true, said] += 1
+    return matrix
+
+
+def print_confusion_matrix(matrix):
+    width = max(len(name) for name in CLASS_NAMES)
+    print("Confusion matrix (rows: true class, columns: what the model said):")
+    print(" " * width, *(f"{number:>6}" for number in range(NUM_CLASSES)))
+    for number, (name, row) in enumerate(zip(CLASS_NAMES, matrix)):
+        print(f"{name:>{width}}", *(f"{count:>6}" for count in row), f"  <- class {number}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Put it together: load, build, compile, train, test, save
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=$description)
+    parser.add_argument("data_dir", help="the folder of pictures (see the top of this file)")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="passes over the training pictures")
+    parser.add_argument("--output", default="model.keras", help="where to save the trained model")
+$extra_arguments    args = parser.parse_args()
+
+    keras.utils.set_random_seed(SEED)
+    train_ds, val_ds, test_ds = load_data(args.data_dir)
+
+    $make_model_call
+    model.summary()
+    compile_model(model, LEARNING_RATE, total_steps=args.epochs * len(train_ds))
+$callbacks
+    print(f"Training on {len(train_ds.file_paths)} pictures, checking on {len(val_ds.file_paths)}; "
+          f"epochs: {args.epochs}")
+    model.fit(train_ds, validation_data=val_ds, epochs=args.epochs$fit_arguments)
+$fine_tune
+    if test_ds is None:
+        print("There is no test/ folder: testing on the validation pictures instead "
+              "(a little optimistic, since training watched them).")
+        test_ds = val_ds
+    loss, accuracy = model.evaluate(test_ds, verbose=0)
+    print(f"Test accuracy: {accuracy:.3f} (test loss {loss:.4f}, {len(test_ds.file_paths)} pictures)")
+    print_confusion_matrix(confusion_matrix(model, test_ds))
+
+    model.save(args.output)
+    print(f"Saved the trained model to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+HEADER = '''\
+# Train an image classifier with Keras: the same training as $about.
+#
+# This program does what the site did: it reads the pictures from a folder, builds the same
+# network layer by layer, trains it with the same settings, tests it and saves it.
+# The numbers it prints will differ slightly from the site's: the pictures are shuffled in a
+# different order, and Keras reads and resizes them a little differently from the site.
+#
+# How to run it (Python 3.10 or newer):
+#     pip install tensorflow
+#     python $filename DATA_DIR [--epochs N] [--output model.keras]
+#
+# DATA_DIR is a folder with one sub-folder of pictures per class, named as on the site:
+#     DATA_DIR/$first_class/picture1.jpg, DATA_DIR/$first_class/picture2.png, ...
+# or a folder with train/, val/ and test/ sub-folders that each hold the class folders (as in a
+# zip file uploaded to the site; val/ and test/ may be left out).$base_note
+'''
+
+
+def keras_script(settings: dict, class_names: list[str], *, run_id: int | None = None,
+                 dataset_name: str | None = None, version_number: int | None = None) -> str:
+    """The Python program that trains the network of `settings` (TrainingRun.settings()) on a folder
+    of pictures of `class_names` (sorted, as the run has them). Raises ValueError (or its subclass
+    builder.SpecError) when a setting is not one this site knows."""
+    classes = _class_names(class_names)
+    spec = normalise_spec(settings.get("model_spec"))
+    augmentation = normalise_augmentation(settings.get("augmentation") or {})
+    base = spec["base"]
+    optimizer = _choice(settings, "optimizer", OPTIMIZERS, "adam")
+    schedule = _choice(settings, "lr_schedule", LR_SCHEDULES, "constant")
+    resize = _choice(settings, "resize_mode", RESIZE_MODES, "squash")
+    weighting = _choice(settings, "class_weighting", CLASS_WEIGHTING, "none")
+    channels = _whole(settings, "channels", 1, 3, default=3)
+    if channels not in (1, 3):
+        raise ValueError("channels must be 1 or 3")
+    patience = _whole(settings, "early_stopping_patience", 0, 1000, default=0)
+    smoothing = _number(settings, "label_smoothing", 0.0, 0.99, default=0.0)
+    fine_tune_layers = base["fine_tune_layers"] if base else 0
+    fine_tune_epochs = _whole(settings, "fine_tune_epochs", 0, 100_000, default=0) if fine_tune_layers else 0
+
+    filename = f"run-{int(run_id)}-train.py" if run_id is not None else "train.py"
+    values = {
+        "header": _header(run_id, dataset_name, version_number, settings.get("preset"), spec, classes, filename),
+        "run_label": str(int(run_id)) if run_id is not None else "on the site",
+        "class_names": repr(classes),
+        "image_size": str(_whole(settings, "image_size", 1, 4096)),
+        "colour": ('COLOR_MODE = "grayscale"  # one channel: shades of grey\nCHANNELS = 1' if channels == 1 else
+                   'COLOR_MODE = "rgb"  # three channels: red, green, blue\nCHANNELS = 3'),
+        "batch_size": str(_whole(settings, "batch_size", 1, 1_000_000)),
+        "epochs": str(_whole(settings, "epochs", 1, 100_000)),
+        "learning_rate": repr(_number(settings, "learning_rate", 0.0, 10.0, low_open=True)),
+        "seed": str(_whole(settings, "seed", 0, 2**32 - 1, default=1337)),
+        "validation_split": repr(VALIDATION_SPLIT),
+        "extra_settings": _extra_settings(patience, smoothing, base, fine_tune_epochs, settings),
+        "label_mode": '"categorical"' if smoothing else '"int"',
+        "label_mode_comment": ("  # labels are rows of 0s and a 1, which label smoothing needs" if smoothing
+                               else "  # labels are class numbers: 0, 1, 2, ..."),
+        "resize": _RESIZE_ARGUMENTS[resize],
+        "class_weight_function": _CLASS_WEIGHT_FUNCTION if weighting == "auto" else "",
+        "base_functions": _base_functions(base, fine_tune_epochs),
+        "make_model_args": "weights" if base else "",
+        "make_model_doc": (f"The network of the run: a pretrained {BASES[base['name']].label} with new layers on top."
+                           if base else "The network of the run, as a Keras functional model."),
+        "model_body": _model_body(spec, augmentation, channels),
+        "make_model_returns": "keras.Model(inputs, outputs), base" if base else "keras.Model(inputs, outputs)",
+        "schedule": _SCHEDULES[schedule],
+        "optimizer": _OPTIMIZER_CODE[optimizer],
+        "loss": ("keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING)" if smoothing
+                 else "keras.losses.SparseCategoricalCrossentropy()"),
+        "true_labels": ("true_classes = np.argmax(np.asarray(labels), axis=1)  # from rows of 0s and a 1" if smoothing
+                        else "true_classes = np.asarray(labels)"),
+        "description": _quote(f"Train the image classifier of run {int(run_id)} with Keras." if run_id is not None
+                              else "Train an image classifier with Keras."),
+        "extra_arguments": _extra_arguments(base, fine_tune_epochs),
+        "make_model_call": "model, base = make_model(args.weights)" if base else "model = make_model()",
+        "callbacks": _callbacks(patience, weighting),
+        "fit_arguments": _fit_arguments(patience, weighting),
+        "fine_tune": _fine_tune(patience, weighting, fine_tune_epochs),
+    }
+    return Template(TEMPLATE).substitute(values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking the settings
+
+
+def _class_names(class_names) -> list[str]:
+    if not isinstance(class_names, (list, tuple)) or len(class_names) < 2:
+        raise ValueError("a run needs at least two class names")
+    if not all(isinstance(name, str) and name for name in class_names):
+        raise ValueError("class names must be non-empty text")
+    return list(class_names)
+
+
+def _choice(settings, name, allowed, default):
+    value = settings.get(name) or default
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"unknown {name} {value!r:.40}")
+    return value
+
+
+def _whole(settings, name, low, high, default=None) -> int:
+    value = settings.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def _number(settings, name, low, high, default=None, low_open=False) -> float:
+    value = settings.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high or (low_open and value == low):
+        raise ValueError(f"{name} must be a number from {low} to {high}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parts of the program
+
+
+def _header(run_id, dataset_name, version_number, preset, spec, classes, filename) -> str:
+    base = spec["base"]
+    if run_id is not None:
+        about = f"run {int(run_id)} on the site"
+        if dataset_name is not None:
+            # repr() keeps the name on this one comment line whatever it contains.
+            about += f",\n# dataset {str(dataset_name)[:100]!r}"
+            if version_number is not None:
+                about += f" (version {int(version_number)}: the labels as they were when the run started)"
+    else:
+        about = "a training run on the site"
+    network = "a network built by hand"
+    if preset in PRESET_SPECS and _same_network(normalise_spec(PRESET_SPECS[preset]["spec"]), spec):
+        network = PRESET_SPECS[preset]["label"]
+    about += f".\n# Network: {network}"
+    base_note = ""
+    if base:
+        info = BASES[base["name"]]
+        base_note = (f"\n#\n# The pretrained {info.label} needs its ImageNet weights: Keras downloads them the first"
+                     "\n# time (weights=\"imagenet\"), or give it the file you have:"
+                     f"\n#     --weights {info.weights_file}"
+                     "\n# (the site loads that file from a folder its operator set up).")
+    return Template(HEADER).substitute(about=about, filename=filename, first_class=_path_safe(classes[0]),
+                                       base_note=base_note).rstrip("\n")
+
+
+def _same_network(preset: dict, spec: dict) -> bool:
+    """Whether the run kept the preset's layers (fine-tuning the base some layers deep still counts)."""
+    def name(base):
+        return base and base["name"]
+    return preset["layers"] == spec["layers"] and name(preset["base"]) == name(spec["base"])
+
+
+def _path_safe(name: str) -> str:
+    """The first class's name for the example path in the header comment, or a stand-in when printing it
+    as it is could break the comment line."""
+    return name if name.isprintable() and len(name) <= 40 else "CLASS_NAME"
+
+
+def _extra_settings(patience, smoothing, base, fine_tune_epochs, settings) -> str:
+    lines = []
+    if patience:
+        lines.append(f"EARLY_STOPPING_PATIENCE = {patience}  # stop after this many epochs without a better "
+                     "validation loss")
+    if smoothing:
+        lines.append(f"LABEL_SMOOTHING = {smoothing!r}  # aim a little below 100% sure, which makes the model "
+                     "less overconfident")
+    if base and fine_tune_epochs:
+        rate = _number(settings, "fine_tune_learning_rate", 0.0, 10.0, low_open=True)
+        lines += [f"FINE_TUNE_LAYERS = {base['fine_tune_layers']}  # top layers of the pretrained network "
+                  "retrained at the end",
+                  f"FINE_TUNE_EPOCHS = {fine_tune_epochs}",
+                  f"FINE_TUNE_LEARNING_RATE = {rate!r}  # much smaller steps, not to wreck what it learned"]
+    return "\n".join(lines)
+
+
+_RESIZE_ARGUMENTS = {
+    "squash": "        # pictures that are not square are squashed (stretched) to the square, as on the site\n",
+    "crop": "        crop_to_aspect_ratio=True,  # cut the middle square out of each picture, then resize\n",
+    "pad": "        pad_to_aspect_ratio=True,  # fit the whole picture in the square, fill the rest with black\n",
+}
+
+_CLASS_WEIGHT_FUNCTION = '''
+def class_weights(train_ds):
+    """Pictures of rare classes count more, so that every class matters equally:
+    weight = pictures / (classes x pictures of the class)."""
+    labels = [CLASS_NAMES.index(Path(path).parent.name) for path in train_ds.file_paths]
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    present = np.count_nonzero(counts)
+    return {number: (len(labels) / (present * count) if count else 1.0) for number, count in enumerate(counts)}
+
+'''
+
+
+def _base_functions(base, fine_tune_epochs) -> str:
+    if not base:
+        return ""
+    parts = []
+    if base["name"] == "efficientnetb0":
+        parts.append('''
+
+def match_imagenet_normalisation(base):
+    """Keras' EfficientNet divides by the ImageNet standard deviation once more when it downloads its
+    weights (weights="imagenet") than when it loads the same file from a path
+    (tensorflow/tensorflow#62193). This makes one loaded from a file see its input on the same scale."""
+    normalization = next(layer for layer in base.layers if isinstance(layer, layers.Normalization))
+    variance = next(weight for weight in normalization.weights if weight.name == "variance")
+    variance.assign(np.asarray(variance) * np.array([0.229, 0.224, 0.225], dtype="float32"))
+''')
+    if fine_tune_epochs:
+        parts.append('''
+
+def unfreeze_top(base, count):
+    """Let the top `count` layers of the pretrained network learn again, except its
+    BatchNormalization layers: unfreezing those would let a small dataset overwrite what they
+    learned on ImageNet (the Keras transfer-learning guide)."""
+    base.trainable = True
+    for position, layer in enumerate(base.layers):
+        top = position >= len(base.layers) - count
+        layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
+''')
+    return "".join(parts)
+
+
+def _model_body(spec, augmentation, channels) -> str:
+    lines = []
+    x = "inputs"
+    random_changes = _augmentation_code(augmentation)
+    if random_changes:
+        lines += ["    # Random changes to the training pictures, so the network sees more variety. They act only",
+                  "    # while training: testing and the saved model use the pictures as they are.",
+                  "    augmentation = keras.Sequential([",
+                  *(f"        {code}," + (f"  # {comment}" if comment else "") for code, comment in random_changes),
+                  '    ], name="augmentation")',
+                  "    x = augmentation(inputs)"]
+        x = "x"
+    base = spec["base"]
+    if base is None:
+        lines += ["    # Scale the pixels from 0-255 to 0-1, which networks learn from more easily.",
+                  f"    x = layers.Rescaling(1.0 / 255)({x})"]
+    else:
+        info = BASES[base["name"]]
+        if info.scale:
+            scale, offset = info.scale
+            lines += [f"    # {info.label} expects pixels from -1 to 1: x / 127.5 - 1.",
+                      f"    x = layers.Rescaling(1.0 / {1 / scale:g}, offset={offset:g})({x})"]
+            x = "x"
+        else:
+            lines.append(f"    # {info.label} scales the pixels itself: it takes them as they are, 0 to 255.")
+        if channels == 1:
+            lines += ["    # The pretrained network expects colour: grey is repeated as red, green and blue.",
+                      f"    x = layers.Concatenate()([{x}, {x}, {x}])"]
+            x = "x"
+        lines += [f"    # {info.label}, already trained on 1.4 million photos (ImageNet), without its top layers.",
+                  f"    base = keras.applications.{info.application}(",
+                  "        include_top=False, weights=weights, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))"]
+        if base["name"] == "efficientnetb0":
+            lines += ['    if weights not in ("imagenet", None):  # weights from a file',
+                      "        match_imagenet_normalisation(base)"]
+        lines += ["    base.trainable = False  # frozen: at first only the new layers on top learn",
+                  "    # training=False keeps its BatchNormalization layers as they are, even when fine-tuning.",
+                  f"    x = base({x}, training=False)"]
+    lines.append("    # The layers of the run.")
+    lines += [f"    x = {_layer_code(layer)}(x)" for layer in spec["layers"]]
+    return "\n".join(lines)
+
+
+def _layer_code(layer: dict) -> str:
+    """One spec layer as Keras code. The values were checked by normalise_spec: numbers, and strings
+    from fixed lists; repr() writes the strings all the same."""
+    kind = layer["type"]
+    if kind == "Conv2D":
+        args = [str(layer["filters"]), str(layer["kernel_size"])]
+        if layer["strides"] != 1:
+            args.append(f"strides={layer['strides']}")
+        args.append(f"padding={_quote(layer['padding'])}")
+        if layer["activation"] != "linear":
+            args.append(f"activation={_quote(layer['activation'])}")
+        return f"layers.Conv2D({', '.join(args)})"
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        padding = f", padding={_quote(layer['padding'])}" if layer["padding"] != "valid" else ""
+        return f"layers.{kind}({layer['pool_size']}{padding})"
+    if kind == "Dense":
+        activation = f", activation={_quote(layer['activation'])}" if layer["activation"] != "linear" else ""
+        return f"layers.Dense({layer['units']}{activation})"
+    if kind == "Dropout":
+        return f"layers.Dropout({layer['rate']!r})"
+    if kind == "Activation":
+        return f"layers.Activation({_quote(layer['activation'])})"
+    return f"layers.{kind}()"  # Flatten, GlobalAveragePooling2D, BatchNormalization
+
+
+def _quote(text: str) -> str:
+    """A string literal in double quotes, as the rest of the program writes them."""
+    return '"' + repr(text)[1:-1] + '"' if "'" not in text and '"' not in text else repr(text)
+
+
+def _augmentation_code(clean: dict) -> list[tuple[str, str]]:
+    """The same layers as builder.augmentation_layers, as (code, comment) pairs."""
+    found = []
+    if clean["flip"] != "none":
+        found.append((f"layers.RandomFlip({_quote(clean['flip'])}, seed=SEED)", ""))
+    if clean["rotation"]:
+        found.append((f'layers.RandomRotation({clean["rotation"]} / 360, fill_mode="constant", seed=SEED)',
+                      f"up to {clean['rotation']} degrees either way"))
+    if clean["zoom"]:
+        found.append((f'layers.RandomZoom({clean["zoom"] / 100!r}, fill_mode="constant", seed=SEED)',
+                      f"in or out by up to {clean['zoom']}%"))
+    if clean["translation"]:
+        share = clean["translation"] / 100
+        found.append((f'layers.RandomTranslation({share!r}, {share!r}, fill_mode="constant", seed=SEED)',
+                      f"up to {clean['translation']}% up, down and sideways"))
+    if clean["contrast"]:
+        found.append((f"layers.RandomContrast({clean['contrast'] / 100!r}, value_range=(0, 255), seed=SEED)", ""))
+    if clean["brightness"]:
+        found.append((f"layers.RandomBrightness({clean['brightness'] / 100!r}, value_range=(0, 255), seed=SEED)",
+                      ""))
+    return found
+
+
+_SCHEDULES = {
+    "constant": "    # The step size stays the same all the way (total_steps is only needed by a schedule).",
+    "step": "\n".join([
+        "    # Step schedule: ten times smaller steps after half the training, and again after three quarters.",
+        "    boundaries = [max(1, total_steps // 2), max(2, 3 * total_steps // 4)]",
+        "    learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(",
+        "        boundaries, [learning_rate, learning_rate / 10, learning_rate / 100])",
+    ]),
+    "cosine": "\n".join([
+        "    # Cosine schedule: the step size glides smoothly down to 1% of where it started.",
+        "    learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps), alpha=0.01)",
+    ]),
+}
+
+_OPTIMIZER_CODE = {
+    "adam": "keras.optimizers.Adam(learning_rate=learning_rate)",
+    "rmsprop": "keras.optimizers.RMSprop(learning_rate=learning_rate)",
+    "sgd": "keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)",
+}
+
+
+def _extra_arguments(base, fine_tune_epochs) -> str:
+    lines = []
+    if base:
+        lines.append('    parser.add_argument("--weights", default="imagenet",\n'
+                     '                        help="a weights file for the pretrained network; '
+                     'by default Keras downloads them")')
+    if fine_tune_epochs:
+        lines.append('    parser.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS,\n'
+                     '                        help="epochs of fine-tuning after the first training")')
+    return "".join(line + "\n" for line in lines)
+
+
+def _callbacks(patience, weighting) -> str:
+    lines = []
+    if patience:
+        lines += ["    # Stop when the validation loss has not improved for EARLY_STOPPING_PATIENCE epochs, and go",
+                  "    # back to the weights of the best epoch.",
+                  "    early_stopping = keras.callbacks.EarlyStopping(",
+                  '        monitor="val_loss", patience=EARLY_STOPPING_PATIENCE, restore_best_weights=True)']
+    if weighting == "auto":
+        lines.append("    class_weight = class_weights(train_ds)")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _fit_arguments(patience, weighting) -> str:
+    text = ""
+    if patience:
+        text += ", callbacks=[early_stopping]"
+    if weighting == "auto":
+        text += ", class_weight=class_weight"
+    return text
+
+
+def _fine_tune(patience, weighting, fine_tune_epochs) -> str:
+    if not fine_tune_epochs:
+        return ""
+    lines = ["", "    # Fine-tuning: retrain the top layers of the pretrained network too, in much smaller steps."]
+    condition = "args.fine_tune_epochs > 0"
+    if patience:
+        lines.append("    # (The site skips it when early stopping ended the first training.)")
+        condition += " and not early_stopping.stopped_epoch"
+    lines += [
+        f"    if {condition}:",
+        "        unfreeze_top(base, FINE_TUNE_LAYERS)",
+        "        compile_model(model, FINE_TUNE_LEARNING_RATE, total_steps=args.fine_tune_epochs * len(train_ds))",
+        '        print(f"Fine-tuning; epochs: {args.fine_tune_epochs}")',
+        "        model.fit(train_ds, validation_data=val_ds, initial_epoch=args.epochs,",
+        f"                  epochs=args.epochs + args.fine_tune_epochs{_fit_arguments(patience, weighting)})",
+    ]
+    return "\n".join(lines) + "\n"
