@@ -174,7 +174,8 @@ def new_run(dataset, **settings):
 
     values = {"preset": "small_cnn", "image_size": 16, "epochs": 2, "batch_size": 8, "learning_rate": 0.01,
               "channels": dataset.channels(), "version": freeze(dataset, dataset.owner)} | settings
-    values.setdefault("model_spec", preset_spec(values["preset"]))
+    if "model_spec" not in values:
+        values["model_spec"] = preset_spec(values["preset"])
     return TrainingRun.objects.create(owner=dataset.owner, dataset=dataset, **values)
 
 

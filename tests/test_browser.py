@@ -38,7 +38,7 @@ def start_small_training(page):
     page.fill("input[name=image_size]", "16")
     page.fill("input[name=epochs]", "3")
     page.fill("input[name=batch_size]", "8")
-    page.check("input[name=preset][value=small_cnn]")
+    page.click(".mb-preset[data-preset=small_cnn]")  # the layer builder on the form chooses the network
     page.click("#start-training")
     expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
 

@@ -36,6 +36,8 @@ def urls(o):
         ("post", reverse("datasets:delete", args=[d])),
         ("get", reverse("training:new", args=[d])),
         ("post", reverse("training:new", args=[d])),
+        ("get", reverse("training:preview_input", args=[d]) + "?size=8"),
+        ("get", reverse("training:preview_augmentation", args=[d]) + "?size=8&rotation=10"),
         ("get", reverse("training:detail", args=[r])),
         ("get", reverse("training:status", args=[r])),
         ("post", reverse("training:cancel", args=[r])),

@@ -22,15 +22,16 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256  # the training form's limits
 MAX_CLASSES = 1000
 
 
-def builder_options(dataset):
-    """What the ModelBuilder component (static/js/builder.js) needs, JSON-ready, for a dataset."""
+def builder_options(dataset, image_size=None, channels=None):
+    """What the ModelBuilder component (static/js/builder.js) needs, JSON-ready, for a dataset; the input
+    size and colour are the suggested ones unless given."""
     return {
         "presets": available_presets(settings.PRETRAINED_WEIGHTS_DIR),
         "schema": LAYER_TYPES,
         "bases": {name: {"label": base.label, "about": base.about} for name, base in BASES.items()},
         "baseParams": BASE_PARAMS,
-        "imageSize": TrainingRunForm.defaults_for(dataset)["image_size"],
-        "channels": dataset.channels(),
+        "imageSize": image_size or TrainingRunForm.defaults_for(dataset)["image_size"],
+        "channels": channels or dataset.channels(),
         "dataset": dataset.pk,
     }
 

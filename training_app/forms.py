@@ -30,7 +30,9 @@ class TrainingRunForm(forms.ModelForm):
     model_spec = forms.CharField(widget=forms.HiddenInput, required=False)
     epochs = forms.IntegerField(min_value=1, max_value=500,
                                 help_text="How many times the network sees every training image.")
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, help_text="Images per training step.")
+    batch_size = forms.IntegerField(min_value=1, max_value=4096,
+                                    help_text="Images per training step. Bigger batches are quicker on a GPU; "
+                                              "smaller ones often learn better from few images.")
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, label="Step size (learning rate)",
                                      help_text="How big each learning step is. 0.001 suits most cases.")
     early_stopping_patience = forms.IntegerField(
@@ -53,9 +55,22 @@ class TrainingRunForm(forms.ModelForm):
                   "optimizer", "learning_rate", "lr_schedule", "early_stopping_patience", "class_weighting",
                   "label_smoothing", "seed", "fine_tune_epochs", "fine_tune_learning_rate", "use_all_gpus"]
         labels = {"preset": "Network", "channels": "Colour", "resize_mode": "Pictures that are not square",
-                  "lr_schedule": "Step size over time", "class_weighting": "Balance the classes",
-                  "use_all_gpus": "Use every GPU of the worker"}
-        widgets = {"channels": forms.RadioSelect, "resize_mode": forms.RadioSelect}
+                  "optimizer": "Learning method (optimizer)", "lr_schedule": "Step size over time",
+                  "class_weighting": "Balance the classes", "use_all_gpus": "Use every GPU of the worker"}
+        help_texts = {
+            "preset": "A ready-made network to train. With JavaScript on, the layer builder below chooses it instead.",
+            "channels": "Grayscale pictures are quicker to learn from; colour keeps what colour tells apart.",
+            "resize_mode": "How a picture that is not square becomes a square.",
+            "optimizer": "How each step changes the network. Choosing a ready-made network sets the one it "
+                         "trains best with.",
+            "lr_schedule": "Whether the step size stays the same or shrinks as training goes on.",
+            "class_weighting": "Whether classes with few images should count as much as big ones.",
+            "use_all_gpus": "Train on all the GPUs of the machine that trains, sharing each batch between "
+                            "them. Leave it off unless the worker has several GPUs.",
+        }
+        # Radio buttons where each choice needs its sentence of explanation to be understood.
+        widgets = {"channels": forms.RadioSelect, "resize_mode": forms.RadioSelect, "optimizer": forms.RadioSelect,
+                   "lr_schedule": forms.RadioSelect, "class_weighting": forms.RadioSelect}
 
     AUGMENTATION_PREFIX = "augment_"
 
@@ -75,6 +90,77 @@ class TrainingRunForm(forms.ModelForm):
 
     def other_fields(self):
         return [field for field in self if not field.name.startswith(self.AUGMENTATION_PREFIX)]
+
+    # ---- for the page (training_app/templates/training_app/new.html): its sections, in plain words
+
+    def _named(self, *names):
+        return [self[name] for name in names]
+
+    def input_fields(self):
+        """"Pictures going in": what every image becomes before the network sees it."""
+        return self._named("image_size", "channels", "resize_mode")
+
+    def main_learning_fields(self):
+        """"How it learns", the settings most people look at."""
+        return self._named("epochs", "batch_size", "learning_rate")
+
+    def advanced_learning_fields(self):
+        return self._named("optimizer", "lr_schedule", "class_weighting", "early_stopping_patience",
+                           "label_smoothing", "seed")
+
+    def fine_tune_fields(self):
+        return self._named("fine_tune_epochs", "fine_tune_learning_rate")
+
+    def advanced_has_errors(self):
+        """The "More settings" block opens by itself when one of its settings needs a change."""
+        return any(field.errors for field in [*self.advanced_learning_fields(), self["use_all_gpus"]])
+
+    def builder_start(self):
+        """What the embedded layer builder opens with: {"options": its JSON options (builder_views),
+        "preset": the preset to open by name, or "" when it opens `options["spec"]` instead}.
+
+        A preset opened by name shows its description; a changed or copied network opens as it is.
+        The page's settings (step size, optimizer) are never changed by this first opening."""
+        if getattr(self, "_builder_start", None) is None:
+            from .builder_views import builder_options  # it imports this module
+
+            size, channels = self._number(self["image_size"].value()), self._number(self["channels"].value())
+            options = builder_options(self.dataset, image_size=size, channels=channels if channels in (1, 3) else None)
+            preset = self["preset"].value() or ""
+            spec = self._spec(self["model_spec"].value())
+            available = {p["key"] for p in options["presets"] if p["available"]}
+            if preset in available and (spec is None or self._same_network(spec, preset)):
+                self._builder_start = {"options": options, "preset": preset}
+            else:
+                if spec is None and preset in PRESET_SPECS:
+                    spec = preset_spec(preset)
+                options["spec"] = spec
+                self._builder_start = {"options": options, "preset": ""}
+        return self._builder_start
+
+    @staticmethod
+    def _number(value):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+
+    @staticmethod
+    def _spec(value):
+        if isinstance(value, dict):
+            return value
+        try:
+            spec = json.loads(value or "")
+        except (TypeError, ValueError):
+            return None
+        return spec if isinstance(spec, dict) else None
+
+    @staticmethod
+    def _same_network(spec, preset):
+        try:
+            return normalise_spec(spec) == normalise_spec(preset_spec(preset))
+        except SpecError:
+            return False
 
     @staticmethod
     def defaults_for(dataset):

@@ -3,6 +3,7 @@
 The Keras side lives in `mlcore`; this module only moves data between it and
 the database rows.
 """
+import shutil
 import time
 from pathlib import Path
 
@@ -11,8 +12,8 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from datasets_app.versions import manifest_rows
-from mlcore.evaluation import evaluate
 from mlcore import devices
+from mlcore.evaluation import evaluate
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
 from mlcore.builder import build_model, unfreeze_top
 from mlcore.serving import ModelInfo, float32_twin, predict_batch, save_model
@@ -97,6 +98,8 @@ def train_run(run: TrainingRun):
         per_class=result.per_class if result else None,
         wrong=[[int(test_ids[i]), predicted, p] for i, predicted, p in result.wrong] if result else None,
     )
+    # Only now: a crash while testing or saving must still find the backup and not start over.
+    shutil.rmtree(backup_dir, ignore_errors=True)
 
 
 def _rebuild(config):

@@ -15,4 +15,5 @@ urlpatterns = [
     *builder_views.urlpatterns,
     *export_views.urlpatterns,
     *preview_views.urlpatterns,
+    path("dataset/<int:dataset_pk>/", views.dataset_runs, name="dataset_runs"),
 ]

@@ -9,7 +9,8 @@
 // is sent with it. Every change is checked by the server (mlcore/builder.py builds the Keras model),
 // which answers with the summary or a plain-words error; this file only edits and draws.
 // Events on `element`: "model-builder:preset" (detail: the preset opened, with its optimizer and
-// learning rate) and "model-builder:checked" (detail: the server's answer).
+// learning rate), "model-builder:changed" (detail: the spec, after any edit, before it is checked)
+// and "model-builder:checked" (detail: the server's answer).
 //
 // Any element with data-model-builder="<id of a json_script with the options>" gets a builder when
 // the page loads; data-check-url, data-size-input (id of an image size box) and data-preset are read too.
@@ -232,6 +233,7 @@
 
     changed() {
       this.hidden.value = JSON.stringify(this.spec);
+      this.element.dispatchEvent(new CustomEvent("model-builder:changed", { detail: this.getSpec() }));
       this.scheduleCheck();
     }
 

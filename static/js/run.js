@@ -11,6 +11,46 @@
     const line = (key, name, dash) => ({ x: epochs, y: metrics.map((m) => m[key]), name, mode: "lines+markers", line: { dash } });
     Plotly.react("loss-chart", [line("loss", "training", "solid"), line("val_loss", "validation", "dot")], layout("Loss"), config);
     Plotly.react("accuracy-chart", [line("accuracy", "training", "solid"), line("val_accuracy", "validation", "dot")], layout("Accuracy"), config);
+    drawLearningRate(metrics);
+  }
+
+  // The step size of each epoch; on a log scale when a schedule has shrunk it tenfold or more.
+  function drawLearningRate(metrics) {
+    const known = metrics.filter((m) => m.learning_rate !== null && m.learning_rate !== undefined);
+    const rates = known.map((m) => m.learning_rate);
+    const lrLayout = layout("Step size");
+    const positive = rates.filter((r) => r > 0);
+    if (positive.length && Math.max(...positive) / Math.min(...positive) >= 10) {
+      lrLayout.yaxis.type = "log";
+      lrLayout.yaxis.exponentformat = "power";
+    }
+    lrLayout.showlegend = false;
+    Plotly.react("lr-chart", [{
+      x: known.map((m) => m.epoch), y: rates, name: "step size", mode: "lines+markers", line: { shape: "hv" },
+      hovertemplate: "epoch %{x}: %{y:.3g}<extra></extra>",
+    }], lrLayout, config);
+  }
+
+  function number(value) {
+    return value >= 100 ? Math.round(value).toLocaleString("en") : String(value);
+  }
+
+  function speedText(status) {
+    const parts = [];
+    if (status.samples_per_s !== null) {
+      parts.push(status.samples_per_s_estimated
+        ? `about ${number(status.samples_per_s)} images a second (estimated from the steps so far)`
+        : `${number(status.samples_per_s)} images a second`);
+    }
+    if (status.seconds_per_epoch !== null) parts.push(`${status.seconds_per_epoch} s an epoch (the latest)`);
+    return parts.length ? `Speed: ${parts.join(" · ")}` : "";
+  }
+
+  function showText(id, text) {
+    const element = document.getElementById(id);
+    if (!element) return;
+    element.textContent = text || "";
+    element.hidden = !text;
   }
 
   function timeLeft(seconds) {
@@ -33,6 +73,11 @@
       : [];
     const detail = parts.filter(Boolean).join(" · ");
     document.getElementById("run-detail").textContent = detail;
+    showText("run-speed", speedText(status));
+    showText("overfitting-hint", status.overfitting_hint);
+    showText("best-epoch-note", status.best_epoch_note);
+    const where = document.getElementById("run-where");
+    if (where && status.where) where.textContent = status.where;
     drawCurves(status.metrics);
   }
 

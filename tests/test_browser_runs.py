@@ -1,0 +1,59 @@
+"""The table of a dataset's runs and the run page's step-size chart in a real headless Chromium:
+a click on a column's name sorts the rows, a second click reverses them."""
+import pytest
+from django.utils import timezone
+
+from tests.browser import browser_page, expect, sign_up  # noqa: F401 (browser_page is a fixture)
+from tests.conftest import new_run, shapes_for
+from training_app.models import EpochMetric, TrainingRun
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def finished(dataset, accuracy):
+    run = new_run(dataset)
+    TrainingRun.objects.filter(id=run.id).update(status="succeeded" if accuracy is not None else "failed",
+                                                 test_accuracy=accuracy, finished_at=timezone.now())
+    return run
+
+
+def test_sort_the_runs_by_test_accuracy_and_see_the_step_size_chart(live_server, browser_page):  # noqa: F811
+    page, js_errors = browser_page
+    sign_up(page, live_server.url)
+    js_errors.clear()
+    dataset = shapes_for("browser-user")
+    # Made in this order, so the table (newest first) starts as 4, 3, 2, 1.
+    runs = {accuracy: finished(dataset, accuracy) for accuracy in (0.5, 0.9, None, 0.7)}
+
+    page.goto(f"{live_server.url}/datasets/{dataset.pk}/")
+    page.click("#dataset-runs-link")
+    rows = page.locator("#dataset-runs tbody tr")
+    expect(rows).to_have_count(4)
+
+    def order():
+        return [int(pk) for pk in rows.evaluate_all("rows => rows.map(row => row.dataset.run)")]
+
+    assert order() == [runs[0.7].pk, runs[None].pk, runs[0.9].pk, runs[0.5].pk]
+
+    header = page.locator("#dataset-runs thead th", has_text="Test accuracy")
+    header.get_by_role("button").click()
+    expect(header).to_have_attribute("aria-sort", "descending")  # the best first; a run without one last
+    assert order() == [runs[0.9].pk, runs[0.7].pk, runs[0.5].pk, runs[None].pk]
+    expect(page.locator("#dataset-runs thead th[aria-sort]")).to_have_count(1)  # "When" no longer claims it
+
+    header.get_by_role("button").click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    assert order() == [runs[0.5].pk, runs[0.7].pk, runs[0.9].pk, runs[None].pk]
+
+    # A run with three epochs: its step-size chart is drawn, one marker an epoch.
+    run = runs[0.9]
+    for epoch, rate in enumerate((0.01, 0.001, 0.0001), 1):
+        EpochMetric.objects.create(run=run, epoch=epoch, loss=1 / epoch, accuracy=0.5, val_loss=1 / epoch,
+                                   val_accuracy=0.5, learning_rate=rate, seconds=1.5)
+    TrainingRun.objects.filter(id=run.id).update(epoch=3, train_count=24)
+    page.click(f"#dataset-runs a[href='/runs/{run.pk}/']")
+    expect(page.locator("#lr-chart")).to_be_attached()
+    expect(page.locator("#lr-chart .scatterlayer .trace .point")).to_have_count(3)
+    expect(page.locator("#run-speed")).to_have_text("Speed: 16 images a second · 1.5 s an epoch (the latest)")
+    expect(page.locator("#train-again")).to_have_attribute("href", f"/runs/new/{dataset.pk}/?from={run.pk}")
+    assert js_errors == []
