@@ -94,29 +94,64 @@ def make_schedule(name: str, learning_rate: float, total_steps: int):
     raise ValueError(f"unknown learning-rate schedule {name!r}")
 
 
+# Prefetched batches. A fixed depth, because tf.data's autotuning is off (see make_dataset); two keep the
+# next batches ready while a step runs: producing a batch here is a gather of one slice of memory.
+PREFETCH_BATCHES = 2
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, training: bool, seed: int,
                  num_classes: int | None = None):
-    """A tf.data pipeline over arrays already in memory.
+    """A tf.data pipeline over arrays already in memory: one pass over them, in batches.
 
-    The training set repeats and `fit` gets `steps_per_epoch`: a fresh iterator
-    every epoch sometimes stalls for seconds while tf.data's autotune thread
-    shuts down (see GUIDE.md). Autotune is off on the validation set for the
-    same reason. With `num_classes`, labels become one-hot rows (label smoothing needs them).
+    Indices are shuffled (for training) and batched, and each batch of images is one `tf.gather`
+    from the arrays, rather than every image going through the pipeline on its own: about half the
+    CPU (0.08 s against 0.14 s per epoch of 54,000 MNIST images, CPU that the training step wants
+    on a small machine), and a new epoch's first batch in 16 to 25 ms rather than 60 to 90 ms,
+    since the shuffle buffer holds numbers, not images (docs/benchmarks.md).
+
+    The dataset ends after one epoch, so that a call of `steps_per_execution` steps stops at the
+    epoch's end (train_model). `fit` then makes a new iterator every epoch, which, with tf.data's
+    autotuning on, sometimes stalls for seconds while the autotune thread shuts down (see
+    GUIDE.md): autotuning is off, and the prefetch depth fixed. With `num_classes`, labels become
+    one-hot rows (label smoothing needs them).
     """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    pixels, labels = tf.constant(x), tf.constant(y)
+    dataset = tf.data.Dataset.range(len(x))
     if training:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.batch(batch_size)
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(lambda indices: (tf.gather(pixels, indices), tf.gather(labels, indices)))
     if num_classes:
-        dataset = dataset.map(lambda pixels, labels: (pixels, tf.one_hot(labels, num_classes)))
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    if not training:
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        dataset = dataset.with_options(options)
-    return dataset
+        dataset = dataset.map(lambda batch, batch_labels: (batch, tf.one_hot(batch_labels, num_classes)))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
+
+
+def steps_per_execution(model, sample: np.ndarray, interval_s: float, steps: int) -> int:
+    """How many training steps Keras runs in one call (`compile(steps_per_execution=...)`), so that
+    progress is still reported about every `interval_s`: at least 1, at most an epoch.
+
+    Each call returns to Python, runs the batch-end callbacks and synchronises, a fixed cost per call
+    that matters for small networks on a CPU (5 to 13 % of MNIST's training time here,
+    docs/benchmarks.md). A training step is estimated as two forward passes over `sample` (one batch)
+    called eagerly, timed after one call that warms the model up: measured here, a step took 1.7 and
+    2.1 times such a pass for the small and the deeper convolutional network, and 0.8 times for the
+    tiny dense one, whose eager pass is mostly Python. Calls in inference mode change nothing in the
+    model. With `interval_s` 0 (a report after every step), or a network so slow that one pass takes
+    the whole interval, it is 1.
+    """
+    if interval_s <= 0 or steps <= 1:
+        return 1
+    started = time.perf_counter()
+    np.asarray(model(sample, training=False))
+    if time.perf_counter() - started > interval_s:  # a big network: one step per call, and no second pass
+        return 1
+    started = time.perf_counter()
+    np.asarray(model(sample, training=False))
+    step_s = 2 * (time.perf_counter() - started)
+    return int(max(1, min(steps, interval_s // max(step_s, 1e-6))))
 
 
 def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray,
@@ -131,8 +166,9 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     `on_epoch(epoch, logs)` gets the epoch's metrics and its "learning_rate". With `backup_dir`,
     Keras' BackupAndRestore saves the model, optimizer and epoch at the end of every epoch, and a
     later call with the same folder (after the process died) continues from the last finished epoch
-    instead of starting over. A cancel (`should_stop`) stops at the end of the current batch and,
-    like early stopping, goes back to the weights of the best epoch so far.
+    instead of starting over. A cancel (`should_stop`) stops within about `progress_interval_s` (at the
+    end of the current call of steps, see steps_per_execution) and, like early stopping, goes back to
+    the weights of the best epoch so far. `on_batch` gets at most one report per `progress_interval_s`.
     """
     import keras
     import tensorflow as tf
@@ -152,11 +188,16 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if smoothing
                 else keras.losses.SparseCategoricalCrossentropy())
         schedule = make_schedule(config.lr_schedule, learning_rate, epochs * steps)
-        model.compile(optimizer=make_optimizer(config.optimizer, schedule), loss=loss, metrics=["accuracy"])
+        # XLA (jit_compile) stays as Keras decides: off on a CPU, where it made MNIST training six times
+        # slower here (docs/benchmarks.md), and on for a GPU.
+        model.compile(optimizer=make_optimizer(config.optimizer, schedule), loss=loss, metrics=["accuracy"],
+                      steps_per_execution=per_call)
 
     with strategy.scope():
         model = build_model(config.spec, (*config.image_size, config.channels), config.num_classes,
                             config.weights_dir, augmentation=config.augmentation, seed=config.seed)
+    per_call = steps_per_execution(model, x_train[:config.batch_size], progress_interval_s, steps)
+    with strategy.scope():
         compile_for(model, config.learning_rate, config.epochs)
 
     labels = config.num_classes if smoothing else None
@@ -176,6 +217,8 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
             callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience))
         if phase_backup:
             callbacks.append(_make_backup_callback(phase_backup))
+        # steps_per_epoch is the dataset's own length: with `per_call` steps per call, the epoch's last call
+        # runs only the steps left (Keras stops a call when the dataset ends), so an epoch is always `steps`.
         model.fit(train_data, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
                   validation_data=val_data, class_weight=weights, callbacks=callbacks,
                   shuffle=False,  # the dataset shuffles itself
@@ -241,8 +284,9 @@ def _make_progress_callback(steps, on_batch, on_epoch, should_stop, interval_s):
     """Reports batch progress at most every `interval_s` and every finished epoch.
 
     Cancel is cooperative: `should_stop` is asked at the same pace, and a yes
-    stops training at the end of the current batch (train_model then goes back to the
-    best epoch's weights).
+    stops training at the end of the current call of `steps_per_execution` steps (about
+    `interval_s`; train_model then goes back to the best epoch's weights).
+    Keras calls `on_train_batch_end` once per call, with the call's last step.
     (Defined in a function so that importing this module does not import Keras.)
     """
     import keras
@@ -258,6 +302,7 @@ def _make_progress_callback(steps, on_batch, on_epoch, should_stop, interval_s):
             self.epoch = epoch + 1
 
         def on_train_batch_end(self, batch, logs=None):
+            batch = min(batch, steps - 1)  # an epoch's last call may run fewer steps than it names
             now = time.monotonic()
             if now - self.last_report < interval_s and batch + 1 < steps:
                 return
