@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -151,6 +152,13 @@ def steps_per_execution(model, sample: np.ndarray, interval_s: float, steps: int
     started = time.perf_counter()
     np.asarray(model(sample, training=False))
     step_s = 2 * (time.perf_counter() - started)
+    # Random changes act only while training, so the pass above skipped them; time them on their own
+    # (they hold no weights, so running them in training mode changes nothing in the model).
+    augmentation = next((layer for layer in model.layers if layer.name == "augmentation"), None)
+    if augmentation is not None:
+        started = time.perf_counter()
+        np.asarray(augmentation(sample, training=True))
+        step_s += time.perf_counter() - started
     return int(max(1, min(steps, interval_s // max(step_s, 1e-6))))
 
 
@@ -227,7 +235,12 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     # The first phase's end is marked on disk, so a run that dies while fine-tuning does not repeat it.
     first_phase_done = os.path.join(backup_dir, "first-phase.weights.h5") if backup_dir else None
     if first_phase_done and config.fine_tunes and os.path.exists(first_phase_done):
-        model.load_weights(first_phase_done)
+        with warnings.catch_warnings():
+            # The file also holds the first phase's optimizer state, which Keras skips ("Skipping variable
+            # loading for optimizer") because this model's optimizer has not run yet. Nothing is lost:
+            # fine-tuning compiles a fresh optimizer, whose own state comes from the fine-tuning backup.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(first_phase_done)
     else:
         fit(0, config.epochs, os.path.join(backup_dir, "first-phase") if backup_dir else None)
         if config.fine_tunes and first_phase_done and not progress.stopped:
