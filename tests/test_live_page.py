@@ -86,8 +86,6 @@ def test_status_json_has_speed_step_sizes_hint_and_where_it_trains(alice, shapes
     assert data["samples_per_s_estimated"] is False
     assert data["seconds_per_epoch"] == 2.0
     assert [m["learning_rate"] for m in data["metrics"]] == [0.01, 0.01, 0.001, 0.0001]
-    assert data["learning_rates"] == [{"epoch": 1, "learning_rate": 0.01}, {"epoch": 2, "learning_rate": 0.01},
-                                      {"epoch": 3, "learning_rate": 0.001}, {"epoch": 4, "learning_rate": 0.0001}]
     assert "validation loss has risen for 2 epochs since epoch 2" in data["overfitting_hint"]
     assert data["worker_host"] == "trainer-1"
     assert data["devices"] == "NVIDIA H100 80GB HBM3 (mixed precision)"
@@ -113,7 +111,7 @@ def test_status_json_of_a_waiting_run(alice, shapes):
     run = new_run(shapes)
     data = alice.get(reverse("training:status", args=[run.pk])).json()
     assert (data["samples_per_s"], data["seconds_per_epoch"], data["overfitting_hint"]) == (None, None, None)
-    assert data["metrics"] == [] and data["learning_rates"] == []
+    assert data["metrics"] == []
     assert data["where"] == "Not started yet"
     assert data["best_epoch_note"] == ""
 

@@ -148,27 +148,34 @@ def test_the_same_seed_gives_the_same_model():
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_early_stopping_ends_the_run_with_its_best_epoch():
-    # Random labels the network can only learn by heart: validation loss soon rises while training loss falls.
-    rng = np.random.default_rng(1)
+def learning_by_heart(seed):
+    """Random labels a wide dense network can only learn by heart: validation loss soon rises while
+    training loss falls. Returns training and validation arrays and the network."""
+    rng = np.random.default_rng(seed)
     x, y = rng.integers(0, 256, (64, 8, 8, 1), dtype=np.uint8), rng.integers(0, 2, 64)
     xv, yv = rng.integers(0, 256, (32, 8, 8, 1), dtype=np.uint8), rng.integers(0, 2, 32)
-    spec = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 256}], "base": None}
+    return x, y, xv, yv, {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 256}], "base": None}
+
+
+def assert_has_the_weights_of(model, epoch, logs_by_epoch, xv, yv):
+    """The model's validation loss now is the one recorded after `epoch`: it has that epoch's weights."""
+    loss = keras.losses.SparseCategoricalCrossentropy()(yv, model(xv, training=False))
+    assert float(loss) == pytest.approx(logs_by_epoch[epoch]["val_loss"], rel=1e-3)
+
+
+def test_early_stopping_ends_the_run_with_its_best_epoch():
+    x, y, xv, yv, spec = learning_by_heart(seed=1)
     logs_by_epoch = {}
     outcome = train_model(config(spec=spec, epochs=40, early_stopping_patience=2, learning_rate=0.01), x, y, xv, yv,
                           on_epoch=lambda epoch, logs: logs_by_epoch.__setitem__(epoch, logs))
     assert outcome.stopped_early and len(logs_by_epoch) < 40
     best = min(logs_by_epoch, key=lambda epoch: logs_by_epoch[epoch]["val_loss"])
     assert outcome.best_epoch == best and best == max(logs_by_epoch) - 2
-    loss = keras.losses.SparseCategoricalCrossentropy()(yv, outcome.model(xv, training=False))
-    assert float(loss) == pytest.approx(logs_by_epoch[best]["val_loss"], rel=1e-3)
+    assert_has_the_weights_of(outcome.model, best, logs_by_epoch, xv, yv)
 
 
 def test_cancel_goes_back_to_the_best_epoch_so_far():
-    rng = np.random.default_rng(2)
-    x, y = rng.integers(0, 256, (64, 8, 8, 1), dtype=np.uint8), rng.integers(0, 2, 64)
-    xv, yv = rng.integers(0, 256, (32, 8, 8, 1), dtype=np.uint8), rng.integers(0, 2, 32)
-    spec = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 256}], "base": None}
+    x, y, xv, yv, spec = learning_by_heart(seed=2)
     logs_by_epoch = {}
     outcome = train_model(config(spec=spec, epochs=30, learning_rate=0.01), x, y, xv, yv,
                           on_epoch=lambda epoch, logs: logs_by_epoch.__setitem__(epoch, logs),
@@ -176,8 +183,7 @@ def test_cancel_goes_back_to_the_best_epoch_so_far():
     assert outcome.stopped and not outcome.stopped_early and len(logs_by_epoch) == 7
     best = min(logs_by_epoch, key=lambda epoch: logs_by_epoch[epoch]["val_loss"])
     assert outcome.best_epoch == best
-    loss = keras.losses.SparseCategoricalCrossentropy()(yv, outcome.model(xv, training=False))
-    assert float(loss) == pytest.approx(logs_by_epoch[best]["val_loss"], rel=1e-3)
+    assert_has_the_weights_of(outcome.model, best, logs_by_epoch, xv, yv)
 
 
 # ---- transfer learning: both phases, and a crash while fine-tuning

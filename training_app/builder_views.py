@@ -16,9 +16,8 @@ from datasets_app.views import get_dataset_for_user
 from mlcore.builder import BASE_PARAMS, BASES, LAYER_TYPES, SpecError, validate
 from mlcore.presets import available_presets
 
-from .forms import TrainingRunForm
+from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, TrainingRunForm
 
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256  # the training form's limits
 MAX_CLASSES = 1000
 
 

@@ -104,7 +104,6 @@ def run_status(run):
         "samples_per_s": None if speed is None else round(speed, 1),
         "samples_per_s_estimated": estimated,
         "seconds_per_epoch": round(metrics[-1]["seconds"], 1) if metrics and metrics[-1]["seconds"] else None,
-        "learning_rates": [{"epoch": m["epoch"], "learning_rate": m["learning_rate"]} for m in metrics],
         "overfitting_hint": overfitting_hint(metrics),
         "worker_host": run.worker_host,
         "devices": run.devices,

@@ -300,6 +300,7 @@
     }
   }
 
+  ModelBuilder.el = el; // the training form's script draws its previews with the same helper
   window.ModelBuilder = ModelBuilder;
 
   function start(element) {

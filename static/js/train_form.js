@@ -21,19 +21,7 @@
   const form = document.getElementById("train-form");
   if (!form) return;
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "className") node.className = value;
-      else if (key === "text") node.textContent = value;
-      else node.setAttribute(key, value === true ? "" : value);
-    }
-    for (const child of children.flat()) {
-      if (child !== null && child !== undefined) node.append(child);
-    }
-    return node;
-  }
+  const el = window.ModelBuilder.el; // builder.js is loaded first on this page
 
   // The same network written with its keys in any order gives the same text.
   function canonical(value) {
