@@ -273,8 +273,21 @@ def _make_backup_callback(backup_dir: str):
         def on_train_begin(self, logs=None):
             try:
                 super().on_train_begin(logs)
+                return
             except (OSError, ValueError, KeyError):
-                shutil.rmtree(self.backup_dir, ignore_errors=True)
+                pass
+            # Keras falls back to the previous backup only when the weights do not read; a kill while
+            # it rewrote the small metadata file leaves that file empty, so fall back for that too.
+            previous = [(f"{path}.bkp", path) for path in (self._weights_path, self._training_metadata_path)]
+            if all(os.path.exists(old) for old, _ in previous):
+                for old, path in previous:
+                    shutil.copyfile(old, path)
+                try:
+                    super().on_train_begin(logs)
+                    return
+                except (OSError, ValueError, KeyError):
+                    pass
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
 
     return SafeBackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=True, double_checkpoint=True)
 
@@ -284,12 +297,14 @@ def finished_epochs_in_backup(backup_dir: str, first_phase_epochs: int = 0) -> i
     beside its checkpoint (0 when there is no backup). A finished first phase counts as
     `first_phase_epochs` when the fine-tuning phase has no backup yet."""
     for phase in ("fine-tune", "first-phase"):
-        try:
-            with open(os.path.join(backup_dir, phase, "training_metadata.json")) as f:
-                # Keras counts epochs from the start of the whole run, fine-tuning included.
-                return int(json.load(f).get("epoch", 0))
-        except (OSError, ValueError, TypeError):
-            continue
+        # The previous backup's metadata is what SafeBackupAndRestore falls back to when the latest is unreadable.
+        for name in ("training_metadata.json", "training_metadata.json.bkp"):
+            try:
+                with open(os.path.join(backup_dir, phase, name)) as f:
+                    # Keras counts epochs from the start of the whole run, fine-tuning included.
+                    return int(json.load(f).get("epoch", 0))
+            except (OSError, ValueError, TypeError):
+                continue
     return first_phase_epochs if os.path.exists(os.path.join(backup_dir, "first-phase.weights.h5")) else 0
 
 

@@ -138,6 +138,27 @@ def test_a_backup_cut_short_by_a_kill_falls_back_to_the_one_before(tmp_path):
     assert seen == [3, 4, 5]  # the backup of epoch 2 was read instead of the broken one of epoch 3
 
 
+def test_a_backup_whose_epoch_file_was_cut_short_by_a_kill_falls_back_to_the_one_before(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (16, 8, 8, 1), dtype=np.uint8), np.arange(16) % 2
+    config = TrainingConfig(spec=preset_spec("dense"), image_size=(8, 8), channels=1, num_classes=2, epochs=5,
+                            batch_size=8)
+    backup = tmp_path / "backup"
+
+    def crash_after_epoch_3(epoch, logs):
+        if epoch == 4:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        train_model(config, x, y, x[:0], y[:0], on_epoch=crash_after_epoch_3, backup_dir=str(backup))
+    # The kill came while the small file that says which epoch the backup holds was being rewritten.
+    (backup / "first-phase" / "training_metadata.json").write_text("")
+    assert finished_epochs_in_backup(str(backup)) == 2
+    seen = []
+    train_model(config, x, y, x[:0], y[:0], on_epoch=lambda epoch, logs: seen.append(epoch), backup_dir=str(backup))
+    assert seen == [3, 4, 5]  # the backup of epoch 2 was read, rather than starting over
+
+
 @pytest.mark.parametrize("error, expected", [
     ("OOM when allocating tensor with shape[512,64,112,112] on /job:localhost/device:GPU:0", "The GPU ran out of memory"),
     ("failed to allocate memory: out of memory", "The worker ran out of memory"),
