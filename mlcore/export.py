@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from string import Template
 
-from .builder import BASES, OPTIMIZERS, normalise_augmentation, normalise_spec
+from .builder import BASES, BATCHNORM_MOMENTUM, OPTIMIZERS, normalise_augmentation, normalise_spec
 from .images import RESIZE_MODES
 from .presets import PRESET_SPECS
 from .training import CLASS_WEIGHTING, LR_SCHEDULES
@@ -484,7 +484,9 @@ def _layer_code(layer: dict) -> str:
         return f"layers.Dropout({layer['rate']!r})"
     if kind == "Activation":
         return f"layers.Activation({_quote(layer['activation'])})"
-    return f"layers.{kind}()"  # Flatten, GlobalAveragePooling2D, BatchNormalization
+    if kind == "BatchNormalization":
+        return f"layers.BatchNormalization(momentum={BATCHNORM_MOMENTUM!r})"
+    return f"layers.{kind}()"  # Flatten, GlobalAveragePooling2D
 
 
 def _quote(text: str) -> str:

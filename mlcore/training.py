@@ -162,6 +162,37 @@ def steps_per_execution(model, sample: np.ndarray, interval_s: float, steps: int
     return int(max(1, min(steps, interval_s // max(step_s, 1e-6))))
 
 
+# Batch normalisation's moving statistics count as settled once less than this share of their
+# starting values (mean 0, variance 1) is left in them.
+SETTLED_SHARE = 0.01
+
+
+def settled_epoch(model, steps_per_epoch: int) -> int:
+    """The first epoch (1-based) at whose end the moving statistics of the model's trainable
+    BatchNormalization layers have settled; 1 for a model without any.
+
+    Until then the model in inference mode (validation, testing, predicting) sees statistics still
+    near their starting values and can be at chance while it learns well in training mode, so
+    early stopping and the best-epoch choice must not judge those epochs (docs/benchmarks.md,
+    "Batch normalisation"). Layers of a frozen pretrained base never move and are settled.
+    """
+    import keras
+
+    momenta = [layer.momentum for layer in _all_layers(model)
+               if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable and 0 < layer.momentum < 1]
+    if not momenta:
+        return 1
+    steps = math.ceil(math.log(SETTLED_SHARE) / math.log(max(momenta)))
+    return max(1, math.ceil(steps / max(1, steps_per_epoch)))
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
 def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray,
                 x_val: np.ndarray, y_val: np.ndarray, *,
                 on_batch: Callable[[BatchProgress], None] | None = None,
@@ -215,14 +246,17 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
                 if has_validation else None)
     weights = class_weights(y_train, config.num_classes) if config.class_weighting == "auto" else None
     progress = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
-    best = _make_best_weights_callback(monitor)
+    first_judged = settled_epoch(model, steps)
+    best = _make_best_weights_callback(monitor, first_judged)
 
     def fit(first_epoch, last_epoch, phase_backup):
         # Progress first: an epoch is recorded before its backup is written, so an epoch is
         # never skipped, and one run again after a crash is recorded again over itself.
         callbacks = [progress, best]
         if config.early_stopping_patience:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience))
+            # Keras counts epochs from 0 here: it ignores the epochs before the statistics settled.
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
+                                                           start_from_epoch=first_judged - 1))
         if phase_backup:
             callbacks.append(_make_backup_callback(phase_backup))
         # steps_per_epoch is the dataset's own length: with `per_call` steps per call, the epoch's last call
@@ -354,9 +388,10 @@ def _make_progress_callback(steps, on_batch, on_epoch, should_stop, interval_s):
     return ProgressCallback()
 
 
-def _make_best_weights_callback(monitor: str):
+def _make_best_weights_callback(monitor: str, first_epoch: int = 1):
     """Keeps a copy of the weights of the epoch with the lowest `monitor` so far, so that a
-    cancelled or early-stopped run ends with its best model rather than its last one.
+    cancelled or early-stopped run ends with its best model rather than its last one. Epochs
+    before `first_epoch` (1-based; see settled_epoch) are not candidates.
 
     The copy is in memory and taken only when an epoch improves (a few MB for these networks).
     Keras' EarlyStopping(restore_best_weights=True) does the same only when it stops the run itself.
@@ -373,6 +408,8 @@ def _make_best_weights_callback(monitor: str):
 
         def on_epoch_end(self, epoch, logs=None):
             value = (logs or {}).get(monitor)
+            if epoch + 1 < first_epoch:
+                return
             if value is not None and math.isfinite(value) and value < self.best_value:
                 self.best_value, self.best_epoch, self.best_weights = value, epoch + 1, self.model.get_weights()
 
