@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "datasets_app",
     "training_app",
     "predict_app",
+    "pretrained_app",
 ]
 
 MIDDLEWARE = [
@@ -180,7 +181,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # The reaper is light work for the default queue; every other training.* task trains.
-CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "training.*": {"queue": "training"}}
+CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "training.*": {"queue": "training"},
+                      "pretrained.*": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -219,5 +221,10 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # The folder with the pretrained weights files of the transfer-learning networks (README,
-# "Pretrained weights"). Empty: not configured, and those networks are shown as unavailable.
-PRETRAINED_WEIGHTS_DIR = os.environ.get("PRETRAINED_WEIGHTS_DIR", "").strip()
+# "Pretrained weights"): where `manage.py fetch_pretrained` and the staff page "Pretrained networks"
+# put them, and where training loads them from. A network whose file is not there is unavailable.
+PRETRAINED_WEIGHTS_DIR = str(Path(os.environ.get("PRETRAINED_WEIGHTS_DIR", "").strip()
+                                  or DATA_DIR / "weights").resolve())
+# Where those files are downloaded from: empty means Keras' own storage (mlcore/pretrained.py); a
+# mirror with the same paths can be named instead.
+PRETRAINED_WEIGHTS_URL = os.environ.get("PRETRAINED_WEIGHTS_URL", "").strip()

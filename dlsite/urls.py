@@ -13,5 +13,6 @@ urlpatterns = [
     path("datasets/", include("datasets_app.urls")),
     path("runs/", include("training_app.urls")),
     path("predict/", include("predict_app.urls")),
+    path("pretrained/", include("pretrained_app.urls")),
     path("admin/", admin.site.urls),
 ]

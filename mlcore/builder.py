@@ -19,6 +19,7 @@ workers fork; see GUIDE.md).
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,15 +126,27 @@ _NEEDS_FLAT = {"Dense"}
 @dataclass(frozen=True)
 class Base:
     label: str
-    application: str  # the constructor's name in keras.applications
+    # The constructor's name in keras.applications; None for EfficientNet-Lite0, which this site builds
+    # itself (mlcore/efficientnet_lite.py).
+    application: str | None
     weights_file: str  # the "no top" file name that Keras itself downloads for weights="imagenet"
     # Rescaling(scale, offset) that turns 0-255 pixels into what the base expects; None when the
     # base rescales by itself.
     scale: tuple[float, float] | None
     about: str
+    # True when the weights come inside an installed Python package (converted once into the weights
+    # folder on first use), so every site has them without downloading anything.
+    bundled: bool = False
 
 
 BASES = {
+    "efficientnet_lite0": Base(
+        "EfficientNet-Lite0", None, "efficientnet_lite0_notop.weights.h5",
+        (1 / 128, -127 / 128),  # (x - 127) / 128: the scaling its ImageNet weights were trained with
+        "A network already trained on 1.4 million photos (ImageNet), whose weights come with this site: it "
+        "works without an internet connection.",
+        bundled=True,
+    ),
     "mobilenetv2": Base(
         "MobileNetV2", "MobileNetV2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
         # keras.applications.mobilenet_v2.preprocess_input: x / 127.5 - 1, i.e. pixels in [-1, 1].
@@ -303,22 +316,38 @@ def augmentation_layers(augmentation, seed: int | None = None) -> list:
 
 
 def weights_path(base_name: str, weights_dir) -> Path | None:
-    """The weights file of a base in the operator's folder, or None where it is not there."""
+    """The weights file of a base in the operator's folder, or None where it is not there. A bundled
+    base's file is converted into the folder on first use (a temporary folder when none is set)."""
+    if BASES[base_name].bundled:
+        from .efficientnet_lite import lite0_weights_file
+
+        return lite0_weights_file(weights_dir or Path(tempfile.gettempdir()) / "dlsite-weights")
     if not weights_dir:
         return None
     path = Path(weights_dir) / BASES[base_name].weights_file
     return path if path.is_file() else None
 
 
+def has_weights(base_name: str, weights_dir) -> bool:
+    """Whether a base can be trained here, without converting anything (cheap enough for a web page)."""
+    if BASES[base_name].bundled:
+        from .efficientnet_lite import torch_weights_path
+
+        return torch_weights_path() is not None
+    return bool(weights_dir) and (Path(weights_dir) / BASES[base_name].weights_file).is_file()
+
+
 def missing_weights_message(base_name: str, weights_dir) -> str | None:
-    """Why the transfer network on this base cannot be trained on this site, or None if it can."""
-    if weights_path(base_name, weights_dir):
+    """Why the transfer network on this base cannot be trained on this site, or None if it can.
+
+    Said to the person choosing a network, so it says who can add the file and how, and names no
+    setting: the folder and the checksums are on the staff page "Pretrained networks"."""
+    if has_weights(base_name, weights_dir):
         return None
     base = BASES[base_name]
-    where = ("in the folder set by PRETRAINED_WEIGHTS_DIR, and that setting is empty" if not weights_dir
-             else "in the folder PRETRAINED_WEIGHTS_DIR, and it is not there")
     return (f"Not available on this site yet: {base.label} needs its pretrained weights file "
-            f"{base.weights_file} {where}. The README (section “Pretrained weights”) says how to get it.")
+            f"{base.weights_file}. Someone who runs this site can download it on the “Pretrained networks” "
+            "page (or with manage.py fetch_pretrained); the README, section “Pretrained weights”, says how.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,9 +464,14 @@ def _add_base(inputs, base_spec, input_shape, weights_dir, load_weights):
         # The pretrained filters expect colour: grey repeated three times is how ImageNet networks are
         # usually given grayscale images, and it keeps the pretrained first layer intact.
         x = layers.Concatenate(name="grey_to_rgb")([x, x, x])
-    constructor = getattr(keras.applications, base_info.application)
-    base = constructor(include_top=False, weights=str(path) if path else None,
-                       input_shape=(height, width, 3), name=base_spec["name"])
+    if base_info.application is None:
+        from .efficientnet_lite import efficientnet_lite0_base
+
+        base = efficientnet_lite0_base((height, width, 3), path, name=base_spec["name"])
+    else:
+        constructor = getattr(keras.applications, base_info.application)
+        base = constructor(include_top=False, weights=str(path) if path else None,
+                           input_shape=(height, width, 3), name=base_spec["name"])
     if path and base_spec["name"] == "efficientnetb0":
         _match_imagenet_normalisation(base)
     most = len(base.layers) - 1

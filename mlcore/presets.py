@@ -62,6 +62,15 @@ PRESET_SPECS = {
                             {"type": "GlobalAveragePooling2D"}, {"type": "Dropout", "rate": 0.3}], "base": None},
         "optimizer": "adam", "learning_rate": 0.001,
     },
+    "efficientnet_lite0": {
+        "label": "Transfer learning: EfficientNet-Lite0 (works offline)",
+        "description": "Reuses EfficientNet-Lite0, already trained on 1.4 million photos, and trains only a new "
+                       "top. Its weights come with this site, so it needs no download. The best start for "
+                       "photos: right about 9 times out of 10 on five kinds of flowers after a few minutes on a "
+                       "laptop-class processor. Needs images of at least 32 pixels.",
+        "spec": _transfer("efficientnet_lite0"),
+        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
+    },
     "mobilenetv2": {
         "label": "Transfer learning: MobileNetV2",
         "description": "Reuses MobileNetV2, already trained on 1.4 million photos, and trains only a new top. "

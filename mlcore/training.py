@@ -130,6 +130,9 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, training: boo
     return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
+EAGER_PIXELS = 16 * 224 * 224  # pixels timed eagerly by steps_per_execution: all of MNIST's 128, 16 big photos
+
+
 def steps_per_execution(model, sample: np.ndarray, interval_s: float, steps: int) -> int:
     """How many training steps Keras runs in one call (`compile(steps_per_execution=...)`), so that
     progress is still reported about every `interval_s`: at least 1, at most an epoch.
@@ -141,10 +144,14 @@ def steps_per_execution(model, sample: np.ndarray, interval_s: float, steps: int
     2.1 times such a pass for the small and the deeper convolutional network, and 0.8 times for the
     tiny dense one, whose eager pass is mostly Python. Calls in inference mode change nothing in the
     model. With `interval_s` 0 (a report after every step), or a network so slow that one pass takes
-    the whole interval, it is 1.
+    the whole interval, it is 1. Big pictures are timed on part of the batch and the time scaled up:
+    an eager pass keeps every layer's output alive (80 MB a picture for EfficientNet-Lite0 at 224).
     """
     if interval_s <= 0 or steps <= 1:
         return 1
+    part = max(1, min(len(sample), EAGER_PIXELS // max(1, int(np.prod(sample.shape[1:3])))))
+    interval_s *= part / len(sample)  # timing `part` pictures of the batch stands for the whole
+    sample = sample[:part]
     started = time.perf_counter()
     np.asarray(model(sample, training=False))
     if time.perf_counter() - started > interval_s:  # a big network: one step per call, and no second pass
@@ -199,7 +206,10 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
                 on_epoch: Callable[[int, dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 progress_interval_s: float = 0.5,
-                backup_dir: str | None = None) -> TrainingOutcome:
+                backup_dir: str | None = None,
+                on_phase: Callable[[str, int, int], None] | None = None,
+                deadline: float | None = None,
+                on_plan: Callable[[int], None] | None = None) -> TrainingOutcome:
     """Build and fit the model of `config.spec`, then fine-tune it if the config asks.
 
     `on_epoch(epoch, logs)` gets the epoch's metrics and its "learning_rate". With `backup_dir`,
@@ -208,6 +218,13 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     instead of starting over. A cancel (`should_stop`) stops within about `progress_interval_s` (at the
     end of the current call of steps, see steps_per_execution) and, like early stopping, goes back to
     the weights of the best epoch so far. `on_batch` gets at most one report per `progress_interval_s`.
+
+    A frozen pretrained base with nothing random before it but left-right flips is run once over the
+    pictures (and their mirror images), and the new top learns from what it saw: the same training
+    as fitting the whole model, minus a pass of the base per epoch (see FrozenTrunk); `on_phase(text,
+    done, total)` reports that pass. With `deadline` (a time.monotonic() value: the time budget), the
+    first epoch's duration sets how many epochs fit before it, the step-size schedule is stretched or
+    shrunk to that many, `on_plan(epochs)` is told, and no epoch starts that would end after it.
     """
     import keras
     import tensorflow as tf
@@ -218,36 +235,49 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     gpus = tf.config.list_physical_devices("GPU")
     strategy = (tf.distribute.MirroredStrategy() if config.all_gpus and len(gpus) > 1
                 else tf.distribute.get_strategy())
-    steps = max(1, math.ceil(len(x_train) / config.batch_size))
     smoothing = config.label_smoothing > 0
     has_validation = len(x_val) > 0
     monitor = "val_loss" if has_validation else "loss"
-
-    def compile_for(model, learning_rate, epochs):
-        loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if smoothing
-                else keras.losses.SparseCategoricalCrossentropy())
-        schedule = make_schedule(config.lr_schedule, learning_rate, epochs * steps)
-        # XLA (jit_compile) stays as Keras decides: off on a CPU, where it made MNIST training six times
-        # slower here (docs/benchmarks.md), and on for a GPU.
-        model.compile(optimizer=make_optimizer(config.optimizer, schedule), loss=loss, metrics=["accuracy"],
-                      steps_per_execution=per_call)
+    labels = config.num_classes if smoothing else None
+    weights = class_weights(y_train, config.num_classes) if config.class_weighting == "auto" else None
 
     with strategy.scope():
         model = build_model(config.spec, (*config.image_size, config.channels), config.num_classes,
                             config.weights_dir, augmentation=config.augmentation, seed=config.seed)
-    per_call = steps_per_execution(model, x_train[:config.batch_size], progress_interval_s, steps)
-    with strategy.scope():
-        compile_for(model, config.learning_rate, config.epochs)
 
-    labels = config.num_classes if smoothing else None
-    train_data = make_dataset(x_train, y_train, config.batch_size, training=True, seed=config.seed,
-                              num_classes=labels)
-    val_data = (make_dataset(x_val, y_val, config.batch_size, training=False, seed=config.seed, num_classes=labels)
-                if has_validation else None)
-    weights = class_weights(y_train, config.num_classes) if config.class_weighting == "auto" else None
+    def datasets(x, y, xv, yv):
+        train = make_dataset(x, y, config.batch_size, training=True, seed=config.seed, num_classes=labels)
+        val = make_dataset(xv, yv, config.batch_size, training=False, seed=config.seed, num_classes=labels)
+        return train, (val if has_validation else None), max(1, math.ceil(len(x) / config.batch_size))
+
+    def compile_for(fitted, learning_rate, epochs, steps):
+        loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if smoothing
+                else keras.losses.SparseCategoricalCrossentropy())
+        schedule = make_schedule(config.lr_schedule, learning_rate, epochs * steps)
+        per_call = steps_per_execution(fitted, sample, progress_interval_s, steps)
+        # XLA (jit_compile) stays as Keras decides: off on a CPU, where it made MNIST training six times
+        # slower here (docs/benchmarks.md), and on for a GPU.
+        with strategy.scope():
+            fitted.compile(optimizer=make_optimizer(config.optimizer, schedule), loss=loss, metrics=["accuracy"],
+                           steps_per_execution=per_call)
+        return schedule
+
+    trunk = FrozenTrunk.of(model, config)
+    if trunk:
+        fitted = trunk.head
+        x_fit = trunk.features(x_train, on_phase, mirrored=trunk.mirrors)
+        y_fit = np.concatenate([y_train, y_train]) if trunk.mirrors else y_train
+        train_data, val_data, steps = datasets(x_fit, y_fit, trunk.features(x_val, on_phase), y_val)
+        sample = x_fit[:config.batch_size]
+    else:
+        fitted = model
+        train_data, val_data, steps = datasets(x_train, y_train, x_val, y_val)
+        sample = x_train[:config.batch_size]
+    schedule = compile_for(fitted, config.learning_rate, config.epochs, steps)
     progress = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
-    first_judged = settled_epoch(model, steps)
+    first_judged = settled_epoch(fitted, steps)
     best = _make_best_weights_callback(monitor, first_judged)
+    budget = _make_budget_callback(deadline, on_plan)
 
     def fit(first_epoch, last_epoch, phase_backup):
         # Progress first: an epoch is recorded before its backup is written, so an epoch is
@@ -257,14 +287,17 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
             # Keras counts epochs from 0 here: it ignores the epochs before the statistics settled.
             callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience,
                                                            start_from_epoch=first_judged - 1))
+        if deadline is not None:
+            budget.start_phase(schedule, steps, first_epoch, last_epoch)
+            callbacks.append(budget)
         if phase_backup:
             callbacks.append(_make_backup_callback(phase_backup))
         # steps_per_epoch is the dataset's own length: with `per_call` steps per call, the epoch's last call
         # runs only the steps left (Keras stops a call when the dataset ends), so an epoch is always `steps`.
-        model.fit(train_data, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
-                  validation_data=val_data, class_weight=weights, callbacks=callbacks,
-                  shuffle=False,  # the dataset shuffles itself
-                  verbose=0)
+        fitted.fit(train_data, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
+                   validation_data=val_data, class_weight=weights, callbacks=callbacks,
+                   shuffle=False,  # the dataset shuffles itself
+                   verbose=0)
 
     # The first phase's end is marked on disk, so a run that dies while fine-tuning does not repeat it.
     first_phase_done = os.path.join(backup_dir, "first-phase.weights.h5") if backup_dir else None
@@ -280,17 +313,132 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         if config.fine_tunes and first_phase_done and not progress.stopped:
             model.save_weights(first_phase_done)
 
-    stopped_early = model.stop_training and not progress.stopped
-    if config.fine_tunes and not progress.stopped and not stopped_early:
+    stopped_early = fitted.stop_training and not progress.stopped and not budget.ran_out
+    if config.fine_tunes and not progress.stopped and not stopped_early and not budget.ran_out:
+        fitted = model
         with strategy.scope():
             unfreeze_top(model, config.spec["base"]["fine_tune_layers"])
-            compile_for(model, config.fine_tune_learning_rate, config.fine_tune_epochs)
+        train_data, val_data, steps = datasets(x_train, y_train, x_val, y_val)
+        sample = x_train[:config.batch_size]
+        schedule = compile_for(model, config.fine_tune_learning_rate, config.fine_tune_epochs, steps)
+        progress.steps = steps
         best.reset()  # fine-tuning starts from the best of the first phase; compare within it
         fit(config.epochs, config.total_epochs, os.path.join(backup_dir, "fine-tune") if backup_dir else None)
-        stopped_early = model.stop_training and not progress.stopped
+        stopped_early = model.stop_training and not progress.stopped and not budget.ran_out
 
     best_epoch = best.restore() if (progress.stopped or stopped_early) else None
     return TrainingOutcome(model, progress.stopped, stopped_early, best_epoch)
+
+
+class FrozenTrunk:
+    """The part of a transfer network that training never changes, run once instead of every epoch.
+
+    In the first phase a pretrained base is frozen and in inference mode, and the global average
+    pooling after it has no weights: for each picture they give the same 1,280 or so numbers every
+    epoch. Only the layers after them (the "head": dropout, dense layers, the output) learn. So the
+    trunk reads every picture once, and the head, which shares its layers with the whole model,
+    learns from those numbers in milliseconds per epoch instead of a pass of the base (about a
+    minute per epoch for 2,300 photos on two cores). Left-right flips are the one random change
+    that can be read ahead: the trunk also reads each picture mirrored, so the head sees both.
+    Any other random change (turns, zooms, ...) is different every epoch, so those networks train
+    whole.
+    """
+
+    def __init__(self, trunk, head, mirrors):
+        self.trunk, self.head, self.mirrors = trunk, head, mirrors
+
+    @classmethod
+    def of(cls, model, config) -> "FrozenTrunk | None":
+        import keras
+
+        from .builder import BASES, normalise_augmentation
+
+        if not config.spec.get("base"):
+            return None
+        changes = {name: value for name, value in normalise_augmentation(config.augmentation).items()
+                   if value not in (0, "none")}
+        if set(changes) - {"flip"} or changes.get("flip", "horizontal") != "horizontal":
+            return None
+        names = [layer.name for layer in model.layers]
+        base_at = next(i for i, name in enumerate(names) if name in BASES)
+        if base_at + 1 >= len(names) or not isinstance(model.layers[base_at + 1], keras.layers.GlobalAveragePooling2D):
+            return None  # image-shaped features would be too big to keep
+        pooled = model.layers[base_at + 1]
+        trunk = keras.Model(model.input, pooled.output, name="frozen_trunk")
+        head_input = keras.Input(shape=tuple(pooled.output.shape[1:]), name="features")
+        x = head_input
+        for layer in model.layers[base_at + 2:]:
+            x = layer(x)
+        return cls(trunk, keras.Model(head_input, x, name="head"), mirrors=changes.get("flip") == "horizontal")
+
+    def features(self, pixels: np.ndarray, on_phase=None, mirrored=False) -> np.ndarray:
+        """The trunk's output for each picture (then for each mirrored picture, with `mirrored`)."""
+        from .serving import predict_batch
+
+        sources = [pixels, pixels[:, :, ::-1]] if mirrored else [pixels]
+        total, found = sum(len(source) for source in sources), []
+        for source in sources:
+            before = sum(len(f) for f in found)
+            report = (lambda done, _, before=before: on_phase(FEATURES_PHASE, before + done, total)) if on_phase else None
+            found.append(predict_batch(self.trunk, source, on_progress=report))
+        return np.concatenate(found).astype("float32")
+
+
+FEATURES_PHASE = "Looking at the pictures with the pretrained network"
+
+
+def _make_budget_callback(deadline, on_plan):
+    """Keeps training inside a time budget that ends at `deadline` (time.monotonic()).
+
+    After the first and the second epoch of a phase, the epoch's duration says how many epochs fit
+    before the deadline; the step-size schedule is fitted to that many (so a cosine still glides to
+    its end), Keras' training function is traced again to take the new length, and `on_plan(epochs)`
+    is told. An epoch that would end after the deadline, at the pace of the latest one, is not started.
+    (Defined in a function so that importing this module does not import Keras.)
+    """
+    import keras
+
+    class Budget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.ran_out = False
+
+        def start_phase(self, schedule, steps, first_epoch, last_epoch):
+            self.schedule, self.steps, self.first_epoch, self.last_epoch = schedule, steps, first_epoch, last_epoch
+            self.planned = None
+            self.reports_plan = first_epoch == 0  # on_plan speaks of the first phase's epochs
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            epoch_s = max(now - self.epoch_started, 1e-3)
+            # Planned after the phase's first epoch, and again after its second: the first also traced
+            # the training function, so only the second shows the pace of the rest.
+            if epoch - self.first_epoch < 2:
+                fit_more = int((deadline - now) // epoch_s)
+                self.planned = max(epoch + 1, min(self.last_epoch, epoch + 1 + fit_more))
+                _stretch_schedule(self.schedule, (self.planned - self.first_epoch) * self.steps)
+                self.model.make_train_function(force=True)
+                if on_plan and self.reports_plan:
+                    on_plan(self.planned)
+            if epoch + 1 >= self.planned or now + epoch_s > deadline:
+                self.ran_out = epoch + 1 < self.last_epoch
+                self.model.stop_training = True
+
+    return Budget()
+
+
+def _stretch_schedule(schedule, total_steps: int):
+    """Fit a make_schedule() schedule to `total_steps` optimizer steps (a constant has nothing to fit)."""
+    import keras
+
+    total_steps = max(1, total_steps)
+    if isinstance(schedule, keras.optimizers.schedules.CosineDecay):
+        schedule.decay_steps = total_steps
+    elif isinstance(schedule, keras.optimizers.schedules.PiecewiseConstantDecay):
+        schedule.boundaries = [max(1, total_steps // 2), max(2, (3 * total_steps) // 4)]
 
 
 def _make_backup_callback(backup_dir: str):
@@ -356,6 +504,7 @@ def _make_progress_callback(steps, on_batch, on_epoch, should_stop, interval_s):
     class ProgressCallback(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
+            self.steps = steps  # per epoch; fine-tuning a frozen trunk's network has other steps
             self.epoch = 0
             self.last_report = 0.0
             self.stopped = False
@@ -364,14 +513,14 @@ def _make_progress_callback(steps, on_batch, on_epoch, should_stop, interval_s):
             self.epoch = epoch + 1
 
         def on_train_batch_end(self, batch, logs=None):
-            batch = min(batch, steps - 1)  # an epoch's last call may run fewer steps than it names
+            batch = min(batch, self.steps - 1)  # an epoch's last call may run fewer steps than it names
             now = time.monotonic()
-            if now - self.last_report < interval_s and batch + 1 < steps:
+            if now - self.last_report < interval_s and batch + 1 < self.steps:
                 return
             self.last_report = now
             logs = logs or {}
             if on_batch:
-                on_batch(BatchProgress(self.epoch, batch + 1, steps,
+                on_batch(BatchProgress(self.epoch, batch + 1, self.steps,
                                        float(logs.get("loss", math.nan)),
                                        float(logs.get("accuracy", math.nan))))
             if should_stop and should_stop():

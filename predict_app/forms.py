@@ -34,4 +34,5 @@ class PredictForm(forms.Form):
         self.fields["run"].queryset = runs
         self.fields["run"].label_from_instance = lambda run: (
             f"Run {run.id}: {run.dataset.name}, {run.get_preset_display().split(' (')[0]}"
-            + (f", {run.test_accuracy:.1%} test accuracy" if run.test_accuracy is not None else ""))
+            + (f", {run.test_accuracy:.1%} test accuracy" if run.test_accuracy is not None else "")
+            + (f" — {run.verdict['badge']}" if run.verdict else ""))

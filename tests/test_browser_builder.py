@@ -32,7 +32,7 @@ def test_open_a_preset_break_it_and_mend_it(live_server, browser_page, settings)
 
     # Transfer learning needs weights files this site does not have: shown, but not to be opened.
     expect(page.locator(".mb-preset[data-preset=mobilenetv2]")).to_be_disabled()
-    expect(page.locator(".mb-unavailable")).to_contain_text("PRETRAINED_WEIGHTS_DIR")
+    expect(page.locator(".mb-unavailable")).to_contain_text("Pretrained networks")
 
     page.click(".mb-preset[data-preset=dense]")
     expect(totals).to_contain_text(total_text(preset_spec("dense")), timeout=FIRST_CHECK_MS)

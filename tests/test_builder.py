@@ -19,8 +19,9 @@ from mlcore.builder import (
 from mlcore.models import make_model
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 
-TRANSFER = ["mobilenetv2", "efficientnetb0"]
-FROM_SCRATCH = [key for key in PRESET_SPECS if key not in TRANSFER]
+TRANSFER = ["mobilenetv2", "efficientnetb0"]  # on files the operator adds (tests/conftest.py makes stand-ins)
+BUNDLED = ["efficientnet_lite0"]  # its real weights come with the site
+FROM_SCRATCH = [key for key in PRESET_SPECS if key not in TRANSFER + BUNDLED]
 
 
 def conv(filters=8, **settings):
@@ -69,7 +70,7 @@ def test_it_refuses_what_is_not_a_spec():
     assert "missing" in refusal("Conv2D please").message
     assert "at most 40 layers" in refusal(spec(*[{"type": "Dropout"}] * 41)).message
     for base in ({"name": "resnet"}, {"name": ["mobilenetv2"]}, "mobilenetv2"):
-        assert "must be one of: MobileNetV2, EfficientNetB0" in refusal(spec(base=base)).message
+        assert "must be one of: EfficientNet-Lite0, MobileNetV2, EfficientNetB0" in refusal(spec(base=base)).message
 
 
 # ---- how the layers fit together
@@ -133,7 +134,7 @@ def test_a_network_too_big_to_train_here_is_refused_before_keras_allocates_it():
     assert validate(just_under, (256, 256, 3), 2)["total_params"] < MAX_PARAMS
 
 
-@pytest.mark.parametrize("base", TRANSFER)
+@pytest.mark.parametrize("base", TRANSFER + BUNDLED)
 def test_a_pretrained_base_needs_images_of_at_least_32_pixels(base):
     error = refusal(preset_spec(base), input_shape=(28, 28, 3))
     assert f"{BASES[base].label} needs images of at least 32 × 32 pixels" in error.message
@@ -171,7 +172,7 @@ def test_each_preset_validates_and_its_summary_matches_keras(key):
     assert numbered == list(range(1, len(PRESET_SPECS[key]["spec"]["layers"]) + 1))
 
 
-@pytest.mark.parametrize("key", TRANSFER)
+@pytest.mark.parametrize("key", TRANSFER + BUNDLED)
 def test_each_transfer_preset_validates_and_its_summary_matches_keras(key, weights_dir):
     folder, _ = weights_dir
     summary = validate(preset_spec(key), (32, 32, 3), 3)
@@ -292,20 +293,23 @@ def test_build_model_without_the_weights_file_explains_what_is_missing(tmp_path)
 @pytest.mark.parametrize("folder", ["", "empty"])
 def test_transfer_presets_are_unavailable_without_their_weights_files(folder, tmp_path):
     presets = {p["key"]: p for p in available_presets(tmp_path if folder else "")}
-    assert all(presets[key]["available"] and presets[key]["reason"] == "" for key in FROM_SCRATCH)
+    assert all(presets[key]["available"] and presets[key]["reason"] == "" for key in FROM_SCRATCH + BUNDLED)
     mobilenet = presets["mobilenetv2"]
     assert not mobilenet["available"]
     assert "MobileNetV2 needs its pretrained weights file mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" \
         in mobilenet["reason"]
-    assert "PRETRAINED_WEIGHTS_DIR" in mobilenet["reason"] and "README" in mobilenet["reason"]
-    assert ("setting is empty" in mobilenet["reason"]) == (folder == "")
+    # Said to the person choosing a network: who can add the file and how, in plain words, no setting names.
+    assert "Someone who runs this site can download it on the “Pretrained networks” page" in mobilenet["reason"]
+    assert "manage.py fetch_pretrained" in mobilenet["reason"] and "README" in mobilenet["reason"]
+    assert "PRETRAINED_WEIGHTS_DIR" not in mobilenet["reason"]
     assert not presets["efficientnetb0"]["available"] and "efficientnetb0_notop.h5" in presets["efficientnetb0"]["reason"]
 
 
 def test_transfer_presets_are_available_with_their_weights_files(weights_dir):
     presets = available_presets(weights_dir[0])
     assert all(p["available"] for p in presets)
-    assert [p["key"] for p in presets] == ["dense", "wide", "small_cnn", "deeper_cnn", "mobilenetv2", "efficientnetb0"]
+    assert [p["key"] for p in presets] == ["dense", "wide", "small_cnn", "deeper_cnn", "efficientnet_lite0",
+                                           "mobilenetv2", "efficientnetb0"]
 
 
 # ---- the networks the training form builds by name are the ones they always were
@@ -405,7 +409,8 @@ def test_the_builder_page_offers_the_presets_and_explains_the_unavailable(alice,
     options = response.context["options"]
     assert options["channels"] == shapes.channels() and options["dataset"] == shapes.pk
     assert {p["key"]: p["available"] for p in options["presets"]} == {
-        "dense": True, "wide": True, "small_cnn": True, "deeper_cnn": True, "mobilenetv2": False, "efficientnetb0": False}
+        "dense": True, "wide": True, "small_cnn": True, "deeper_cnn": True, "efficientnet_lite0": True,
+        "mobilenetv2": False, "efficientnetb0": False}
     assert 'id="builder-options"' in response.content.decode() and "js/builder.js" in response.content.decode()
 
 

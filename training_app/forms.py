@@ -53,10 +53,12 @@ class TrainingRunForm(forms.ModelForm):
         model = TrainingRun
         fields = ["preset", "model_spec", "image_size", "channels", "resize_mode", "epochs", "batch_size",
                   "optimizer", "learning_rate", "lr_schedule", "early_stopping_patience", "class_weighting",
-                  "label_smoothing", "seed", "fine_tune_epochs", "fine_tune_learning_rate", "use_all_gpus"]
+                  "label_smoothing", "seed", "fine_tune_epochs", "fine_tune_learning_rate", "use_all_gpus",
+                  "time_budget_s"]
         labels = {"preset": "Network", "channels": "Colour", "resize_mode": "Pictures that are not square",
                   "optimizer": "Learning method (optimizer)", "lr_schedule": "Step size over time",
-                  "class_weighting": "Balance the classes", "use_all_gpus": "Use every GPU of the worker"}
+                  "class_weighting": "Balance the classes", "use_all_gpus": "Use every GPU of the worker",
+                  "time_budget_s": "About how long can this take?"}
         help_texts = {
             "preset": "A ready-made network to train. With JavaScript on, the layer builder below chooses it instead.",
             "channels": "Grayscale pictures are quicker to learn from; colour keeps what colour tells apart.",
@@ -65,11 +67,14 @@ class TrainingRunForm(forms.ModelForm):
                          "trains best with.",
             "lr_schedule": "Whether the step size stays the same or shrinks as training goes on.",
             "class_weighting": "Whether classes with few images should count as much as big ones.",
+            "time_budget_s": "Training stops in time: after the first epoch the worker knows how many more fit, "
+                             "and trains that many (at most the epochs above), with the step size shrinking to "
+                             "fit. Testing and saving take the last tenth.",
             "use_all_gpus": "Train on all the GPUs of the machine that trains, sharing each batch between "
                             "them. Leave it off unless the worker has several GPUs.",
         }
         # Radio buttons where each choice needs its sentence of explanation to be understood.
-        widgets = {"channels": forms.RadioSelect, "resize_mode": forms.RadioSelect, "optimizer": forms.RadioSelect,
+        widgets = {"time_budget_s": forms.RadioSelect, "channels": forms.RadioSelect, "resize_mode": forms.RadioSelect, "optimizer": forms.RadioSelect,
                    "lr_schedule": forms.RadioSelect, "class_weighting": forms.RadioSelect}
 
     AUGMENTATION_PREFIX = "augment_"
@@ -102,7 +107,7 @@ class TrainingRunForm(forms.ModelForm):
 
     def main_learning_fields(self):
         """"How it learns", the settings most people look at."""
-        return self._named("epochs", "batch_size", "learning_rate")
+        return self._named("time_budget_s", "epochs", "batch_size", "learning_rate")
 
     def advanced_learning_fields(self):
         return self._named("optimizer", "lr_schedule", "class_weighting", "early_stopping_patience",

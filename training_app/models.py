@@ -6,7 +6,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F
 from django.utils import timezone
+from django.utils.functional import cached_property
 
+from mlcore import insights
+from mlcore.budget import TIME_BUDGETS
 from mlcore.builder import OPTIMIZER_LABELS
 from mlcore.images import RESIZE_MODES
 from mlcore.presets import PRESET_SPECS
@@ -23,6 +26,16 @@ class TrainingRunQuerySet(models.QuerySet):
 
     def with_model(self):
         return self.filter(status__in=[TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED]).exclude(model_file="")
+
+    def measured_speed(self, preset, channels):
+        """(training images a second, at this image size) of the latest finished run of this network
+        and colour on this site, from its epochs after the first; None when there is none."""
+        run = (self.filter(preset=preset, channels=channels, status=TrainingRun.Status.SUCCEEDED, train_count__gt=0)
+               .order_by("-finished_at").first())
+        seconds = sorted(run.epoch_metrics.values_list("seconds", flat=True))[1:] if run else []
+        if not seconds or not seconds[len(seconds) // 2]:
+            return None
+        return run.train_count / seconds[len(seconds) // 2], run.image_size
 
     def claim(self, run_id):
         """Take a queued run for this worker process; None when another delivery already has it.
@@ -98,6 +111,8 @@ class TrainingRun(models.Model):
     fine_tune_epochs = models.PositiveIntegerField(default=0)
     fine_tune_learning_rate = models.FloatField(default=0.00001)
     use_all_gpus = models.BooleanField(default=False)
+    # 0: no limit. Otherwise the worker trains as many epochs (up to `epochs`) as fit (mlcore/budget.py).
+    time_budget_s = models.PositiveIntegerField(default=0, choices=TIME_BUDGETS)
 
     # The job
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -160,7 +175,7 @@ class TrainingRun(models.Model):
     SETTINGS = ["preset", "model_spec", "image_size", "channels", "resize_mode", "augmentation", "epochs",
                 "batch_size", "optimizer", "learning_rate", "lr_schedule", "early_stopping_patience",
                 "class_weighting", "label_smoothing", "seed", "fine_tune_epochs", "fine_tune_learning_rate",
-                "use_all_gpus"]
+                "use_all_gpus", "time_budget_s"]
 
     def settings(self):
         return {name: getattr(self, name) for name in self.SETTINGS}
@@ -196,6 +211,56 @@ class TrainingRun(models.Model):
     def test_accuracy_percent(self):
         return None if self.test_accuracy is None else round(100 * self.test_accuracy, 1)
 
+    # Did it learn anything? The rules and their words are in mlcore/insights.py.
+
+    def test_class_counts(self):
+        """How many test images each class had: the confusion matrix's row sums (or the per-class
+        table's "support"); None without a test result."""
+        if self.confusion:
+            return [sum(row) for row in self.confusion]
+        if self.per_class:
+            return [row.get("support", 0) for row in self.per_class]
+        return None
+
+    def learning_verdict(self, val_accuracies=None):
+        """mlcore.insights' verdict when the model learned nothing useful, else None.
+
+        From the test result when the run has one; else from `val_accuracies` (each epoch's
+        validation accuracy, in order): for a finished run, whether its best epoch was near
+        chance; while it trains, a hint when the last few epochs were. A failed run gets none.
+        """
+        if self.status == self.Status.FAILED:
+            return None
+        classes = len(self.class_names or [])
+        tips = {"pretrained": bool((self.model_spec or {}).get("base")), "learning_rate": self.learning_rate,
+                "images_per_class": self.train_count // classes if classes and self.train_count else None}
+        counts = self.test_class_counts()
+        if self.test_accuracy is not None and counts:
+            return insights.verdict_from_test(self.test_accuracy, counts, **tips)
+        if val_accuracies is None or self.test_accuracy is not None:
+            return None
+        finished = self.status in (self.Status.SUCCEEDED, self.Status.CANCELLED)
+        return insights.verdict_from_validation(val_accuracies, classes, self.val_count, finished=finished, **tips)
+
+    @cached_property
+    def verdict(self):
+        """The verdict of a finished run, for the tables that list runs: from its test result, or,
+        without one, from `best_val_accuracy` where the query annotated it (the best epoch)."""
+        if not self.is_final:
+            return None
+        best = getattr(self, "best_val_accuracy", None)
+        return self.learning_verdict(None if best is None else [best])
+
+    def status_label_with(self, verdict):
+        """"Finished", or "Finished — learned nothing useful" when `verdict` (learning_verdict's) says
+        so: a model no better than guessing never reads as a plain success."""
+        label = self.get_status_display()
+        return f"{label} — {verdict['badge']}" if verdict and verdict["final"] else label
+
+    @property
+    def status_label(self):
+        return self.status_label_with(self.verdict)
+
     def fraction_done(self):
         """Of the training itself, from 0 to 1."""
         if self.status == self.Status.SUCCEEDED:
@@ -227,6 +292,10 @@ class TrainingRun(models.Model):
         if self.training_started_at is None:
             self._update(training_started_at=timezone.now(), phase="Training")
         self._update(epoch=epoch, batch=batch, batches_per_epoch=batches_per_epoch)
+
+    def record_plan(self, epochs):
+        """The time budget decided how many epochs the first phase trains."""
+        self._update(epochs=epochs)
 
     def record_epoch(self, epoch, logs, seconds):
         EpochMetric.objects.update_or_create(run=self, epoch=epoch, defaults={

@@ -163,7 +163,8 @@ def _finished_row(run, now):
     ended = run.finished_at or run.created_at
     return {
         "id": run.id, "url": reverse("training:detail", args=[run.id]), "dataset": run.dataset.name,
-        "status": run.status, "status_label": run.get_status_display(),
+        # A model no better than guessing never reads as a plain success (mlcore/insights.py).
+        "status": run.status, "status_label": run.status_label, "learned_nothing": bool(run.verdict),
         "accuracy_text": "–" if run.test_accuracy is None else f"{run.test_accuracy_percent}%",
         "finished_at": ended.isoformat(), "when_text": _moment(ended, now),
     }

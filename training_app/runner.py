@@ -13,6 +13,7 @@ from django.core.files.storage import default_storage
 
 from datasets_app.versions import manifest_rows
 from mlcore import devices
+from mlcore.budget import AFTER_TRAINING_SHARE
 from mlcore.evaluation import evaluate
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
 from mlcore.builder import build_model, unfreeze_top
@@ -54,6 +55,7 @@ def load_arrays(run):
 
 
 def train_run(run: TrainingRun):
+    started = time.monotonic()
     found = devices.configure()
     TrainingRun.objects.filter(id=run.id).update(devices=found.describe(), mixed_precision=found.mixed_precision)
     class_names, data = load_arrays(run)
@@ -81,6 +83,11 @@ def train_run(run: TrainingRun):
         on_epoch=on_epoch,
         should_stop=run.cancel_is_requested,
         backup_dir=str(backup_dir),
+        on_phase=run.record_phase,
+        # The budget counts from the worker taking the run (the pictures' packing included), and keeps
+        # its last tenth for testing and saving (mlcore/budget.py).
+        deadline=started + run.time_budget_s * (1 - AFTER_TRAINING_SHARE) if run.time_budget_s else None,
+        on_plan=run.record_plan,
     )
 
     model = float32_twin(outcome.model, lambda: _rebuild(config))

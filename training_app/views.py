@@ -11,9 +11,10 @@ from django.views.decorators.http import require_POST
 from datasets_app.models import Image
 from datasets_app.versions import freeze
 from datasets_app.views import get_dataset_for_user
+from mlcore.budget import estimate
 from mlcore.builder import BASES, OPTIMIZER_LABELS, SpecError, normalise_augmentation
 from mlcore.images import RESIZE_MODES
-from mlcore.insights import overfitting_hint, samples_per_second
+from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
 from mlcore.training import CLASS_WEIGHTING, LR_SCHEDULES
 
 from .forms import TrainingRunForm
@@ -47,7 +48,20 @@ def run_new(request, dataset_pk):
     return render(request, "training_app/new.html", {
         "dataset": dataset, "form": form, "reasons": suggested["reasons"],
         "cloned_from": source if request.method != "POST" else None,
+        "estimate": time_estimate(dataset, suggested).in_words(),
     })
+
+
+def time_estimate(dataset, chosen):
+    """About how long a run with these settings takes, from "Start training" to a saved model."""
+    counts = dataset.split_counts()
+    base = (chosen["model_spec"] or {}).get("base")
+    mirrored = (chosen.get("augmentation") or {}).get("flip") == "horizontal"
+    network = base["name"] if base and chosen["preset"] == "custom" else chosen["preset"]
+    return estimate(network, chosen["image_size"], counts["train"], counts["val"], counts["test"], chosen["epochs"],
+                    pretrained=bool(base), mirrored=mirrored,
+                    measured_images_per_s=TrainingRun.objects.measured_speed(chosen["preset"], chosen["channels"]),
+                    budget_s=chosen.get("time_budget_s", 0))
 
 
 def _run_to_clone(request, dataset):
@@ -59,7 +73,10 @@ def _run_to_clone(request, dataset):
 
 @login_required
 def run_list(request):
-    runs = TrainingRun.objects.visible_to(request.user).select_related("dataset", "version")
+    # The best epoch's validation accuracy lets the table tell a run without a test result that
+    # learned nothing (TrainingRun.verdict); a query with GROUP BY leaves Meta.ordering out.
+    runs = (TrainingRun.objects.visible_to(request.user).select_related("dataset", "version")
+            .annotate(best_val_accuracy=Max("epoch_metrics__val_accuracy")).order_by("-created_at", "-id"))
     return render(request, "training_app/list.html", {"runs": runs})
 
 
@@ -73,9 +90,24 @@ def run_detail(request, pk):
         by_id = {image.id: image for image in images}
         wrong = [{"image": by_id[i], "predicted": run.class_names[p], "probability": prob}
                  for i, p, prob in run.wrong if i in by_id]
+    status = run_status(run)
     return render(request, "training_app/detail.html", {
-        "run": run, "status": run_status(run), "wrong": wrong, "summary": settings_in_words(run),
+        "run": run, "status": status, "wrong": wrong, "summary": settings_in_words(run),
+        "result": result_in_words(run), "verdict": status["verdict"] if status["learned_nothing"] else None,
     })
+
+
+def result_in_words(run):
+    """What the run page's result leads with: how often it was right, out of 10, what guessing would
+    get, and what it mixed up most. None without a test result."""
+    if run.test_accuracy is None:
+        return None
+    counts = run.test_class_counts()
+    return {
+        "right": times_out_of_ten(run.test_accuracy),
+        "guessing": guessing_in_words(counts, run.class_names) if counts else None,
+        "confused": most_confused(run.confusion, run.class_names) if run.confusion else None,
+    }
 
 
 def run_status(run):
@@ -84,10 +116,17 @@ def run_status(run):
     metrics = list(run.epoch_metrics.values("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                                             "seconds"))
     speed, estimated = _speed(run, metrics)
+    # Whether it learned anything: a final verdict once it has ended, a hint while it trains.
+    verdict = run.learning_verdict([m["val_accuracy"] for m in metrics])
+    final_verdict = bool(verdict and verdict["final"])
     return {
         "id": run.id,
         "status": run.status,
-        "status_label": run.get_status_display(),
+        "status_label": run.status_label_with(verdict),
+        "learned_nothing": final_verdict,
+        "verdict": verdict,
+        "chance_hint": (f"{verdict['title']}. {verdict['text']} {verdict['tips'][0]}"
+                        if verdict and not final_verdict else None),
         "is_final": run.is_final,
         "phase": run.phase,
         "phase_done": run.phase_done,

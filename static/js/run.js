@@ -61,7 +61,8 @@
 
   function show(status) {
     document.getElementById("run-status").textContent = status.status_label;
-    document.getElementById("run-status").className = `badge ${status.status}`;
+    // A run that learned nothing never reads as a plain success ("Finished — learned nothing useful").
+    document.getElementById("run-status").className = `badge ${status.status}${status.learned_nothing ? " guessing" : ""}`;
     document.getElementById("run-bar").style.width = `${status.percent}%`;
     let phase = status.phase || "";
     if (phase && status.phase_total) phase += ` (${status.phase_done} of ${status.phase_total})`;
@@ -75,6 +76,7 @@
     document.getElementById("run-detail").textContent = detail;
     showText("run-speed", speedText(status));
     showText("overfitting-hint", status.overfitting_hint);
+    showText("chance-hint", status.chance_hint);
     showText("best-epoch-note", status.best_epoch_note);
     const where = document.getElementById("run-where");
     if (where && status.where) where.textContent = status.where;

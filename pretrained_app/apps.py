@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PretrainedAppConfig(AppConfig):
+    name = "pretrained_app"
+    verbose_name = "Pretrained networks"

@@ -1,0 +1,52 @@
+"""Getting a weights file into the weights folder for the staff page, the Celery task and the
+management command; the checking itself is mlcore.pretrained's."""
+import logging
+import time
+
+from django.conf import settings
+
+from mlcore.pretrained import CATALOGUE, WeightsRefused, fetch
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.5  # how often a download writes its progress to its row
+
+
+def weights_folder():
+    """The folder from the settings; WeightsRefused when none is set."""
+    folder = settings.PRETRAINED_WEIGHTS_DIR
+    if not folder:
+        raise WeightsRefused("No folder for the pretrained weights is set: set PRETRAINED_WEIGHTS_DIR "
+                             "(the README, section “Pretrained weights”, says how).")
+    return folder
+
+
+def download_url(name):
+    return CATALOGUE[name].url(settings.PRETRAINED_WEIGHTS_URL or None)
+
+
+def run_download(download):
+    """Download the file a WeightsDownload row asks for, writing its progress on the row as it goes.
+    Ends with the row done, or failed with the reason in plain words."""
+    last = 0.0
+
+    def progress(done, total):
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_S or (total and done >= total):
+            last = now
+            download.record_progress(done, total)
+
+    try:
+        path = fetch(download.base, weights_folder(), settings.PRETRAINED_WEIGHTS_URL or None, progress)
+    except WeightsRefused as refusal:
+        logger.warning("Download of the %s weights refused: %s", download.base, refusal)
+        download.finish(str(refusal))
+        return
+    except Exception as exc:  # anything else still ends the row, never leaves it "running"
+        logger.exception("Download of the %s weights failed", download.base)
+        download.finish(f"The download stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
+        return
+    size = path.stat().st_size
+    download.record_progress(size, size)
+    download.finish()

@@ -1,0 +1,160 @@
+"""The staff page "Pretrained networks": which transfer-learning networks this site can train, and
+getting their ImageNet weights files: a download queued for a worker (the page polls its progress),
+or, for a site without internet, an upload of the same file. Both are checked before they are kept
+(mlcore.pretrained). Anyone who is not staff gets a 404; anyone not logged in, the login page."""
+from functools import wraps
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateformat import format as format_date
+from django.views.decorators.http import require_POST
+
+from mlcore.builder import BASES
+from mlcore.pretrained import CATALOGUE, WeightsRefused, store_verified, target_path
+
+from .jobs import download_url, weights_folder
+from .models import STALE_AFTER, WeightsDownload
+from .tasks import download_weights
+
+POLL_MS = 1000
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(error_messages={"required": "Choose the weights file to upload."})
+
+
+def staff_only(view):
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise Http404("No such page.")
+        return view(request, *args, **kwargs)
+    return wrapper
+
+
+def network_rows():
+    """One row per downloadable network, JSON-ready: the page draws them and its script redraws them."""
+    folder = settings.PRETRAINED_WEIGHTS_DIR
+    latest = WeightsDownload.objects.latest_per_base()
+    now = timezone.now()
+    rows = []
+    for name, entry in CATALOGUE.items():
+        path = target_path(entry, folder) if folder else None
+        available = bool(path and path.is_file())
+        download = _download_row(latest.get(name), now)
+        rows.append({
+            "name": name, "label": entry.label, "about": BASES[name].about, "file_name": entry.file_name,
+            "available": available,
+            "size_text": _size_text(path.stat().st_size) if available else "",
+            "state_text": (f"Available: networks built on {entry.label} can be trained on this site."
+                           if available else "Not available yet: its weights file is not on this site."),
+            "can_download": not available and not (download and download["active"]),
+            "download": download,
+            "source_url": download_url(name),
+            "check_text": entry.check_text(), "check_source": entry.source,
+            "download_url": reverse("pretrained:download", args=[name]),
+            "upload_url": reverse("pretrained:upload", args=[name]),
+        })
+    return rows
+
+
+def _download_row(download, now):
+    if download is None:
+        return None
+    waiting = download.status in (WeightsDownload.Status.QUEUED, WeightsDownload.Status.RUNNING)
+    active = waiting and download.updated_at >= now - STALE_AFTER
+    done, total = download.bytes_done, download.bytes_total
+    percent = 100.0 if download.status == WeightsDownload.Status.DONE else (
+        round(min(100.0, 100 * done / total), 1) if total else 0.0)
+    if download.status == WeightsDownload.Status.QUEUED:
+        text = "Waiting for a worker to start the download…"
+    elif download.status == WeightsDownload.Status.RUNNING:
+        text = (f"Downloading: {_size_text(done)} of {_size_text(total)} ({percent:.0f} %)" if total
+                else f"Downloading: {_size_text(done)} so far")
+    elif download.status == WeightsDownload.Status.DONE:
+        text = f"Downloaded and checked {_moment(download.finished_at or download.updated_at, now)}."
+    else:
+        text = f"The download {_moment(download.finished_at or download.updated_at, now)} failed."
+    if waiting and not active:
+        text = (f"No word from this download since {_moment(download.updated_at, now)}: the worker doing it may "
+                "have stopped. Start it again.")
+    return {"id": download.id, "status": download.status, "status_label": download.get_status_display(),
+            "active": active, "bytes_done": done, "bytes_total": total, "percent": percent, "text": text,
+            "error": download.error}
+
+
+def _size_text(size):
+    return f"{size / 1_000_000:.1f} MB"
+
+
+def _moment(when, now):
+    local = timezone.localtime(when)
+    return format_date(local, "\\a\\t H:i" if local.date() == timezone.localtime(now).date() else "\\o\\n j M, H:i")
+
+
+@staff_only
+def page(request):
+    return render(request, "pretrained_app/page.html", {
+        "networks": network_rows(), "folder": settings.PRETRAINED_WEIGHTS_DIR, "poll_ms": POLL_MS,
+        "url_base": settings.PRETRAINED_WEIGHTS_URL,
+    })
+
+
+@staff_only
+def status(request):
+    rows = network_rows()
+    return JsonResponse({"networks": rows, "active": any(row["download"] and row["download"]["active"] for row in rows)})
+
+
+def _entry_or_404(name):
+    if name not in CATALOGUE:
+        raise Http404("No such network.")
+    return CATALOGUE[name]
+
+
+@staff_only
+@require_POST
+def download(request, name):
+    entry = _entry_or_404(name)
+    with transaction.atomic():
+        if WeightsDownload.objects.active().filter(base=name).exists():
+            messages.info(request, f"{entry.label}'s weights file is already being downloaded.")
+        else:
+            queued = WeightsDownload.objects.create(base=name, requested_by=request.user)
+            download_weights.delay_on_commit(queued.id)  # the worker must never read an uncommitted row
+    return redirect("pretrained:page")
+
+
+@staff_only
+@require_POST
+def upload(request, name):
+    entry = _entry_or_404(name)
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors["file"]))
+        return redirect("pretrained:page")
+    uploaded = form.cleaned_data["file"]
+    try:
+        store_verified(uploaded.chunks(), entry, weights_folder(), total=uploaded.size, what="The uploaded file")
+    except WeightsRefused as refusal:
+        messages.error(request, str(refusal))
+    else:
+        messages.success(request, f"{entry.label}'s weights file was checked and is in place: networks built on "
+                                  f"{entry.label} can now be trained.")
+    return redirect("pretrained:page")
+
+
+urlpatterns = [
+    path("", page, name="page"),
+    path("status/", status, name="status"),
+    path("<str:name>/download/", download, name="download"),
+    path("<str:name>/upload/", upload, name="upload"),
+]

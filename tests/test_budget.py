@@ -1,0 +1,60 @@
+"""A time budget a person understands: the estimate before starting, and a worker that keeps to it."""
+import time
+
+import numpy as np
+
+from mlcore.budget import Estimate, estimate
+from mlcore.presets import preset_spec
+from mlcore.training import TrainingConfig, train_model
+
+
+def test_the_estimate_reads_as_minutes_and_says_where_it_comes_from():
+    assert Estimate(30, measured=False).in_words().startswith("under a minute (on a small 2-core computer")
+    assert Estimate(75, measured=True).in_words() == "about a minute (measured on this site's worker)"
+    assert Estimate(600, measured=True).in_words().startswith("about 10 minutes")
+    assert Estimate(3 * 3600, measured=False).in_words().startswith("about 3.0 hours")
+
+
+def test_a_frozen_pretrained_base_costs_one_look_at_each_picture_whatever_the_epochs():
+    few = estimate("efficientnet_lite0", 224, 2000, 300, 600, 10, pretrained=True, mirrored=True)
+    many = estimate("efficientnet_lite0", 224, 2000, 300, 600, 100, pretrained=True, mirrored=True)
+    assert few.seconds == many.seconds
+    unmirrored = estimate("efficientnet_lite0", 224, 2000, 300, 600, 10, pretrained=True, mirrored=False)
+    assert unmirrored.seconds < few.seconds
+
+
+def test_networks_from_scratch_cost_each_epoch_and_more_for_bigger_pictures():
+    ten = estimate("deeper_cnn", 64, 2000, 300, 600, 10, pretrained=False, mirrored=True, pack_ready=True)
+    twenty = estimate("deeper_cnn", 64, 2000, 300, 600, 20, pretrained=False, mirrored=True, pack_ready=True)
+    assert 1.8 < (twenty.seconds - 5) / (ten.seconds - 5) < 2.2
+    bigger = estimate("deeper_cnn", 128, 2000, 300, 600, 10, pretrained=False, mirrored=True, pack_ready=True)
+    assert bigger.seconds > 3 * ten.seconds
+
+
+def test_speeds_measured_on_this_site_come_first_and_a_budget_caps_the_estimate():
+    # 500 training images a second at 64 pixels: 10 epochs of 2,000 (and a third of 300 validation) take 42 s.
+    measured = estimate("deeper_cnn", 64, 2000, 300, 0, 10, pretrained=False, mirrored=False, pack_ready=True,
+                        measured_images_per_s=(500, 64))
+    assert measured.measured and round(measured.seconds) == 5 + 42
+    capped = estimate("deeper_cnn", 64, 2000, 300, 0, 1000, pretrained=False, mirrored=False, budget_s=120)
+    assert capped.seconds == 120
+
+
+def test_the_worker_fits_its_epochs_and_step_size_schedule_into_the_budget():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (512, 32, 32, 3), dtype=np.uint8)
+    y = (x[:, :, :, 0].mean(axis=(1, 2)) > 127).astype(np.int64)
+    config = TrainingConfig(spec=preset_spec("small_cnn"), image_size=(32, 32), channels=3, num_classes=2, epochs=500,
+                            batch_size=32, lr_schedule="cosine", learning_rate=0.01)
+    plans, epochs = [], []
+    started = time.monotonic()
+    budget_s = 10.0
+    outcome = train_model(config, x, y, x[:128], y[:128], deadline=started + budget_s, on_plan=plans.append,
+                          on_epoch=lambda epoch, logs: epochs.append((epoch, logs["learning_rate"], time.monotonic())))
+    assert len(plans) == 2 and 2 < plans[-1] < 500, plans  # planned after the first epoch and the second
+    assert len(epochs) <= plans[-1] and not outcome.stopped_early
+    last_epoch_s = epochs[-1][2] - epochs[-2][2]
+    assert epochs[-1][2] - started <= budget_s + last_epoch_s  # no epoch began that would end well past it
+    # The cosine was fitted to the planned epochs: by the last one the step size has glided most of the way
+    # to its floor (1 % of 0.01), where a schedule over 500 epochs would still be almost 0.01.
+    assert epochs[-1][1] < 0.003, epochs

