@@ -83,3 +83,27 @@ def estimate(network: str, image_size: int, train: int, val: int, test: int, epo
     if budget_s:
         seconds = min(seconds, budget_s)
     return Estimate(seconds, measured)
+
+
+# With a budget, a network trained from nothing should get at least this many epochs; a smaller input
+# size is chosen when the one asked for would allow fewer.
+MIN_EPOCHS_IN_BUDGET = 10
+SMALLEST_SIDE = 32
+
+
+def size_for_budget(network: str, image_size: int, train: int, val: int, test: int, *, pretrained: bool,
+                    mirrored: bool, budget_s: int, measured_images_per_s: tuple | None = None) -> int:
+    """The largest of `image_size`, three quarters and half of it (never under SMALLEST_SIDE, in
+    steps of 8 pixels) at which the run fits the budget: for a pretrained base, its one look at the
+    pictures; otherwise MIN_EPOCHS_IN_BUDGET epochs. The smallest when none fits; `image_size`
+    itself without a budget."""
+    if not budget_s:
+        return image_size
+    sizes = sorted({max(min(image_size, SMALLEST_SIDE), 8 * round(image_size * share / 8)) for share in (1, 0.75, 0.5)},
+                   reverse=True)
+    for size in sizes:
+        seconds = estimate(network, size, train, val, test, MIN_EPOCHS_IN_BUDGET, pretrained=pretrained,
+                           mirrored=mirrored, measured_images_per_s=measured_images_per_s).seconds
+        if seconds <= budget_s * (1 - AFTER_TRAINING_SHARE):
+            return size
+    return sizes[-1]

@@ -186,7 +186,8 @@ def what_to_try(pretrained=False, learning_rate=None, images_per_class=None, fin
     if not pretrained:
         tips.append("Start from a pretrained network, one that has already learned to recognise shapes and "
                     "textures in over a million photos: choose a “Transfer learning” network under Network.")
-    tips.append("Train for longer: more epochs give the network more chances to learn.")
+    tips.append("Train for longer: more epochs, or a longer time under “About how long can this take?”, give "
+                "the network more chances to learn.")
     if learning_rate and learning_rate > 0.001 + _EPSILON:
         tips.append(f"Use a smaller step size (learning rate), such as 0.001 instead of {learning_rate:g}: "
                     "steps that are too big keep the network jumping around instead of settling.")

@@ -58,3 +58,47 @@ def test_the_worker_fits_its_epochs_and_step_size_schedule_into_the_budget():
     # The cosine was fitted to the planned epochs: by the last one the step size has glided most of the way
     # to its floor (1 % of 0.01), where a schedule over 500 epochs would still be almost 0.01.
     assert epochs[-1][1] < 0.003, epochs
+
+
+def test_a_short_budget_shrinks_the_pictures_until_enough_epochs_fit():
+    from mlcore.budget import size_for_budget
+
+    common = {"pretrained": False, "mirrored": True}
+    assert size_for_budget("deeper_cnn", 128, 2000, 300, 600, budget_s=0, **common) == 128  # no budget: as asked
+    assert size_for_budget("deeper_cnn", 128, 2000, 300, 600, budget_s=3600, **common) == 128
+    assert size_for_budget("deeper_cnn", 128, 2000, 300, 600, budget_s=300, **common) == 96  # three quarters
+    assert size_for_budget("deeper_cnn", 128, 200_000, 0, 0, budget_s=120, **common) == 64  # none fits: the smallest
+    assert size_for_budget("efficientnet_lite0", 224, 2000, 300, 600, budget_s=300, pretrained=True,
+                           mirrored=True) == 224
+
+
+def test_the_form_shows_the_estimate_and_the_estimate_follows_the_settings(alice, shapes):
+    from django.urls import reverse
+
+    page = alice.get(reverse("training:new", args=[shapes.pk])).content.decode()
+    assert 'id="time-estimate"' in page and "under a minute" in page
+    assert 'name="time_budget_s"' in page and "About 5 minutes" in page
+    url = reverse("training:estimate", args=[shapes.pk])
+    answer = alice.get(url, {"image_size": 16, "epochs": 3}).json()
+    assert answer["text"].startswith("under a minute") and answer["image_size"] == 16
+    assert alice.get(url, {"image_size": "big"}).json() == {"text": "", "image_size": None}
+    assert alice.get(url, {"model_spec": "{not json"}).json()["text"] == ""
+
+
+def test_someone_elses_dataset_has_no_estimate(client, shapes, other_user):
+    from django.urls import reverse
+
+    client.force_login(other_user)
+    assert client.get(reverse("training:estimate", args=[shapes.pk])).status_code == 404
+
+
+def test_a_run_started_with_a_budget_keeps_it_and_says_so(alice, shapes):
+    from django.urls import reverse
+
+    from training_app.models import TrainingRun
+
+    response = alice.post(reverse("training:new", args=[shapes.pk]), {"time_budget_s": 300, "epochs": 4})
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and run.time_budget_s == 300
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "About 5 minutes: after its first epochs the worker trains as many as fit" in page

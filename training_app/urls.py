@@ -6,6 +6,7 @@ app_name = "training"
 urlpatterns = [
     path("", views.run_list, name="list"),
     path("new/<int:dataset_pk>/", views.run_new, name="new"),
+    path("new/<int:dataset_pk>/estimate/", views.run_estimate, name="estimate"),
     path("<int:pk>/", views.run_detail, name="detail"),
     path("<int:pk>/status/", views.run_status_json, name="status"),
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),

@@ -1,3 +1,5 @@
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
@@ -11,13 +13,13 @@ from django.views.decorators.http import require_POST
 from datasets_app.models import Image
 from datasets_app.versions import freeze
 from datasets_app.views import get_dataset_for_user
-from mlcore.budget import estimate
-from mlcore.builder import BASES, OPTIMIZER_LABELS, SpecError, normalise_augmentation
+from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
+from mlcore.builder import BASES, OPTIMIZER_LABELS, SpecError, normalise_augmentation, normalise_spec
 from mlcore.images import RESIZE_MODES
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
 from mlcore.training import CLASS_WEIGHTING, LR_SCHEDULES
 
-from .forms import TrainingRunForm
+from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, TrainingRunForm
 from .models import TrainingRun
 from .tasks import train
 
@@ -35,6 +37,8 @@ def run_new(request, dataset_pk):
         form = TrainingRunForm.filled_in(request.POST, dataset, suggested)
         if form.is_valid():
             run = form.save(commit=False)
+            if run.image_size == suggested["image_size"]:  # left as suggested: the budget may make it smaller
+                run.image_size = budget_facts(dataset, run.settings())["image_size"]
             run.owner, run.dataset = request.user, dataset
             with transaction.atomic():
                 run.version = freeze(dataset, request.user)
@@ -54,14 +58,48 @@ def run_new(request, dataset_pk):
 
 def time_estimate(dataset, chosen):
     """About how long a run with these settings takes, from "Start training" to a saved model."""
+    facts = budget_facts(dataset, chosen)
+    return estimate(facts["network"], chosen["image_size"], *facts["counts"], chosen["epochs"],
+                    pretrained=facts["pretrained"], mirrored=facts["mirrored"], measured_images_per_s=facts["measured"],
+                    budget_s=chosen.get("time_budget_s", 0))
+
+
+def budget_facts(dataset, chosen):
+    """What mlcore.budget needs to know of a dataset and settings, and the image size that fits the budget."""
     counts = dataset.split_counts()
     base = (chosen["model_spec"] or {}).get("base")
-    mirrored = (chosen.get("augmentation") or {}).get("flip") == "horizontal"
-    network = base["name"] if base and chosen["preset"] == "custom" else chosen["preset"]
-    return estimate(network, chosen["image_size"], counts["train"], counts["val"], counts["test"], chosen["epochs"],
-                    pretrained=bool(base), mirrored=mirrored,
-                    measured_images_per_s=TrainingRun.objects.measured_speed(chosen["preset"], chosen["channels"]),
-                    budget_s=chosen.get("time_budget_s", 0))
+    facts = {
+        "network": base["name"] if base and chosen["preset"] == "custom" else chosen["preset"],
+        "counts": (counts["train"], counts["val"], counts["test"]),
+        "pretrained": bool(base),
+        "mirrored": (chosen.get("augmentation") or {}).get("flip") == "horizontal",
+        "measured": TrainingRun.objects.measured_speed(chosen["preset"], chosen["channels"]),
+    }
+    facts["image_size"] = size_for_budget(
+        facts["network"], chosen["image_size"], *facts["counts"], pretrained=facts["pretrained"],
+        mirrored=facts["mirrored"], budget_s=chosen.get("time_budget_s", 0), measured_images_per_s=facts["measured"])
+    return facts
+
+
+@login_required
+def run_estimate(request, dataset_pk):
+    """For the training form: how long the settings it holds would take, and the image size that fits
+    the time chosen (the form's own size when it already fits). Settings left out are the suggested ones."""
+    dataset = get_dataset_for_user(request, dataset_pk)
+    chosen = TrainingRunForm.defaults_for(dataset)
+    try:  # only what the estimate reads; the form checks everything when it is sent
+        for name in ("image_size", "channels", "epochs", "time_budget_s"):
+            chosen[name] = int(request.GET.get(name, chosen[name]))
+        chosen["preset"] = request.GET.get("preset", chosen["preset"])
+        if "model_spec" in request.GET:
+            chosen["model_spec"] = normalise_spec(json.loads(request.GET["model_spec"]))
+        chosen["augmentation"] = {"flip": request.GET.get(TrainingRunForm.AUGMENTATION_PREFIX + "flip", "none")}
+    except (ValueError, TypeError, SpecError):
+        return JsonResponse({"text": "", "image_size": None})
+    if not (MIN_IMAGE_SIZE <= chosen["image_size"] <= MAX_IMAGE_SIZE and chosen["epochs"] > 0):
+        return JsonResponse({"text": "", "image_size": None})
+    size = budget_facts(dataset, chosen)["image_size"]
+    return JsonResponse({"text": time_estimate(dataset, {**chosen, "image_size": size}).in_words(), "image_size": size})
 
 
 def _run_to_clone(request, dataset):
@@ -244,6 +282,7 @@ def settings_in_words(run):
         ("Optimizer", f"{optimizer_name(run)}, step size (learning rate) {run.learning_rate:g}"),
         ("Step size schedule", LR_SCHEDULES.get(run.lr_schedule, run.lr_schedule)),
         ("Epochs", str(run.epochs)),
+        ("Time", budget_in_words(run)),
         ("Batch size", f"{run.batch_size} images a step"),
         ("Early stopping", early),
         ("Class balance", CLASS_WEIGHTING.get(run.class_weighting, run.class_weighting)),
@@ -257,6 +296,14 @@ def settings_in_words(run):
     if run.use_all_gpus:
         rows.append(("GPUs", "Uses every GPU of its computer"))
     return rows
+
+
+def budget_in_words(run):
+    if not run.time_budget_s:
+        return "No limit: every epoch, or until it stops improving"
+    label = dict(TIME_BUDGETS)[run.time_budget_s] if run.time_budget_s in dict(TIME_BUDGETS) else f"{run.time_budget_s} s"
+    return (f"{label}: after its first epochs the worker trains as many as fit (the epochs above, once it knows), "
+            "and keeps the last tenth for testing and saving")
 
 
 @login_required

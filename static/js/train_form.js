@@ -231,4 +231,37 @@
 
   inputPreview.load();
   augmentPreview.load();
+
+  // ---- about how long it takes: the server estimates it for the settings as they are now, and picks
+  // the picture size that fits a chosen time (training_app/views.py run_estimate)
+
+  const estimate = document.getElementById("time-estimate");
+  if (estimate) {
+    const estimateText = document.getElementById("time-estimate-text");
+    let estimateTimer = null;
+    let asked = 0;
+    const askForEstimate = (budgetChanged) => {
+      clearTimeout(estimateTimer);
+      estimateTimer = setTimeout(async () => {
+        const mine = ++asked;
+        const query = new URLSearchParams(new FormData(form));
+        query.delete("csrfmiddlewaretoken");
+        try {
+          const response = await fetch(`${estimate.dataset.url}?${query}`, {headers: {Accept: "application/json"}});
+          const answer = await response.json();
+          if (mine !== asked || !answer.text) return; // a later change has asked again, or the settings are not valid yet
+          estimateText.textContent = answer.text;
+          if (budgetChanged && answer.image_size && String(answer.image_size) !== fields.image_size.value) {
+            fields.image_size.value = answer.image_size;
+            fields.image_size.dispatchEvent(new Event("input", {bubbles: true}));
+            fields.image_size.dispatchEvent(new Event("change", {bubbles: true}));
+          }
+        } catch (error) {
+          // No answer: the estimate shown stays the last one; the form works without it.
+        }
+      }, PREVIEW_DELAY_MS);
+    };
+    form.addEventListener("change", (event) => askForEstimate(event.target.name === "time_budget_s"));
+    if (builderElement) builderElement.addEventListener("model-builder:changed", () => askForEstimate(false));
+  }
 })();
