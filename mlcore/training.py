@@ -405,7 +405,7 @@ def _make_budget_callback(deadline, on_plan):
 
         def start_phase(self, schedule, steps, first_epoch, last_epoch):
             self.schedule, self.steps, self.first_epoch, self.last_epoch = schedule, steps, first_epoch, last_epoch
-            self.planned = None
+            self.planned, self.epochs_seen = None, 0
             self.reports_plan = first_epoch == 0  # on_plan speaks of the first phase's epochs
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -414,9 +414,11 @@ def _make_budget_callback(deadline, on_plan):
         def on_epoch_end(self, epoch, logs=None):
             now = time.monotonic()
             epoch_s = max(now - self.epoch_started, 1e-3)
-            # Planned after the phase's first epoch, and again after its second: the first also traced
-            # the training function, so only the second shows the pace of the rest.
-            if epoch - self.first_epoch < 2:
+            # Planned after the first epoch this call trains (a resumed run starts past the phase's first),
+            # and again after the second: the first also traced the training function, so only the
+            # second shows the pace of the rest.
+            self.epochs_seen += 1
+            if self.epochs_seen <= 2:
                 fit_more = int((deadline - now) // epoch_s)
                 self.planned = max(epoch + 1, min(self.last_epoch, epoch + 1 + fit_more))
                 _stretch_schedule(self.schedule, (self.planned - self.first_epoch) * self.steps)

