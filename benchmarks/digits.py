@@ -13,12 +13,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import django_setup, product_run, start_worker  # noqa: E402  (the same harness)
+from train import django_setup, fresh_site, import_zip, product_run, start_worker  # noqa: E402  (the same harness)
 
 
 def baseline(pack_folder):
@@ -49,23 +48,12 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--baseline-pack":
         print(json.dumps(baseline(sys.argv[2])))
         return
-    data_dir = tempfile.mkdtemp(prefix="bench-digits-")
-    os.environ["DATA_DIR"] = data_dir
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="dlsite.settings", PYTHONUNBUFFERED="1")
-    django_setup()
-    from django.contrib.auth import get_user_model
-    from django.core.files.base import ContentFile
-    from django.core.management import call_command
+    data_dir, env, user = fresh_site("bench-digits-")
+    from datasets_app.ingestion import sample_digits_zip
 
-    from datasets_app.ingestion import ingest_upload, sample_digits_zip
-    from datasets_app.models import Dataset, Upload
-
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create(username="benchmark")
-    dataset = Dataset.objects.create(owner=user, name="digits")
-    upload = Upload(dataset=dataset, original_name="digits.zip")
-    upload.file.save("digits.zip", ContentFile(sample_digits_zip()), save=True)
-    ingest_upload(Upload.objects.claim(upload.id))
+    digits_zip = Path(data_dir) / "digits.zip"
+    digits_zip.write_bytes(sample_digits_zip())
+    dataset = import_zip(user, digits_zip, "digits")
 
     worker = start_worker(env, Path(data_dir) / "worker.log")
     try:

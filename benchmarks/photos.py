@@ -24,12 +24,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import ROOT, django_setup, product_run, start_worker  # noqa: E402  (the same harness)
+from train import ROOT, django_setup, fresh_site, import_zip, product_run, start_worker  # noqa: E402  (the same harness)
 
 DEFAULT_ZIP = ROOT.parent / "shared" / "data" / "flowers-train.zip"
 BASELINE_SIZE, BASELINE_EPOCHS = 180, 15
@@ -40,7 +39,6 @@ def baseline(version_id, epochs):
     """The Keras tutorial's network and training, on the version's own split (a child process)."""
     django_setup()
     import keras
-    import numpy as np
     from keras import layers
 
     from datasets_app.models import DatasetVersion
@@ -91,24 +89,11 @@ def main():
         raise SystemExit(f"No zip at {args.zip}; pass the path of a zip of class folders.")
     wanted = args.only or ["photos", "baseline", "photos_scratch"]
 
-    data_dir = tempfile.mkdtemp(prefix="bench-photos-")
-    os.environ["DATA_DIR"] = data_dir
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="dlsite.settings", PYTHONUNBUFFERED="1")
-    django_setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
-    from datasets_app.ingestion import ingest_upload
-    from datasets_app.models import Dataset, Upload
+    data_dir, env, user = fresh_site("bench-photos-")
     from mlcore.defaults import suggest
     from training_app.forms import TrainingRunForm
 
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create(username="benchmark")
-    dataset = Dataset.objects.create(owner=user, name="flowers", test_fraction=0.2, val_fraction=0.1)
-    upload = Upload.objects.create(dataset=dataset, kind=Upload.Kind.SERVER, source_path=args.zip,
-                                   original_name=Path(args.zip).name, status=Upload.Status.RUNNING)
-    ingest_upload(upload)
+    dataset = import_zip(user, args.zip, "flowers", test_fraction=0.2, val_fraction=0.1)
 
     quick = {"epochs": 1} if args.quick else {}
     scratch = suggest(dataset.training_facts(), pretrained=False)

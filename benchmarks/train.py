@@ -55,6 +55,31 @@ def django_setup():
     django.setup()
 
 
+def fresh_site(prefix):
+    """A new data folder with a migrated database and a user "benchmark": (folder, workers' env, user)."""
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    os.environ["DATA_DIR"] = data_dir
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="dlsite.settings", PYTHONUNBUFFERED="1")
+    django_setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return data_dir, env, get_user_model().objects.create(username="benchmark")
+
+
+def import_zip(user, zip_path, name="benchmark", **dataset_fields):
+    """A zip on this machine imported as `manage.py import_images` does it; returns the ready dataset."""
+    from datasets_app.ingestion import ingest_upload
+    from datasets_app.models import Dataset, Upload
+
+    dataset = Dataset.objects.create(owner=user, name=name, **dataset_fields)
+    upload = Upload.objects.create(dataset=dataset, kind=Upload.Kind.SERVER, source_path=str(zip_path),
+                                   original_name=Path(zip_path).name, status=Upload.Status.RUNNING)
+    ingest_upload(upload)
+    return dataset
+
+
 def baseline(pack_folder, spec, epochs, batch_size):
     """Plain Keras: the same network on in-memory float32 arrays."""
     import numpy as np
@@ -191,23 +216,10 @@ def main():
     if not Path(args.zip).is_file():
         raise SystemExit(f"No zip at {args.zip}; pass the path of a zip of class folders.")
 
-    data_dir = tempfile.mkdtemp(prefix="bench-train-")
-    os.environ["DATA_DIR"] = data_dir
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="dlsite.settings", PYTHONUNBUFFERED="1")
-    django_setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
-    from datasets_app.ingestion import ingest_upload
-    from datasets_app.models import Dataset, Upload
+    data_dir, env, user = fresh_site("bench-train-")
     from training_app.forms import TrainingRunForm
 
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create(username="benchmark")
-    dataset = Dataset.objects.create(owner=user, name="benchmark")
-    upload = Upload.objects.create(dataset=dataset, kind=Upload.Kind.SERVER, source_path=args.zip,
-                                   original_name=Path(args.zip).name, status=Upload.Status.RUNNING)
-    ingest_upload(upload)
+    dataset = import_zip(user, args.zip)
 
     suggested = TrainingRunForm.defaults_for(dataset)
     # The defaults unchanged; --quick only cuts the epochs.
