@@ -24,7 +24,7 @@ AFTER_TRAINING_SHARE = 0.1
 # Training images a second at REFERENCE_SIDE pixels square on a 2-core CPU, and, for a pretrained
 # base, images a second it reads once (its frozen features). Measured here, under light load.
 REFERENCE_SIDE = 64
-TRAIN_IMAGES_PER_S = {"dense": 3000, "wide": 2500, "small_cnn": 900, "deeper_cnn": 250}
+TRAIN_IMAGES_PER_S = {"dense": 3000, "wide": 2500, "small_cnn": 900, "deeper_cnn": 450}
 PRETRAINED_IMAGES_PER_S = {"efficientnet_lite0": 60 * (224 / 64) ** 2, "mobilenetv2": 80 * (224 / 64) ** 2,
                            "efficientnetb0": 35 * (224 / 64) ** 2}
 PACK_IMAGES_PER_S = 250  # decoding and resizing the pictures once, before the first run at a size

@@ -18,11 +18,15 @@ def _dense(units):
     return {"type": "Dense", "units": units, "activation": "relu"}
 
 
-def _conv_block(filters):
+def _conv_bn_relu(filters, strides=1):
     # Convolution without its own activation, then batch normalisation, then the activation: the
     # order the Keras examples use, so the normalisation sees the raw convolution outputs.
-    return [_conv(filters, "linear"), {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
-            {"type": "MaxPooling2D", "pool_size": 2, "padding": "valid"}]
+    return [{**_conv(filters, "linear"), "strides": strides}, {"type": "BatchNormalization"},
+            {"type": "Activation", "activation": "relu"}]
+
+
+def _conv_block(filters):
+    return [*_conv_bn_relu(filters), {"type": "MaxPooling2D", "pool_size": 2, "padding": "valid"}]
 
 
 def _transfer(name):
@@ -56,10 +60,14 @@ PRESET_SPECS = {
     },
     "deeper_cnn": {
         "label": "Deeper convolutional network",
-        "description": "Three convolution blocks with batch normalisation, then global average pooling. Suits "
-                       "photos better than the small network; slower to train.",
-        "spec": {"layers": [*_conv_block(32), *_conv_block(64), *_conv_block(128),
-                            {"type": "GlobalAveragePooling2D"}, {"type": "Dropout", "rate": 0.3}], "base": None},
+        "description": "A first convolution that halves the picture, then four convolution blocks (32 to 256 "
+                       "filters) with batch normalisation, then global average pooling. Suits photos better than "
+                       "the small network when no pretrained network is wanted; slower to train.",
+        # Measured on the flower photos at 128 x 128 (docs/benchmarks.md, "photos_scratch"): 0.76 to 0.78
+        # after 14 epochs, where the three-block network of before got 0.65 to 0.71 at 64 and 96 pixels.
+        "spec": {"layers": [*_conv_bn_relu(32, strides=2), *_conv_block(32), *_conv_block(64), *_conv_block(128),
+                            *_conv_block(256), {"type": "GlobalAveragePooling2D"}, {"type": "Dropout", "rate": 0.3}],
+                 "base": None},
         "optimizer": "adam", "learning_rate": 0.001,
     },
     "efficientnet_lite0": {
