@@ -33,7 +33,7 @@ class DatasetFacts:
 # Photos learned from nothing: the deeper convolutional network at 128 x 128 learned the flower photos
 # best of those measured at equal time (docs/benchmarks.md, "photos_scratch"), and keeps learning for as
 # long as it is given: a time budget of 15 minutes sets its epochs, and its cosine fits them.
-SCRATCH_PHOTOS = {"image_size": 128, "epochs": 100, "batch_size": 64, "learning_rate": 0.001, "patience": 10,
+SCRATCH_PHOTOS = {"image_size": 128, "epochs": 100, "batch_size": 32, "learning_rate": 0.001, "patience": 10,
                   "time_budget_s": 900}
 PRETRAINED_PHOTOS = {"image_size": 224, "epochs": 40, "batch_size": 64, "learning_rate": 0.001, "patience": 8}
 

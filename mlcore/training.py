@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import time
 import warnings
 from dataclasses import dataclass
@@ -390,10 +391,11 @@ FEATURES_PHASE = "Looking at the pictures with the pretrained network"
 def _make_budget_callback(deadline, on_plan):
     """Keeps training inside a time budget that ends at `deadline` (time.monotonic()).
 
-    After the first and the second epoch of a phase, the epoch's duration says how many epochs fit
-    before the deadline; the step-size schedule is fitted to that many (so a cosine still glides to
-    its end), Keras' training function is traced again to take the new length, and `on_plan(epochs)`
-    is told. An epoch that would end after the deadline, at the pace of the latest one, is not started.
+    After each epoch, the pace so far (the median epoch after the first, which also traced the
+    training function) says how many epochs fit before the deadline. When that number changes, the
+    step-size schedule is fitted to it (so a cosine still glides to its end, a little steeper or
+    gentler from there on), Keras' training function is traced again to take the new length, and
+    `on_plan(epochs)` is told. So no epoch starts that would end after the deadline at that pace.
     (Defined in a function so that importing this module does not import Keras.)
     """
     import keras
@@ -405,7 +407,7 @@ def _make_budget_callback(deadline, on_plan):
 
         def start_phase(self, schedule, steps, first_epoch, last_epoch):
             self.schedule, self.steps, self.first_epoch, self.last_epoch = schedule, steps, first_epoch, last_epoch
-            self.planned, self.epochs_seen = None, 0
+            self.planned, self.epoch_seconds = None, []
             self.reports_plan = first_epoch == 0  # on_plan speaks of the first phase's epochs
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -413,19 +415,17 @@ def _make_budget_callback(deadline, on_plan):
 
         def on_epoch_end(self, epoch, logs=None):
             now = time.monotonic()
-            epoch_s = max(now - self.epoch_started, 1e-3)
-            # Planned after the first epoch this call trains (a resumed run starts past the phase's first),
-            # and again after the second: the first also traced the training function, so only the
-            # second shows the pace of the rest.
-            self.epochs_seen += 1
-            if self.epochs_seen <= 2:
-                fit_more = int((deadline - now) // epoch_s)
-                self.planned = max(epoch + 1, min(self.last_epoch, epoch + 1 + fit_more))
+            self.epoch_seconds.append(max(now - self.epoch_started, 1e-3))
+            # The pace: the median epoch after the first, which also traced the training function.
+            epoch_s = statistics.median(self.epoch_seconds[1:] or self.epoch_seconds)
+            planned = max(epoch + 1, min(self.last_epoch, epoch + 1 + int((deadline - now) // epoch_s)))
+            if planned != self.planned:  # the first plan, or the pace changed by a whole epoch or more
+                self.planned = planned
                 _stretch_schedule(self.schedule, (self.planned - self.first_epoch) * self.steps)
                 self.model.make_train_function(force=True)
                 if on_plan and self.reports_plan:
                     on_plan(self.planned)
-            if epoch + 1 >= self.planned or now + epoch_s > deadline:
+            if epoch + 1 >= self.planned:
                 self.ran_out = epoch + 1 < self.last_epoch
                 self.model.stop_training = True
 

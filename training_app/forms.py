@@ -69,7 +69,7 @@ class TrainingRunForm(forms.ModelForm):
             "class_weighting": "Whether classes with few images should count as much as big ones.",
             "time_budget_s": "Training stops in time: after the first epoch the worker knows how many more fit, "
                              "and trains that many (at most the epochs above), with the step size shrinking to "
-                             "fit. Testing and saving take the last tenth.",
+                             "fit. Testing and saving take the last twentieth.",
             "use_all_gpus": "Train on all the GPUs of the machine that trains, sharing each batch between "
                             "them. Leave it off unless the worker has several GPUs.",
         }

@@ -85,7 +85,7 @@ def train_run(run: TrainingRun):
         backup_dir=str(backup_dir),
         on_phase=run.record_phase,
         # The budget counts from the worker taking the run (the pictures' packing included), and keeps
-        # its last tenth for testing and saving (mlcore/budget.py).
+        # its last twentieth for testing and saving (mlcore/budget.py).
         deadline=started + run.time_budget_s * (1 - AFTER_TRAINING_SHARE) if run.time_budget_s else None,
         on_plan=run.record_plan,
     )

@@ -303,7 +303,7 @@ def budget_in_words(run):
         return "No limit: every epoch, or until it stops improving"
     label = dict(TIME_BUDGETS)[run.time_budget_s] if run.time_budget_s in dict(TIME_BUDGETS) else f"{run.time_budget_s} s"
     return (f"{label}: after its first epochs the worker trains as many as fit (the epochs above, once it knows), "
-            "and keeps the last tenth for testing and saving")
+            "and keeps the last twentieth for testing and saving")
 
 
 @login_required
