@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 8000
+HOST ?= 127.0.0.1
+DATA_DIR ?= $(CURDIR)/var
+# `make run` is for a computer of your own: error pages with details. `DEBUG=0 make run` turns
+# that off; a server needs the settings of "Running in production" in the README.
+DEBUG ?= 1
 
-.PHONY: run test bench clean
+.PHONY: run status test test-fast bench clean
 
 $(INSTALLED): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,12 +18,23 @@ $(INSTALLED): requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(INSTALLED)
 
+# supervisord (supervisord.conf) runs the web server, the workers and beat, and starts again
+# any of them that dies; Ctrl-C stops them all.
 run: $(INSTALLED)
-	$(BIN)/python manage.py migrate --noinput
+	mkdir -p "$(abspath $(DATA_DIR))/logs"
+	DATA_DIR="$(abspath $(DATA_DIR))" $(BIN)/python manage.py migrate --noinput
 	@echo ""
-	@echo "  Open http://127.0.0.1:$(PORT)/ in your browser (Ctrl-C stops everything)."
+	@echo "  Open http://$(HOST):$(PORT)/ in your browser (Ctrl-C stops everything)."
+	@if [ "$(DEBUG)" = "1" ]; then echo "  DEBUG=1: error pages show technical details, for use on your own computer only."; \
+	  echo "  To serve other people, see \"Running in production\" in the README."; fi
+	@echo "  \"make status\" in another terminal shows each process."
 	@echo ""
-	PATH="$(CURDIR)/$(BIN):$$PATH" PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	DEBUG=$(DEBUG) DATA_DIR="$(abspath $(DATA_DIR))" HOST=$(HOST) PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" \
+	  $(BIN)/supervisord -n -c supervisord.conf
+
+# The processes of a running `make run`, as supervisord sees them.
+status:
+	@DATA_DIR="$(abspath $(DATA_DIR))" $(BIN)/supervisorctl -c supervisord.conf status
 
 # pytest's exit code 5 means it collected no test: for this project that is a
 # broken suite, never a pass.
@@ -26,6 +42,10 @@ test: $(INSTALLED)
 	@status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the suite is broken."; fi; \
 	exit $$status
+
+# The quick loop: everything but the tests that start worker processes or a browser.
+test-fast: $(INSTALLED)
+	@$(MAKE) --no-print-directory test PYTEST_ARGS='-m "not worker and not browser" $(PYTEST_ARGS)'
 
 # Every benchmark under benchmarks/ prints one JSON object per figure. They need
 # ../shared/data (see each script's --help for other inputs); docs/benchmarks.md has the results.

@@ -125,9 +125,13 @@ def run_baseline(env, pack, spec, epochs, batch_size):
 
 
 def start_worker(env, log_path):
-    """The training worker exactly as the Procfile starts it."""
-    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("training:"))
-    command = [part.replace("%h", f"bench-{os.getpid()}") for part in shlex.split(line.split(":", 1)[1])]
+    """The training worker exactly as `make run` starts it (supervisord.conf, where "%%" is "%")."""
+    import configparser
+
+    config = configparser.RawConfigParser()
+    config.read(ROOT / "supervisord.conf")
+    line = config.get("program:training", "command").replace("%%", "%")
+    command = [part.replace("%h", f"bench-{os.getpid()}") for part in shlex.split(line)]
     command[0] = str(Path(sys.executable).parent / command[0])
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)

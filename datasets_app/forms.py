@@ -6,7 +6,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 
 from mlcore.archive import ArchiveRejected, plan_files
 
-from .ingestion import archive_limits, check_zip
+from .ingestion import archive_limits, check_zip, fit_dataset_name
 
 DEFAULT_SPLIT_PERCENT = 10
 SMALLEST_TRAINING_PERCENT = 10
@@ -79,7 +79,7 @@ class ZipUploadForm(SplitPercentForm, AddZipForm):
 
     def dataset_name(self):
         name = self.cleaned_data["name"].strip()
-        return name or self.cleaned_data["file"].name.rsplit("/", 1)[-1][:-4] or "My dataset"
+        return fit_dataset_name(name or self.cleaned_data["file"].name.rsplit("/", 1)[-1][:-4] or "My dataset")
 
 
 class FolderStartForm(forms.Form):
@@ -129,7 +129,7 @@ class NewFolderDatasetForm(SplitPercentForm, FolderStartForm):
     name = forms.CharField(max_length=200, required=False)
 
     def dataset_name(self):
-        return self.cleaned_data["name"].strip() or self.cleaned_data["folder_name"]
+        return fit_dataset_name(self.cleaned_data["name"].strip() or self.cleaned_data["folder_name"])
 
 
 class FolderBatchForm(forms.Form):
@@ -184,11 +184,13 @@ class MultipleImageField(forms.FileField):
     """Several files in one field (Django's documented recipe): cleans each, gives a list."""
 
     def __init__(self, **kwargs):
-        super().__init__(widget=MultipleImageInput(attrs={"accept": "image/*"}), **kwargs)
+        # An empty file is one more file the upload's report lists as not used; the others are still read.
+        super().__init__(widget=MultipleImageInput(attrs={"accept": "image/*"}), allow_empty_file=True, **kwargs)
 
     def clean(self, data, initial=None):
-        files = data if isinstance(data, (list, tuple)) else [data]
-        return [super(MultipleImageField, self).clean(one, initial) for one in files]
+        files = list(data) if isinstance(data, (list, tuple)) else [data]
+        # No file at all is cleaned as one missing file, so that `required` is checked (not an empty list).
+        return [super(MultipleImageField, self).clean(one, initial) for one in files or [None]]
 
 
 class LooseImagesForm(forms.Form):
@@ -197,7 +199,7 @@ class LooseImagesForm(forms.Form):
     This plain form is what works without JavaScript (at most DATA_UPLOAD_MAX_NUMBER_FILES
     images); with JavaScript the page sends them in batches like a folder."""
 
-    images = MultipleImageField(label="Images")
+    images = MultipleImageField(label="Images", error_messages={"required": "Pick at least one image."})
 
     def clean_images(self):
         files = self.cleaned_data["images"]

@@ -21,14 +21,19 @@ import billiard
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.utils.text import slugify
 
 from mlcore.archive import (
     ArchiveLimits,
     ArchiveRejected,
+    ELLIPSIS,
     ZipPlan,
+    fit_name,
     list_folder,
     plan_files,
     plan_zip,
+    shorten,
+    without_control_characters,
 )
 from mlcore.examine import (
     Chunk,
@@ -37,14 +42,34 @@ from mlcore.examine import (
     open_worker_zip,
 )
 from mlcore.splits import stratified_split
+from housekeeping_app import quotas
 
-from .models import Image, ImageClass, Upload, UploadOutcome
+from .models import Dataset, Image, ImageClass, Upload, UploadOutcome
 
 ROWS_PER_INSERT = 2000
 CHUNK_FILES = 500  # at most this many files a process examines at a time
 POOL_MIN_FILES = 1000  # fewer files than this are examined right here, with no pool
 PROGRESS_EVERY_S = 0.5
-STAGING_ROOT = "uploads/folders"
+# The lengths of the fields user-supplied names are stored in.
+FILE_NAME_LENGTH = min(Image._meta.get_field("original_name").max_length,
+                       UploadOutcome._meta.get_field("file_name").max_length)
+DETAIL_LENGTH = UploadOutcome._meta.get_field("detail").max_length
+CLASS_NAME_LENGTH = ImageClass._meta.get_field("name").max_length
+
+
+def fit_upload_name(name: str) -> str:
+    """A zip's or folder's name as an upload's name (PostgreSQL refuses NUL and names longer than the field)."""
+    return fit_name(name, Upload._meta.get_field("original_name").max_length)
+
+
+def zip_storage_name(name: str) -> str:
+    """The name an uploaded zip is stored under: short and plain ASCII, since a disk refuses
+    a file name over 255 bytes (120 CJK letters are 480). Upload.original_name keeps the real one."""
+    return f"{slugify(name.rsplit('.', 1)[0])[:60] or 'upload'}.zip"
+
+
+def fit_dataset_name(name: str) -> str:
+    return fit_name(name, Dataset._meta.get_field("name").max_length)
 
 
 def archive_limits():
@@ -70,7 +95,7 @@ def check_zip(fileobj):
 # manifest naming their relative paths, written last, so a batch is there whole or not at all.
 
 def staging_folder(upload) -> Path:
-    return Path(settings.MEDIA_ROOT) / STAGING_ROOT / str(upload.id)
+    return upload.staging_folder()
 
 
 def save_batch(upload, index: int, files: list[tuple[str, object]]) -> bool:
@@ -253,8 +278,14 @@ def insert_image_rows(rows):
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})", rows)
 
 
+class ClaimLost(Exception):
+    """The reaper, a cancel or another attempt took the upload while this attempt read it."""
+
+
 class Ingestion:
     """One upload's pass over its files, with the counts of its report."""
+
+    claim_lost = None  # set by ingest_upload: the heartbeat's event, set once the claim is gone
 
     def __init__(self, upload: Upload, plan, on_progress=None):
         self.upload, self.dataset, self.plan = upload, upload.dataset, plan
@@ -266,10 +297,17 @@ class Ingestion:
         for sha, label, name in self.dataset.images.values_list("sha256", "image_class__name", "original_name"):
             self.known.setdefault(sha, {}).setdefault(label, name)
         self.conflicted: set[str] = set()
-        self.outcomes = [UploadOutcome(upload=upload, file_name=name, kind=UploadOutcome.Kind.REJECTED, detail=reason)
-                         for name, reason in plan.skipped]
+        # A folder's name -> its class's name, which fits the field; the folders whose names were shortened
+        self.class_names: dict[str, str] = {}
+        self.shortened_classes: list[tuple[str, str]] = []
+        self.shortened_files = 0
+        self.outcomes = []
+        for name, reason in plan.skipped:
+            self._outcome(name, UploadOutcome.Kind.REJECTED, reason)
         self.rows: list[tuple] = []  # Image rows waiting to be inserted, in IMAGE_COLUMNS order
         self.counts = dict(accepted=0, rejected=len(plan.skipped), duplicates=0, conflicts=0, unlabelled=0)
+        # The owner's limit of images (settings.QUOTA_IMAGES); None for none. Files past it are refused.
+        self.images_left = quotas.images_left(self.dataset.owner)
 
     def planned_splits(self):
         """Splits for every planned image, decided before reading: a folder's, else stratified and seeded."""
@@ -282,10 +320,10 @@ class Ingestion:
 
     def run(self, examined, limits):
         total = len(self.plan.images)
-        splits = dict(zip((image.name for image in self.plan.images), self.planned_splits()))
         self.upload.record_progress(0, total)
         read_bytes, last_report = 0, time.monotonic()
-        for done, (planned, result) in enumerate(zip(self.plan.images, examined), start=1):
+        splits = self.planned_splits()  # by position: two zip entries may have the same name
+        for done, (planned, result, split) in enumerate(zip(self.plan.images, examined, splits), start=1):
             read_bytes += result.size
             if read_bytes > limits.max_total_bytes:  # counted as read: the sizes a zip declares can lie
                 raise ArchiveRejected(
@@ -295,7 +333,7 @@ class Ingestion:
             if result.reason:
                 self._reject(planned.name, result.reason)
             else:
-                self._take(planned, result, splits[planned.name])
+                self._take(planned, result, split)
             if len(self.rows) >= ROWS_PER_INSERT or time.monotonic() - last_report > PROGRESS_EVERY_S:
                 self._flush()
                 self.upload.record_progress(done, total)
@@ -305,6 +343,7 @@ class Ingestion:
         self._flush()
         self._flag_conflicts()
         UploadOutcome.objects.bulk_create(self.outcomes, batch_size=1000)
+        self._note_shortened_names()
         self.upload.record_progress(total, total)
         if self.on_progress:
             self.on_progress(total, total)
@@ -312,32 +351,76 @@ class Ingestion:
 
     def _reject(self, name, reason):
         self.counts["rejected"] += 1
-        self.outcomes.append(UploadOutcome(upload=self.upload, file_name=name, kind=UploadOutcome.Kind.REJECTED,
-                                           detail=reason))
+        self._outcome(name, UploadOutcome.Kind.REJECTED, reason)
+
+    def _outcome(self, name, kind, detail):
+        self.outcomes.append(UploadOutcome(upload=self.upload, file_name=self._file_name(name), kind=kind,
+                                           detail=fit_name(detail, DETAIL_LENGTH)))
+
+    def _file_name(self, name):
+        """The name as stored: PostgreSQL refuses NUL and longer names than the field (SQLite takes both)."""
+        name = without_control_characters(name)
+        if len(name) > FILE_NAME_LENGTH:
+            self.shortened_files += 1
+        return shorten(name, FILE_NAME_LENGTH)
 
     def _take(self, planned, result, split):
-        digest, label = result.sha256, planned.label
+        digest, label = result.sha256, self._class_name(planned.label)
         copies = self.known.get(digest, {})
         # The same bytes under the same label (or, for an unlabelled file, under any
         # label) are one image, stored once.
         same = copies.get(label) if label else next(iter(copies.values()), None)
         if same is not None:
             self.counts["duplicates"] += 1
-            self.outcomes.append(UploadOutcome(upload=self.upload, file_name=planned.name,
-                                               kind=UploadOutcome.Kind.DUPLICATE, detail=f"the same picture as {same}"))
+            self._outcome(planned.name, UploadOutcome.Kind.DUPLICATE, f"the same picture as {same}")
+            return
+        if self.images_left is not None and self.counts["accepted"] >= self.images_left:
+            self._reject(planned.name, f"not added: {quotas.images_full_message()}")
             return
         if label and any(other for other in copies if other and other != label):
             self.conflicted.add(digest)
-        self.known.setdefault(digest, {})[label] = planned.name
+        name = self._file_name(planned.name)
+        self.known.setdefault(digest, {})[label] = name
         self.counts["accepted"] += 1
         if not label:
             self.counts["unlabelled"] += 1
         image_class = self._class(label)
         self.rows.append((
             self.dataset.id, image_class.id if image_class else None, self.upload.id, result.file,
-            result.thumbnail, planned.name, split, planned.split or "", False, False, result.width, result.height,
+            result.thumbnail, name, split, planned.split or "", False, False, result.width, result.height,
             result.channels, digest,
         ))
+
+    def _class_name(self, folder):
+        """The class a folder's images go to: its name without control characters, shortened
+        to fit the field; two long folder names that shorten alike stay two classes."""
+        if not folder:
+            return None
+        if folder not in self.class_names:
+            name = " ".join(without_control_characters(folder).split()) or "unnamed"
+            fitted = shorten(name, CLASS_NAME_LENGTH)
+            taken = set(self.class_names.values())
+            number = 2
+            while fitted != name and fitted in taken:
+                suffix = f" ({number})"
+                fitted = shorten(name, CLASS_NAME_LENGTH - len(suffix)) + suffix
+                number += 1
+            if fitted != name:
+                self.shortened_classes.append((folder, fitted))
+            self.class_names[folder] = fitted
+        return self.class_names[folder]
+
+    def _note_shortened_names(self):
+        """Say in the upload's report which names were too long to keep whole."""
+        notes = [f"The folder name “{shorten(without_control_characters(folder), 80)}” was too long "
+                 f"for a class name; the class is called “{name}”." for folder, name in self.shortened_classes]
+        if self.shortened_files:
+            notes.append(f"{self.shortened_files} file name{'s were' if self.shortened_files != 1 else ' was'} "
+                         f"longer than {FILE_NAME_LENGTH:,} characters and {'are' if self.shortened_files != 1 else 'is'} "
+                         f"shown shortened, with “{ELLIPSIS}” in the middle.")
+        if notes:
+            self.upload.error = " ".join(notes)
+            Upload.objects.filter(id=self.upload.id).update(error=self.upload.error)
 
     def _class(self, label):
         if not label:
@@ -349,6 +432,8 @@ class Ingestion:
         return self.classes[label]
 
     def _flush(self):
+        if self.claim_lost is not None and self.claim_lost.is_set():
+            raise ClaimLost  # another attempt has this upload now: write nothing more
         if self.rows:
             insert_image_rows(self.rows)
             self.rows = []
@@ -366,49 +451,60 @@ class Ingestion:
         for name, (sha, label) in names.items():
             others = sorted(other for other in self.known[sha] if other and other != label)
             self.counts["conflicts"] += 1
-            self.outcomes.append(UploadOutcome(
-                upload=self.upload, file_name=name, kind=UploadOutcome.Kind.CONFLICT,
-                detail=f"labelled “{label}” here, but the same picture is also under “{'”, “'.join(others)}”"))
+            self._outcome(name, UploadOutcome.Kind.CONFLICT,
+                          f"labelled “{label}” here, but the same picture is also under “{'”, “'.join(others)}”")
 
 
 def ingest_upload(upload: Upload, on_progress=None, processes=None):
     """Read every file of the upload into its dataset and record the report.
 
     A failure midway keeps nothing half done: this upload's rows are removed again
-    and the dataset is as before.
+    and the dataset is as before. An attempt after a worker died first removes what
+    the dead one wrote, so each image is counted once. While it reads, a heartbeat
+    shows the worker alive; if another attempt takes the upload meanwhile, this one
+    stops at its next batch and writes nothing more.
     """
+    from .heartbeat import UploadHeartbeat
+
     limits = archive_limits()
     processes = processes or settings.INGEST_PROCESSES
     ingestion = None
+    upload.discard_rows()  # what an earlier attempt, killed midway, left
     try:
-        source = open_source(upload, limits)
-        ingestion = Ingestion(upload, source.plan, on_progress)
-        examined = examine_all(source, f"datasets/{upload.dataset_id}", limits, processes)
-        counts = ingestion.run(examined, limits)
+        with UploadHeartbeat(upload) as heartbeat:
+            source = open_source(upload, limits)
+            ingestion = Ingestion(upload, source.plan, on_progress)
+            ingestion.claim_lost = heartbeat.lost
+            examined = examine_all(source, f"datasets/{upload.dataset_id}", limits, processes)
+            counts = ingestion.run(examined, limits)
+    except ClaimLost:
+        return
     except (ArchiveRejected, zipfile.BadZipFile) as exc:
-        _discard(upload, ingestion)
-        upload.fail(str(exc))
+        _discard(upload, ingestion, str(exc))
         return
     except Exception:
-        _discard(upload, ingestion)
-        upload.fail("Something went wrong while reading these files; nothing from them was kept.")
+        _discard(upload, ingestion, "Something went wrong while reading these files; nothing from them was kept.")
         raise
-    upload.finish(**counts)
-    _remove_staging(upload)
+    if upload.finish(**counts):
+        _remove_staging(upload)
 
 
-def _discard(upload, ingestion):
-    """Remove the rows this upload created; files shared with other images stay."""
+def _discard(upload, ingestion, message):
+    """Remove the rows this upload created and say why, if this attempt still holds it (else
+    the rows are another attempt's). Files shared with other images stay; the source stays,
+    so that Retry can read it again."""
     with transaction.atomic():
-        upload.images.all().delete()
-        upload.outcomes.all().delete()
-        if ingestion is not None:
-            upload.dataset.classes.filter(id__in=ingestion.created_classes, images__isnull=True).delete()
+        if Upload.objects.select_for_update().filter(id=upload.id, **upload.claim_fence()).exists():
+            upload.discard_rows(ingestion.created_classes if ingestion is not None else ())
+            upload.fail(message)
 
 
 def _remove_staging(upload):
-    if upload.kind == Upload.Kind.FOLDER:
-        shutil.rmtree(staging_folder(upload), ignore_errors=True)
+    """Once read, the zip or the staged folder is no longer needed: its images are stored."""
+    upload.remove_source_files()
+    if upload.file.name:
+        Upload.objects.filter(id=upload.id).update(file="")
+        upload.file.name = ""
 
 
 def sample_digits_zip() -> bytes:

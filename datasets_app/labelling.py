@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 
+from mlcore.archive import without_control_characters
 from mlcore.splits import stratified_split
 
 from .models import SPLITS, Dataset, Image, ImageClass, LabelChange
@@ -25,7 +26,8 @@ def _chunks(items, size=CHUNK):
 
 
 def clean_class_name(name: str) -> str:
-    name = " ".join((name or "").split())
+    # Control characters (NUL among them, which PostgreSQL refuses) have no place in a label.
+    name = " ".join(without_control_characters(name or "").split())
     if not name:
         raise LabelError("Give the class a name.")
     if len(name) > 200:

@@ -1,12 +1,21 @@
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
 from django.conf import settings
-from django.db import models
+from django.core.files.storage import default_storage
+from django.db import models, transaction
 from django.db.models import Count, F
+from django.db.models.functions import Coalesce
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 SPLITS = ("train", "val", "test")
 SPLIT_CHOICES = [("train", "Training"), ("val", "Validation"), ("test", "Test")]
 FEW_IMAGES = 10  # fewer images in a class than this earns a warning
 IMBALANCE_RATIO = 5  # the largest class this many times the smallest earns a warning
+STAGING_ROOT = "uploads/folders"  # under the media root: folders sent by browsers, until read
 
 
 class DatasetQuerySet(models.QuerySet):
@@ -126,7 +135,28 @@ class Dataset(models.Model):
                             smallest_class=min(counts, default=0))
 
     def is_busy(self):
-        return self.uploads.filter(status__in=[Upload.Status.QUEUED, Upload.Status.RUNNING]).exists()
+        return self.uploads.filter(status__in=Upload.ACTIVE).exists()
+
+    def in_use(self) -> list[str]:
+        """What still works on this dataset, in plain words: the uploads being read and the runs
+        waiting or training. Empty when it can be deleted."""
+        uploads = [f"the upload “{u.original_name}” is {u.get_status_display().lower()}"
+                   for u in self.uploads.filter(status__in=Upload.ACTIVE)]
+        runs = [f"the training run #{run.id} is {run.get_status_display().lower()}"
+                for run in self.runs.filter(status__in=["queued", "running"])]
+        return uploads + runs
+
+    def delete_with_runs(self):
+        """Delete the dataset with its finished runs (a run's version is protected, so runs go first)
+        in one transaction; the files go once it commits (the post_delete receivers below)."""
+        with transaction.atomic():
+            self.runs.all().delete()
+            self.delete()
+
+    @property
+    def media_folder(self) -> Path:
+        """Its images and thumbnails (content-addressed: datasets/<id>/<sha[:2]>/..., thumbs/...)."""
+        return Path(settings.MEDIA_ROOT) / "datasets" / str(self.id)
 
 
 class ImageClass(models.Model):
@@ -144,10 +174,35 @@ class ImageClass(models.Model):
 class UploadQuerySet(models.QuerySet):
     def claim(self, upload_id):
         """Mark a queued upload as running; None if another delivery already has it."""
+        now = timezone.now()
         claimed = self.filter(id=upload_id, status=Upload.Status.QUEUED).update(
-            status=Upload.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+            status=Upload.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
         )
         return self.get(id=upload_id) if claimed else None
+
+    def reap_stale(self):
+        """Uploads whose ingestion worker stopped sending heartbeats: queue them again, or give up
+        after MAX_INGEST_ATTEMPTS (removing what the last attempt wrote). Returns the ids to send
+        to a worker again.
+
+        Each change is a conditional update on the row as it was read, so two reapers at once
+        (or a heartbeat arriving late) cannot both act on one upload.
+        """
+        now = timezone.now()
+        cutoff = now - timedelta(seconds=settings.HEARTBEAT_STALE_S)
+        last_sign = Coalesce("heartbeat_at", "started_at", "created_at")
+        requeued = []
+        for upload in self.filter(status=Upload.Status.RUNNING).alias(last_sign=last_sign).filter(last_sign__lt=cutoff):
+            unchanged = self.filter(id=upload.id, **upload.claim_fence())
+            if upload.attempts >= settings.MAX_INGEST_ATTEMPTS:
+                with transaction.atomic():
+                    if unchanged.update(status=Upload.Status.FAILED, finished_at=now, error=(
+                            f"The worker stopped while reading these files, {upload.attempts} times; nothing from "
+                            "them was kept. Press Retry to read them again.")):
+                        upload.discard_rows()
+            elif unchanged.update(status=Upload.Status.QUEUED):
+                requeued.append(upload.id)
+        return requeued
 
 
 class Upload(models.Model):
@@ -165,6 +220,10 @@ class Upload(models.Model):
         RUNNING = "running", "Reading images"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    ENDED = (Status.DONE, Status.FAILED, Status.CANCELLED)
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="uploads")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
@@ -179,6 +238,8 @@ class Upload(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Written every HEARTBEAT_INTERVAL_S while a worker reads it; silence means the worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Receiving a folder: what the browser announced, and what has arrived.
     expected_files = models.PositiveIntegerField(default=0)
     expected_batches = models.PositiveIntegerField(default=0)
@@ -215,21 +276,101 @@ class Upload(models.Model):
 
     @property
     def is_finished(self):
-        return self.status in (self.Status.DONE, self.Status.FAILED)
+        return self.status in self.ENDED
+
+    def claim_fence(self) -> dict:
+        """The row as this attempt holds it: a write conditional on it fails once the reaper, a
+        cancel or another attempt has taken the upload (started_at tells a retried upload's
+        attempts apart)."""
+        fence = {"status": self.status, "attempts": self.attempts}
+        if self.started_at is None:
+            fence["started_at__isnull"] = True
+        else:
+            fence["started_at"] = self.started_at
+        return fence
 
     def record_progress(self, done, total):
         self.done, self.total = done, total
-        Upload.objects.filter(id=self.id).update(done=done, total=total)
+        Upload.objects.filter(id=self.id, **self.claim_fence()).update(done=done, total=total)
 
-    def finish(self, **counts):
+    def finish(self, **counts) -> bool:
+        """Mark it done, if this attempt still holds it; False when another has taken it."""
+        counts |= {"done": self.done, "total": self.total}
+        now = timezone.now()
+        if not Upload.objects.filter(id=self.id, **self.claim_fence()).update(
+                status=self.Status.DONE, finished_at=now, **counts):
+            return False
         for name, value in counts.items():
             setattr(self, name, value)
-        self.status, self.finished_at = self.Status.DONE, timezone.now()
-        self.save(update_fields=["status", "finished_at", "done", "total", *counts])
+        self.status, self.finished_at = self.Status.DONE, now
+        return True
 
     def fail(self, message):
         self.status, self.error, self.finished_at = self.Status.FAILED, message, timezone.now()
         self.save(update_fields=["status", "error", "finished_at"])
+
+    def discard_rows(self, created_classes=()):
+        """Remove the rows an attempt at reading it created; files shared with other images stay."""
+        with transaction.atomic():
+            self.images.all().delete()
+            self.outcomes.all().delete()
+            self.dataset.classes.filter(id__in=list(created_classes), images__isnull=True).delete()
+
+    # Its source: a stored zip, or the staged files of a folder sent by a browser. A folder or
+    # zip on the server belongs to whoever put it there and is never removed.
+
+    def source_exists(self) -> bool:
+        if self.kind == self.Kind.ZIP:
+            return bool(self.file.name) and default_storage.exists(self.file.name)
+        if self.kind == self.Kind.FOLDER:
+            return self.staging_folder().is_dir()
+        return Path(self.source_path).exists()
+
+    def staging_folder(self) -> Path:
+        """Where the batches of a folder sent by a browser wait to be read."""
+        return Path(settings.MEDIA_ROOT) / STAGING_ROOT / str(self.id)
+
+    def remove_source_files(self):
+        _remove_files(self.file.name, self.staging_folder())
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in (self.Status.FAILED, self.Status.CANCELLED) and self.source_exists()
+
+    @property
+    def can_delete(self) -> bool:
+        return self.status in self.ENDED
+
+    def retry(self) -> bool:
+        """Queue a failed or cancelled upload to be read again from the start."""
+        from .tasks import ingest  # the task module imports this one
+
+        requeued = Upload.objects.filter(id=self.id, status__in=[self.Status.FAILED, self.Status.CANCELLED]).update(
+            status=self.Status.QUEUED, error="", finished_at=None, done=0, total=0, accepted=0, rejected=0,
+            duplicates=0, conflicts=0, unlabelled=0, attempts=0)
+        if requeued:
+            ingest.delay_on_commit(self.id)
+        return bool(requeued)
+
+    def cancel(self) -> bool:
+        """End a queued upload before a worker takes it; the worker then finds nothing to claim.
+        One queued again after its worker died loses what that worker had written."""
+        with transaction.atomic():
+            cancelled = Upload.objects.filter(id=self.id, status=self.Status.QUEUED).update(
+                status=self.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled before it was read.")
+            if cancelled:
+                self.discard_rows()
+        return bool(cancelled)
+
+    def delete_with_images(self):
+        """Remove the upload, the images it added and its source file (after the commit)."""
+        from .labelling import refresh_conflicts
+
+        with transaction.atomic():
+            shas = set(self.images.values_list("sha256", flat=True))
+            self.images.all().delete()
+            refresh_conflicts(self.dataset, shas)
+            self.delete()
 
 
 class UploadOutcome(models.Model):
@@ -347,3 +488,32 @@ class DatasetVersion(models.Model):
 
     def __str__(self):
         return f"version {self.number}"
+
+
+# Files go with their rows, also when a row goes in a cascade, and only once the deletion has
+# committed: a rolled-back deletion keeps its files.
+
+@receiver(post_delete, sender=Dataset, dispatch_uid="dataset-files")
+def _remove_dataset_files(sender, instance, **kwargs):
+    folders = [instance.media_folder, Path(settings.MEDIA_ROOT) / "versions" / str(instance.id)]
+    transaction.on_commit(lambda: [shutil.rmtree(folder, ignore_errors=True) for folder in folders])
+
+
+def _remove_files(file_name, folder):
+    if file_name:
+        default_storage.delete(file_name)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@receiver(post_delete, sender=Upload, dispatch_uid="upload-files")
+def _remove_upload_files(sender, instance, **kwargs):
+    # Named now: once deleted, the instance has no id.
+    file_name, folder = instance.file.name, instance.staging_folder()
+    transaction.on_commit(lambda: _remove_files(file_name, folder))
+
+
+@receiver(post_delete, sender=DatasetVersion, dispatch_uid="version-manifest")
+def _remove_version_manifest(sender, instance, **kwargs):
+    name = instance.manifest.name
+    if name:
+        transaction.on_commit(lambda: default_storage.delete(name))

@@ -40,10 +40,14 @@ from .ingestion import (
     archive_limits,
     discard_receiving,
     finish_receiving,
+    fit_upload_name,
     receive_batch,
     sample_digits_zip,
     save_batch,
+    zip_storage_name,
 )
+from housekeeping_app import quotas
+
 from .models import Dataset, Upload
 from .tasks import ingest
 from .views import get_dataset_for_user
@@ -76,11 +80,22 @@ def refusing_too_many_files(too_many_files_response):
 
 
 def _start_upload(dataset, name, fileobj, user):
-    upload = Upload(dataset=dataset, original_name=name, created_by=user)
-    upload.file.save(name, fileobj, save=False)
+    upload = Upload(dataset=dataset, original_name=fit_upload_name(name), created_by=user)
+    upload.file.save(zip_storage_name(name), fileobj, save=False)
     upload.save()
     ingest.delay_on_commit(upload.id)
     return upload
+
+
+def _within_quota(form, user, field):
+    """Valid, and within the person's limits (housekeeping_app.quotas); else the form says which limit."""
+    if not form.is_valid():
+        return False
+    sent = form.cleaned_data[field]
+    refusal = quotas.upload_refusal(user, sum(f.size for f in sent) if isinstance(sent, list) else sent.size)
+    if refusal:
+        form.add_error(None, refusal)
+    return not refusal
 
 
 def _limits():
@@ -93,7 +108,7 @@ def dataset_list(request):
     form = ZipUploadForm()
     if request.method == "POST":
         form = ZipUploadForm(request.POST, request.FILES)
-        if form.is_valid():
+        if _within_quota(form, request.user, "file"):
             with transaction.atomic():
                 dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name(),
                                                  **form.split_fractions())
@@ -106,6 +121,9 @@ def dataset_list(request):
 @login_required
 @require_POST
 def create_sample(request):
+    if refusal := quotas.upload_refusal(request.user):
+        messages.error(request, refusal)
+        return redirect("datasets:list")
     with transaction.atomic():
         dataset = Dataset.objects.create(owner=request.user, name="Handwritten digits (sample)")
         _start_upload(dataset, "digits.zip", ContentFile(sample_digits_zip()), request.user)
@@ -121,7 +139,7 @@ def add_images(request, pk):
     form = AddZipForm()
     if request.method == "POST":
         form = AddZipForm(request.POST, request.FILES)
-        if form.is_valid():
+        if _within_quota(form, request.user, "file"):
             with transaction.atomic():
                 _start_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"], request.user)
             return redirect("datasets:detail", pk=dataset.pk)
@@ -149,7 +167,7 @@ def add_loose_images(request, pk):
     """The no-JavaScript way to add loose images: one request, so at most DATA_UPLOAD_MAX_NUMBER_FILES."""
     dataset = get_dataset_for_user(request, pk)
     images_form = LooseImagesForm(request.POST, request.FILES)
-    if not images_form.is_valid():
+    if not _within_quota(images_form, request.user, "images"):
         return _add_page(request, dataset, AddZipForm(), images_form)
     files = images_form.cleaned_data["images"]
     with transaction.atomic():
@@ -164,7 +182,7 @@ def add_loose_images(request, pk):
 
 
 def _loose_images_name(first_name, count):
-    return first_name if count == 1 else f"{first_name} and {count - 1} more"
+    return fit_upload_name(first_name if count == 1 else f"{first_name} and {count - 1} more")
 
 
 def _refuse(message, status=400, **extra):
@@ -218,6 +236,8 @@ def start_folder_dataset(request):
     upload = _unfinished_folder(Upload.objects.filter(dataset__in=Dataset.objects.visible_to(request.user)), form)
     if upload is not None:
         return _folder_answer(upload, resumed=True)
+    if refusal := quotas.upload_refusal(request.user, form.cleaned_data["total_bytes"]):
+        return _refuse(refusal, 413)
     with transaction.atomic():
         dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name(), **form.split_fractions())
         upload = _new_folder_upload(dataset, form, request.user)
@@ -235,6 +255,8 @@ def start_folder(request, pk):
     upload = _unfinished_folder(dataset.uploads.all(), form)
     if upload is not None:
         return _folder_answer(upload, resumed=True)
+    if refusal := quotas.upload_refusal(request.user, form.cleaned_data["total_bytes"]):
+        return _refuse(refusal, 413)
     return _folder_answer(_new_folder_upload(dataset, form, request.user), status=201)
 
 

@@ -24,13 +24,16 @@ def get_dataset_for_user(request, pk):
 @login_required
 def dataset_detail(request, pk):
     dataset = get_dataset_for_user(request, pk)
+    busy = dataset.is_busy()
     split_table = dataset.split_counts_by_class()
     sizes = dataset.size_distribution()
     charted = sizes[:SIZES_CHARTED]
     return render(request, "datasets_app/detail.html", {
         "dataset": dataset,
         "uploads": dataset.uploads.all()[:UPLOADS_SHOWN],
-        "warnings": dataset.warnings(),
+        # While images are still being read, warnings such as "0 classes" would only alarm.
+        "busy": busy,
+        "warnings": [] if busy else dataset.warnings(),
         "split_table": split_table,
         "split_counts": dataset.split_counts(),
         "chart": {
@@ -47,7 +50,7 @@ def dataset_detail(request, pk):
         "conflicts": dataset.conflict_count(),
         "versions": dataset.versions.all()[:5],
         "runs": dataset.runs.select_related("version")[:20],
-        "can_train": dataset.usable_class_count() >= 2 and not dataset.is_busy(),
+        "can_train": dataset.usable_class_count() >= 2 and not busy,
         "split_percent": {"val": round(dataset.val_fraction * 100), "test": round(dataset.test_fraction * 100)},
     })
 
@@ -130,14 +133,29 @@ class _Echo:
         return value
 
 
+# A spreadsheet program runs a cell that starts with one of these as a formula
+# (=HYPERLINK(...), +cmd|...); OWASP's advice is to start such a cell with a quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 @login_required
 def upload_report_csv(request, pk, upload_pk):
     """Every file of the upload, one row each: accepted ones from its images, the rest from its outcomes."""
     upload = get_upload_for_user(request, pk, upload_pk)
     writer = csv.writer(_Echo())
 
+    def row(cells):
+        return writer.writerow([spreadsheet_safe(cell) for cell in cells])
+
     def rows():
-        yield writer.writerow(["file", "outcome", "detail", "class", "split", "width", "height", "sha256"])
+        yield row(["file", "outcome", "detail", "class", "split", "width", "height", "sha256"])
         conflicts = dict(upload.outcomes.filter(kind=UploadOutcome.Kind.CONFLICT).values_list("file_name", "detail"))
         images = upload.images.order_by("id").values_list(
             "original_name", "image_class__name", "split", "width", "height", "sha256")
@@ -146,10 +164,9 @@ def upload_report_csv(request, pk, upload_pk):
                 outcome, detail = "label conflict", conflicts[name]
             else:
                 outcome, detail = ("accepted" if label else "accepted, unlabelled"), ""
-            yield writer.writerow([name, outcome, detail, label or "", split, width, height, sha])
+            yield row([name, outcome, detail, label or "", split, width, height, sha])
         for outcome in upload.outcomes.exclude(kind=UploadOutcome.Kind.CONFLICT).iterator(chunk_size=2000):
-            yield writer.writerow([outcome.file_name, outcome.get_kind_display().lower(), outcome.detail,
-                                   "", "", "", "", ""])
+            yield row([outcome.file_name, outcome.get_kind_display().lower(), outcome.detail, "", "", "", "", ""])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     stem = slugify(upload.original_name.rsplit(".", 1)[0]) or "upload"
@@ -160,10 +177,52 @@ def upload_report_csv(request, pk, upload_pk):
 @login_required
 @require_POST
 def dataset_delete(request, pk):
+    """Delete the dataset, its images, runs and files; refused (saying what) while something still works on it."""
     dataset = get_dataset_for_user(request, pk)
-    if dataset.is_busy() or dataset.runs.filter(status__in=["queued", "running"]).exists():
-        messages.error(request, "This dataset is still in use; wait for its uploads and runs to finish.")
+    in_use = dataset.in_use()
+    if in_use:
+        messages.error(request, f"This dataset cannot be deleted yet: {'; '.join(in_use)}. "
+                                "Wait for these to finish, or cancel them, then delete it.")
         return redirect("datasets:detail", pk=pk)
-    dataset.delete()
-    messages.info(request, f"The dataset “{dataset.name}” was deleted.")
+    dataset.delete_with_runs()
+    messages.info(request, f"The dataset “{dataset.name}” was deleted, with its images and models.")
     return redirect("datasets:list")
+
+
+@login_required
+@require_POST
+def upload_retry(request, pk, upload_pk):
+    upload = get_upload_for_user(request, pk, upload_pk)
+    if upload.can_retry and upload.retry():
+        messages.info(request, f"“{upload.original_name}” will be read again.")
+    else:
+        messages.error(request, f"“{upload.original_name}” cannot be read again: only a failed or cancelled "
+                                "upload whose files are still here can.")
+    return redirect("datasets:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def upload_cancel(request, pk, upload_pk):
+    upload = get_upload_for_user(request, pk, upload_pk)
+    if upload.cancel():
+        messages.info(request, f"“{upload.original_name}” was cancelled; nothing from it was added.")
+    else:
+        messages.error(request, f"“{upload.original_name}” is no longer waiting, so it cannot be cancelled.")
+    return redirect("datasets:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def upload_delete(request, pk, upload_pk):
+    upload = get_upload_for_user(request, pk, upload_pk)
+    if not upload.can_delete or upload.dataset.is_busy():
+        # While another upload is read, it compares its files with these images: they stay until it ends.
+        messages.error(request, f"“{upload.original_name}” cannot be deleted while images are being read into "
+                                "this dataset; wait until that ends, then delete it.")
+        return redirect("datasets:detail", pk=pk)
+    images = upload.images.count()
+    upload.delete_with_images()
+    messages.info(request, f"The upload “{upload.original_name}” was deleted, with the {images} "
+                           f"image{'s' if images != 1 else ''} it added.")
+    return redirect("datasets:detail", pk=pk)

@@ -8,6 +8,7 @@ Redis.
 import importlib.util
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -40,20 +41,57 @@ def env_int(name: str, default: int) -> int:
 DATA_DIR = Path(os.environ.get("DATA_DIR") or BASE_DIR / "var").resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a wrong address or a crash must never show the technical pages to
+# visitors. `make run` turns it on for local use, and says so.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    # A key of this installation's own, made once and kept in the data folder.
+    # A key of this installation's own, made once and kept in the data folder (readable by its
+    # owner only), so that a fresh clone runs as it is. Production sets SECRET_KEY (README).
     key_file = DATA_DIR / "secret_key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
+        # Written whole under another name, then linked into place: the processes of
+        # `make run` start together, and none may read a half-written key or make a second one.
+        draft = DATA_DIR / f"secret_key.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     SECRET_KEY = key_file.read_text().strip()
 
 ALLOWED_HOSTS = [host.strip() for host in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if host.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+# HTTPS, for a site served over it (README, "Running in production"); all off by default so
+# that http://127.0.0.1 keeps working.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("SECURE_PROXY_SSL_HEADER", False):  # behind a proxy that ends HTTPS and says so
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Error reports (and DEBUG's pages) hide the password in any setting that is a URL, such as
+# CELERY_BROKER_URL; Django's own filter only hides settings named like KEY or PASSWORD.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "dlsite.reporting.PasswordHidingFilter"
+
+# Who may create an account: "open" (anyone), "invite" (with a code from a staff member,
+# made in the admin under "Invitations") or "closed" (nobody; staff add people in the admin).
+SIGNUP_MODE = os.environ.get("SIGNUP_MODE", "open").strip().lower() or "open"
+if SIGNUP_MODE not in ("open", "invite", "closed"):
+    raise ImproperlyConfigured(f"SIGNUP_MODE must be open, invite or closed, not {SIGNUP_MODE!r}")
+
+# /healthz answers from a cache for this many seconds: asking the workers takes a second.
+HEALTHZ_CACHE_S = env_int("HEALTHZ_CACHE_S", 5)
+# With this token (header X-Healthz-Token, or ?token=) a monitor sees the details that only
+# staff see otherwise; empty means no token works.
+HEALTHZ_TOKEN = os.environ.get("HEALTHZ_TOKEN", "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -67,6 +105,9 @@ INSTALLED_APPS = [
     "training_app",
     "predict_app",
     "pretrained_app",
+    "housekeeping_app",
+    "accounts_app",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -78,6 +119,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dlsite.urls"
@@ -93,6 +136,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dlsite.context_processors.signup",
             ],
         },
     },
@@ -124,6 +168,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+
+# Login throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username
+# from one address, that pair is locked out for AXES_COOLOFF_MINUTES, whatever password it
+# tries next; a successful login clears the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # keep the failures only, not a row for every successful login
 LOGIN_REDIRECT_URL = "datasets:list"
 LOGOUT_REDIRECT_URL = "home"
 
@@ -158,6 +213,11 @@ MAX_ZIP_ENTRIES = env_int("MAX_ZIP_ENTRIES", 200_000)
 MAX_ZIP_UNPACKED_BYTES = env_int("MAX_ZIP_UNPACKED_BYTES", 4 * 1024**3)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000)
 MAX_PREDICT_FILES = env_int("MAX_PREDICT_FILES", 20)
+# The predict page decodes in the web process: JPEGs at a reduced scale (any size up to
+# MAX_IMAGE_PIXELS), other formats only up to MAX_PREDICT_PIXELS (16 M: a 4,000 x 4,000 PNG is
+# 48 MB decoded), and no file over MAX_PREDICT_FILE_BYTES is read.
+MAX_PREDICT_PIXELS = env_int("MAX_PREDICT_PIXELS", 16_000_000)
+MAX_PREDICT_FILE_BYTES = env_int("MAX_PREDICT_FILE_BYTES", 20 * 1024 * 1024)
 
 # Celery: the database row of a job is the truth; messages carry only ids.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
@@ -181,8 +241,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # The reaper is light work for the default queue; every other training.* task trains.
-CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "training.*": {"queue": "training"},
-                      "pretrained.*": {"queue": "default"}}
+CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "datasets.reap_stale_uploads": {"queue": "default"},
+                      "training.*": {"queue": "training"},
+                      "pretrained.*": {"queue": "default"}, "housekeeping.*": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -215,10 +276,32 @@ HEARTBEAT_INTERVAL_S = env_int("HEARTBEAT_INTERVAL_S", 10)
 HEARTBEAT_STALE_S = env_int("HEARTBEAT_STALE_S", 90)
 REAPER_INTERVAL_S = env_int("REAPER_INTERVAL_S", 30)
 MAX_TRAINING_ATTEMPTS = env_int("MAX_TRAINING_ATTEMPTS", 3)
+# Uploads have the same heartbeat and reaper: an ingestion whose worker died is read again,
+# up to MAX_INGEST_ATTEMPTS attempts, then fails with a message and a Retry button.
+MAX_INGEST_ATTEMPTS = env_int("MAX_INGEST_ATTEMPTS", 3)
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "training.reap_stale_runs", "schedule": float(REAPER_INTERVAL_S)},
+    "reap-stale-uploads": {"task": "datasets.reap_stale_uploads", "schedule": float(REAPER_INTERVAL_S)},
 }
+# Clean-up (housekeeping_app/cleanup.py, `manage.py cleanup`): every CLEANUP_INTERVAL_S the files no
+# row refers to go once older than CLEANUP_GRACE_S (an upload writes files before their rows), with
+# zips already read, models of deleted runs, and the least recently used packs beyond
+# PACK_CACHE_MAX_GB. A folder being received that gets no files for UPLOAD_ABANDON_S is given up.
+CLEANUP_INTERVAL_S = env_int("CLEANUP_INTERVAL_S", 3600)
+CLEANUP_GRACE_S = env_int("CLEANUP_GRACE_S", 24 * 3600)
+UPLOAD_ABANDON_S = env_int("UPLOAD_ABANDON_S", 2 * 24 * 3600)
+PACK_CACHE_MAX_GB = float(os.environ.get("PACK_CACHE_MAX_GB") or 20)
+CELERY_BEAT_SCHEDULE["cleanup"] = {"task": "housekeeping.cleanup", "schedule": float(CLEANUP_INTERVAL_S)}
+# Per-person limits (housekeeping_app/quotas.py); 0 means no limit. Bytes count stored images
+# (with thumbnails) and uploads; runs count those waiting or training.
+QUOTA_IMAGES = env_int("QUOTA_IMAGES", 0)
+QUOTA_BYTES = env_int("QUOTA_BYTES", 0)
+QUOTA_QUEUED_RUNS = env_int("QUOTA_QUEUED_RUNS", 3)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# The control socket of supervisord when `make run` runs the site under it (supervisord.conf):
+# the queue page asks it how each process is doing. Absent otherwise, and then nothing is shown.
+SUPERVISOR_SOCKET = Path(os.environ.get("SUPERVISOR_SOCKET") or DATA_DIR / "supervisor.sock")
 
 # The folder with the pretrained weights files of the transfer-learning networks (README,
 # "Pretrained weights"): where `manage.py fetch_pretrained` and the staff page "Pretrained networks"

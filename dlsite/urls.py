@@ -14,5 +14,6 @@ urlpatterns = [
     path("runs/", include("training_app.urls")),
     path("predict/", include("predict_app.urls")),
     path("pretrained/", include("pretrained_app.urls")),
+    path("housekeeping/", include("housekeeping_app.urls")),
     path("admin/", admin.site.urls),
 ]

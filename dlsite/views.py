@@ -1,13 +1,21 @@
 """Pages that belong to the site as a whole: home, sign-up, health."""
+import secrets
+
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.forms import UserCreationForm
+from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 
+from accounts_app.forms import InvitedUserCreationForm
+
 from .celery import app as celery_app
+from .reporting import hide_url_passwords
 
 QUEUES = ("default", "training")
+HEALTHZ_CACHE_KEY = "dlsite:healthz"
 
 
 def home(request):
@@ -17,22 +25,54 @@ def home(request):
 
 
 def signup(request):
-    form = UserCreationForm(request.POST or None)
+    """Sign-up as SIGNUP_MODE says: open to anyone, with an invitation code, or closed."""
+    mode = settings.SIGNUP_MODE
+    if mode == "closed":
+        return render(request, "registration/signup.html", {"closed": True})
+    form_class = InvitedUserCreationForm if mode == "invite" else UserCreationForm
+    form = form_class(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user)
-        return redirect("datasets:list")
-    return render(request, "registration/signup.html", {"form": form})
+        if user is not None:  # None: the invitation was used by someone else meanwhile
+            # Two backends are set (django-axes and Django's), so say which one checked the user.
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("datasets:list")
+    return render(request, "registration/signup.html", {"form": form, "invite": mode == "invite"})
 
 
 def healthz(request):
-    """The state of the database, the broker and the workers; 503 if anything is missing."""
+    """The state of the site: 200 with {"status": "ok"}, or 503 with "degraded".
+
+    Staff and callers with HEALTHZ_TOKEN also see the database, the broker and the number of
+    workers per queue. The answer is shared for HEALTHZ_CACHE_S seconds: asking the workers
+    takes a second, and monitors or many clients polling must not cost one each."""
+    health = cache.get(HEALTHZ_CACHE_KEY)
+    if health is None:
+        health = _health()
+        cache.set(HEALTHZ_CACHE_KEY, health, settings.HEALTHZ_CACHE_S)
+    status = 200 if health["status"] == "ok" else 503
+    if not _may_see_health_details(request):
+        return JsonResponse({"status": health["status"]}, status=status)
+    return JsonResponse(health, status=status)
+
+
+def _health():
     health = {"database": _check_database(), "broker": check_broker()}
     workers = live_workers() if health["broker"] == "ok" else {}
     health["workers"] = {queue: len(workers.get(queue, [])) for queue in QUEUES}
     healthy = health["database"] == "ok" and health["broker"] == "ok" and all(health["workers"].values())
     health["status"] = "ok" if healthy else "degraded"
-    return JsonResponse(health, status=200 if healthy else 503)
+    # The errors can hold the broker's or the database's address with its password.
+    for part in ("database", "broker"):
+        health[part] = hide_url_passwords(health[part])
+    return health
+
+
+def _may_see_health_details(request):
+    if request.user.is_authenticated and request.user.is_staff:
+        return True
+    token = request.headers.get("X-Healthz-Token") or request.GET.get("token") or ""
+    return bool(settings.HEALTHZ_TOKEN) and secrets.compare_digest(token.encode(), settings.HEALTHZ_TOKEN.encode())
 
 
 def _check_database():

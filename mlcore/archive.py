@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+import unicodedata
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Iterator
 
 from .images import IMAGE_EXTENSIONS
@@ -44,6 +45,40 @@ class PlannedImage:
     name: str  # the entry's name in the zip
     label: str | None  # None: no class folder, so it waits in the unlabelled inbox
     split: str | None  # "train", "val" or "test" when a folder says so
+    # The file's position in the list given to plan_files; for a zip, in its directory. A zip
+    # may hold two entries of the same name, each its own file, so they are read by position.
+    entry: int | None = None
+
+
+ELLIPSIS = "…"
+
+
+def without_control_characters(text: str) -> str:
+    """`text` with tabs and line breaks made spaces, and NUL and other control characters left out.
+
+    A name from a zip or a browser may hold any of them; PostgreSQL refuses NUL
+    in text, and the others break report lines and spreadsheet cells."""
+    spaced = (" " if c in "\t\n\r\v\f" else c for c in text)
+    return "".join(c for c in spaced if unicodedata.category(c) != "Cc")
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters with an ellipsis in the middle, so that
+    the start and the end (a file's extension) both still show."""
+    if len(text) <= limit:
+        return text
+    tail = min(40, (limit - 1) // 3)
+    return text[:limit - 1 - tail] + ELLIPSIS + text[len(text) - tail:]
+
+
+def fit_name(text: str, limit: int) -> str:
+    """A user-supplied name made safe to store in a text field of `limit` characters."""
+    return shorten(without_control_characters(text), limit)
+
+
+def shown(name: str) -> str:
+    """A name as quoted in a message: no control characters, at most 200 characters."""
+    return fit_name(name, 200)
 
 
 @dataclass
@@ -87,8 +122,12 @@ def plan_zip(source: str | BinaryIO, limits: ArchiveLimits = ArchiveLimits()) ->
         raise ArchiveRejected(f"This zip has {len(infos):,} entries; the limit is {limits.max_entries:,}.")
     for info in infos:
         if _is_link(info):
-            raise ArchiveRejected(f"The zip entry “{info.filename}” is a link, so the upload was refused.")
-    return plan_files([(info.filename, info.file_size) for info in infos if not info.is_dir()], limits)
+            raise ArchiveRejected(f"The zip entry “{shown(info.filename)}” is a link, so the upload was refused.")
+    files = [(index, info) for index, info in enumerate(infos) if not info.is_dir()]
+    plan = plan_files([(info.filename, info.file_size) for _, info in files], limits)
+    # plan_files numbers the files it was given; read_entries needs their place in the zip.
+    plan.images = [replace(image, entry=files[image.entry][0]) for image in plan.images]
+    return plan
 
 
 def plan_files(files: list[tuple[str, int]], limits: ArchiveLimits = ArchiveLimits()) -> ZipPlan:
@@ -105,7 +144,7 @@ def plan_files(files: list[tuple[str, int]], limits: ArchiveLimits = ArchiveLimi
     for name, size in files:
         reason = _unsafe_reason(name)
         if reason:
-            raise ArchiveRejected(f"The file “{name}” {reason}, so the upload was refused.")
+            raise ArchiveRejected(f"The file “{shown(name)}” {reason}, so the upload was refused.")
         total += size
     if total > limits.max_total_bytes:
         raise ArchiveRejected(
@@ -113,11 +152,11 @@ def plan_files(files: list[tuple[str, int]], limits: ArchiveLimits = ArchiveLimi
             f"{limits.max_total_bytes / 1024**2:,.0f} MB."
         )
 
-    files = [(name, size) for name, size in files if not _is_hidden(name)]
-    paths = [name.split("/") for name, _ in files]
+    files = [(number, name, size) for number, (name, size) in enumerate(files) if not _is_hidden(name)]
+    paths = [name.split("/") for _, name, _ in files]
     strip = _common_top_folder(paths)
     plan = ZipPlan()
-    for (name, size), parts in zip(files, paths):
+    for (number, name, size), parts in zip(files, paths):
         parts = parts[strip:]
         split = SPLIT_FOLDERS.get(parts[0].lower()) if len(parts) > 2 else None
         if split:
@@ -131,7 +170,7 @@ def plan_files(files: list[tuple[str, int]], limits: ArchiveLimits = ArchiveLimi
             plan.skipped.append((name, "the file is larger than the per-file limit"))
         else:
             label = parts[0].strip() if len(parts) >= 2 else None
-            plan.images.append(PlannedImage(name, label or None, split))
+            plan.images.append(PlannedImage(name, label or None, split, entry=number))
     return plan
 
 
@@ -159,8 +198,9 @@ def read_entries(source: str | BinaryIO | zipfile.ZipFile, plan: ZipPlan,
     zip parses its directory (70,000 entries: a third of a second) only once."""
     total = 0
     with _open_zip(source) as archive:
+        infos = archive.infolist()
         for planned in plan.images:
-            info = archive.getinfo(planned.name)
+            info = _entry_info(archive, infos, planned)
             try:
                 with archive.open(info) as entry:
                     data = entry.read(limits.max_entry_bytes + 1)
@@ -180,6 +220,13 @@ def read_entries(source: str | BinaryIO | zipfile.ZipFile, plan: ZipPlan,
                 yield planned, None, "the file is compressed suspiciously well (a zip bomb?)"
             else:
                 yield planned, data, None
+
+
+def _entry_info(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], planned: PlannedImage) -> zipfile.ZipInfo:
+    """The planned entry, found by its position: getinfo() gives only the last of several entries of one name."""
+    if planned.entry is not None and planned.entry < len(infos) and infos[planned.entry].filename == planned.name:
+        return infos[planned.entry]
+    return archive.getinfo(planned.name)
 
 
 @contextmanager

@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .base_facts import FACTS as BASE_FACTS
+
 MAX_PARAMS = 50_000_000  # a network bigger than this would take far too long on this kind of machine
 MAX_LAYERS = 40
 BASE_MIN_SIZE = 32  # Keras' MobileNetV2 and EfficientNetB0 refuse smaller inputs
@@ -360,7 +362,8 @@ def missing_weights_message(base_name: str, weights_dir) -> str | None:
 
 def validate(spec, input_shape: tuple[int, int, int], num_classes: int, augmentation=None) -> dict:
     """Check a spec by building its Keras model (pretrained bases without their weights: the
-    shapes are the same). Returns the summary for the editor; raises SpecError in plain words."""
+    shapes are the same). Returns the summary for the editor; raises SpecError in plain words.
+    The web process uses `summarise`, which answers the same without building anything."""
     model, clean = _assemble(spec, input_shape, num_classes, weights_dir=None, load_weights=False, name="check",
                              augmentation=augmentation)
     summary = model_summary(model)
@@ -369,6 +372,104 @@ def validate(spec, input_shape: tuple[int, int, int], num_classes: int, augmenta
         unfreeze_top(model, clean["base"]["fine_tune_layers"])
         summary["fine_tune_trainable_params"] = _trainable_count(model)
     return summary
+
+
+def summarise(spec, input_shape: tuple[int, int, int], num_classes: int, augmentation=None) -> dict:
+    """What `validate` answers (the summary for the editor, or SpecError with the same words), worked
+    out layer by layer in plain Python, without building a Keras model or importing Keras.
+
+    `validate` builds the network (pretrained bases included), which cost the web process about
+    180 MB a check and kept memory that was only given back at a restart; the layer builder asks
+    for a check at every edit. Pretrained bases are described by base_facts.FACTS; every number
+    here is checked against Keras by tests/test_builder_shapes.py."""
+    clean = normalise_spec(spec)
+    if input_shape[2] not in (1, 3):
+        raise SpecError("Images must be grayscale (1 channel) or colour (3 channels).")
+    shape = tuple(input_shape)
+    rows = [_row(None, "pixels", "InputLayer", shape)]
+    if augmentation_is_on(augmentation):  # normalise_augmentation refuses a bad setting first, as in validate
+        rows.append(_row(None, "augmentation", "Sequential", shape))
+    base_spec, total = clean["base"], 0
+    if base_spec is None:
+        rows.append(_row(None, "rescale", "Rescaling", shape))
+        maps_from = None  # the image itself
+    else:
+        shape, total = _summarise_base(base_spec, shape, rows)
+        maps_from = f"the pretrained {BASES[base_spec['name']].label}"
+
+    flat_from = None  # (number, type) of the layer that made the flat list
+    for number, layer in enumerate(clean["layers"], start=1):
+        kind = layer["type"]
+        _check_input_kind(kind, number, shape, flat_from, maps_from)
+        out = _output_shape(layer, number, shape)  # refuses a window that no longer fits, as validate does first
+        params = _param_count(layer, shape)
+        total += params
+        _check_total(total, f"Layer {number} ({kind})", number)
+        shape = out
+        trainable = params // 2 if kind == "BatchNormalization" else params  # moving mean and variance do not learn
+        rows.append(_row(number, f"{_snake(kind)}_{number}", kind, shape, params, trainable))
+        if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+            maps_from = f"a {kind} layer"
+        if kind in _MAKES_FLAT:
+            flat_from = (number, kind)
+
+    _check_ends_flat(shape)
+    output_params = (shape[0] + 1) * num_classes
+    total += output_params
+    _check_total(total, "The output layer", None)
+    rows.append(_row(None, "probabilities", "Dense", (num_classes,), output_params, output_params))
+    trainable = sum(row["trainable_params"] for row in rows)
+    summary = {"rows": rows, "total_params": total, "trainable_params": trainable, "spec": clean}
+    if base_spec and base_spec["fine_tune_layers"]:
+        facts = BASE_FACTS[base_spec["name"]]
+        summary["fine_tune_trainable_params"] = trainable + facts.fine_tuned_params(base_spec["fine_tune_layers"])
+    return summary
+
+
+def _summarise_base(base_spec, shape, rows):
+    """The rows of what comes before the head (scaling, grey to colour, the frozen base); its output shape
+    and parameters."""
+    height, width, channels = shape
+    base_info, facts = BASES[base_spec["name"]], BASE_FACTS[base_spec["name"]]
+    _check_base_size(base_info, height, width)
+    if base_info.scale:
+        rows.append(_row(None, "rescale", "Rescaling", shape))
+    if channels == 1:
+        rows.append(_row(None, "grey_to_rgb", "Concatenate", (height, width, 3)))
+    _check_fine_tune_layers(base_info, base_spec["fine_tune_layers"], facts.layers)
+    out = facts.output_shape(height, width)
+    rows.append(_row(None, base_spec["name"], "Functional", out, facts.params, 0))
+    return out, facts.params
+
+
+def _output_shape(layer: dict, number: int, shape: tuple) -> tuple:
+    """The shape a layer gives for `shape` (without the batch), as Keras computes it; refuses in
+    plain words a window that no longer fits."""
+    kind = layer["type"]
+    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
+        if kind == "Conv2D":
+            window, step, depth = layer["kernel_size"], layer["strides"], layer["filters"]
+        else:  # Keras pools with steps as long as the window
+            window, step, depth = layer["pool_size"], layer["pool_size"], shape[2]
+        sides = [-(-side // step) if layer["padding"] == "same" else (side - window) // step + 1
+                 for side in shape[:2]]
+        if min(sides) < 1:
+            _refuse_shrinking(kind, number, shape)
+        return (*sides, depth)
+    if kind == "Flatten":
+        return (math.prod(shape),)
+    if kind == "GlobalAveragePooling2D":
+        return (shape[-1],)
+    if kind == "Dense":
+        return (*shape[:-1], layer["units"])
+    return shape  # BatchNormalization, Activation, Dropout
+
+
+def _row(number, name, kind, shape, params=0, trainable=0) -> dict:
+    label = LAYER_TYPES[kind]["label"] if number is not None else (
+        f"Pretrained {BASES[name].label}" if name in BASES else _IMPLICIT_LABELS.get(name, kind))
+    return {"layer": number, "name": name, "type": kind, "label": label, "output_shape": _shape_text(shape),
+            "params": params, "trainable_params": trainable}
 
 
 def build_model(spec, input_shape: tuple[int, int, int], num_classes: int, weights_dir=None, *, name="network",
@@ -406,19 +507,7 @@ def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name
     for number, layer in enumerate(clean["layers"], start=1):
         kind = layer["type"]
         shape = tuple(x.shape[1:])
-        if kind in _NEEDS_IMAGE and len(shape) != 3:
-            made_by, made_at = flat_from[1], flat_from[0]
-            raise SpecError(f"Layer {number}: a {kind} layer needs image-shaped input, but {made_by} (layer {made_at}) "
-                            f"has already turned the image into a flat list of numbers. Move the {kind} layer "
-                            f"before the {made_by} layer.", number)
-        if kind in _NEEDS_FLAT and len(shape) != 1:
-            if maps_from is None:
-                raise SpecError(f"Layer {number}: a {kind} layer needs a flat list of numbers, but here it gets the "
-                                f"image itself ({_shape_text(shape)}). Put Flatten or GlobalAveragePooling2D before "
-                                "it.", number)
-            raise SpecError(f"Layer {number}: a {kind} layer after {maps_from} needs Flatten or "
-                            f"GlobalAveragePooling2D first: {maps_from} gives image-shaped feature maps "
-                            f"({_shape_text(shape)}), and {kind} needs a flat list of numbers.", number)
+        _check_input_kind(kind, number, shape, flat_from, maps_from)
         keras_layer = _keras_layer(layer, number)
         if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D"):
             _check_size(keras_layer, kind, number, shape)
@@ -435,10 +524,7 @@ def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name
             flat_from = (number, kind)
 
     shape = tuple(x.shape[1:])
-    if len(shape) != 1:
-        raise SpecError(f"The network ends with image-shaped feature maps ({_shape_text(shape)}), but the output "
-                        "layer, which gives one probability per class, needs a flat list of numbers: add Flatten or "
-                        "GlobalAveragePooling2D at the end.")
+    _check_ends_flat(shape)
     total += (shape[0] + 1) * num_classes
     _check_total(total, "The output layer", None)
     # float32 even under mixed precision: softmax in float16 can round small probabilities to 0.
@@ -452,9 +538,7 @@ def _add_base(inputs, base_spec, input_shape, weights_dir, load_weights):
 
     height, width, channels = input_shape
     base_info = BASES[base_spec["name"]]
-    if min(height, width) < BASE_MIN_SIZE:
-        raise SpecError(f"{base_info.label} needs images of at least {BASE_MIN_SIZE} × {BASE_MIN_SIZE} pixels; "
-                        f"these are {height} × {width}. Choose an image size of {BASE_MIN_SIZE} or more.")
+    _check_base_size(base_info, height, width)
     path = None
     if load_weights:
         path = weights_path(base_spec["name"], weights_dir)
@@ -478,9 +562,7 @@ def _add_base(inputs, base_spec, input_shape, weights_dir, load_weights):
                            input_shape=(height, width, 3), name=base_spec["name"])
     if path and base_spec["name"] == "efficientnetb0":
         _match_imagenet_normalisation(base)
-    most = len(base.layers) - 1
-    if base_spec["fine_tune_layers"] > most:
-        raise SpecError(f"{base_info.label} has {most} layers, so at most {most} can be fine-tuned.")
+    _check_fine_tune_layers(base_info, base_spec["fine_tune_layers"], len(base.layers))
     base.trainable = False
     # training=False keeps the base's BatchNormalization layers in inference mode even when some of
     # its layers are unfrozen for fine-tuning (the Keras transfer-learning guide).
@@ -532,9 +614,50 @@ def _check_size(keras_layer, kind, number, shape):
     except ValueError:
         fits = False
     if not fits:
-        raise SpecError(f"Layer {number} ({kind}) would shrink the {shape[0]} × {shape[1]} feature maps below "
-                        "1 × 1 pixel. Remove a pooling or convolution layer before it, use a smaller window, set "
-                        "“Edges” to pad, or choose a larger image size.", number)
+        _refuse_shrinking(kind, number, shape)
+
+
+def _refuse_shrinking(kind, number, shape):
+    raise SpecError(f"Layer {number} ({kind}) would shrink the {shape[0]} × {shape[1]} feature maps below "
+                    "1 × 1 pixel. Remove a pooling or convolution layer before it, use a smaller window, set "
+                    "“Edges” to pad, or choose a larger image size.", number)
+
+
+def _check_input_kind(kind, number, shape, flat_from, maps_from):
+    """Refuse, in plain words, a layer given a flat list where it needs feature maps or the other way round.
+    `flat_from` is (number, kind) of the layer that made the flat list; `maps_from` says what made the maps."""
+    if kind in _NEEDS_IMAGE and len(shape) != 3:
+        made_by, made_at = flat_from[1], flat_from[0]
+        raise SpecError(f"Layer {number}: a {kind} layer needs image-shaped input, but {made_by} (layer {made_at}) "
+                        f"has already turned the image into a flat list of numbers. Move the {kind} layer "
+                        f"before the {made_by} layer.", number)
+    if kind in _NEEDS_FLAT and len(shape) != 1:
+        if maps_from is None:
+            raise SpecError(f"Layer {number}: a {kind} layer needs a flat list of numbers, but here it gets the "
+                            f"image itself ({_shape_text(shape)}). Put Flatten or GlobalAveragePooling2D before "
+                            "it.", number)
+        raise SpecError(f"Layer {number}: a {kind} layer after {maps_from} needs Flatten or "
+                        f"GlobalAveragePooling2D first: {maps_from} gives image-shaped feature maps "
+                        f"({_shape_text(shape)}), and {kind} needs a flat list of numbers.", number)
+
+
+def _check_ends_flat(shape):
+    if len(shape) != 1:
+        raise SpecError(f"The network ends with image-shaped feature maps ({_shape_text(shape)}), but the output "
+                        "layer, which gives one probability per class, needs a flat list of numbers: add Flatten or "
+                        "GlobalAveragePooling2D at the end.")
+
+
+def _check_base_size(base_info, height, width):
+    if min(height, width) < BASE_MIN_SIZE:
+        raise SpecError(f"{base_info.label} needs images of at least {BASE_MIN_SIZE} × {BASE_MIN_SIZE} pixels; "
+                        f"these are {height} × {width}. Choose an image size of {BASE_MIN_SIZE} or more.")
+
+
+def _check_fine_tune_layers(base_info, wanted, layer_count):
+    most = layer_count - 1
+    if wanted > most:
+        raise SpecError(f"{base_info.label} has {most} layers, so at most {most} can be fine-tuned.")
 
 
 def _param_count(layer: dict, shape: tuple) -> int:
@@ -590,13 +713,16 @@ def _row_label(layer, kind, number):
         return LAYER_TYPES[kind]["label"]
     if layer.name in BASES:
         return f"Pretrained {BASES[layer.name].label}"
-    return {
-        "pixels": "The image's pixels",
-        "rescale": "Scales the pixels (added for you)",
-        "grey_to_rgb": "Grey repeated as red, green and blue (added for you)",
-        "probabilities": "Output: one probability per class (added for you)",
-        "augmentation": "Random changes, only while training",
-    }.get(layer.name, kind)
+    return _IMPLICIT_LABELS.get(layer.name, kind)
+
+
+_IMPLICIT_LABELS = {
+    "pixels": "The image's pixels",
+    "rescale": "Scales the pixels (added for you)",
+    "grey_to_rgb": "Grey repeated as red, green and blue (added for you)",
+    "probabilities": "Output: one probability per class (added for you)",
+    "augmentation": "Random changes, only while training",
+}
 
 
 def _spec_number(name: str) -> int | None:

@@ -27,6 +27,14 @@ class ImageRejected(ValueError):
     """The bytes are not an image this product accepts; the message says why in plain words."""
 
 
+class ImageTooLarge(ImageRejected):
+    """The picture declares more pixels than allowed; refused from its header, before decoding."""
+
+    def __init__(self, width: int, height: int, limit: int):
+        super().__init__(f"the image is too large ({width} x {height} pixels; the limit is {limit:,} pixels)")
+        self.width, self.height, self.limit = width, height, limit
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     image: Image.Image  # mode "L" or "RGB", EXIF orientation applied
@@ -47,6 +55,55 @@ class DecodedImage:
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Fully decode `data`, or raise ImageRejected with a reason a person can act on."""
+
+    def refuse_over_the_limit(image):
+        _refuse_over(image.width, image.height, max_pixels)
+
+    return _decode(data, refuse_over_the_limit)
+
+
+def decode_reduced(data, side: int, max_pixels: int, max_declared_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode a picture that is only needed small (at least `side` pixels on its shorter side, as
+    for a prediction), holding no more than about `max_pixels` pixels in memory at once.
+
+    A JPEG, what cameras and phones write, is decoded directly at 1/2, 1/4 or 1/8 of its size
+    (libjpeg scales while decoding: Image.draft), so a 48-megapixel photo costs what a 1/8 one
+    does. PNG, BMP and GIF cannot be decoded smaller, so one that declares more than `max_pixels`
+    is refused (ImageTooLarge) from its header, before a single pixel is decoded. What was decoded
+    is then box-averaged down to at least twice `side`, so later copies (colour conversion,
+    resizing) stay small."""
+
+    def decode_small(image):
+        _refuse_over(image.width, image.height, max_declared_pixels)
+        declared = image.size
+        if image.format == "JPEG":
+            image.draft(None, (side, side))  # the smallest 1/2^k scale that keeps both sides >= side
+        if image.width * image.height > max_pixels:
+            _refuse_over(*declared, max_pixels)
+
+    return _decode(data, decode_small, shrink_to=side)
+
+
+def _refuse_over(width: int, height: int, limit: int):
+    if width * height > limit:
+        raise ImageTooLarge(width, height, limit)
+
+
+# Modes that Image.reduce averages as they are; others are reduced once they are "L" or "RGB".
+_REDUCIBLE_MODES = {"L", "RGB", "RGBA", "LA"}
+
+
+def _shrink(image: Image.Image, side: int | None) -> Image.Image:
+    """Box-average by a whole factor while the shorter side stays at least 2 x `side`."""
+    factor = min(image.width, image.height) // (2 * side) if side else 0
+    if factor < 2 or image.mode not in _REDUCIBLE_MODES:
+        return image
+    return image.reduce(factor)
+
+
+def _decode(data, check_header, shrink_to: int | None = None) -> DecodedImage:
+    """Open `data`, call `check_header(image)` (which may refuse, or ask for a reduced decode) while only
+    the header is read, then decode to mode "L" or "RGB" with the EXIF orientation applied."""
     if not data:
         raise ImageRejected("the file is empty")
     try:
@@ -54,18 +111,14 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             # Pillow only warns about decompression bombs below twice its own cap.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            pixels = image.width * image.height
-            if pixels > max_pixels:
-                raise ImageRejected(
-                    f"the image is too large ({image.width} x {image.height} pixels; "
-                    f"the limit is {max_pixels:,} pixels)"
-                )
+            check_header(image)
             fmt = image.format
             image.load()  # a real decode: verify() checks little
+            image = _shrink(image, shrink_to)
             if image.info.get("exif"):  # JPEG and PNG keep it here; only then can it rotate
                 image = ImageOps.exif_transpose(image)
             if image.mode not in ("L", "RGB"):
-                image = _to_model_mode(image)
+                image = _shrink(_to_model_mode(image), shrink_to)
     except ImageRejected:
         raise
     except UnidentifiedImageError:

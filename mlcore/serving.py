@@ -98,6 +98,13 @@ class Predictor:
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return np.asarray(self._call(pixels))
 
+    def predict_arrays(self, arrays: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """Probabilities for model inputs (see image_to_array), a batch at a time: one compiled call
+        per batch, and only the small model-sized inputs are stacked, never the decoded pictures."""
+        outputs = [self.predict_pixels(np.stack(arrays[start:start + batch_size]))
+                   for start in range(0, len(arrays), batch_size)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.info.class_names)), np.float32)
+
     def predict_image(self, image) -> np.ndarray:
         """Probabilities for one decoded image (see images.decode_image), resized exactly as in training."""
         pixels = image_to_array(image, self.info.image_size, self.info.channels, self.info.resize)

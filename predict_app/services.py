@@ -1,9 +1,17 @@
-"""Loaded models, kept warm in the web process between requests."""
+"""Loaded models, kept warm in the web process between requests, and classifying uploaded pictures
+there with bounded memory."""
+import base64
 import functools
+import io
 import threading
 from pathlib import Path
 
+from django.conf import settings
+
+from mlcore.images import ImageRejected, ImageTooLarge, decode_reduced, image_to_array
 from mlcore.serving import ModelInfo, Predictor
+
+PREVIEW_SIDE = 256
 
 _lock = threading.Lock()
 
@@ -19,3 +27,72 @@ def predictor_for(run) -> Predictor:
     path = run.model_path
     with _lock:  # one thread loads a model; the others wait for it instead of loading it too
         return _load(str(path), path.stat().st_mtime)
+
+
+class FileTooBig(Exception):
+    pass
+
+
+def classify_uploads(predictor: Predictor, uploads) -> list[dict]:
+    """One result per uploaded file, in order: its class and every probability, or a plain reason
+    why it could not be used (the other files are still classified).
+
+    Each picture is decoded small and turned at once into its model input and its preview, so only
+    one decoded picture is alive at a time; the model then sees the small inputs in batches."""
+    results, inputs, waiting = [], [], []
+    for upload in uploads:
+        result, pixels = _prepare(upload, predictor.info)
+        results.append(result)
+        if pixels is not None:
+            inputs.append(pixels)
+            waiting.append(result)
+    names = predictor.info.class_names
+    for result, probabilities in zip(waiting, predictor.predict_arrays(inputs)):
+        ranked = sorted(zip(names, probabilities.tolist()), key=lambda item: -item[1])
+        result.update({"label": ranked[0][0], "probability": ranked[0][1],
+                       "probabilities": [{"name": n, "p": p, "percent": round(100 * p, 1)} for n, p in ranked]})
+    return results
+
+
+def _prepare(upload, info: ModelInfo):
+    """({"name", "preview"} and the model input) for a usable file, ({"name", "error"}, None) otherwise."""
+    limit = settings.MAX_PREDICT_FILE_BYTES
+    try:
+        data = read_at_most(upload, limit)
+        side = max(*info.image_size, PREVIEW_SIDE)
+        image = decode_reduced(data, side, settings.MAX_PREDICT_PIXELS, settings.MAX_IMAGE_PIXELS).image
+    except FileTooBig:
+        return {"name": upload.name, "error": f"This file is larger than {_in_words(limit)}, the limit here. "
+                                              "Resize the picture or save it smaller, and try again."}, None
+    except ImageTooLarge as exc:
+        return {"name": upload.name, "error": f"This picture is too large ({exc.width} × {exc.height} pixels); "
+                                              f"the limit is {exc.limit:,} pixels. Resize it and try again."}, None
+    except ImageRejected as exc:
+        return {"name": upload.name, "error": f"This file could not be used: {exc}."}, None
+    pixels = image_to_array(image, info.image_size, info.channels, info.resize)
+    return {"name": upload.name, "preview": preview_data_url(image)}, pixels
+
+
+def read_at_most(upload, limit: int) -> bytearray:
+    """The file's bytes, read chunk by chunk; FileTooBig as soon as they pass `limit`."""
+    if upload.size is not None and upload.size > limit:
+        raise FileTooBig
+    data = bytearray()
+    for chunk in upload.chunks():
+        data += chunk
+        if len(data) > limit:  # the size a client declares is not to be trusted
+            raise FileTooBig
+    return data
+
+
+def _in_words(size: int) -> str:
+    return f"{size / 1024 / 1024:.3g} MB" if size >= 1024 * 1024 else f"{size:,} bytes"
+
+
+def preview_data_url(image) -> str:
+    """A small PNG of the image as a data URL, so nothing uploaded here is stored."""
+    image = image.copy()
+    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -1,4 +1,6 @@
+import configparser
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -48,12 +50,18 @@ def wait_for(predicate, timeout=120, interval=0.25, what="condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def procfile_command(name):
-    """The worker command lines of `make run`, so the tests start workers exactly as it does."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return shlex.split(line.split(":", 1)[1])
-    raise KeyError(name)
+def procfile_command(name, env=None):
+    """The command line of program `name` in supervisord.conf, which `make run` runs, so that the
+    tests start workers exactly as it does. As supervisord does, "%(ENV_X)s" there stands for the
+    environment variable X (of `env`, else of this process) and "%%" for "%"."""
+    config = configparser.RawConfigParser()
+    config.read(ROOT / "supervisord.conf")
+    section = f"program:{name}"
+    if not config.has_section(section):
+        raise KeyError(name)
+    env = os.environ if env is None else env
+    command = re.sub(r"%\(ENV_(\w+)\)s", lambda m: env.get(m[1], m[0]), config.get(section, "command"))
+    return shlex.split(command.replace("%%", "%"))
 
 
 def test_database_url():

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
 from django.urls import reverse
 
 from datasets_app.models import Dataset, Upload
@@ -16,7 +17,8 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def test_upload_train_evaluate_and_predict_through_the_workers(celery_workers, alice, user):
-    health = alice.get(reverse("healthz"))
+    with override_settings(HEALTHZ_TOKEN="journey"):  # the details are for staff and monitors with the token
+        health = alice.get(reverse("healthz"), headers={"X-Healthz-Token": "journey"})
     assert health.status_code == 200, health.content
     assert health.json()["workers"] == {"default": 1, "training": 1}
 

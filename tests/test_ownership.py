@@ -1,88 +1,303 @@
-"""Every dataset, run and model belongs to its owner: anyone else gets 404 on every URL."""
+"""Every URL of the site, for every role. Each dataset, run and model belongs to its owner: anyone else
+gets a 404 on every address that names it, a visitor who is not logged in is sent to the login page,
+staff pages refuse everyone who is not staff, and no one ever gets a server error.
+
+The addresses are read from the URL patterns of the whole site (dlsite.urls, every app), not from a
+list kept by hand, so a new page is checked the day it is added. A page this test cannot fill in or
+does not know how to judge makes it fail, with the page's name in the message."""
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from datasets_app.models import Dataset, Image, ImageClass, Upload
-from tests.conftest import PASSWORD
+from mlcore.pretrained import CATALOGUE
+from tests.conftest import PASSWORD, new_run
 from tests.images import image_bytes
 from training_app.models import TrainingRun
+
+LOGIN = reverse("login")
+
+# ---- What the test knows about the site's pages
+
+# Django's own admin: it checks staff itself, and it is not ours to test.
+SKIPPED_NAMESPACES = {"admin"}
+
+# Pages this test leaves out, each with why.
+SKIPPED = {
+    # Answers 503 whenever a worker is missing, by design (the tests run without workers);
+    # tests/test_predict_and_health.py checks what it tells whom.
+    "healthz",
+}
+
+# Pages for anyone, logged in or not; checked only for never failing.
+PUBLIC = {"home", "signup", "login", "logout"}
+
+# Pages that name no object: each logged-in user sees, or makes, their own things there.
+PERSONAL = {
+    "datasets:list", "datasets:sample", "datasets:folder_start_new",
+    "training:list", "training:queue", "training:queue_status", "training:builder_check",
+    "predict:index",
+}
+
+# Pages only for staff: everyone else gets a 404 (or 403).
+STAFF_NAMESPACES = {"pretrained"}
+STAFF = {"housekeeping:disk"}
+
+# What each keyword of an address stands for, in the fixture `owned` below. A keyword first
+# looks for its app's own meaning ("pk" is a dataset under datasets:, a run under training:).
+OBJECT_BY_KWARG = {
+    ("datasets", "pk"): "dataset",
+    ("training", "pk"): "run",
+    "dataset_pk": "dataset",
+    "image_pk": "image",
+    "class_pk": "class",
+    "upload_pk": "upload",
+    "run_pk": "run",
+    "version_pk": "version",
+}
+# Keywords that are not objects of the owner: a value that is valid for the page.
+VALUE_BY_KWARG = {
+    "index": 0,  # the number of a batch of a folder upload
+    ("pretrained", "name"): next(iter(CATALOGUE)),  # a network of the catalogue
+}
+
+# Pages the owner may get a 404 from, for the fixture's objects: {name: why}. Anywhere else an
+# owner's 404 would make the other user's 404 meaningless, so it fails the test.
+OWNER_MAY_404 = {}
+
+
+# ---- Reading the URL patterns
+
+def site_urls():
+    """{"namespace:name": (namespace, keyword names)} for every URL pattern of the site; a pattern
+    without a name is listed under its route, so that it fails the checks below by name."""
+    found = {}
+
+    def walk(patterns, namespace, kwargs):
+        for entry in patterns:
+            names = kwargs | _keywords(entry.pattern)
+            if isinstance(entry, URLResolver):
+                if entry.namespace in SKIPPED_NAMESPACES:
+                    continue
+                inner = ":".join(part for part in (namespace, entry.namespace) if part)
+                walk(entry.url_patterns, inner, names)
+            elif isinstance(entry, URLPattern):
+                name = entry.name or f"<a pattern without a name: {entry.pattern}>"
+                found[f"{namespace}:{name}" if namespace else name] = (namespace, frozenset(names))
+
+    walk(get_resolver().url_patterns, "", frozenset())
+    return found
+
+
+def _keywords(pattern):
+    converters = getattr(pattern, "converters", None)  # path(); re_path() has named groups instead
+    return frozenset(converters if converters is not None else pattern.regex.groupindex)
+
+
+def kind_of(name, namespace, kwargs):
+    """How a page is judged: "skipped", "public", "personal", "staff" or "object"; None if unknown."""
+    if name in SKIPPED:
+        return "skipped"
+    if name in STAFF or namespace in STAFF_NAMESPACES:
+        return "staff"
+    if not kwargs:
+        return "public" if name in PUBLIC else "personal" if name in PERSONAL else None
+    return "object" if all(_meaning(namespace, kwarg) for kwarg in kwargs) else None
+
+
+def _meaning(namespace, kwarg):
+    for table in (OBJECT_BY_KWARG, VALUE_BY_KWARG):
+        for key in ((namespace, kwarg), kwarg):
+            if key in table:
+                return table, key
+    return None
+
+
+def address(name, namespace, kwargs, owned):
+    values = {}
+    for kwarg in kwargs:
+        table, key = _meaning(namespace, kwarg)
+        values[kwarg] = owned[table[key]].pk if table is OBJECT_BY_KWARG else table[key]
+    return reverse(name, kwargs=values)
+
+
+URLS = site_urls()
+
+
+def test_every_page_of_the_site_is_known_to_this_test():
+    unknown = sorted(f"{name} (keywords: {', '.join(sorted(kwargs)) or 'none'})"
+                     for name, (namespace, kwargs) in URLS.items() if kind_of(name, namespace, kwargs) is None)
+    assert unknown == [], (
+        "These pages are not checked for who may open them. Say what each keyword stands for in "
+        "OBJECT_BY_KWARG or VALUE_BY_KWARG, or put a page without keywords in PUBLIC, PERSONAL or STAFF: "
+        + "; ".join(unknown))
+
+
+def test_the_pages_of_every_app_are_read():
+    namespaces = {namespace for namespace, _ in URLS.values()}
+    assert {"", "datasets", "training", "predict", "pretrained"} <= namespaces
+    assert not namespaces & SKIPPED_NAMESPACES
+    assert len(URLS) >= 55, len(URLS)
+    listed = SKIPPED | PUBLIC | PERSONAL | STAFF | set(OWNER_MAY_404)
+    assert listed - set(URLS) == set(), "pages listed here that the site no longer has"
+
+
+def test_a_page_with_an_unknown_keyword_is_named():
+    assert kind_of("shop:basket", "shop", frozenset({"basket_pk"})) is None
+    assert kind_of("shop:all", "shop", frozenset()) is None
+    assert kind_of("datasets:new_page", "datasets", frozenset({"pk", "image_pk"})) == "object"
+
+
+# ---- The objects
+
+@pytest.fixture
+def staff_user(db):
+    return get_user_model().objects.create_user("sam", password=PASSWORD, is_staff=True)
 
 
 @pytest.fixture
 def owned(user, settings):
+    """One of everything a user can own: a dataset with a class, an image, an upload, a version,
+    and a finished run whose model files are on disk."""
     dataset = Dataset.objects.create(owner=user, name="Mine")
-    Upload.objects.create(dataset=dataset, original_name="x.zip", file="uploads/x.zip", status="done")
+    # A folder upload, as the folder pages take only those (the report pages take any).
+    upload = Upload.objects.create(dataset=dataset, kind="folder", original_name="pictures", status="done",
+                                   created_by=user, total=1, done=1, accepted=1, expected_files=1,
+                                   expected_batches=1, received_batches=[0])
     image_class = ImageClass.objects.create(dataset=dataset, name="cats")
-    image = Image(dataset=dataset, image_class=image_class, width=8, height=8, channels=1, sha256="0" * 64,
-                  original_name="cats/1.png", split="train")
+    image = Image(dataset=dataset, image_class=image_class, upload=upload, width=8, height=8, channels=1,
+                  sha256="0" * 64, original_name="cats/1.png", split="train")
     image.file.save("1.png", ContentFile(image_bytes("spot", 8)))
-    run = TrainingRun.objects.create(owner=user, dataset=dataset, preset="dense", image_size=8, epochs=1,
-                                     batch_size=8, learning_rate=0.001, status="succeeded",
-                                     model_file="models/x/model.keras")
+    ImageClass.objects.create(dataset=dataset, name="dogs")  # a second class, to merge with and to train on
+    run = new_run(dataset, image_size=8, status="succeeded", model_file="models/x/model.keras",
+                  class_names=["cats", "dogs"])
     folder = settings.MEDIA_ROOT / "models" / "x"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.keras").write_bytes(b"model")
     (folder / "model.json").write_text("{}")
-    return {"dataset": dataset, "image": image, "run": run}
+    return {"dataset": dataset, "image": image, "class": image_class, "upload": upload, "version": run.version,
+            "run": run}
 
 
-def urls(o):
-    d, r = o["dataset"].pk, o["run"].pk
-    return [
-        ("get", reverse("datasets:detail", args=[d])),
-        ("get", reverse("datasets:progress", args=[d])),
-        ("get", reverse("datasets:image", args=[d, o["image"].pk])),
-        ("post", reverse("datasets:delete", args=[d])),
-        ("get", reverse("training:new", args=[d])),
-        ("post", reverse("training:new", args=[d])),
-        ("get", reverse("training:preview_input", args=[d]) + "?size=8"),
-        ("get", reverse("training:preview_augmentation", args=[d]) + "?size=8&rotation=10"),
-        ("get", reverse("training:detail", args=[r])),
-        ("get", reverse("training:status", args=[r])),
-        ("post", reverse("training:cancel", args=[r])),
-        ("get", reverse("training:model", args=[r])),
-        ("get", reverse("training:model_info", args=[r])),
-    ]
+def state(owned):
+    """What another user's request must never change."""
+    dataset = owned["dataset"]
+    return {"dataset": list(Dataset.objects.filter(pk=dataset.pk).values_list("name", "val_fraction")),
+            "images": sorted(dataset.images.values_list("id", "image_class__name", "split")),
+            "classes": sorted(dataset.classes.values_list("id", "name")),
+            "uploads": sorted(dataset.uploads.values_list("id", "status")),
+            "runs": sorted(TrainingRun.objects.filter(dataset=dataset).values_list("id", "status", "cancel_requested"))}
 
 
-def dataset_urls(o):
-    """Every dataset page there is, read from the URL patterns, so a new page cannot be forgotten here."""
-    from datasets_app.urls import urlpatterns
+# ---- The checks
 
-    dataset = o["dataset"]
-    values = {"pk": dataset.pk, "image_pk": o["image"].pk, "upload_pk": dataset.uploads.get().pk,
-              "class_pk": o["image"].image_class_id, "index": 0}
-    found = []
-    for pattern in urlpatterns:
-        names = pattern.pattern.converters.keys()
-        if "pk" in names:
-            url = reverse(f"datasets:{pattern.name}", kwargs={name: values[name] for name in names})
-            found += [("get", url), ("post", url)]
-    return found
+def fetch(client, method, url):
+    response = getattr(client, method)(url)
+    return response.status_code, response.get("Location", "")
 
 
-def test_another_user_gets_404_for_every_object_url(client, owned, other_user):
-    client.force_login(other_user)
-    answers = {}
-    for method, url in urls(owned) + dataset_urls(owned):
-        answers.setdefault(url, set()).add(getattr(client, method)(url).status_code)
-    # 405 (a method the page does not take) says nothing about the object; the other gets 404.
-    assert {url: codes for url, codes in answers.items() if not (codes <= {404, 405} and 404 in codes)} == {}
-    assert Dataset.objects.filter(pk=owned["dataset"].pk).exists()
-    assert owned["dataset"].images.count() == 1 and owned["dataset"].classes.count() == 1
+def asks_to_log_in(status, location):
+    return (status == 302 and location.startswith(LOGIN)) or status in (401, 403)
 
 
-def test_every_dataset_page_is_covered_by_the_ownership_check(owned):
-    assert len(dataset_urls(owned)) >= 2 * 25
+def refused(status):
+    """What someone gets at an address that names another user's object: nothing about it.
+    405 (a method the page does not take) says nothing about the object either."""
+    return status in (403, 404, 405)
 
 
-def test_the_owner_can_open_every_object_url(client, owned, user):
+def check_anonymous(client, url):
+    answers = [fetch(client, method, url) for method in ("get", "post")]
+    # Both methods may not be taken by the page, but at least one must ask to log in.
+    assert all(asks_to_log_in(*answer) or answer[0] == 405 for answer in answers), answers
+    assert any(asks_to_log_in(*answer) for answer in answers), answers
+
+
+def never_fails(client, url):
+    answers = {method: fetch(client, method, url)[0] for method in ("get", "post")}
+    assert all(status < 500 for status in answers.values()), answers
+    return answers
+
+
+@pytest.mark.parametrize("name", sorted(URLS))
+def test_each_page_for_the_owner_another_user_and_a_visitor(name, client, owned, user, other_user, staff_user):
+    namespace, kwargs = URLS[name]
+    kind = kind_of(name, namespace, kwargs)
+    assert kind is not None, f"{name} is not known to this test: see test_every_page_of_the_site_is_known_to_this_test"
+    if kind == "skipped":
+        pytest.skip("listed in SKIPPED")
+    url = address(name, namespace, kwargs, owned)
+
+    if kind == "public":
+        never_fails(client, url)
+        client.force_login(user)
+        never_fails(client, url)
+        return
+
+    check_anonymous(client, url)
+
+    if kind == "staff":
+        for someone in (user, other_user):
+            client.force_login(someone)
+            answers = never_fails(client, url)
+            assert all(refused(status) for status in answers.values()), (name, answers)
+        client.force_login(staff_user)
+        assert never_fails(client, url)["get"] != 404
+        return
+
+    if kind == "object":
+        before = state(owned)
+        client.force_login(other_user)
+        answers = never_fails(client, url)
+        assert all(refused(status) for status in answers.values()), (name, answers)
+        assert 404 in answers.values() or 403 in answers.values(), (name, answers)
+        assert state(owned) == before, "another user's request changed the owner's things"
+
     client.force_login(user)
-    for method, url in urls(owned):
-        if method == "get":
-            assert client.get(url).status_code == 200, url
+    get_status = fetch(client, "get", url)[0]
+    # Last, as it may change or delete the owner's things (an empty form, a delete).
+    post_status = fetch(client, "post", url)[0]
+    assert get_status < 500 and post_status < 500, (name, get_status, post_status)
+    assert 404 not in (get_status, post_status) or name in OWNER_MAY_404, (
+        f"{name}: the owner gets 404 (GET {get_status}, POST {post_status}), so another user's 404 proves "
+        "nothing; fix the fixture or list it in OWNER_MAY_404")
 
+
+def test_every_file_download_reaches_the_owner_and_no_one_else(client, owned, user, other_user):
+    """The files themselves: images, thumbnails, the model, its description, the code, the report."""
+    d, r = owned["dataset"].pk, owned["run"].pk
+    downloads = [reverse("datasets:image", args=[d, owned["image"].pk]),
+                 reverse("datasets:thumbnail", args=[d, owned["image"].pk]),
+                 reverse("datasets:report_csv", args=[d, owned["upload"].pk]),
+                 reverse("training:model", args=[r]), reverse("training:model_info", args=[r]),
+                 reverse("training:code_download", args=[r])]
+    client.force_login(user)
+    for url in downloads:
+        assert client.get(url).status_code == 200, url
+    client.force_login(other_user)
+    for url in downloads:
+        assert client.get(url).status_code == 404, url
+
+
+@pytest.mark.parametrize("name", ["training:model", "training:model_info"])
+def test_a_model_file_missing_from_disk_is_a_plain_404(name, client, owned, user, settings):
+    (settings.MEDIA_ROOT / "models" / "x" / ("model.keras" if name == "training:model" else "model.json")).unlink()
+    client.force_login(user)
+    response = client.get(reverse(name, args=[owned["run"].pk]))
+    assert response.status_code == 404
+    assert "The model file of this run is missing" in response.content.decode()
+
+
+def test_adding_no_loose_images_asks_for_some(client, owned, user):
+    client.force_login(user)
+    response = client.post(reverse("datasets:add_loose_images", args=[owned["dataset"].pk]))
+    assert response.status_code == 200
+    assert "Pick at least one image." in response.content.decode()
+    assert owned["dataset"].uploads.count() == 1
+
+
+# ---- Forms and lists
 
 def test_another_users_model_cannot_be_chosen_for_predictions(client, owned, other_user):
     client.force_login(other_user)

@@ -1,7 +1,11 @@
+import time
+
 import pytest
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from dlsite.views import HEALTHZ_CACHE_KEY
 from tests.conftest import new_run
 from training_app.tasks import train
 
@@ -24,8 +28,60 @@ def test_prediction_shows_each_image_with_its_class_and_every_probability(alice,
     assert b"predicted-label" in response.content
 
 
-def test_health_is_503_with_reasons_when_no_worker_is_listening(client, db):
+@pytest.fixture
+def fresh_health():
+    """/healthz answers from the cache for a few seconds; each test here asks afresh."""
+    cache.delete(HEALTHZ_CACHE_KEY)
+    yield
+    cache.delete(HEALTHZ_CACHE_KEY)
+
+
+DETAILS = {"database": "ok", "broker": "ok", "workers": {"default": 0, "training": 0}, "status": "degraded"}
+
+
+def test_health_is_503_and_only_the_status_for_anonymous_callers(client, db, fresh_health):
     response = client.get(reverse("healthz"))
     assert response.status_code == 503
-    assert response.json() == {"database": "ok", "broker": "ok", "workers": {"default": 0, "training": 0},
-                               "status": "degraded"}
+    assert response.json() == {"status": "degraded"}
+
+
+def test_health_details_are_for_staff(client, user, fresh_health):
+    client.force_login(user)
+    assert client.get(reverse("healthz")).json() == {"status": "degraded"}
+    user.is_staff = True
+    user.save()
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 503 and response.json() == DETAILS
+
+
+def test_health_details_are_for_callers_with_the_token(client, db, settings, fresh_health):
+    settings.HEALTHZ_TOKEN = "monitor-token-1"
+    assert client.get(reverse("healthz"), headers={"X-Healthz-Token": "monitor-token-1"}).json() == DETAILS
+    assert client.get(reverse("healthz") + "?token=monitor-token-1").json() == DETAILS
+    assert client.get(reverse("healthz"), headers={"X-Healthz-Token": "guess"}).json() == {"status": "degraded"}
+    settings.HEALTHZ_TOKEN = ""  # no token set: an empty one opens nothing
+    assert client.get(reverse("healthz") + "?token=").json() == {"status": "degraded"}
+
+
+def test_health_is_shared_for_a_few_seconds_instead_of_asking_the_workers_each_time(client, db, fresh_health):
+    started = time.monotonic()
+    client.get(reverse("healthz"))
+    first = time.monotonic() - started
+    assert first >= 1.0  # the workers were asked: that takes a whole second
+    started = time.monotonic()
+    for _ in range(10):
+        assert client.get(reverse("healthz")).status_code == 503
+    assert time.monotonic() - started < 1.0
+
+
+def test_the_broker_error_text_is_only_for_staff_and_without_its_password(client, user, fresh_health, monkeypatch):
+    # Celery reads this variable before its settings: nothing listens on port 1.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://:hunter2-broker@127.0.0.1:1/0")
+    anonymous = client.get(reverse("healthz"))
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    staff = client.get(reverse("healthz"))
+    assert anonymous.status_code == 503 and anonymous.json() == {"status": "degraded"}
+    broker = staff.json()["broker"]
+    assert broker.startswith("error") and "hunter2-broker" not in broker

@@ -1,7 +1,8 @@
 """The layer-by-layer network builder: its page, and the check it asks for as the person edits.
 
-The Keras work (validation, presets) is in mlcore.builder and mlcore.presets; these views only
-read the request, fetch the dataset through the one ownership check, and answer.
+The checking (mlcore.builder.summarise) works the shapes and parameters out without Keras, so a check
+leaves nothing behind in the web process; these views only read the request, fetch the dataset
+through the one ownership check, and answer.
 """
 import json
 
@@ -13,7 +14,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from datasets_app.views import get_dataset_for_user
-from mlcore.builder import BASE_PARAMS, BASES, LAYER_TYPES, SpecError, validate
+from mlcore.builder import BASE_PARAMS, BASES, LAYER_TYPES, SpecError, summarise
 from mlcore.presets import available_presets
 
 from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, TrainingRunForm
@@ -47,7 +48,7 @@ def builder_page(request, dataset_pk):
 @login_required
 @require_POST
 def builder_check(request):
-    """Validate a spec for an input size: the Keras summary, or the plain reason it cannot be built.
+    """Check a spec for an input size: the summary Keras would show, or the plain reason it cannot be built.
 
     A spec that cannot be built is an answer (200, "ok": false), not a failed request; only a body
     that is not a JSON object is a 400.
@@ -75,7 +76,7 @@ def builder_check(request):
         return _answer(f"The number of classes must be a whole number from 2 to {MAX_CLASSES}.")
 
     try:
-        summary = validate(body.get("spec"), (image_size, image_size, channels), num_classes)
+        summary = summarise(body.get("spec"), (image_size, image_size, channels), num_classes)
     except SpecError as error:
         return _answer(error.message, error.layer)
     return JsonResponse({"ok": True, **summary})

@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 
 from mlcore.builder import (AUGMENTATIONS, SpecError, missing_weights_message, normalise_augmentation,
-                            normalise_spec, validate)
+                            normalise_spec, summarise)
 from mlcore.defaults import suggest
 from mlcore.presets import PRESET_SPECS, preset_spec
 
@@ -222,7 +222,8 @@ class TrainingRunForm(forms.ModelForm):
         size, channels = cleaned.get("image_size"), cleaned.get("channels")
         if size and channels:
             try:
-                summary = validate(cleaned["model_spec"], (size, size, channels), classes)
+                # Worked out without building the network: the web process holds no Keras model.
+                summary = summarise(cleaned["model_spec"], (size, size, channels), classes)
             except SpecError as error:
                 self.add_error("model_spec", error.message)
                 return cleaned

@@ -1,10 +1,14 @@
 import math
+import shutil
 import socket
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -40,14 +44,30 @@ class TrainingRunQuerySet(models.QuerySet):
     def claim(self, run_id):
         """Take a queued run for this worker process; None when another delivery already has it.
 
-        A conditional update, so two deliveries of the same message cannot both train.
+        A conditional update, so two deliveries of the same message cannot both train. The
+        attempt number it sets is this worker's claim: every later write of the worker is
+        conditional on it (TrainingRun.record). `started_at` stays the first attempt's, and the
+        phase an earlier attempt or the reaper left ("Waiting to continue ...") is cleared.
         """
         now = timezone.now()
         claimed = self.filter(id=run_id, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.RUNNING, started_at=now, heartbeat_at=now,
-            attempts=F("attempts") + 1, worker_host=socket.gethostname(),
+            status=TrainingRun.Status.RUNNING, started_at=Coalesce(F("started_at"), now), heartbeat_at=now,
+            attempts=F("attempts") + 1, worker_host=socket.gethostname(), phase="", phase_done=0, phase_total=0,
         )
         return self.get(id=run_id) if claimed else None
+
+    def delete_unless_running(self, run_id):
+        """Delete a run that no worker is training; False when one is (it must be stopped first).
+
+        The row is locked while it is checked and deleted, so a worker cannot take a queued run
+        in between (its claim waits, then finds no run). Its files go after the commit (post_delete).
+        """
+        with transaction.atomic():
+            run = self.select_for_update().filter(id=run_id).exclude(status=TrainingRun.Status.RUNNING).first()
+            if run is None:
+                return False
+            run.delete()
+            return True
 
     def reap_stale(self):
         """Runs whose worker stopped sending heartbeats: queue them again, or give up after
@@ -277,35 +297,57 @@ class TrainingRun(models.Model):
         elapsed = (timezone.now() - self.training_started_at).total_seconds()
         return max(0.0, elapsed / fraction - elapsed)
 
-    # Writes from the worker. Each is one short UPDATE, so the web never waits on them.
+    # Writes from the worker. Each is one short UPDATE, so the web never waits on them, and each is
+    # conditional on the worker's claim: the run still running, at the attempt this worker claimed.
+    # A worker frozen past HEARTBEAT_STALE_S may wake after the reaper gave the run to another one;
+    # its writes then match no row and raise ClaimLost, which stops it without changing anything.
 
-    def _update(self, **fields):
+    # Set by the heartbeat thread when its beat found the claim gone (heartbeat.py).
+    claim_lost = False
+
+    def claimed_row(self):
+        return TrainingRun.objects.filter(id=self.id, status=self.Status.RUNNING, attempts=self.attempts)
+
+    def record(self, **fields):
+        """Write `fields` to the run's row, if this worker still holds its claim; else raise ClaimLost."""
+        if self.claim_lost:
+            raise ClaimLost(self)
         fields["heartbeat_at"] = timezone.now()
+        if not self.claimed_row().update(**fields):
+            self.claim_lost = True
+            raise ClaimLost(self)
         for name, value in fields.items():
             setattr(self, name, value)
-        TrainingRun.objects.filter(id=self.id).update(**fields)
 
     def record_phase(self, phase, done=0, total=0):
-        self._update(phase=phase, phase_done=done, phase_total=total)
+        self.record(phase=phase, phase_done=done, phase_total=total)
 
     def record_batch(self, epoch, batch, batches_per_epoch):
+        fields = {"epoch": epoch, "batch": batch, "batches_per_epoch": batches_per_epoch}
         if self.training_started_at is None:
-            self._update(training_started_at=timezone.now(), phase="Training")
-        self._update(epoch=epoch, batch=batch, batches_per_epoch=batches_per_epoch)
+            fields["training_started_at"] = timezone.now()
+        if self.phase != "Training":  # after "Preparing images", and when a resumed run trains again
+            fields["phase"] = "Training"
+        self.record(**fields)
 
     def record_plan(self, epochs):
         """The time budget decided how many epochs the first phase trains."""
-        self._update(epochs=epochs)
+        self.record(epochs=epochs)
 
     def record_epoch(self, epoch, logs, seconds):
-        EpochMetric.objects.update_or_create(run=self, epoch=epoch, defaults={
-            "loss": _finite(logs.get("loss")), "accuracy": _finite(logs.get("accuracy")),
-            "val_loss": _finite(logs.get("val_loss")), "val_accuracy": _finite(logs.get("val_accuracy")),
-            "learning_rate": _finite(logs.get("learning_rate")), "seconds": seconds,
-        })
-        self._update(epoch=epoch)
+        # The claim's UPDATE first, in the same transaction: a worker that lost its claim writes no metrics
+        # (ClaimLost rolls back), and on PostgreSQL the row stays locked until the metrics are in.
+        with transaction.atomic():
+            self.record(epoch=epoch)
+            EpochMetric.objects.update_or_create(run=self, epoch=epoch, defaults={
+                "loss": _finite(logs.get("loss")), "accuracy": _finite(logs.get("accuracy")),
+                "val_loss": _finite(logs.get("val_loss")), "val_accuracy": _finite(logs.get("val_accuracy")),
+                "learning_rate": _finite(logs.get("learning_rate")), "seconds": seconds,
+            })
 
     def cancel_is_requested(self):
+        if self.claim_lost:  # asked between batches, so a worker whose claim went stops at the next one
+            raise ClaimLost(self)
         return TrainingRun.objects.filter(id=self.id, cancel_requested=True).exists()
 
     def request_cancel(self):
@@ -316,10 +358,31 @@ class TrainingRun(models.Model):
         TrainingRun.objects.filter(id=self.id, status=self.Status.RUNNING).update(cancel_requested=True)
 
     def finish(self, status, **fields):
-        self._update(status=status, finished_at=timezone.now(), phase="", **fields)
+        self.record(status=status, finished_at=timezone.now(), phase="", **fields)
 
     def fail(self, message):
         self.finish(self.Status.FAILED, error=message)
+
+    @property
+    def deletable(self):
+        """A running run is not: its worker would keep writing to it. Stop it first."""
+        return self.status != self.Status.RUNNING
+
+
+class ClaimLost(Exception):
+    """The worker's claim on a run is gone: the reaper gave the run to another worker (or ended it, or
+    it was deleted) while this one was frozen or cut off. The worker stops and writes nothing more."""
+
+    def __init__(self, run):
+        super().__init__(f"Run {run.id}: this worker's claim (attempt {run.attempts}) was taken over")
+
+
+@receiver(post_delete, sender=TrainingRun)
+def remove_model_files(sender, instance, **kwargs):
+    """A deleted run's model and backup go with it, once the deletion is committed (a rolled-back
+    delete keeps them). Also when its dataset is deleted, which deletes its runs."""
+    folder = instance.model_folder
+    transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def _finite(value):

@@ -4,8 +4,12 @@ finished lately, and which workers are listening on each queue.
 The page itself reads only the database, so it never waits on Celery; asking the workers takes
 about a second, so that happens in the JSON the page polls (`queue_status`)."""
 import logging
+import socket
+import xmlrpc.client
+from datetime import datetime, timezone as dt_timezone
 from itertools import groupby
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db.models import F
@@ -14,6 +18,9 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateformat import format as format_date
+
+from supervisor import childutils
+from supervisor.xmlrpc import UnixStreamHTTPConnection
 
 from dlsite.views import QUEUES, check_broker, live_workers
 
@@ -209,9 +216,73 @@ def _moment(when, now):
     return f"{clock} ({_duration((now - when).total_seconds())} ago)"
 
 
+# The processes of `make run`, as supervisord (supervisord.conf) reports them over its socket.
+
+SUPERVISOR_TIMEOUT_S = 2
+PROCESS_NAMES = {"web": "Web server", "default": "Worker for reading images",
+                 "training": "Worker for training models", "beat": "Scheduler (notices runs whose worker stopped)"}
+PROCESS_STATES = {"RUNNING": "Running", "STARTING": "Starting", "BACKOFF": "Failed to start; trying again",
+                  "STOPPING": "Stopping", "STOPPED": "Stopped", "EXITED": "Stopped", "FATAL": "Could not be started",
+                  "UNKNOWN": "Unknown"}
+
+
+def server_processes():
+    """One row per process that supervisord runs for this site, or [] when the site does not run
+    under supervisord (no socket) or it does not answer. Takes milliseconds: a local socket."""
+    if not settings.SUPERVISOR_SOCKET.exists():
+        return []
+    try:
+        infos = _supervisor(settings.SUPERVISOR_SOCKET).supervisor.getAllProcessInfo()
+    except Exception:  # the site works without it; the page just shows less
+        logger.warning("queue page: supervisord at %s did not answer", settings.SUPERVISOR_SOCKET, exc_info=True)
+        return []
+    return [_process_row(info) for info in infos]
+
+
+class _UnixConnection(UnixStreamHTTPConnection):
+    """supervisor's own connection, with a time limit: a stuck supervisord must not hang the page."""
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(SUPERVISOR_TIMEOUT_S)
+        self.sock.connect(self.socketfile)
+
+
+def _supervisor(socket_path):
+    """An XML-RPC proxy to supervisord's socket, as supervisorctl makes it (childutils), with
+    our timed connection in place of supervisor's untimed one."""
+    transport = childutils.getRPCTransport({"SUPERVISOR_SERVER_URL": f"unix://{socket_path}"})
+
+    def timed_connection():
+        connection = _UnixConnection("localhost")
+        connection.socketfile = str(socket_path)
+        return connection
+
+    transport._get_connection = timed_connection
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
+
+
+def _process_row(info):
+    """From supervisor's getProcessInfo: what the process is, its state in words, since when it
+    runs, and when it last stopped (a process that died and was started again)."""
+    now = datetime.fromtimestamp(info["now"], dt_timezone.utc)
+    started = datetime.fromtimestamp(info["start"], dt_timezone.utc) if info["start"] else None
+    stopped = datetime.fromtimestamp(info["stop"], dt_timezone.utc) if info["stop"] else None
+    running = info["statename"] == "RUNNING"
+    return {
+        "name": info["name"], "label": PROCESS_NAMES.get(info["name"], info["name"]),
+        "state": info["statename"], "state_text": PROCESS_STATES.get(info["statename"], info["statename"].title()),
+        "pid": info["pid"] or None,
+        "uptime_text": f"for {_duration((now - started).total_seconds())}" if running and started else "",
+        "last_stop_text": (f"last stopped at {_moment(stopped, now)} and was started again"
+                           if running and stopped else (f"stopped at {_moment(stopped, now)}" if stopped else "")),
+    }
+
+
 @login_required
 def queue_page(request):
-    return render(request, "training_app/queue.html", {"queue": queue_sections(request.user)})
+    return render(request, "training_app/queue.html",
+                  {"queue": queue_sections(request.user), "processes": server_processes()})
 
 
 @login_required

@@ -20,7 +20,7 @@ from mlcore.builder import build_model, unfreeze_top
 from mlcore.serving import ModelInfo, float32_twin, predict_batch, save_model
 from mlcore.training import finished_epochs_in_backup, train_model
 
-from .models import TrainingRun
+from .models import ClaimLost, TrainingRun
 
 POOL_MIN_IMAGES = 1000  # fewer images are decoded in this process: starting a pool costs more
 
@@ -57,19 +57,18 @@ def load_arrays(run):
 def train_run(run: TrainingRun):
     started = time.monotonic()
     found = devices.configure()
-    TrainingRun.objects.filter(id=run.id).update(devices=found.describe(), mixed_precision=found.mixed_precision)
+    run.record(devices=found.describe(), mixed_precision=found.mixed_precision)
     class_names, data = load_arrays(run)
     (x_train, y_train, _), (x_val, y_val, _), (x_test, y_test, test_ids) = data["train"], data["val"], data["test"]
     if len(set(y_train.tolist())) < 2:
         run.fail("The training split needs images of at least two classes.")
         return
-    TrainingRun.objects.filter(id=run.id).update(
-        class_names=class_names, train_count=len(x_train), val_count=len(x_val), test_count=len(x_test))
+    run.record(class_names=class_names, train_count=len(x_train), val_count=len(x_val), test_count=len(x_test))
     config = run.training_config(len(class_names))
     backup_dir = run.model_folder / "backup"
     resumed_after = finished_epochs_in_backup(str(backup_dir), run.epochs)
     if resumed_after:
-        TrainingRun.objects.filter(id=run.id).update(resumed_after_epoch=resumed_after)
+        run.record(resumed_after_epoch=resumed_after)
     epoch_started = [time.monotonic()]
 
     def on_epoch(epoch, logs):
@@ -94,7 +93,23 @@ def train_run(run: TrainingRun):
     run.record_phase("Testing on images it never saw")
     result = evaluate(predict_batch(model, x_test), y_test, class_names) if len(x_test) else None
     info = ModelInfo(class_names, config.image_size, config.channels, run.resize_mode)
-    model_path, _ = save_model(model, info, run.model_folder)
+    # Each attempt saves into its own folder: a worker that lost its claim never writes over the model
+    # of the one that has the run now, and removes its own when finish() finds the claim gone.
+    attempt_folder = run.model_folder / f"attempt-{run.attempts}"
+    model_path, _ = save_model(model, info, attempt_folder)
+    try:
+        _finish(run, outcome, result, test_ids, model_path)
+    except ClaimLost:
+        shutil.rmtree(attempt_folder, ignore_errors=True)
+        raise
+    # Only now: a crash while testing or saving must still find the backup and not start over.
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    for earlier in run.model_folder.glob("attempt-*"):  # models of attempts that died after saving
+        if earlier != attempt_folder:
+            shutil.rmtree(earlier, ignore_errors=True)
+
+
+def _finish(run, outcome, result, test_ids, model_path):
     run.finish(
         TrainingRun.Status.CANCELLED if outcome.stopped else TrainingRun.Status.SUCCEEDED,
         best_epoch=outcome.best_epoch, stopped_early=outcome.stopped_early,
@@ -105,8 +120,6 @@ def train_run(run: TrainingRun):
         per_class=result.per_class if result else None,
         wrong=[[int(test_ids[i]), predicted, p] for i, predicted, p in result.wrong] if result else None,
     )
-    # Only now: a crash while testing or saving must still find the backup and not start over.
-    shutil.rmtree(backup_dir, ignore_errors=True)
 
 
 def _rebuild(config):

@@ -3,7 +3,7 @@ import logging
 from celery import shared_task
 
 from .heartbeat import Heartbeat
-from .models import TrainingRun
+from .models import ClaimLost, TrainingRun
 from .runner import train_run
 
 logger = logging.getLogger(__name__)
@@ -17,9 +17,23 @@ def train(run_id: int):
     try:
         with Heartbeat(run):
             train_run(run)
+    except ClaimLost:
+        _stop_without_writing(run)
     except Exception as exc:
+        if run.claim_lost:  # e.g. tripped over the files of the worker that has the run now
+            _stop_without_writing(run)
+            return
         logger.exception("Training run %s failed", run_id)
-        run.fail(_explain(exc))
+        try:
+            run.fail(_explain(exc))
+        except ClaimLost:
+            _stop_without_writing(run)
+
+
+def _stop_without_writing(run):
+    """The run is another worker's now (or ended): its row, metrics and model are left as they are."""
+    logger.warning("Run %s: attempt %s lost its claim (the run went to another worker or ended); "
+                   "stopped without writing", run.id, run.attempts)
 
 
 @shared_task(name="training.reap_stale_runs")

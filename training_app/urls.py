@@ -10,6 +10,7 @@ urlpatterns = [
     path("<int:pk>/", views.run_detail, name="detail"),
     path("<int:pk>/status/", views.run_status_json, name="status"),
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
+    path("<int:pk>/delete/", views.run_delete, name="delete"),
     path("<int:pk>/model.keras", views.model_download, {"kind": "keras"}, name="model"),
     path("<int:pk>/model.json", views.model_download, {"kind": "json"}, name="model_info"),
     *queue_views.urlpatterns,

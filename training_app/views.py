@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from datasets_app.models import Image
 from datasets_app.versions import freeze
 from datasets_app.views import get_dataset_for_user
+from housekeeping_app.quotas import queued_runs_refusal
 from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
 from mlcore.builder import BASES, OPTIMIZER_LABELS, SpecError, normalise_augmentation, normalise_spec
 from mlcore.images import RESIZE_MODES
@@ -35,6 +36,8 @@ def run_new(request, dataset_pk):
     suggested = TrainingRunForm.defaults_for(dataset)
     if request.method == "POST":
         form = TrainingRunForm.filled_in(request.POST, dataset, suggested)
+        if form.is_valid() and (refusal := queued_runs_refusal(request.user)):
+            form.add_error(None, refusal)  # the person's limit of runs at once (settings.QUOTA_QUEUED_RUNS)
         if form.is_valid():
             run = form.save(commit=False)
             if run.image_size == suggested["image_size"]:  # left as suggested: the budget may make it smaller
@@ -328,12 +331,28 @@ def run_cancel(request, pk):
 
 
 @login_required
+@require_POST
+def run_delete(request, pk):
+    run = get_run_for_user(request, pk)
+    if not run.deletable or not TrainingRun.objects.delete_unless_running(run.id):
+        messages.error(request, "This run is still training: stop it first, then delete it.")
+        return redirect("training:detail", pk=pk)
+    messages.info(request, f"Run {pk} and its model were deleted.")
+    return redirect("training:dataset_runs", dataset_pk=run.dataset_id)
+
+
+@login_required
 def model_download(request, pk, kind):
     run = get_run_for_user(request, pk)
     if not run.has_model:
         raise Http404("This run has no model.")
     path = run.model_path if kind == "keras" else run.model_path.with_suffix(".json")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=f"run-{run.id}-model.{kind}")
+    try:
+        model_file = path.open("rb")
+    except FileNotFoundError:  # removed from disk (by hand, or a clean-up) while the run still names it
+        what = "model file" if kind == "keras" else "model description"
+        return render(request, "training_app/model_missing.html", {"run": run, "what": what}, status=404)
+    return FileResponse(model_file, as_attachment=True, filename=f"run-{run.id}-model.{kind}")
 
 
 @login_required

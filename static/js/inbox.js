@@ -1,4 +1,4 @@
-// The inbox: one unlabelled picture at a time, filed with a click or a number key.
+// The inbox: one unlabelled picture at a time, filed with a click or the key shown on a class.
 //
 // The next picture shows at once: labels are saved in the background, and the pictures after
 // the current one are already downloaded. Saves go out one after another, so an undo always
@@ -8,7 +8,8 @@
   const csrfToken = document.querySelector("input[name=csrfmiddlewaretoken]").value;
   const byId = (id) => document.getElementById(id);
 
-  const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]; // the tenth class is 0, as on a keyboard
+  const NUMBER_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]; // the tenth is 0, as on a keyboard
+  const COMMAND_KEYS = new Set(["s", "z"]); // skip and undo: never a class's key
   const REFILL_BELOW = 10; // ask for more pictures while plenty are still waiting
   const PRELOAD_AHEAD = 2;
   const HELD_IDS_SENT = 200; // keeps the queue request's address short; the page drops repeats anyway
@@ -49,19 +50,48 @@
     return { ok: response.ok, status: response.status, answer };
   }
 
+  // A class whose name is one digit or letter is picked with that key, so on a digits dataset
+  // key 1 files a picture under "1", not under the first class ("0"). The other classes get the
+  // number keys left over, in order; past those, a class is picked by clicking only.
+  function ownKey(name) {
+    const key = name.trim().toLowerCase();
+    return /^[0-9a-z]$/.test(key) && !COMMAND_KEYS.has(key) ? key : null;
+  }
+
+  function classKeys() {
+    const keys = new Map(); // class id -> key, as event.key gives it (lower case)
+    const taken = new Set();
+    for (const imageClass of classes) {
+      const key = ownKey(imageClass.name);
+      if (key && !taken.has(key)) {
+        keys.set(imageClass.id, key);
+        taken.add(key);
+      }
+    }
+    const free = NUMBER_KEYS.filter((key) => !taken.has(key));
+    for (const imageClass of classes) {
+      if (!keys.has(imageClass.id) && free.length) keys.set(imageClass.id, free.shift());
+    }
+    return keys;
+  }
+
+  let keyOfClass = new Map();
+
   function renderClasses() {
     const box = byId("inbox-classes");
     box.replaceChildren();
-    classes.forEach((imageClass, index) => {
+    keyOfClass = classKeys();
+    classes.forEach((imageClass) => {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "inbox-class";
       button.dataset.classId = imageClass.id;
-      if (index < KEYS.length) {
+      const keyName = keyOfClass.get(imageClass.id);
+      if (keyName) {
         const key = document.createElement("kbd");
-        key.textContent = KEYS[index];
+        key.textContent = keyName.toUpperCase(); // as printed on the keyboard
         button.append(key, " ");
-        button.title = `Key: ${KEYS[index]}`;
+        button.title = `Key: ${key.textContent}`;
       }
       button.append(imageClass.name);
       button.addEventListener("click", () => label(imageClass.id));
@@ -237,10 +267,10 @@
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     if (event.target.closest("input, textarea, select, [contenteditable]")) return; // typing a class name
-    const index = KEYS.indexOf(event.key);
-    if (index >= 0 && index < classes.length) {
+    const chosen = classes.find((imageClass) => keyOfClass.get(imageClass.id) === event.key.toLowerCase());
+    if (chosen) {
       event.preventDefault();
-      if (!byId("inbox").hidden) label(classes[index].id);
+      if (!byId("inbox").hidden) label(chosen.id);
     } else if (event.key === "z" || event.key === "Z" || event.key === "Backspace") {
       event.preventDefault();
       undo();
@@ -259,11 +289,12 @@
       });
       if (!ok) return showError(answer.error || "The class could not be added; reload the page.");
       hideError();
-      // New classes go last, so the keys of the others stay the same while you work.
+      // New classes go last, so the keys of the others stay the same while you work (unless the
+      // new one is named like a key another class had: the buttons show the keys as they now are).
       classes.push({ id: answer.id, name: answer.name });
       renderClasses();
       input.value = "";
-      input.blur(); // so that the number keys label again
+      input.blur(); // so that the keys label again
     } catch {
       showError(OFFLINE);
     }

@@ -12,8 +12,9 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from datasets_app.ingestion import ingest_upload
+from datasets_app.ingestion import check_zip, fit_dataset_name, fit_upload_name, ingest_upload
 from datasets_app.models import Dataset, Upload
+from mlcore.archive import ArchiveRejected
 
 BAR_WIDTH = 30
 
@@ -40,14 +41,21 @@ class Command(BaseCommand):
             owner = get_user_model().objects.get(username=user)
         except get_user_model().DoesNotExist:
             raise CommandError(f"There is no user called “{user}”.") from None
+        if source.is_file():
+            try:  # refused before a dataset is made for it, with the upload page's message
+                check_zip(str(source))
+            except ArchiveRejected as exc:
+                raise CommandError(str(exc)) from None
+        if len(str(source)) > Upload._meta.get_field("source_path").max_length:
+            raise CommandError(f"The path {source} is too long; move the files to a folder with a shorter path.")
         if not (0 <= validation_percent < 100 and 0 <= test_percent < 100
                 and validation_percent + test_percent < 100):
             raise CommandError("The validation and test percentages must add up to less than 100.")
         target, created = Dataset.objects.get_or_create(
-            owner=owner, name=dataset,
+            owner=owner, name=fit_dataset_name(dataset),
             defaults={"val_fraction": validation_percent / 100, "test_fraction": test_percent / 100})
         upload = Upload.objects.create(dataset=target, created_by=owner, kind=Upload.Kind.SERVER,
-                                       source_path=str(source), original_name=source.name,
+                                       source_path=str(source), original_name=fit_upload_name(source.name),
                                        status=Upload.Status.RUNNING)
         self.stdout.write(f"{'Creating' if created else 'Adding to'} dataset “{target.name}” (id {target.id}) "
                           f"from {source}")

@@ -1,0 +1,290 @@
+"""Removing what no longer serves: the work behind `manage.py cleanup` and the hourly beat task.
+
+The rows in the database say what is needed; whatever under MEDIA_ROOT none of them refers to,
+and that is older than CLEANUP_GRACE_S, goes. The grace matters: an upload writes its image files
+before their rows. Besides those files:
+
+- zips of uploads that were read, and folders received for uploads that finished (or failed more
+  than UPLOAD_ABANDON_S ago: until then the person may retry);
+- folders still being received that got nothing for UPLOAD_ABANDON_S: the upload is marked failed;
+- models of runs that no longer exist;
+- packs of versions that no longer exist, and, beyond PACK_CACHE_MAX_GB, the least recently used
+  packs (never one of a version a queued or running run is using).
+
+Only the site's own folders under MEDIA_ROOT (datasets, uploads, versions, models) and PACK_DIR are
+looked at; no link is followed and nothing outside them is touched. A dry run lists and removes nothing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from .diskuse import (
+    IMAGES_DIR,
+    MODELS_DIRNAME,
+    STAGING_DIR,
+    UPLOADS_DIR,
+    VERSIONS_DIR,
+    entries,
+    last_touched,
+    last_used,
+    numbered_folders,
+    tree_size,
+    walk_files,
+)
+
+log = logging.getLogger(__name__)
+
+KINDS = {
+    "orphans": "Files no row refers to",
+    "zips": "Zips of uploads already read",
+    "staging": "Folders of uploads that finished, failed or were abandoned",
+    "models": "Models of deleted runs",
+    "packs": "Packed images for training",
+}
+PACK_NAME = re.compile(r"^version-(\d+)-")  # training_app.runner.pack_folder
+PACK_BUILDING = ".building-"  # mlcore.packing.build_pack's temporary folders
+
+
+@dataclass
+class Removed:
+    kind: str
+    path: Path
+    bytes: int
+
+
+@dataclass
+class CleanupResult:
+    dry_run: bool
+    removed: list[Removed] = field(default_factory=list)
+    abandoned_uploads: int = 0
+    seconds: float = 0.0
+
+    def figures(self) -> dict:
+        out = {kind: {"count": 0, "bytes": 0} for kind in KINDS}
+        for item in self.removed:
+            out[item.kind]["count"] += 1
+            out[item.kind]["bytes"] += item.bytes
+        return out
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """Whether `path` (a link itself not followed) lies strictly inside `root`."""
+    real_root = os.path.realpath(root)
+    real_parent = os.path.realpath(path.parent)
+    return real_parent == real_root or real_parent.startswith(real_root + os.sep)
+
+
+class Cleanup:
+    def __init__(self, dry_run=False):
+        self.result = CleanupResult(dry_run)
+        self.media = Path(settings.MEDIA_ROOT)
+        self.packs = Path(settings.PACK_DIR)
+        self.now = time.time()
+        self.grace_cutoff = self.now - settings.CLEANUP_GRACE_S
+
+    def run(self) -> CleanupResult:
+        started = time.monotonic()
+        self.abandon_stale_uploads()
+        self.remove_used_upload_files()
+        self.remove_models_of_deleted_runs()
+        self.remove_orphan_files()
+        self.remove_packs()
+        self.result.seconds = time.monotonic() - started
+        return self.result
+
+    # Removing
+
+    def remove(self, kind: str, path: Path, root: Path) -> None:
+        """Remove a file, link or folder under `root` (in a dry run, only note it)."""
+        path = Path(path)
+        if not _inside(root, path) or not os.path.lexists(path):
+            return
+        is_folder = path.is_dir() and not path.is_symlink()
+        self.result.removed.append(Removed(kind, path, tree_size(path)))
+        if self.result.dry_run:
+            return
+        try:
+            if is_folder:
+                shutil.rmtree(path)  # removes links inside, never follows them
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as error:  # one file that will not go must not stop the rest
+            log.warning("clean-up could not remove %s: %s", path, error)
+
+    # Uploads
+
+    def abandon_stale_uploads(self) -> None:
+        """Folders whose sending stopped: nothing arrived for UPLOAD_ABANDON_S."""
+        from datasets_app.ingestion import staging_folder
+        from datasets_app.models import Upload
+
+        cutoff = self.now - settings.UPLOAD_ABANDON_S
+        for upload in Upload.objects.filter(status=Upload.Status.RECEIVING):
+            folder = staging_folder(upload)
+            last = max(upload.created_at.timestamp(), last_touched(folder) if folder.exists() else 0.0)
+            if last >= cutoff:
+                continue
+            if not self.result.dry_run:
+                # Conditional: a batch arriving right now moves nothing, and finishing wins.
+                if not Upload.objects.filter(id=upload.id, status=Upload.Status.RECEIVING).update(
+                        status=Upload.Status.FAILED, finished_at=timezone.now(), error=abandoned_message()):
+                    continue
+            self.result.abandoned_uploads += 1
+            self.remove("staging", folder, self.media / STAGING_DIR)
+
+    def remove_used_upload_files(self) -> None:
+        """Zips already read, and received folders of finished uploads (of failed or cancelled ones once they
+        can no longer be retried); folders of no upload once past the grace."""
+        from datasets_app.models import Upload
+
+        retry_until = timezone.now() - timedelta(seconds=settings.UPLOAD_ABANDON_S)
+        finished = (Upload.objects.filter(status=Upload.Status.DONE)
+                    | Upload.objects.filter(status__in=[Upload.Status.FAILED, Upload.Status.CANCELLED],
+                                            finished_at__lt=retry_until))
+        for upload_id, name in finished.exclude(file="").values_list("id", "file"):
+            self.remove("zips", self.media / name, self.media / UPLOADS_DIR)
+            if not self.result.dry_run:
+                Upload.objects.filter(id=upload_id, file=name).update(file="")
+
+        folders = numbered_folders(self.media / STAGING_DIR)
+        present = set(Upload.objects.filter(id__in=folders).values_list("id", flat=True))
+        done = set(finished.filter(id__in=folders).values_list("id", flat=True))
+        for number, entry in folders.items():
+            if number in done or (number not in present and last_touched(entry.path) < self.grace_cutoff):
+                self.remove("staging", Path(entry.path), self.media / STAGING_DIR)
+
+    # Models
+
+    def remove_models_of_deleted_runs(self) -> None:
+        from training_app.models import TrainingRun
+
+        folders = numbered_folders(self.media / MODELS_DIRNAME)
+        existing = set(TrainingRun.objects.filter(id__in=folders).values_list("id", flat=True))
+        for number, entry in folders.items():
+            if number not in existing:
+                self.remove("models", Path(entry.path), self.media / MODELS_DIRNAME)
+
+    # Files no row refers to
+
+    def referenced_files(self) -> set[str]:
+        """Names relative to MEDIA_ROOT of every file a row refers to, the images in manifests included:
+        a run's frozen version keeps meaning its pictures after they are deleted from the dataset."""
+        from datasets_app.models import DatasetVersion, Image, Upload
+        from datasets_app.versions import manifest_rows
+
+        names = set()
+        for file, thumbnail in Image.objects.values_list("file", "thumbnail").iterator(chunk_size=10_000):
+            names.add(file)
+            if thumbnail:
+                names.add(thumbnail)
+        names.update(Upload.objects.exclude(file="").values_list("file", flat=True))
+        for version in DatasetVersion.objects.all():
+            names.add(version.manifest.name)
+            try:
+                names.update(row["file"] for row in manifest_rows(version))
+            except Exception as error:  # a missing or damaged manifest: its images cannot be known
+                log.warning("clean-up could not read the manifest of version %s: %s", version.id, error)
+        return names
+
+    def protected_folders(self) -> set[tuple[str, ...]]:
+        """Folders left alone as a whole: received folders and models (the steps before judged them), and
+        the images of datasets an upload is being read into (a file stored again keeps its old date, and
+        its row comes only later)."""
+        from datasets_app.models import Upload
+
+        protected = {("uploads", "folders", str(n)) for n in numbered_folders(self.media / STAGING_DIR)}
+        protected.update((MODELS_DIRNAME, str(n)) for n in numbered_folders(self.media / MODELS_DIRNAME))
+        busy = Upload.objects.filter(status__in=[Upload.Status.QUEUED, Upload.Status.RUNNING])
+        protected.update((IMAGES_DIR, str(id)) for id in busy.values_list("dataset_id", flat=True))
+        return protected
+
+    def remove_orphan_files(self) -> None:
+        referenced = self.referenced_files()
+        protected = self.protected_folders()
+        # Other data folders may have been configured inside MEDIA_ROOT: never judge their files.
+        elsewhere = {os.path.realpath(p) for p in (settings.PACK_DIR, settings.PRETRAINED_WEIGHTS_DIR,
+                                                   settings.DATA_DIR, settings.STATIC_ROOT)}
+        for top in (IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME):
+            root = self.media / top
+            if os.path.realpath(root) in elsewhere or root.is_symlink():
+                continue
+            for entry, parts in walk_files(root):
+                parts = (top, *parts)
+                if parts[:2] in protected or parts[:3] in protected:
+                    continue
+                if "/".join(parts) in referenced:
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime >= self.grace_cutoff:
+                        continue  # perhaps an upload in progress: its rows are not written yet
+                except OSError:
+                    continue
+                self.remove("orphans", Path(entry.path), self.media)
+
+    # Packs
+
+    def remove_packs(self) -> None:
+        from datasets_app.models import DatasetVersion
+        from training_app.models import TrainingRun
+
+        packs = {}
+        for entry in entries(self.packs):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if entry.name.startswith(PACK_BUILDING):
+                if last_touched(entry.path) < self.grace_cutoff:  # left by a builder that died
+                    self.remove("packs", Path(entry.path), self.packs)
+            elif match := PACK_NAME.match(entry.name):
+                packs[Path(entry.path)] = int(match.group(1))
+        versions = set(packs.values())
+        existing = set(DatasetVersion.objects.filter(id__in=versions).values_list("id", flat=True))
+        in_use = set(TrainingRun.objects.filter(
+            version_id__in=versions, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING],
+        ).values_list("version_id", flat=True))
+        kept = []
+        for path, version in packs.items():
+            if version not in existing:
+                self.remove("packs", path, self.packs)
+            else:
+                kept.append((path, version))
+        sizes = {path: tree_size(path) for path, _ in kept}
+        total, limit = sum(sizes.values()), settings.PACK_CACHE_MAX_GB * 1024**3
+        for path, version in sorted(kept, key=lambda item: last_used(item[0])):
+            if total <= limit:
+                break
+            if version in in_use:
+                continue
+            self.remove("packs", path, self.packs)
+            total -= sizes[path]
+
+
+def abandoned_message() -> str:
+    seconds = settings.UPLOAD_ABANDON_S
+    span = (f"{seconds // 86400} day{'s' if seconds // 86400 != 1 else ''}" if seconds % 86400 == 0
+            else f"{seconds // 3600} hour{'s' if seconds // 3600 != 1 else ''}" if seconds % 3600 == 0
+            else f"{seconds // 60} minutes")
+    return f"Abandoned: no files arrived for {span}. Pick the folder again to send it."
+
+
+def run_cleanup(dry_run=False) -> CleanupResult:
+    """One clean-up; a real one is recorded for the staff page."""
+    from .models import CleanupReport
+
+    result = Cleanup(dry_run).run()
+    if not dry_run:
+        CleanupReport.objects.create(figures=result.figures(), abandoned_uploads=result.abandoned_uploads,
+                                     seconds=result.seconds)
+    log.info("clean-up%s: %s", " (dry run)" if dry_run else "", result.figures())
+    return result

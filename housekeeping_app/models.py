@@ -1,0 +1,27 @@
+from django.db import models
+from django.utils import timezone
+
+
+class CleanupReport(models.Model):
+    """What one clean-up removed (or, for a dry run, would have removed), for the staff disk page."""
+
+    at = models.DateTimeField(default=timezone.now)
+    dry_run = models.BooleanField(default=False)
+    # {kind: {"count": files or folders, "bytes": bytes}}, kinds as in housekeeping_app.cleanup.KINDS
+    figures = models.JSONField(default=dict)
+    # Uploads marked failed because nothing arrived for too long.
+    abandoned_uploads = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def rows(self):
+        from .cleanup import KINDS
+
+        return [(label, self.figures.get(kind, {}).get("count", 0), self.figures.get(kind, {}).get("bytes", 0))
+                for kind, label in KINDS.items()]
+
+    @property
+    def total_bytes(self):
+        return sum(figure.get("bytes", 0) for figure in self.figures.values())
