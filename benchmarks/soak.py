@@ -98,7 +98,7 @@ class Processes:
         self.command_for, self.env, self.log_dir, self.running = procfile_command, env, log_dir, {}
 
     def start(self, name):
-        command = [part.replace("%h", f"soak-{os.getpid()}") for part in self.command_for(name)]
+        command = [part.replace("%h", f"soak-{os.getpid()}") for part in self.command_for(name, self.env)]
         command[0] = shutil.which(command[0], path=str(Path(sys.executable).parent)) or command[0]
         log = open(self.log_dir / f"{name}.log", "ab")
         self.running[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -359,9 +359,9 @@ def _kill_and_restart(processes, name, started):
 
 def _orphans():
     """Files under the media folder that the clean-up's own rules still call orphaned after it ran."""
-    from housekeeping_app.cleanup import plan_cleanup
+    from housekeeping_app.cleanup import run_cleanup
 
-    return [str(item) for item in plan_cleanup().orphans]
+    return [f"{item.kind}: {item.path}" for item in run_cleanup(dry_run=True).removed]
 
 
 def _upload_state(upload):

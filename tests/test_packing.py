@@ -7,6 +7,7 @@ import numpy as np
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
 from tests.conftest import new_run
 from tests.images import image_bytes
+from training_app.models import TrainingRun
 from training_app.runner import load_arrays, pack_folder
 
 
@@ -47,7 +48,8 @@ def test_a_pool_of_processes_packs_the_same_arrays(tmp_path, monkeypatch):
 
 
 def test_runs_with_the_same_input_share_one_pack_built_once(shapes):
-    first, second = new_run(shapes, image_size=12), new_run(shapes, image_size=12)
+    # Claimed, as a worker takes them: a run's writes need the claim (training_app.models.ClaimLost).
+    first, second = (TrainingRun.objects.claim(new_run(shapes, image_size=12).id) for _ in range(2))
     other_size = new_run(shapes, image_size=10)
     assert pack_folder(first) == pack_folder(second) != pack_folder(other_size)
     names, arrays = load_arrays(first)
