@@ -4,7 +4,7 @@
 
 ZIP defaults to ../shared/data/flowers-train.zip (2,934 flower photos, 5 classes). It is imported
 into a fresh data folder with a stratified, seeded 20 % held out as test (10 % for validation),
-and a training worker is started as the Procfile starts it. Runs are made as the "Train" button
+and a training worker is started as supervisord.conf starts it. Runs are made as the "Train" button
 makes them (benchmarks/train.py's press_train), timed from the button to the saved model.
 
 One JSON line per figure:

@@ -93,9 +93,9 @@ class Processes:
     """The site's processes, started with the command lines `make run` uses."""
 
     def __init__(self, env, log_dir):
-        from tests.conftest import procfile_command
+        from tests.conftest import supervised_command
 
-        self.command_for, self.env, self.log_dir, self.running = procfile_command, env, log_dir, {}
+        self.command_for, self.env, self.log_dir, self.running = supervised_command, env, log_dir, {}
 
     def start(self, name):
         command = [part.replace("%h", f"soak-{os.getpid()}") for part in self.command_for(name, self.env)]

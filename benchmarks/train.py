@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train.py [ZIP] [--epochs N] [--batch-size B] [--rounds R] [--quick]
 
 ZIP defaults to ../shared/data/mnist-png.zip. The zip is ingested into a fresh data folder and a
-training worker is started as the Procfile starts it. Every product run is made as the "Train"
+training worker is started as supervisord.conf starts it. Every product run is made as the "Train"
 button makes it: the training form filled in over the dataset's suggested settings
 (TrainingRunForm.filled_in, so the run stores exactly what the product would store), the dataset
 version frozen, the `training.train_run` task sent to the broker when the transaction commits.

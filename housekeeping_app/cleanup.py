@@ -36,7 +36,6 @@ from .diskuse import (
     VERSIONS_DIR,
     entries,
     last_touched,
-    last_used,
     numbered_folders,
     tree_size,
     walk_files,
@@ -261,7 +260,7 @@ class Cleanup:
                 kept.append((path, version))
         sizes = {path: tree_size(path) for path, _ in kept}
         total, limit = sum(sizes.values()), settings.PACK_CACHE_MAX_GB * 1024**3
-        for path, version in sorted(kept, key=lambda item: last_used(item[0])):
+        for path, version in sorted(kept, key=lambda item: last_touched(item[0], reads_count=True)):
             if total <= limit:
                 break
             if version in in_use:

@@ -67,25 +67,10 @@ def tree_size(path) -> int:
     return sum(entry_size(entry) for entry, _ in walk_files(path))
 
 
-def last_touched(path) -> float:
-    """The newest modification time of a folder and of everything in it."""
-    path = Path(path)
-    try:
-        newest = path.lstat().st_mtime
-    except OSError:
-        return 0.0
-    for entry, _ in walk_files(path):
-        try:
-            newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
-        except OSError:
-            pass
-    return newest
-
-
-def last_used(path) -> float:
-    """When a pack was last built or read: the newest access or modification time of its files (the
-    folder's own access time changes whenever it is listed, by this clean-up too, so only its
-    modification time counts)."""
+def last_touched(path, reads_count=False) -> float:
+    """The newest modification time of a folder and of everything in it; with `reads_count`, the
+    newest access time of its files too (when a pack was last read). The folder's own access time
+    never counts: it changes whenever the folder is listed, by this clean-up too."""
     path = Path(path)
     try:
         newest = path.lstat().st_mtime
@@ -94,7 +79,7 @@ def last_used(path) -> float:
     for entry, _ in walk_files(path):
         try:
             stat = entry.stat(follow_symlinks=False)
-            newest = max(newest, stat.st_mtime, stat.st_atime)
+            newest = max(newest, stat.st_mtime, stat.st_atime if reads_count else 0.0)
         except OSError:
             pass
     return newest

@@ -50,7 +50,7 @@ def wait_for(predicate, timeout=120, interval=0.25, what="condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def procfile_command(name, env=None):
+def supervised_command(name, env=None):
     """The command line of program `name` in supervisord.conf, which `make run` runs, so that the
     tests start workers exactly as it does. As supervisord does, "%(ENV_X)s" there stands for the
     environment variable X (of `env`, else of this process) and "%%" for "%"."""
@@ -82,7 +82,7 @@ WORKER_SETTINGS = {"HEARTBEAT_INTERVAL_S": "1", "HEARTBEAT_STALE_S": "6", "REAPE
 
 
 class Workers:
-    """The worker processes of the Procfile (all but web), each in its own process group."""
+    """The worker processes of supervisord.conf (all but web), each in its own process group."""
 
     def __init__(self, env, log_dir):
         self.env, self.log_dir = env, log_dir
@@ -90,7 +90,7 @@ class Workers:
 
     def start(self, name):
         bin_dir = Path(sys.executable).parent
-        command = [part.replace("%h", f"tests-{os.getpid()}") for part in procfile_command(name)]
+        command = [part.replace("%h", f"tests-{os.getpid()}") for part in supervised_command(name)]
         command[0] = str(bin_dir / command[0])
         self.logs[name] = self.log_dir / f"{name}.log"
         self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.logs[name].open("ab"),

@@ -125,27 +125,33 @@ def test_the_heartbeat_keeps_beating_after_a_database_error(shapes, monkeypatch,
     with Heartbeat(run, interval_s=0.05):
         wait_for(lambda: failures and TrainingRun.objects.get(id=run.id).heartbeat_at > failures[0], timeout=10,
                  interval=0.05, what="a beat after the failed one")
-    assert "a heartbeat failed (server closed the connection unexpectedly)" in caplog.text
+    assert f"Run {run.id}: a heartbeat failed (server closed the connection unexpectedly)" in caplog.text
     assert not run.claim_lost
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_heartbeat_survives_its_database_connection_being_cut(shapes):
+def test_the_heartbeat_survives_its_database_connection_being_cut(shapes, monkeypatch):
     """A real transient error: PostgreSQL ends the heartbeat thread's session, as a server restart
     or a network cut does."""
     if connection.vendor != "postgresql":
         pytest.skip("ending another session's connection needs PostgreSQL")
     run = TrainingRun.objects.claim(new_run(shapes).id)
-    with Heartbeat(run, interval_s=0.1):
-        def heartbeat_session():
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND pid <> pg_backend_pid() AND query LIKE %s", ["%heartbeat_at%"])
-                return [pid for pid, in cursor.fetchall()]
+    # The heartbeat thread notes its own session: matching pg_stat_activity by query text could
+    # also match another test's or a worker's session, and ending that one breaks them instead.
+    real_beat = Heartbeat.beat_once
+    sessions = []
 
-        pids = wait_for(heartbeat_session, timeout=10, interval=0.05, what="the heartbeat's session")
+    def beat_and_note_session(self):
+        with connection.cursor() as cursor:  # the heartbeat thread's own connection
+            cursor.execute("SELECT pg_backend_pid()")
+            sessions.append(cursor.fetchone()[0])
+        return real_beat(self)
+
+    monkeypatch.setattr(Heartbeat, "beat_once", beat_and_note_session)
+    with Heartbeat(run, interval_s=0.1):
+        wait_for(lambda: sessions, timeout=10, interval=0.05, what="the heartbeat's session")
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pids[0]])
+            cursor.execute("SELECT pg_terminate_backend(%s)", [sessions[0]])
         cut_at = timezone.now()
         wait_for(lambda: TrainingRun.objects.get(id=run.id).heartbeat_at > cut_at + timedelta(seconds=0.3),
                  timeout=10, interval=0.05, what="beats after the connection was cut")

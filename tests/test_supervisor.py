@@ -111,8 +111,8 @@ def test_a_supervisord_that_does_not_answer_shows_nothing_and_breaks_nothing(ali
 
 
 def test_the_tests_start_programs_with_supervisords_command_lines():
-    from tests.conftest import procfile_command
+    from tests.conftest import supervised_command
 
-    assert "127.0.0.1:8123" in procfile_command("web", {"HOST": "127.0.0.1", "PORT": "8123"})
-    assert procfile_command("training")[:6] == ["celery", "-A", "dlsite", "worker", "-Q", "training"]
-    assert "training@%h" in procfile_command("training")  # supervisord's "%%h" is celery's "%h"
+    assert "127.0.0.1:8123" in supervised_command("web", {"HOST": "127.0.0.1", "PORT": "8123"})
+    assert supervised_command("training")[:6] == ["celery", "-A", "dlsite", "worker", "-Q", "training"]
+    assert "training@%h" in supervised_command("training")  # supervisord's "%%h" is celery's "%h"
