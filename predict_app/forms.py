@@ -15,7 +15,10 @@ class MultipleFileField(forms.FileField):
 
     def clean(self, data, initial=None):
         files = data if isinstance(data, (list, tuple)) else [data]
-        files = [super(MultipleFileField, self).clean(f, initial) for f in files if f]
+        # An empty file among others is answered in its own result row ("This file is empty"), as
+        # any other unusable file is; Django's FileField would refuse the whole form for it.
+        files = [f if getattr(f, "size", None) == 0 and getattr(f, "name", "") else
+                 super(MultipleFileField, self).clean(f, initial) for f in files if f]
         if not files:
             raise forms.ValidationError("Choose at least one image.")
         if len(files) > settings.MAX_PREDICT_FILES:

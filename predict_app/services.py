@@ -59,6 +59,8 @@ def _prepare(upload, info: ModelInfo):
     limit = settings.MAX_PREDICT_FILE_BYTES
     try:
         data = read_at_most(upload, limit)
+        if not data:
+            return {"name": upload.name, "error": "This file is empty."}, None
         side = max(*info.image_size, PREVIEW_SIDE)
         image = decode_reduced(data, side, settings.MAX_PREDICT_PIXELS, settings.MAX_IMAGE_PIXELS).image
     except FileTooBig:

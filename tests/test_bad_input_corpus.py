@@ -319,6 +319,8 @@ def test_predict(client, trained_run, case_id):
             assert result.get("label") or result.get("error"), result
             if "error" in result:
                 assert_plain(result["error"])
+    if case_id == "empty-png":
+        assert {"name": "empty.png", "error": "This file is empty."} in results
     html = response.content.decode()
     assert "<script>alert(1)" not in html and IMG_TAG not in html
 

@@ -325,3 +325,19 @@ def test_sign_up_log_in_and_log_out(client, db):
     client.post(reverse("logout"))
     assert client.get(reverse("datasets:list")).status_code == 302
     assert client.post(reverse("login"), {"username": "bob", "password": PASSWORD}).status_code == 302
+
+
+# Every query parameter the site's views read (grep request.GET), each given a NUL character,
+# which PostgreSQL refuses in text: a page must treat it as any other value it does not know.
+QUERY_PARAMETERS = ("after", "held", "page", "class", "split", "status", "token", "run", "from", "preset",
+                    "channels", "resize", "image_size", "epochs", "time_budget_s", "model_spec", "augment_flip")
+
+
+@pytest.mark.parametrize("name", sorted(name for name in URLS if kind_of(name, *URLS[name]) not in (None, "skipped")))
+def test_a_nul_character_in_the_address_is_never_a_server_error(name, client, owned, user, staff_user):
+    namespace, kwargs = URLS[name]
+    url = address(name, namespace, kwargs, owned)
+    client.force_login(staff_user if kind_of(name, namespace, kwargs) == "staff" else user)
+    for value in ("\x00", "1\x00", "cats\x00dogs"):
+        query = "&".join(f"{parameter}={value}" for parameter in QUERY_PARAMETERS).replace("\x00", "%00")
+        assert fetch(client, "get", f"{url}?{query}")[0] < 500, (name, value)
