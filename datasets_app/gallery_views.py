@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from .labelling import LabelError, delete_images, move_to_split, relabel
 from .models import SPLIT_CHOICES, SPLITS
-from .views import get_dataset_for_user
+from .access import get_dataset_for_user
 
 IMAGES_PER_PAGE = 100
 # One page is 100 images, so only a hand-made request sends more; the cap keeps one

@@ -152,8 +152,9 @@ def receive_batch(upload: Upload, index: int, files: list[tuple[str, object]]) -
     return stored, upload
 
 
-def finish_receiving(upload: Upload) -> Upload:
-    """Queue the ingestion of a folder once every batch is there; finishing twice queues it once."""
+def finish_receiving(upload: Upload) -> tuple[Upload, bool]:
+    """Mark a folder ready to be read once every batch is there: (the upload, whether this call made
+    it so, and the caller is to queue its ingestion). Finishing twice queues it once."""
     with transaction.atomic():
         upload = Upload.objects.select_for_update().get(pk=upload.pk)
         if upload.status == Upload.Status.RECEIVING:
@@ -164,10 +165,8 @@ def finish_receiving(upload: Upload) -> Upload:
                     "Press Resume, or pick the same folder again, to send them.", status=409)
             upload.status = Upload.Status.QUEUED
             upload.save(update_fields=["status"])
-            from .tasks import ingest  # the task module imports this one
-
-            ingest.delay_on_commit(upload.id)
-    return upload
+            return upload, True
+    return upload, False
 
 
 def discard_receiving(upload: Upload) -> bool:

@@ -22,7 +22,7 @@ from .labelling import (
     rename_class,
     resolve_conflict,
 )
-from .views import get_dataset_for_user
+from .access import get_dataset_for_user
 
 QUEUE_SIZE = 20  # unlabelled images sent to the inbox page at a time
 HELD_IDS_READ = 500  # the inbox page sends at most 200; a longer list is cut rather than refused

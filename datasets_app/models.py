@@ -143,7 +143,7 @@ class Dataset(models.Model):
         uploads = [f"the upload “{u.original_name}” is {u.get_status_display().lower()}"
                    for u in self.uploads.filter(status__in=Upload.ACTIVE)]
         runs = [f"the training run #{run.id} is {run.get_status_display().lower()}"
-                for run in self.runs.filter(status__in=["queued", "running"])]
+                for run in self.runs.active()]
         return uploads + runs
 
     def delete_with_runs(self):
@@ -342,14 +342,11 @@ class Upload(models.Model):
         return self.status in self.ENDED
 
     def retry(self) -> bool:
-        """Queue a failed or cancelled upload to be read again from the start."""
-        from .tasks import ingest  # the task module imports this one
-
+        """Make a failed or cancelled upload wait to be read again from the start; True when it did
+        (the caller queues the ingestion)."""
         requeued = Upload.objects.filter(id=self.id, status__in=[self.Status.FAILED, self.Status.CANCELLED]).update(
             status=self.Status.QUEUED, error="", finished_at=None, done=0, total=0, accepted=0, rejected=0,
             duplicates=0, conflicts=0, unlabelled=0, attempts=0)
-        if requeued:
-            ingest.delay_on_commit(self.id)
         return bool(requeued)
 
     def cancel(self) -> bool:

@@ -50,7 +50,7 @@ from housekeeping_app import quotas
 
 from .models import Dataset, Upload
 from .tasks import ingest
-from .views import get_dataset_for_user
+from .access import get_dataset_for_user
 
 
 def _too_many_files_message():
@@ -296,11 +296,13 @@ def folder_batch(request, pk, upload_pk, index):
 @require_POST
 def folder_finish(request, pk, upload_pk):
     try:
-        upload = finish_receiving(_folder_upload(request, pk, upload_pk))
+        upload, ready_now = finish_receiving(_folder_upload(request, pk, upload_pk))
     except BatchRefused as refused:
         upload = _folder_upload(request, pk, upload_pk)
         return _refuse(str(refused), refused.status, missing_batches=upload.missing_batches())
     # Finishing twice (the answer to the first was lost) is harmless: the images are read once.
+    if ready_now:
+        ingest.delay_on_commit(upload.id)
     return JsonResponse({"status": upload.status, "url": reverse("datasets:detail", args=[upload.dataset_id])})
 
 

@@ -8,17 +8,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from .access import get_dataset_for_user
 from .labelling import LabelError, resplit
-from .models import SPLITS, Dataset, Image, UploadOutcome
+from .models import SPLITS, Image, UploadOutcome
+from .tasks import ingest
 
 UPLOADS_SHOWN = 10
 SIZES_CHARTED = 200  # distinct width x height pairs drawn in the size chart
 REPORT_ROWS = 500  # rows per table on the report page; the CSV has them all
-
-
-def get_dataset_for_user(request, pk):
-    """The one way views fetch a dataset: anyone else's is a 404."""
-    return get_object_or_404(Dataset.objects.visible_to(request.user), pk=pk)
 
 
 @login_required
@@ -194,6 +191,7 @@ def dataset_delete(request, pk):
 def upload_retry(request, pk, upload_pk):
     upload = get_upload_for_user(request, pk, upload_pk)
     if upload.can_retry and upload.retry():
+        ingest.delay_on_commit(upload.id)
         messages.info(request, f"“{upload.original_name}” will be read again.")
     else:
         messages.error(request, f"“{upload.original_name}” cannot be read again: only a failed or cancelled "

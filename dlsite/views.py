@@ -11,10 +11,9 @@ from django.shortcuts import redirect, render
 
 from accounts_app.forms import InvitedUserCreationForm
 
-from .celery import app as celery_app
 from .reporting import hide_url_passwords
+from .workers import QUEUES, check_broker, live_workers
 
-QUEUES = ("default", "training")
 HEALTHZ_CACHE_KEY = "dlsite:healthz"
 
 
@@ -82,27 +81,3 @@ def _check_database():
         return "ok"
     except Exception as exc:  # any failure is reported, not raised
         return f"error: {exc}"
-
-
-def check_broker():
-    """Returns "ok", or why the broker cannot be reached, within about 2 s. Ask this before
-    `live_workers`: with the broker down, Celery's broadcast retries for about 6 s, then raises."""
-    try:
-        with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return "ok"
-    except Exception as exc:
-        return f"error: {exc}"
-
-
-def live_workers(timeout=1.0):
-    """{queue name: sorted names of the workers listening on it}, from the workers' own replies.
-
-    Takes the whole `timeout`: Celery cannot know how many workers there are, so it waits that
-    long for replies. Shared by /healthz and the queue page."""
-    replies = celery_app.control.inspect(timeout=timeout).active_queues() or {}
-    workers = {}
-    for name, queues in replies.items():
-        for queue in queues:
-            workers.setdefault(queue["name"], []).append(name)
-    return {queue: sorted(names) for queue, names in workers.items()}

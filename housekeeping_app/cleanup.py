@@ -205,7 +205,7 @@ class Cleanup:
 
         protected = {("uploads", "folders", str(n)) for n in numbered_folders(self.media / STAGING_DIR)}
         protected.update((MODELS_DIRNAME, str(n)) for n in numbered_folders(self.media / MODELS_DIRNAME))
-        busy = Upload.objects.filter(status__in=[Upload.Status.QUEUED, Upload.Status.RUNNING])
+        busy = Upload.objects.filter(status__in=Upload.ACTIVE)
         protected.update((IMAGES_DIR, str(id)) for id in busy.values_list("dataset_id", flat=True))
         return protected
 
@@ -249,9 +249,7 @@ class Cleanup:
                 packs[Path(entry.path)] = int(match.group(1))
         versions = set(packs.values())
         existing = set(DatasetVersion.objects.filter(id__in=versions).values_list("id", flat=True))
-        in_use = set(TrainingRun.objects.filter(
-            version_id__in=versions, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING],
-        ).values_list("version_id", flat=True))
+        in_use = set(TrainingRun.objects.active().filter(version_id__in=versions).values_list("version_id", flat=True))
         kept = []
         for path, version in packs.items():
             if version not in existing:

@@ -50,8 +50,7 @@ def queued_runs_refusal(user) -> str | None:
     from training_app.models import TrainingRun
 
     limit = settings.QUOTA_QUEUED_RUNS
-    active = [TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
-    if not limit or TrainingRun.objects.filter(owner=user, status__in=active).count() < limit:
+    if not limit or TrainingRun.objects.filter(owner=user).active().count() < limit:
         return None
     return (f"You have reached your limit of {limit} run{'s' if limit != 1 else ''} waiting or training at "
             "once; wait for one to finish or stop one.")

@@ -6,34 +6,18 @@ through the one ownership check, and answer.
 """
 import json
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from datasets_app.views import get_dataset_for_user
-from mlcore.builder import BASE_PARAMS, BASES, LAYER_TYPES, SpecError, summarise
-from mlcore.presets import available_presets
+from datasets_app.access import get_dataset_for_user
+from mlcore.builder import SpecError, summarise
 
-from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, TrainingRunForm
+from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, builder_options
 
 MAX_CLASSES = 1000
-
-
-def builder_options(dataset, image_size=None, channels=None):
-    """What the ModelBuilder component (static/js/builder.js) needs, JSON-ready, for a dataset; the input
-    size and colour are the suggested ones unless given."""
-    return {
-        "presets": available_presets(settings.PRETRAINED_WEIGHTS_DIR),
-        "schema": LAYER_TYPES,
-        "bases": {name: {"label": base.label, "about": base.about} for name, base in BASES.items()},
-        "baseParams": BASE_PARAMS,
-        "imageSize": image_size or TrainingRunForm.defaults_for(dataset)["image_size"],
-        "channels": channels or dataset.channels(),
-        "dataset": dataset.pk,
-    }
 
 
 @login_required

@@ -10,7 +10,7 @@ from django.urls import path
 
 from mlcore.export import keras_script
 
-from .views import get_run_for_user
+from .access import get_run_for_user
 
 
 def class_names(run):

@@ -3,10 +3,10 @@ import json
 from django import forms
 from django.conf import settings
 
-from mlcore.builder import (AUGMENTATIONS, SpecError, missing_weights_message, normalise_augmentation,
-                            normalise_spec, summarise)
+from mlcore.builder import (AUGMENTATIONS, BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message,
+                            normalise_augmentation, normalise_spec, summarise)
 from mlcore.defaults import suggest
-from mlcore.presets import PRESET_SPECS, preset_spec
+from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 
 from .models import TrainingRun
 
@@ -121,14 +121,12 @@ class TrainingRunForm(forms.ModelForm):
         return any(field.errors for field in [*self.advanced_learning_fields(), self["use_all_gpus"]])
 
     def builder_start(self):
-        """What the embedded layer builder opens with: {"options": its JSON options (builder_views),
+        """What the embedded layer builder opens with: {"options": its JSON options (builder_options below),
         "preset": the preset to open by name, or "" when it opens `options["spec"]` instead}.
 
         A preset opened by name shows its description; a changed or copied network opens as it is.
         The page's settings (step size, optimizer) are never changed by this first opening."""
         if getattr(self, "_builder_start", None) is None:
-            from .builder_views import builder_options  # it imports this module
-
             size, channels = self._number(self["image_size"].value()), self._number(self["channels"].value())
             options = builder_options(self.dataset, image_size=size, channels=channels if channels in (1, 3) else None)
             preset = self["preset"].value() or ""
@@ -246,3 +244,17 @@ class TrainingRunForm(forms.ModelForm):
         if commit:
             run.save()
         return run
+
+
+def builder_options(dataset, image_size=None, channels=None):
+    """What the ModelBuilder component (static/js/builder.js) needs, JSON-ready, for a dataset; the input
+    size and colour are the suggested ones unless given."""
+    return {
+        "presets": available_presets(settings.PRETRAINED_WEIGHTS_DIR),
+        "schema": LAYER_TYPES,
+        "bases": {name: {"label": base.label, "about": base.about} for name, base in BASES.items()},
+        "baseParams": BASE_PARAMS,
+        "imageSize": image_size or TrainingRunForm.defaults_for(dataset)["image_size"],
+        "channels": channels or dataset.channels(),
+        "dataset": dataset.pk,
+    }

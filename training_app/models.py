@@ -28,6 +28,10 @@ class TrainingRunQuerySet(models.QuerySet):
     def visible_to(self, user):
         return self.filter(owner=user) if user.is_authenticated else self.none()
 
+    def active(self):
+        """Runs waiting or training."""
+        return self.filter(status__in=TrainingRun.ACTIVE)
+
     def with_model(self):
         return self.filter(status__in=[TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED]).exclude(model_file="")
 
@@ -103,6 +107,7 @@ class TrainingRun(models.Model):
         CANCELLED = "cancelled", "Stopped"
 
     FINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    ACTIVE = (Status.QUEUED, Status.RUNNING)  # waiting or training: the run still needs its dataset
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs")
     dataset = models.ForeignKey("datasets_app.Dataset", on_delete=models.CASCADE, related_name="runs")

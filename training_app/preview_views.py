@@ -15,7 +15,7 @@ from django.http import JsonResponse
 from django.urls import path
 from django.views.decorators.http import require_GET
 
-from datasets_app.views import get_dataset_for_user
+from datasets_app.access import get_dataset_for_user
 from mlcore.builder import AUGMENTATIONS, SpecError, normalise_augmentation
 from mlcore.images import RESIZE_MODES, ImageRejected, decode_image
 from mlcore.preview import augment, model_inputs, png_data_url

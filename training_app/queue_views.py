@@ -22,7 +22,7 @@ from django.utils.dateformat import format as format_date
 from supervisor import childutils
 from supervisor.xmlrpc import UnixStreamHTTPConnection
 
-from dlsite.views import QUEUES, check_broker, live_workers
+from dlsite.workers import QUEUES, check_broker, live_workers
 
 from .models import TrainingRun
 

@@ -5,14 +5,14 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Max
 from django.http import FileResponse, Http404, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from datasets_app.access import get_dataset_for_user
 from datasets_app.models import Image
 from datasets_app.versions import freeze
-from datasets_app.views import get_dataset_for_user
 from housekeeping_app.quotas import queued_runs_refusal
 from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
 from mlcore.builder import BASES, OPTIMIZER_LABELS, SpecError, normalise_augmentation, normalise_spec
@@ -20,14 +20,10 @@ from mlcore.images import RESIZE_MODES
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
 from mlcore.training import CLASS_WEIGHTING, LR_SCHEDULES
 
+from .access import get_run_for_user
 from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, TrainingRunForm
 from .models import TrainingRun
 from .tasks import train
-
-
-def get_run_for_user(request, pk):
-    """The one way views fetch a run: anyone else's is a 404."""
-    return get_object_or_404(TrainingRun.objects.visible_to(request.user).select_related("dataset", "version"), pk=pk)
 
 
 @login_required
