@@ -49,7 +49,7 @@ def main():
         print(json.dumps(baseline(sys.argv[2])))
         return
     data_dir, env, user = fresh_site("bench-digits-")
-    from datasets_app.ingestion import sample_digits_zip
+    from datasets_app.sample_data import sample_digits_zip
 
     digits_zip = Path(data_dir) / "digits.zip"
     digits_zip.write_bytes(sample_digits_zip())

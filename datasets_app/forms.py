@@ -6,7 +6,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 
 from mlcore.archive import ArchiveRejected, plan_files
 
-from .ingestion import archive_limits, check_zip, fit_dataset_name
+from .sources import archive_limits, check_zip, fit_dataset_name
 
 DEFAULT_SPLIT_PERCENT = 10
 SMALLEST_TRAINING_PERCENT = 10

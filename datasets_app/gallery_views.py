@@ -13,6 +13,8 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
+from mlcore.words import count, whole_number
+
 from .labelling import LabelError, delete_images, move_to_split, relabel
 from .models import SPLIT_CHOICES, SPLITS
 from .access import get_dataset_for_user
@@ -22,7 +24,6 @@ IMAGES_PER_PAGE = 100
 # request from holding the database for long. (Past about 1,000 fields Django itself
 # refuses the request as a bad one: DATA_UPLOAD_MAX_NUMBER_FIELDS.)
 MOST_SELECTED = 500
-LARGEST_ID = 2**63 - 1  # a larger number is no image and would overflow the database's integer
 STATUS_CHOICES = [("labelled", "Labelled"), ("unlabelled", "No class yet"), ("conflict", "Label conflict")]
 # What the gallery's address may carry; anything else is dropped when going back to it.
 GALLERY_PARAMETERS = ("class", "split", "status", "page")
@@ -30,16 +31,12 @@ INBOX = "none"  # the `class` value meaning "no class yet"
 
 
 def _as_id(value):
-    """The number a form sent, or None where it cannot be an id: not digits, or too long for
-    the database's integer (and for Python's int(), which refuses over 4,300 digits)."""
-    if not (value or "").isdecimal() or len(value) > len(str(LARGEST_ID)):
-        return None
-    number = int(value)
-    return number if number <= LARGEST_ID else None
+    """The number a form sent, or None where it cannot be an id."""
+    return whole_number(value)
 
 
-def _plural(count, word="image"):
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
+def _plural(n, word="image"):
+    return count(n, word)
 
 
 def _read_filters(query, classes):

@@ -1,256 +1,34 @@
-"""Reading an upload (zip, browser folder, server folder) into a dataset: the work behind the ingestion task.
+"""The insert pass of reading an upload (zip, browser folder, server folder) into a dataset: the work
+behind the ingestion task.
 
-The files are examined (read, decoded for real, hashed, thumbnailed, stored under
-their hash) by `mlcore.examine` in chunks, in several processes for a large
-upload; this process then decides, in the files' order, what each one is (a new
-image, a duplicate stored once, a label conflict, a rejected file) and inserts
-the rows in large batches. A row is only written after its file is on disk.
+The files are examined (read, decoded for real, hashed, thumbnailed, stored under their hash) by
+`mlcore.examine` in chunks, in several processes for a large upload (sources.py); this process then
+decides, in the files' order, what each one is (a new image, a duplicate stored once, a label
+conflict, a rejected file) and inserts the rows in large batches. A row is only written after its
+file is on disk. Folders sent from the browser arrive first in folder_upload.py.
 """
 from __future__ import annotations
 
-import io
-import json
-import os
-import shutil
 import time
 import zipfile
-from dataclasses import dataclass
-from pathlib import Path
 
-import billiard
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.utils.text import slugify
 
-from mlcore.archive import (
-    ArchiveLimits,
-    ArchiveRejected,
-    ELLIPSIS,
-    ZipPlan,
-    fit_name,
-    list_folder,
-    plan_files,
-    plan_zip,
-    shorten,
-    without_control_characters,
-)
-from mlcore.examine import (
-    Chunk,
-    examine_chunk,
-    examine_chunk_in_worker,
-    open_worker_zip,
-)
+from mlcore.archive import ArchiveRejected, ELLIPSIS, fit_name, shorten, without_control_characters
 from mlcore.splits import stratified_split
 from housekeeping_app import quotas
 
-from .models import Dataset, Image, ImageClass, Upload, UploadOutcome
+from .models import Image, ImageClass, Upload, UploadOutcome
+from .sources import archive_limits, examine_all, open_source
 
 ROWS_PER_INSERT = 2000
-CHUNK_FILES = 500  # at most this many files a process examines at a time
-POOL_MIN_FILES = 1000  # fewer files than this are examined right here, with no pool
 PROGRESS_EVERY_S = 0.5
 # The lengths of the fields user-supplied names are stored in.
 FILE_NAME_LENGTH = min(Image._meta.get_field("original_name").max_length,
                        UploadOutcome._meta.get_field("file_name").max_length)
 DETAIL_LENGTH = UploadOutcome._meta.get_field("detail").max_length
 CLASS_NAME_LENGTH = ImageClass._meta.get_field("name").max_length
-
-
-def fit_upload_name(name: str) -> str:
-    """A zip's or folder's name as an upload's name (PostgreSQL refuses NUL and names longer than the field)."""
-    return fit_name(name, Upload._meta.get_field("original_name").max_length)
-
-
-def zip_storage_name(name: str) -> str:
-    """The name an uploaded zip is stored under: short and plain ASCII, since a disk refuses
-    a file name over 255 bytes (120 CJK letters are 480). Upload.original_name keeps the real one."""
-    return f"{slugify(name.rsplit('.', 1)[0])[:60] or 'upload'}.zip"
-
-
-def fit_dataset_name(name: str) -> str:
-    return fit_name(name, Dataset._meta.get_field("name").max_length)
-
-
-def archive_limits():
-    return ArchiveLimits(max_entries=settings.MAX_ZIP_ENTRIES, max_total_bytes=settings.MAX_ZIP_UNPACKED_BYTES)
-
-
-def check_zip(fileobj):
-    """Validate an uploaded zip from its directory alone, before it is stored.
-
-    Returns the plan; raises ArchiveRejected with a message for the person.
-    """
-    plan = plan_zip(fileobj, archive_limits())
-    if not plan.images:
-        raise ArchiveRejected(
-            "This zip holds no images. Put each class's images in a folder named after the class "
-            "(for example cats/1.jpg and dogs/2.jpg) and zip those folders; images outside any folder "
-            "go to the unlabelled inbox."
-        )
-    return plan
-
-
-# Browser folders arrive in batches; each batch is a folder of numbered files and a
-# manifest naming their relative paths, written last, so a batch is there whole or not at all.
-
-def staging_folder(upload) -> Path:
-    return upload.staging_folder()
-
-
-def save_batch(upload, index: int, files: list[tuple[str, object]]) -> bool:
-    """Store one batch of (relative path, uploaded file); False when it was already stored."""
-    folder = staging_folder(upload)
-    manifest = folder / f"{index:06d}.json"
-    if manifest.exists():
-        return False
-    batch = folder / f"{index:06d}"
-    batch.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for number, (relative_path, uploaded) in enumerate(files):
-        target = batch / f"{number:03d}"
-        with open(target, "wb") as out:
-            for chunk in uploaded.chunks():
-                out.write(chunk)
-        entries.append([relative_path, target.stat().st_size])
-    partial = manifest.with_suffix(".part")
-    partial.write_text(json.dumps(entries))
-    os.replace(partial, manifest)
-    return True
-
-
-class BatchRefused(Exception):
-    """A batch the upload cannot take; the message says why in plain words."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
-
-
-def receive_batch(upload: Upload, index: int, files: list[tuple[str, object]]) -> tuple[bool, Upload]:
-    """Store batch `index` of a folder being sent, once, and record it: (stored now?, the upload).
-
-    The row lock makes two requests for the same batch (a retry racing a slow first try)
-    take turns, so the batch is written, counted and recorded once.
-    """
-    size = sum(uploaded.size for _, uploaded in files)
-    with transaction.atomic():
-        upload = Upload.objects.select_for_update().get(pk=upload.pk)
-        if upload.status != Upload.Status.RECEIVING:
-            raise BatchRefused(
-                f"This folder has been sent completely already (it is now “{upload.get_status_display().lower()}”). "
-                "To add more images, start a new upload.", status=409)
-        if index in upload.received_batches:
-            return False, upload
-        if upload.received_bytes + size > upload.expected_bytes:
-            raise BatchRefused("This folder is sending more bytes than it announced; the part was refused. "
-                               "Pick the folder again to start over.", status=413)
-        stored = save_batch(upload, index, files)
-        upload.received_batches = sorted([*upload.received_batches, index])
-        upload.received_bytes += size
-        upload.save(update_fields=["received_batches", "received_bytes"])
-    return stored, upload
-
-
-def finish_receiving(upload: Upload) -> tuple[Upload, bool]:
-    """Mark a folder ready to be read once every batch is there: (the upload, whether this call made
-    it so, and the caller is to queue its ingestion). Finishing twice queues it once."""
-    with transaction.atomic():
-        upload = Upload.objects.select_for_update().get(pk=upload.pk)
-        if upload.status == Upload.Status.RECEIVING:
-            missing = upload.missing_batches()
-            if missing:
-                raise BatchRefused(
-                    f"{len(missing)} of the {upload.expected_batches} parts of this folder have not arrived yet. "
-                    "Press Resume, or pick the same folder again, to send them.", status=409)
-            upload.status = Upload.Status.QUEUED
-            upload.save(update_fields=["status"])
-            return upload, True
-    return upload, False
-
-
-def discard_receiving(upload: Upload) -> bool:
-    """Give up on a folder that never finished arriving: its staged files go, the row says so."""
-    with transaction.atomic():
-        claimed = Upload.objects.filter(pk=upload.pk, status=Upload.Status.RECEIVING).update(
-            status=Upload.Status.FAILED, error="Sending was stopped; the files that had arrived were removed.")
-    if claimed:
-        shutil.rmtree(staging_folder(upload), ignore_errors=True)
-    return bool(claimed)
-
-
-def staged_files(folder: Path) -> tuple[list[tuple[str, int]], dict[str, str]]:
-    files, paths = [], {}
-    for manifest in sorted(folder.glob("*.json")):
-        for number, (name, size) in enumerate(json.loads(manifest.read_text())):
-            if name in paths:
-                continue  # the same relative path sent twice is one file
-            files.append((name, size))
-            paths[name] = str(folder / manifest.stem / f"{number:03d}")
-    return files, paths
-
-
-@dataclass
-class Source:
-    """What an upload holds: the plan of its files, and where to read them."""
-    plan: ZipPlan
-    zip_path: str | None = None
-    paths: dict[str, str] | None = None
-
-
-def open_source(upload, limits) -> Source:
-    if upload.kind == Upload.Kind.ZIP:
-        path = default_storage.path(upload.file.name)
-        return Source(plan_zip(path, limits), zip_path=path)
-    if upload.kind == Upload.Kind.FOLDER:
-        files, paths = staged_files(staging_folder(upload))
-        return Source(plan_files(files, limits), paths=paths)
-    path = Path(upload.source_path)  # a zip or a folder already on the server
-    if path.is_file():
-        return Source(plan_zip(str(path), limits), zip_path=str(path))
-    if not path.is_dir():
-        raise ArchiveRejected(f"There is no zip file or folder at {path}.")
-    files, skipped = list_folder(str(path))
-    plan = plan_files(files, limits)
-    plan.skipped.extend(skipped)
-    return Source(plan, paths={name: str(path / name) for name, _ in files})
-
-
-def examine_all(source: Source, prefix: str, limits, processes: int):
-    """Examined files in the plan's order, from `processes` processes at once when there is enough work.
-
-    The pool is billiard's (Celery's fork of multiprocessing): the standard library
-    refuses to start processes from a Celery worker's pool process, since that is a
-    daemon. Its processes are spawned, not forked: a forked child inherits this
-    process's sockets, and kombu's after-fork hook then closes the parent's Redis
-    connection from the child (a hang, seen in the test suite). Spawning costs about
-    half a second, so small uploads are examined right here.
-    """
-    images = source.plan.images
-    size = min(CHUNK_FILES, max(-(-len(images) // (4 * processes)), 1))  # four chunks a process at least
-    chunks = [
-        Chunk(images=images[start:start + size], zip_path=source.zip_path,
-              paths={i.name: source.paths[i.name] for i in images[start:start + size]} if source.paths else None,
-              media_root=str(settings.MEDIA_ROOT), prefix=prefix, limits=limits, max_pixels=settings.MAX_IMAGE_PIXELS)
-        for start in range(0, len(images), size)
-    ]
-    if processes <= 1 or len(images) < POOL_MIN_FILES:
-        archive = zipfile.ZipFile(source.zip_path) if source.zip_path else None
-        try:
-            for chunk in chunks:
-                yield from examine_chunk(chunk, archive)
-        finally:
-            if archive:
-                archive.close()
-        return
-    pool = billiard.get_context("spawn").Pool(processes, initializer=open_worker_zip, initargs=(source.zip_path,))
-    try:
-        for results in pool.imap(examine_chunk_in_worker, chunks):
-            yield from results
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
 
 
 IMAGE_COLUMNS = ("dataset", "image_class", "upload", "file", "thumbnail", "original_name", "split", "folder_split",
@@ -504,19 +282,3 @@ def _remove_staging(upload):
     if upload.file.name:
         Upload.objects.filter(id=upload.id).update(file="")
         upload.file.name = ""
-
-
-def sample_digits_zip() -> bytes:
-    """scikit-learn's bundled handwritten digits (1,797 images, 8 x 8 pixels) as a zip of class folders."""
-    import numpy as np
-    from PIL import Image as PILImage
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for index, (pixels, target) in enumerate(zip(digits.images, digits.target)):
-            png = io.BytesIO()
-            PILImage.fromarray((pixels * (255 / 16)).round().astype(np.uint8), "L").save(png, "PNG")
-            archive.writestr(f"digits/{target}/{index:04d}.png", png.getvalue())
-    return buffer.getvalue()

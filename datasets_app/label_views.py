@@ -13,6 +13,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from mlcore.words import count, whole_number
+
 from .labelling import (
     LabelError,
     create_class,
@@ -49,12 +51,12 @@ class BadInput(ValueError):
 
 def _id_or_none(value, what):
     """A whole-number id from a form value; an empty value is None."""
-    value = (value or "").strip()
-    if not value:
+    if not (value or "").strip():
         return None
-    if not (value.isascii() and value.isdigit()):  # isdigit() alone lets "²" through to int()
+    number = whole_number(value, clamp=True)
+    if number is None:
         raise BadInput(f"That is not a valid {what}; reload the page and try again.")
-    return int(value)
+    return number
 
 
 def _class_of(dataset, class_id):
@@ -176,8 +178,8 @@ def _class_action(request, pk, change):
     return redirect("datasets:classes", pk=dataset.pk)
 
 
-def _images(count):
-    return f"{count} image{'s' if count != 1 else ''}"
+def _images(n):
+    return count(n, "image")
 
 
 @login_required

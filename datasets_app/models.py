@@ -11,6 +11,8 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
+from mlcore.words import count
+
 SPLITS = ("train", "val", "test")
 SPLIT_CHOICES = [("train", "Training"), ("val", "Validation"), ("test", "Test")]
 FEW_IMAGES = 10  # fewer images in a class than this earns a warning
@@ -67,12 +69,12 @@ class Dataset(models.Model):
         """{class name: {split: count}} for the split table and the per-split histogram."""
         table = {name: dict.fromkeys(SPLITS, 0) for name, _ in self.class_counts()}
         rows = self.trainable_images().values_list("image_class__name", "split").annotate(n=Count("id"))
-        for name, split, count in rows:
-            table[name][split] = count
+        for name, split, n in rows:
+            table[name][split] = n
         return table
 
     def usable_class_count(self):
-        return sum(1 for _, count in self.class_counts() if count)
+        return sum(1 for _, n in self.class_counts() if n)
 
     def unlabelled_count(self):
         return self.images.filter(image_class__isnull=True).count()
@@ -98,7 +100,7 @@ class Dataset(models.Model):
                           f"{len(counts)}. Add images or label the ones in the inbox."))
         for name, n in counts:
             if n < FEW_IMAGES:
-                found.append(("few", f"The class “{name}” has only {n} image{'s' if n != 1 else ''}. "
+                found.append(("few", f"The class “{name}” has only {count(n, 'image')}. "
                               f"Aim for at least {FEW_IMAGES}, better a hundred: the model learns little from so few."))
         if len(counts) >= 2:
             (small_name, small), (large_name, large) = min(counts, key=lambda c: c[1]), max(counts, key=lambda c: c[1])
@@ -116,8 +118,8 @@ class Dataset(models.Model):
                           "Choose the right class for each; until then they are left out of training."))
         unlabelled = self.unlabelled_count()
         if unlabelled:
-            found.append(("inbox", f"{unlabelled} image{'s' if unlabelled != 1 else ''} "
-                          f"{'have' if unlabelled != 1 else 'has'} no class yet; label them in the inbox."))
+            found.append(("inbox", f"{count(unlabelled, 'image has', 'images have')} no class yet; "
+                          "label them in the inbox."))
         return found
 
     def typical_size(self):

@@ -35,17 +35,9 @@ from .forms import (
     NewFolderDatasetForm,
     ZipUploadForm,
 )
-from .ingestion import (
-    BatchRefused,
-    archive_limits,
-    discard_receiving,
-    finish_receiving,
-    fit_upload_name,
-    receive_batch,
-    sample_digits_zip,
-    save_batch,
-    zip_storage_name,
-)
+from .folder_upload import BatchRefused, discard_receiving, finish_receiving, receive_batch, save_batch
+from .sample_data import sample_digits_zip
+from .sources import archive_limits, fit_upload_name, zip_storage_name
 from housekeeping_app import quotas
 
 from .models import Dataset, Upload

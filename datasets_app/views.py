@@ -8,6 +8,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from mlcore.words import count
+
 from .access import get_dataset_for_user
 from .labelling import LabelError, resplit
 from .models import SPLITS, Image, UploadOutcome
@@ -221,6 +223,6 @@ def upload_delete(request, pk, upload_pk):
         return redirect("datasets:detail", pk=pk)
     images = upload.images.count()
     upload.delete_with_images()
-    messages.info(request, f"The upload “{upload.original_name}” was deleted, with the {images} "
-                           f"image{'s' if images != 1 else ''} it added.")
+    messages.info(request, f"The upload “{upload.original_name}” was deleted, with the {count(images, 'image')} "
+                           "it added.")
     return redirect("datasets:detail", pk=pk)

@@ -150,7 +150,7 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker writes while the web reads: WAL, a busy timeout and
-    # transactions that take the write lock up front (GUIDE.md).
+    # transactions that take the write lock up front (docs/architecture.md).
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",

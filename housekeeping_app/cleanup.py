@@ -28,6 +28,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from mlcore.words import count
+
 from .diskuse import (
     IMAGES_DIR,
     MODELS_DIRNAME,
@@ -126,7 +128,7 @@ class Cleanup:
 
     def abandon_stale_uploads(self) -> None:
         """Folders whose sending stopped: nothing arrived for UPLOAD_ABANDON_S."""
-        from datasets_app.ingestion import staging_folder
+        from datasets_app.folder_upload import staging_folder
         from datasets_app.models import Upload
 
         cutoff = self.now - settings.UPLOAD_ABANDON_S
@@ -269,9 +271,9 @@ class Cleanup:
 
 def abandoned_message() -> str:
     seconds = settings.UPLOAD_ABANDON_S
-    span = (f"{seconds // 86400} day{'s' if seconds // 86400 != 1 else ''}" if seconds % 86400 == 0
-            else f"{seconds // 3600} hour{'s' if seconds // 3600 != 1 else ''}" if seconds % 3600 == 0
-            else f"{seconds // 60} minutes")
+    span = (count(seconds // 86400, "day") if seconds % 86400 == 0
+            else count(seconds // 3600, "hour") if seconds % 3600 == 0
+            else count(seconds // 60, "minute"))
     return f"Abandoned: no files arrived for {span}. Pick the folder again to send it."
 
 

@@ -13,7 +13,7 @@ from django.core.cache import cache
 
 # The folders under MEDIA_ROOT the site writes to; nothing else there is the site's to judge.
 IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME = "datasets", "uploads", "versions", "models"
-STAGING_DIR = "uploads/folders"  # datasets_app.ingestion.STAGING_ROOT
+STAGING_DIR = "uploads/folders"  # datasets_app.models.STAGING_ROOT
 THUMBS_DIRNAME = "thumbs"  # datasets/<id>/thumbs/..., see mlcore.examine
 KIND_LABELS = {
     "images": "Images",

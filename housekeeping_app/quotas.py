@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from mlcore.words import count
+
 from .diskuse import human_bytes, user_bytes
 
 
@@ -52,5 +54,5 @@ def queued_runs_refusal(user) -> str | None:
     limit = settings.QUOTA_QUEUED_RUNS
     if not limit or TrainingRun.objects.filter(owner=user).active().count() < limit:
         return None
-    return (f"You have reached your limit of {limit} run{'s' if limit != 1 else ''} waiting or training at "
+    return (f"You have reached your limit of {count(limit, 'run')} waiting or training at "
             "once; wait for one to finish or stop one.")

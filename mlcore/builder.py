@@ -14,7 +14,7 @@ uint8 pixels, so a saved model needs no preprocessing code beside it) and the ou
 
 `LAYER_TYPES` and `BASES` describe what may appear in a spec; the same dicts validate specs here
 and draw the editor in the browser. Keras/TensorFlow are imported inside functions only (Celery
-workers fork; see GUIDE.md).
+workers fork; see docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Setting TensorFlow up for the machine a run trains on.
 
 Called once at the start of a training process, before TensorFlow has touched a device
-(the training worker starts a fresh process for every run, see GUIDE.md).
+(the training worker starts a fresh process for every run, see docs/architecture.md).
 """
 from __future__ import annotations
 

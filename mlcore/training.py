@@ -114,7 +114,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, training: boo
     The dataset ends after one epoch, so that a call of `steps_per_execution` steps stops at the
     epoch's end (train_model). `fit` then makes a new iterator every epoch, which, with tf.data's
     autotuning on, sometimes stalls for seconds while the autotune thread shuts down (see
-    GUIDE.md): autotuning is off, and the prefetch depth fixed. With `num_classes`, labels become
+    docs/architecture.md): autotuning is off, and the prefetch depth fixed. With `num_classes`, labels become
     one-hot rows (label smoothing needs them).
     """
     import tensorflow as tf

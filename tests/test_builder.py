@@ -16,7 +16,7 @@ from mlcore.builder import (
     unfreeze_top,
     validate,
 )
-from mlcore.models import make_model
+from mlcore.presets import make_model
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 
 TRANSFER = ["mobilenetv2", "efficientnetb0"]  # on files the operator adds (tests/conftest.py makes stand-ins)

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from datasets_app.ingestion import staging_folder
+from datasets_app.folder_upload import staging_folder
 from datasets_app.models import Dataset, Upload
 from datasets_app.tasks import ingest
 from tests.images import CLASSES, image_bytes, labelled_zip
@@ -395,7 +395,7 @@ def test_another_folder_with_the_same_name_and_count_is_not_taken_for_the_unfini
 
 
 def test_an_unfinished_folder_can_be_stopped_and_its_files_removed(alice, dataset):
-    from datasets_app.ingestion import staging_folder
+    from datasets_app.folder_upload import staging_folder
 
     files = class_folder()
     answer = start(alice, add_url(dataset), files, 5).json()

@@ -16,7 +16,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from datasets_app.ingestion import ingest_upload, staging_folder
+from datasets_app.folder_upload import staging_folder
+from datasets_app.ingestion import ingest_upload
 from datasets_app.models import Dataset, Image, Upload, UploadOutcome
 from datasets_app.versions import freeze
 from housekeeping_app.cleanup import run_cleanup

@@ -5,7 +5,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.test import override_settings
 
-from datasets_app.ingestion import sample_digits_zip
+from datasets_app.sample_data import sample_digits_zip
 from datasets_app.models import Dataset, Upload
 from datasets_app.tasks import ingest
 from tests.images import image_bytes, labelled_zip

@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from datasets_app import ingestion
+from datasets_app import folder_upload, ingestion, sources
 from datasets_app.labelling import move_to_split, relabel, resplit
 from datasets_app.models import Dataset, Upload
 from datasets_app.tasks import ingest
@@ -113,7 +113,7 @@ def test_another_user_cannot_see_a_report(client, other_user, dataset):
 
 
 def test_many_processes_give_the_same_result_as_one(user, monkeypatch):
-    monkeypatch.setattr(ingestion, "POOL_MIN_FILES", 4)  # so the pool is used
+    monkeypatch.setattr(sources, "POOL_MIN_FILES", 4)  # so the pool is used
     files = {f"shapes/{kind}/{i}.png": image_bytes(kind, 16, seed=i) for kind in ("spot", "vertical")
              for i in range(9)}
     files.update({"shapes/spot/copy.png": files["shapes/spot/0.png"], "shapes/spot/bad.png": b"nope"})
@@ -133,7 +133,7 @@ def test_many_processes_give_the_same_result_as_one(user, monkeypatch):
 
 
 def test_a_byte_cap_reached_across_chunks_fails_and_keeps_nothing(user, monkeypatch, settings):
-    monkeypatch.setattr(ingestion, "POOL_MIN_FILES", 3)
+    monkeypatch.setattr(sources, "POOL_MIN_FILES", 3)
     dataset = Dataset.objects.create(owner=user, name="capped")
     upload = Upload(dataset=dataset, original_name="s.zip")
     upload.file.save("s.zip", ContentFile(labelled_zip(per_class=6, size=32)), save=True)
@@ -148,9 +148,9 @@ def test_a_folder_sent_in_batches_is_read_like_a_zip(dataset):
     upload = Upload.objects.create(dataset=dataset, kind=Upload.Kind.FOLDER, original_name="mnist",
                                    status=Upload.Status.QUEUED, expected_batches=2)
     first = [("train/3/1.png", SimpleUploadedFile("1.png", A)), ("test/3/2.png", SimpleUploadedFile("2.png", B))]
-    assert ingestion.save_batch(upload, 0, first) is True
-    assert ingestion.save_batch(upload, 0, first) is False  # a batch sent twice is stored once
-    ingestion.save_batch(upload, 1, [("train/7/3.png", SimpleUploadedFile("3.png", C)),
+    assert folder_upload.save_batch(upload, 0, first) is True
+    assert folder_upload.save_batch(upload, 0, first) is False  # a batch sent twice is stored once
+    folder_upload.save_batch(upload, 1, [("train/7/3.png", SimpleUploadedFile("3.png", C)),
                                      ("unsorted.png", SimpleUploadedFile("4.png", image_bytes("vertical")))])
     ingest(upload.id)
     upload.refresh_from_db()
@@ -158,7 +158,7 @@ def test_a_folder_sent_in_batches_is_read_like_a_zip(dataset):
     assert sorted(dataset.images.values_list("original_name", "image_class__name", "split", "folder_split")) == [
         ("test/3/2.png", "3", "test", "test"), ("train/3/1.png", "3", "train", "train"),
         ("train/7/3.png", "7", "train", "train"), ("unsorted.png", None, "train", "")]
-    assert not ingestion.staging_folder(upload).exists()  # the staged files are gone once read
+    assert not folder_upload.staging_folder(upload).exists()  # the staged files are gone once read
 
 
 def test_import_images_reads_a_folder_on_the_server(user, tmp_path, capsys):

@@ -78,7 +78,7 @@ def test_upload_train_evaluate_and_predict_through_the_workers(celery_workers, a
 def test_a_large_upload_is_examined_by_a_pool_inside_the_worker(celery_workers, alice, user):
     """Enough files for the ingestion's process pool, started from inside a Celery pool process
     (a daemon, which the standard library would refuse) that holds a broker connection."""
-    from datasets_app.ingestion import POOL_MIN_FILES
+    from datasets_app.sources import POOL_MIN_FILES
 
     per_class = POOL_MIN_FILES // 2 + 5
     archive = labelled_zip(per_class=per_class, classes=("horizontal", "vertical"), size=8)

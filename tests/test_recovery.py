@@ -1,5 +1,6 @@
 """Surviving faults: heartbeats, the reaper, and continuing a run from its last finished epoch."""
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,6 +158,34 @@ def test_a_backup_whose_epoch_file_was_cut_short_by_a_kill_falls_back_to_the_one
     seen = []
     train_model(config, x, y, x[:0], y[:0], on_epoch=lambda epoch, logs: seen.append(epoch), backup_dir=str(backup))
     assert seen == [3, 4, 5]  # the backup of epoch 2 was read, rather than starting over
+
+
+def test_the_keras_internals_the_safe_backup_relies_on(tmp_path):
+    """SafeBackupAndRestore (mlcore/training.py) reads BackupAndRestore's private `_weights_path`
+    and `_training_metadata_path`, and the ".bkp" copies `double_checkpoint` keeps: a Keras version
+    that renames them fails here, not in a worker after a kill."""
+    from mlcore.training import _make_backup_callback
+
+    backup = tmp_path / "backup"
+    callback = _make_backup_callback(str(backup))
+    assert Path(callback._weights_path) == backup / "latest.weights.h5"
+    assert Path(callback._training_metadata_path) == backup / "training_metadata.json"
+    assert Path(callback.backup_dir) == backup
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (16, 8, 8, 1), dtype=np.uint8), np.arange(16) % 2
+    config = TrainingConfig(spec=preset_spec("dense"), image_size=(8, 8), channels=1, num_classes=2, epochs=4,
+                            batch_size=8)
+
+    def crash_after_epoch_2(epoch, logs):
+        if epoch == 3:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        train_model(config, x, y, x[:0], y[:0], on_epoch=crash_after_epoch_2, backup_dir=str(backup))
+    phase = backup / "first-phase"
+    for name in ("latest.weights.h5", "training_metadata.json"):
+        assert (phase / name).is_file() and (phase / f"{name}.bkp").is_file(), sorted(p.name for p in phase.iterdir())
 
 
 @pytest.mark.parametrize("error, expected", [

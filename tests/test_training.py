@@ -7,7 +7,7 @@ from django.urls import reverse
 from datasets_app.models import Dataset
 from mlcore.evaluation import evaluate
 from mlcore.images import load_model_input
-from mlcore.models import make_model
+from mlcore.presets import make_model
 from mlcore.presets import PRESET_SPECS, needs_weights, preset_spec
 from mlcore.serving import ModelInfo, Predictor
 from mlcore.training import TrainingConfig, train_model

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from datasets_app import ingestion
 from datasets_app.heartbeat import UploadHeartbeat
-from datasets_app.ingestion import ingest_upload, save_batch
+from datasets_app.folder_upload import save_batch
+from datasets_app.ingestion import ingest_upload
 from datasets_app.models import Dataset, Upload
 from datasets_app.tasks import reap_stale_uploads
 from tests.conftest import new_run, wait_for

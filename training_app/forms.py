@@ -7,6 +7,7 @@ from mlcore.builder import (AUGMENTATIONS, BASE_PARAMS, BASES, LAYER_TYPES, Spec
                             normalise_augmentation, normalise_spec, summarise)
 from mlcore.defaults import suggest
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
+from mlcore.words import whole_number
 
 from .models import TrainingRun
 
@@ -143,10 +144,7 @@ class TrainingRunForm(forms.ModelForm):
 
     @staticmethod
     def _number(value):
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return None
+        return whole_number(value)
 
     @staticmethod
     def _spec(value):

@@ -19,6 +19,7 @@ from datasets_app.access import get_dataset_for_user
 from mlcore.builder import AUGMENTATIONS, SpecError, normalise_augmentation
 from mlcore.images import RESIZE_MODES, ImageRejected, decode_image
 from mlcore.preview import augment, model_inputs, png_data_url
+from mlcore.words import whole_number
 
 from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -37,9 +38,10 @@ def _whole(request, name, low, high, default=None, label=None):
     if text == "" and default is not None:
         return default
     label = label or name
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    number = whole_number(text, low, high)
+    if number is None:
         raise BadParameter(f"{label} must be a whole number from {low} to {high}.")
-    return int(text)
+    return number
 
 
 def _input_settings(request):

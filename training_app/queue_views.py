@@ -23,6 +23,7 @@ from supervisor import childutils
 from supervisor.xmlrpc import UnixStreamHTTPConnection
 
 from dlsite.workers import QUEUES, check_broker, live_workers
+from mlcore.words import colour as colour_word, count, duration
 
 from .models import TrainingRun
 
@@ -82,7 +83,7 @@ def training_now(runs, user, now):
             .select_related("dataset").order_by("started_at", "id"))
     others = runs.filter(status=TrainingRun.Status.RUNNING).exclude(owner_id=user.id).count()
     return {"rows": [_running_row(run, now) for run in mine], "others": others,
-            "others_text": (_count(others, "run of another person is", "runs of other people are") + " training now.")
+            "others_text": (count(others, "run of another person is", "runs of other people are") + " training now.")
             if others else ""}
 
 
@@ -158,9 +159,9 @@ def _running_row(run, now):
         "epoch_text": f"Epoch {run.epoch} of {run.total_epochs}" if run.epoch else f"{run.total_epochs} epochs to go",
         "percent": round(100 * run.fraction_done(), 1),
         "seconds_left": None if seconds_left is None else round(seconds_left),
-        "time_left_text": f"about {_duration(seconds_left)} left" if seconds_left is not None else "",
+        "time_left_text": f"about {duration(seconds_left)} left" if seconds_left is not None else "",
         "heartbeat_at": heard.isoformat(), "heartbeat_seconds_ago": round(silent_s),
-        "heartbeat_text": f"{_duration(silent_s)} ago", "stale": stale,
+        "heartbeat_text": f"{duration(silent_s)} ago", "stale": stale,
         "stale_text": (f"Not heard from since {_moment(heard, now)}: the computer training it may have "
                        "stopped or lost its connection.") if stale else "",
     }
@@ -178,42 +179,24 @@ def _finished_row(run, now):
 
 
 def settings_summary(run):
-    colour = "grayscale" if run.channels == 1 else "colour"
+    colour = colour_word(run.channels)
     return (f"{run.get_preset_display()} · {run.image_size}×{run.image_size} {colour} · "
-            f"{_count(run.epochs, 'epoch', 'epochs')} · batch size {run.batch_size} · learning rate {run.learning_rate:g}")
+            f"{count(run.epochs, 'epoch', 'epochs')} · batch size {run.batch_size} · learning rate {run.learning_rate:g}")
 
 
 def _line_summary(total, mine):
     if not total:
         return "Nothing is waiting: a new run starts as soon as a training worker is free."
     if not mine:
-        return f"{_count(total, 'run is', 'runs are')} waiting, none of them yours."
-    return f"{_count(total, 'run is', 'runs are')} waiting, {mine} of them yours."
-
-
-def _count(n, one, many):
-    return f"{n} {one if n == 1 else many}"
-
-
-def _duration(seconds):
-    """5 s, 3 min, 2 h 5 min, 3 days: as exact as a person needs."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} days"
+        return f"{count(total, 'run is', 'runs are')} waiting, none of them yours."
+    return f"{count(total, 'run is', 'runs are')} waiting, {mine} of them yours."
 
 
 def _moment(when, now):
     """14:05 (3 min ago), with the day when it was not today."""
     local = timezone.localtime(when)
     clock = format_date(local, "H:i" if local.date() == timezone.localtime(now).date() else "j M, H:i")
-    return f"{clock} ({_duration((now - when).total_seconds())} ago)"
+    return f"{clock} ({duration((now - when).total_seconds())} ago)"
 
 
 # The processes of `make run`, as supervisord (supervisord.conf) reports them over its socket.
@@ -273,7 +256,7 @@ def _process_row(info):
         "name": info["name"], "label": PROCESS_NAMES.get(info["name"], info["name"]),
         "state": info["statename"], "state_text": PROCESS_STATES.get(info["statename"], info["statename"].title()),
         "pid": info["pid"] or None,
-        "uptime_text": f"for {_duration((now - started).total_seconds())}" if running and started else "",
+        "uptime_text": f"for {duration((now - started).total_seconds())}" if running and started else "",
         "last_stop_text": (f"last stopped at {_moment(stopped, now)} and was started again"
                            if running and stopped else (f"stopped at {_moment(stopped, now)}" if stopped else "")),
     }

@@ -47,7 +47,7 @@ def load_arrays(run):
             items, PackSpec((run.image_size, run.image_size), run.channels, settings.MAX_IMAGE_PIXELS, run.resize_mode),
             str(folder),
             processes=settings.INGEST_PROCESSES if len(items) >= POOL_MIN_IMAGES else 1,
-            # Spawned, not forked, for the reason given in datasets_app.ingestion.examine_all.
+            # Spawned, not forked, for the reason given in datasets_app.sources.examine_all.
             pool_factory=lambda processes: billiard.get_context("spawn").Pool(processes),
             on_progress=lambda done, total: run.record_phase("Preparing images", done, total),
         )

@@ -20,30 +20,10 @@
   const CHECK_DELAY_MS = 300; // wait for a pause in typing before asking the server
   const CHECK_FAILED = "The network could not be checked: the server did not answer. It is checked again when you change something.";
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "className") node.className = value;
-      else if (key === "text") node.textContent = value;
-      else if (key.startsWith("data-") || key.startsWith("aria-") || ["type", "min", "max", "step", "title", "for", "id", "role", "name", "value", "disabled"].includes(key)) node.setAttribute(key, value === true ? "" : value);
-      else node[key] = value;
-    }
-    for (const child of children.flat()) {
-      if (child !== null && child !== undefined) node.append(child);
-    }
-    return node;
-  }
+  const { el, csrfToken } = window.site;
 
   const number = (n) => Number(n).toLocaleString("en");
   const copy = (value) => JSON.parse(JSON.stringify(value));
-
-  function csrfToken() {
-    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    if (input) return input.value;
-    const cookie = document.cookie.split("; ").find((part) => part.startsWith("csrftoken="));
-    return cookie ? decodeURIComponent(cookie.split("=")[1]) : "";
-  }
 
   class ModelBuilder {
     constructor(element, options) {
@@ -253,13 +233,13 @@
       if (this.options.dataset) body.dataset = this.options.dataset;
       let result;
       try {
-        const response = await fetch(this.options.checkUrl, {
-          method: "POST", signal: this.controller.signal, credentials: "same-origin",
-          headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": this.options.csrfToken || csrfToken() },
+        const { status, answer, loggedOut } = await site.requestJson(this.options.checkUrl, {
+          method: "POST", signal: this.controller.signal,
+          headers: { "Content-Type": "application/json", "X-CSRFToken": this.options.csrfToken || csrfToken() },
           body: JSON.stringify(body),
         });
-        result = response.status === 200 || response.status === 400 ? await response.json()
-          : { ok: false, message: `The network could not be checked (the server answered ${response.status}). Reload the page and try again.` };
+        result = !loggedOut && (status === 200 || status === 400) ? answer
+          : { ok: false, message: `The network could not be checked (the server answered ${status}). Reload the page and try again.` };
       } catch (error) {
         if (error.name === "AbortError") return;
         result = { ok: false, message: CHECK_FAILED };
@@ -300,7 +280,6 @@
     }
   }
 
-  ModelBuilder.el = el; // the training form's script draws its previews with the same helper
   window.ModelBuilder = ModelBuilder;
 
   function start(element) {

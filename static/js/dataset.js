@@ -33,11 +33,8 @@
   // Once the person is leaving for another page, a reload here would pull them back.
   let leaving = false;
   window.addEventListener("beforeunload", () => { leaving = true; });
-  async function poll() {
-    if (leaving) return;
-    const response = await fetch(window.datasetProgressUrl, { headers: { Accept: "application/json" } });
-    if (!response.ok) return setTimeout(poll, 2000);
-    const { uploads } = await response.json();
+  function show({ uploads }) {
+    if (leaving) return false;
     let running = false;
     for (const upload of uploads) {
       const bar = document.getElementById(`upload-bar-${upload.id}`);
@@ -48,8 +45,8 @@
       if (status) status.textContent = upload.status_label;
       if (upload.status === "queued" || upload.status === "running") running = true;
     }
-    if (running) setTimeout(poll, 1000);
-    else if (!leaving) window.location.reload();
+    if (!running) window.location.reload(); // the dataset page shows what the finished uploads added
+    return running;
   }
-  setTimeout(poll, 500);
+  site.poll(window.datasetProgressUrl, show, { every: 1000, delay: 500 });
 })();

@@ -5,7 +5,6 @@
 // reaches the server after the label it takes back.
 (function () {
   const data = JSON.parse(document.getElementById("inbox-data").textContent);
-  const csrfToken = document.querySelector("input[name=csrfmiddlewaretoken]").value;
   const byId = (id) => document.getElementById(id);
 
   const NUMBER_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]; // the tenth is 0, as on a keyboard
@@ -30,8 +29,6 @@
   let refilling = null;
   const preloaded = new Map(); // id -> Image being downloaded ahead
 
-  const headers = { "X-CSRFToken": csrfToken, Accept: "application/json" };
-
   function showError(message) {
     byId("inbox-error").textContent = message;
     byId("inbox-error").hidden = false;
@@ -41,13 +38,10 @@
     byId("inbox-error").hidden = true;
   }
 
-  // fetch(), answering {ok, status, answer}. A redirect means the session has ended: it leads to
-  // the login page, whose HTML would otherwise pass for a success.
+  // site.requestJson, with the message for a session that has ended.
   async function request(url, options = {}) {
-    const response = await fetch(url, { headers, ...options });
-    if (response.redirected) return { ok: false, status: 401, answer: { error: LOGGED_OUT } };
-    const answer = await response.json().catch(() => ({}));
-    return { ok: response.ok, status: response.status, answer };
+    const result = await site.requestJson(url, options);
+    return result.loggedOut ? { ok: false, status: 401, answer: { error: LOGGED_OUT } } : result;
   }
 
   // A class whose name is one digit or letter is picked with that key, so on a digits dataset

@@ -27,23 +27,11 @@
     field(card, "download-form").hidden = !row.can_download;
   }
 
-  async function poll() {
-    // A page in a background tab asks nothing; it catches up as soon as it is looked at again.
-    if (document.hidden) return document.addEventListener("visibilitychange", poll, { once: true });
-    let active = true;
-    try {
-      const response = await fetch(window.pretrainedStatusUrl, { headers: { Accept: "application/json" } });
-      // After logging out the request lands on the login page: stop rather than poll it for ever.
-      if (response.redirected || response.status === 404) return;
-      if (response.ok) {
-        const data = await response.json();
-        data.networks.forEach(draw);
-        active = data.active;
-      }
-    } catch (error) { /* the server is restarting: try again */ }
-    if (active) setTimeout(poll, window.pretrainedPollMs);
+  function show(data) {
+    data.networks.forEach(draw);
+    return data.active; // once no download is going on, the page stops asking
   }
 
   const going = Array.from(document.querySelectorAll('[data-field="progress"]')).some((bar) => !bar.hidden);
-  if (going) poll();
+  if (going) site.poll(window.pretrainedStatusUrl, show, { every: window.pretrainedPollMs });
 })();

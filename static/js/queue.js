@@ -3,14 +3,7 @@
 // The texts come ready-made from the server, so nothing is worded or timed twice.
 (function () {
   const POLL_MS = 2500;
-  const csrfToken = document.querySelector("#csrf-source [name=csrfmiddlewaretoken]").value;
-
-  // el("td", { className: "num" }, "3"): an element with properties and children (strings or nodes).
-  function el(tag, props, ...children) {
-    const node = Object.assign(document.createElement(tag), props || {});
-    for (const child of children) if (child !== null) node.append(child);
-    return node;
-  }
+  const { el, csrfToken } = window.site;
 
   function runLink(row) {
     return el("td", null, el("a", { href: row.url, textContent: `Run ${row.id}` }), ` on ${row.dataset}`);
@@ -34,7 +27,7 @@
         el("td", { colSpan: 4, className: "muted", textContent: row.text }));
     }
     const cancel = el("form", { method: "post", action: row.cancel_url },
-      el("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken }),
+      el("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken() }),
       el("input", { type: "hidden", name: "next", value: window.location.pathname }),
       el("button", { className: "secondary", type: "submit", textContent: "Cancel" }));
     return el("tr", { className: "mine" }, el("td", { className: "num", textContent: row.place }), runLink(row),
@@ -83,16 +76,5 @@
     document.getElementById("workers-list").replaceChildren(...(data.workers.error ? [] : data.workers.queues.map(workerItem)));
   }
 
-  async function poll() {
-    // A page in a background tab asks nothing; it catches up as soon as it is looked at again.
-    if (document.hidden) return document.addEventListener("visibilitychange", poll, { once: true });
-    try {
-      const response = await fetch(window.queueStatusUrl, { headers: { Accept: "application/json" } });
-      // After logging out the request lands on the login page: stop rather than poll it for ever.
-      if (response.redirected) return;
-      if (response.ok) show(await response.json());
-    } catch (error) { /* the server is restarting: try again */ }
-    setTimeout(poll, POLL_MS);
-  }
-  poll();
+  site.poll(window.queueStatusUrl, show, { every: POLL_MS });
 })();

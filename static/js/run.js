@@ -104,17 +104,11 @@
   drawConfusion();
   if (status.is_final) return;
 
-  async function poll() {
-    try {
-      const response = await fetch(window.runStatusUrl, { headers: { Accept: "application/json" } });
-      if (response.ok) {
-        status = await response.json();
-        show(status);
-        // The evaluation is drawn by the server; fetch it once the run has ended.
-        if (status.is_final) return window.location.reload();
-      }
-    } catch (error) { /* the server is restarting: try again */ }
-    setTimeout(poll, 1000);
-  }
-  setTimeout(poll, 1000);
+  site.poll(window.runStatusUrl, (answer) => {
+    status = answer;
+    show(status);
+    if (!status.is_final) return true;
+    window.location.reload(); // the evaluation is drawn by the server: fetch it once the run has ended
+    return false;
+  }, { every: 1000, delay: 1000 });
 })();

@@ -21,7 +21,7 @@
   const form = document.getElementById("train-form");
   if (!form) return;
 
-  const el = window.ModelBuilder.el; // builder.js is loaded first on this page
+  const { el } = window.site;
 
   // The same network written with its keys in any order gives the same text.
   function canonical(value) {
@@ -116,12 +116,11 @@
       this.box.setAttribute("aria-busy", "true");
       let result;
       try {
-        const response = await fetch(`${this.url}?${new URLSearchParams(this.params())}`, {
-          signal: this.controller.signal, credentials: "same-origin", headers: { Accept: "application/json" },
+        const { status, answer } = await site.requestJson(`${this.url}?${new URLSearchParams(this.params())}`, {
+          signal: this.controller.signal,
         });
-        const isJson = (response.headers.get("Content-Type") || "").includes("json");
-        result = isJson ? await response.json()
-          : { ok: false, message: `The pictures could not be made (the server answered ${response.status}).` };
+        result = typeof answer.ok === "boolean" ? answer
+          : { ok: false, message: `The pictures could not be made (the server answered ${status}).` };
       } catch (error) {
         if (error.name === "AbortError") return;
         result = { ok: false, message: NO_ANSWER };
@@ -247,8 +246,7 @@
         const query = new URLSearchParams(new FormData(form));
         query.delete("csrfmiddlewaretoken");
         try {
-          const response = await fetch(`${estimate.dataset.url}?${query}`, {headers: {Accept: "application/json"}});
-          const answer = await response.json();
+          const { answer } = await site.requestJson(`${estimate.dataset.url}?${query}`);
           if (mine !== asked || !answer.text) return; // a later change has asked again, or the settings are not valid yet
           estimateText.textContent = answer.text;
           if (budgetChanged && answer.image_size && String(answer.image_size) !== fields.image_size.value) {

@@ -91,16 +91,13 @@
   // A failure worth trying again: the network, or the server having a bad moment.
   class RetryableError extends Error {}
 
-  function csrfToken(root) {
-    const input = root.querySelector("input[name=csrfmiddlewaretoken]")
-      || document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
+  const { csrfToken } = window.site;
 
-  // POST (or GET when body is null) with XMLHttpRequest, for its upload progress events.
+  // POST (or GET when body is null) with XMLHttpRequest, for its upload progress events (fetch,
+  // behind site.requestJson, reports none).
   // Resolves with the parsed JSON answer; rejects with a RetryableError or an Error whose
   // message is the server's, in plain words.
-  function requestJson(url, { body = null, token = "", onProgress = null } = {}) {
+  function sendJson(url, { body = null, token = "", onProgress = null } = {}) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open(body ? "POST" : "GET", url);
@@ -302,7 +299,7 @@
           this.showProgress(0);
         }
         this.showProgress(0, "Every file has arrived. Handing them over to be read…");
-        const finished = await this.withRetries(() => requestJson(this.upload.finish_url, this.post({})));
+        const finished = await this.withRetries(() => sendJson(this.upload.finish_url, this.post({})));
         window.removeEventListener("beforeunload", warnBeforeLeaving);
         window.location.assign(finished.url);
       } catch (error) {
@@ -317,7 +314,7 @@
     }
 
     start() {
-      return requestJson(this.startUrl, this.post({
+      return sendJson(this.startUrl, this.post({
         ...this.extraFields,
         folder_name: this.name,
         file_count: this.items.length,
@@ -341,7 +338,7 @@
         body.append("paths", path);
       }
       const sentBefore = this.meter.bytes;
-      return requestJson(`${this.upload.batch_url_prefix}${batch.index}/`, {
+      return sendJson(`${this.upload.batch_url_prefix}${batch.index}/`, {
         body,
         token: this.token,
         onProgress: (fraction) => {
@@ -352,7 +349,7 @@
     }
 
     async refreshState() {
-      const state = await requestJson(this.upload.state_url);
+      const state = await sendJson(this.upload.state_url);
       for (const index of state.received_batches) this.received.add(index);
       return state;
     }
@@ -478,7 +475,7 @@
       sendButton.disabled = true;
       input.disabled = true;
       const sender = new FolderSender({
-        startUrl: widget.dataset.startUrl, token: csrfToken(widget), transfer, extraFields, maxFiles,
+        startUrl: widget.dataset.startUrl, token: csrfToken(), transfer, extraFields, maxFiles,
       });
       sender.send(chosen.items, chosen.name).finally(() => {
         sendButton.disabled = false;
@@ -501,7 +498,7 @@
       event.preventDefault();
       button.disabled = true;
       const sender = new FolderSender({
-        startUrl: form.dataset.startUrl, token: csrfToken(form), transfer, maxFiles: Number(form.dataset.maxFiles),
+        startUrl: form.dataset.startUrl, token: csrfToken(), transfer, maxFiles: Number(form.dataset.maxFiles),
       });
       sender.send(kept, "").finally(() => {
         button.disabled = false;
@@ -524,7 +521,7 @@
       transfer.error("");
       const xhr = new XMLHttpRequest();
       xhr.open("POST", form.action);
-      xhr.setRequestHeader("X-CSRFToken", csrfToken(form));
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
       xhr.upload.onprogress = (progress) => {
         if (!progress.lengthComputable) return;
         meter.bytes = progress.loaded;

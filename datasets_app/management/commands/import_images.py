@@ -12,7 +12,8 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from datasets_app.ingestion import check_zip, fit_dataset_name, fit_upload_name, ingest_upload
+from datasets_app.ingestion import ingest_upload
+from datasets_app.sources import check_zip, fit_dataset_name, fit_upload_name
 from datasets_app.models import Dataset, Upload
 from mlcore.archive import ArchiveRejected
 

@@ -1,0 +1,56 @@
+"""Numbers in the plain words the pages use, each written once: a count with its noun, a duration,
+the colour of images; and the one way a whole number a person or a page sent is read. Django-free, so
+the web pages, the worker and the insights share them."""
+
+
+def count(n: int, one: str, many: str | None = None) -> str:
+    """"1 image", "1,500 images", "2 runs are" (count(2, "run is", "runs are")): `many` defaults to
+    `one` with an "s"."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
+
+
+def duration(seconds: float, exact: bool = False) -> str:
+    """As exact as a person needs: "45 s", "3 min", "2 h 5 min", "3 days". With `exact` (a run's
+    time taken), minutes keep their seconds and hours never turn into days: "3 min 5 s", "50 h"."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s" if exact and rest else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours >= 48 and not exact:
+        return f"{hours // 24} days"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def colour(channels: int) -> str:
+    """What 1 or 3 channels are called on the pages."""
+    return "grayscale" if channels == 1 else "colour"
+
+
+LARGEST_WHOLE = 2**63 - 1  # what a database integer column holds: a larger id is no row, and would overflow
+
+
+def whole_number(value, low: int = 0, high: int = LARGEST_WHOLE, clamp: bool = False) -> int | None:
+    """`value` (a string a page sent, or an int) as a whole number from `low` to `high`; None when it
+    is anything else. Only the digits 0-9 count ("²" and "٣" are digits to str.isdigit, and int()
+    would take "+5", "1_000" and " 7 "), and a long string is refused before int() reads it. With
+    `clamp`, a number past `high` reads as `high` (an id past any row: nothing comes after it)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    else:
+        text = (value or "").strip() if isinstance(value, str) else ""
+        if not (text.isascii() and text.isdigit()):
+            return None
+        if len(text) > len(str(LARGEST_WHOLE)):
+            return high if clamp else None
+        number = int(text)
+    if clamp and number > high:
+        return high
+    if not low <= number <= high:
+        return None
+    return number
+

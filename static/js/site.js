@@ -1,0 +1,82 @@
+// The helpers every page's script shares, loaded first on every page (templates/base.html):
+//   site.el(tag, attrs, ...children)   an element, its attributes or properties, and its children
+//   site.csrfToken()                   the token Django wants on a POST
+//   site.requestJson(url, options)     fetch() with JSON asked for; {ok, status, answer, loggedOut}
+//   site.poll(url, onData, options)    ask a JSON address again and again while onData wants it
+(function () {
+  "use strict";
+
+  // Set as attributes (so they show in the HTML); everything else is set as a property.
+  const ATTRIBUTES = ["type", "min", "max", "step", "title", "for", "id", "role", "name", "value", "disabled"];
+
+  // el("td", { className: "num", textContent: "3" }, child, ...): null, undefined and false are left out.
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "className") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key.startsWith("data-") || key.startsWith("aria-") || ATTRIBUTES.includes(key)) {
+        node.setAttribute(key, value === true ? "" : value);
+      } else node[key] = value;
+    }
+    for (const child of children.flat()) {
+      if (child !== null && child !== undefined) node.append(child);
+    }
+    return node;
+  }
+
+  // Any form's token on the page (the log-out form has one on every page), else the cookie's.
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    const cookie = document.cookie.split("; ").find((part) => part.startsWith("csrftoken="));
+    return cookie ? decodeURIComponent(cookie.split("=")[1]) : "";
+  }
+
+  // A redirect, a 401 or a 403 means the session has ended: the redirect leads to the login page,
+  // whose HTML would otherwise pass for a success. A POST carries the CSRF token.
+  async function requestJson(url, options = {}) {
+    const method = (options.method || "GET").toUpperCase();
+    const headers = { Accept: "application/json", ...(method === "GET" ? {} : { "X-CSRFToken": csrfToken() }),
+                      ...(options.headers || {}) };
+    const response = await fetch(url, { ...options, headers });
+    const loggedOut = response.redirected || response.status === 401 || response.status === 403;
+    const answer = loggedOut ? {} : await response.json().catch(() => ({}));
+    return { ok: response.ok && !loggedOut, status: response.status, answer, loggedOut };
+  }
+
+  // Ask `url` every `every` ms (after `delay` ms the first time) and hand each answer to onData,
+  // until onData returns false. A tab that is not being looked at asks nothing and catches up when
+  // it is shown again; a session that ended (log-out) or an address that is gone (404) stops it;
+  // an error (the server restarting, no network) makes it wait twice as long each time, up to
+  // 30 s, and it goes back to its pace after the next answer. Returns {stop()}.
+  function poll(url, onData, { every = 1000, delay = 0 } = {}) {
+    let stopped = false;
+    let wait = every;
+    async function ask() {
+      if (stopped) return;
+      if (document.hidden) {
+        document.addEventListener("visibilitychange", ask, { once: true });
+        return;
+      }
+      try {
+        const { ok, status, answer, loggedOut } = await requestJson(url);
+        if (loggedOut || status === 404) return;
+        if (ok) {
+          wait = every;
+          if (onData(answer) === false) return;
+        } else {
+          wait = Math.min(wait * 2, 30000);
+        }
+      } catch (error) {
+        wait = Math.min(wait * 2, 30000);
+      }
+      if (!stopped) setTimeout(ask, wait);
+    }
+    setTimeout(ask, delay);
+    return { stop() { stopped = true; } };
+  }
+
+  window.site = { el, csrfToken, requestJson, poll };
+})();

@@ -1,0 +1,227 @@
+"""What the run pages show, in the plain words and numbers they draw: a run's status as the live page
+polls it, its result and settings in words, the rows of the runs tables, and the time estimate of the
+training form. The views only fetch and hand these over."""
+from django.utils import timezone
+
+from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
+from mlcore.builder import BASES, OPTIMIZER_LABELS, SpecError, normalise_augmentation
+from mlcore.images import RESIZE_MODES
+from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
+from mlcore.training import CLASS_WEIGHTING, LR_SCHEDULES
+from mlcore.words import colour as colour_word, count, duration
+
+from .models import TrainingRun
+
+
+def time_estimate(dataset, chosen):
+    """About how long a run with these settings takes, from "Start training" to a saved model."""
+    facts = budget_facts(dataset, chosen)
+    return estimate(facts["network"], chosen["image_size"], *facts["counts"], chosen["epochs"],
+                    pretrained=facts["pretrained"], mirrored=facts["mirrored"], measured_images_per_s=facts["measured"],
+                    budget_s=chosen.get("time_budget_s", 0))
+
+
+def budget_facts(dataset, chosen):
+    """What mlcore.budget needs to know of a dataset and settings, and the image size that fits the budget."""
+    counts = dataset.split_counts()
+    base = (chosen["model_spec"] or {}).get("base")
+    facts = {
+        "network": base["name"] if base and chosen["preset"] == "custom" else chosen["preset"],
+        "counts": (counts["train"], counts["val"], counts["test"]),
+        "pretrained": bool(base),
+        "mirrored": (chosen.get("augmentation") or {}).get("flip") == "horizontal",
+        "measured": TrainingRun.objects.measured_speed(chosen["preset"], chosen["channels"]),
+    }
+    facts["image_size"] = size_for_budget(
+        facts["network"], chosen["image_size"], *facts["counts"], pretrained=facts["pretrained"],
+        mirrored=facts["mirrored"], budget_s=chosen.get("time_budget_s", 0), measured_images_per_s=facts["measured"])
+    return facts
+
+
+def result_in_words(run):
+    """What the run page's result leads with: how often it was right, out of 10, what guessing would
+    get, and what it mixed up most. None without a test result."""
+    if run.test_accuracy is None:
+        return None
+    counts = run.test_class_counts()
+    return {
+        "right": times_out_of_ten(run.test_accuracy),
+        "guessing": guessing_in_words(counts, run.class_names) if counts else None,
+        "confused": most_confused(run.confusion, run.class_names) if run.confusion else None,
+    }
+
+
+def run_status(run):
+    """Everything the live run page draws, as JSON-ready data."""
+    seconds_left = run.seconds_left()
+    metrics = list(run.epoch_metrics.values("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
+                                            "seconds"))
+    speed, estimated = _speed(run, metrics)
+    # Whether it learned anything: a final verdict once it has ended, a hint while it trains.
+    verdict = run.learning_verdict([m["val_accuracy"] for m in metrics])
+    final_verdict = bool(verdict and verdict["final"])
+    return {
+        "id": run.id,
+        "status": run.status,
+        "status_label": run.status_label_with(verdict),
+        "learned_nothing": final_verdict,
+        "verdict": verdict,
+        "chance_hint": (f"{verdict['title']}. {verdict['text']} {verdict['tips'][0]}"
+                        if verdict and not final_verdict else None),
+        "is_final": run.is_final,
+        "phase": run.phase,
+        "phase_done": run.phase_done,
+        "phase_total": run.phase_total,
+        "epoch": run.epoch,
+        "epochs": run.total_epochs,
+        "batch": run.batch,
+        "batches_per_epoch": run.batches_per_epoch,
+        "percent": round(100 * run.fraction_done(), 1),
+        "seconds_left": None if seconds_left is None else round(seconds_left),
+        "cancel_requested": run.cancel_requested,
+        "error": run.error,
+        "metrics": metrics,
+        "samples_per_s": None if speed is None else round(speed, 1),
+        "samples_per_s_estimated": estimated,
+        "seconds_per_epoch": round(metrics[-1]["seconds"], 1) if metrics and metrics[-1]["seconds"] else None,
+        "overfitting_hint": overfitting_hint(metrics),
+        "worker_host": run.worker_host,
+        "devices": run.devices,
+        "where": where_it_trains(run),
+        "best_epoch_note": best_epoch_note(run),
+    }
+
+
+def _speed(run, metrics):
+    """Training images a second: from the latest finished epoch, or, during the first epoch,
+    an estimate from the steps done since training started. The second value says which."""
+    if metrics:
+        return samples_per_second(run.train_count, metrics[-1]["seconds"]), False
+    if run.status != TrainingRun.Status.RUNNING or not run.training_started_at or not run.batch:
+        return None, False
+    seen = run.batch * run.batch_size
+    if run.train_count:
+        seen = min(seen, run.train_count)
+    return samples_per_second(seen, (timezone.now() - run.training_started_at).total_seconds()), True
+
+
+def where_it_trains(run):
+    """"trainer-1, on NVIDIA H100 (mixed precision)", or why it is not known yet."""
+    if not run.worker_host and not run.devices:
+        return "Not started yet" if run.status == TrainingRun.Status.QUEUED else "Not recorded"
+    if not run.devices:
+        return run.worker_host
+    on = "its processor (CPU)" if run.devices == "CPU" else run.devices
+    return f"{run.worker_host}, on {on}" if run.worker_host else on
+
+
+def best_epoch_note(run):
+    if run.best_epoch is None:
+        return ""
+    if run.status == TrainingRun.Status.CANCELLED:
+        return f"Stopped by you; the model keeps the weights of epoch {run.best_epoch}, the best so far."
+    if run.stopped_early:
+        return (f"Stopped early at epoch {run.epoch}; the model keeps the weights of epoch {run.best_epoch}, "
+                "its best.")
+    return f"The model keeps the weights of epoch {run.best_epoch}, its best."
+
+
+def _before(label, separator):
+    return label.split(separator, 1)[0]
+
+
+def augmentation_in_words(augmentation):
+    """"Off", or the random changes that are on, e.g. "flip left–right, rotate up to 15°"."""
+    try:
+        clean = normalise_augmentation(augmentation or {})
+    except SpecError:
+        return "Unknown settings"
+    parts = []
+    if clean["flip"] != "none":
+        flips = {"horizontal": "left–right", "vertical": "upside down",
+                 "horizontal_and_vertical": "left–right and upside down"}
+        parts.append(f"flip {flips.get(clean['flip'], clean['flip'])}")
+    units = {"rotation": ("rotate", "°"), "zoom": ("zoom", "%"), "translation": ("shift", "%"),
+             "contrast": ("contrast", "%"), "brightness": ("brightness", "%")}
+    for name, (verb, unit) in units.items():
+        if clean.get(name):
+            parts.append(f"{verb} up to {clean[name]}{unit}")
+    return ", ".join(parts) if parts else "Off"
+
+
+def augmentation_on(augmentation):
+    return augmentation_in_words(augmentation) not in ("Off", "Unknown settings")
+
+
+def optimizer_name(run):
+    return _before(OPTIMIZER_LABELS.get(run.optimizer, run.optimizer), " (")
+
+
+def schedule_name(run):
+    return _before(LR_SCHEDULES.get(run.lr_schedule, run.lr_schedule), ":")
+
+
+def settings_in_words(run):
+    """The run's settings as (name, value) pairs a newcomer can read."""
+    colour = colour_word(run.channels)
+    base = (run.model_spec or {}).get("base") or {}
+    network = run.get_preset_display()
+    layers = len((run.model_spec or {}).get("layers") or [])
+    if run.preset == "custom" and base.get("name") in BASES:
+        network += f", on top of the pretrained {BASES[base['name']].label}"
+    if layers:
+        network += f" ({count(layers, 'layer')}{' on top' if base.get('name') else ''})"
+    if run.early_stopping_patience:
+        patience = run.early_stopping_patience
+        early = (f"On: stops when validation loss has not improved for {count(patience, 'epoch')}, "
+                 "and keeps the best epoch's weights")
+    else:
+        early = "Off: trains for every epoch"
+    rows = [
+        ("Network", network),
+        ("Images", f"{run.image_size}×{run.image_size} pixels, {colour}"),
+        ("Resizing", _before(RESIZE_MODES.get(run.resize_mode, run.resize_mode), " (")),
+        ("Random changes (augmentation)", augmentation_in_words(run.augmentation)),
+        ("Optimizer", f"{optimizer_name(run)}, step size (learning rate) {run.learning_rate:g}"),
+        ("Step size schedule", LR_SCHEDULES.get(run.lr_schedule, run.lr_schedule)),
+        ("Epochs", str(run.epochs)),
+        ("Time", budget_in_words(run)),
+        ("Batch size", f"{run.batch_size} images a step"),
+        ("Early stopping", early),
+        ("Class balance", CLASS_WEIGHTING.get(run.class_weighting, run.class_weighting)),
+        ("Label smoothing", f"{run.label_smoothing:g}" if run.label_smoothing else "Off"),
+        ("Random seed", f"{run.seed} (the same seed and settings give nearly the same result)"),
+    ]
+    if run.fine_tunes:
+        rows.append(("Fine-tuning", (
+            f"Then {run.fine_tune_epochs} more epochs with the top {base['fine_tune_layers']} layers of the "
+            f"pretrained network unfrozen, step size {run.fine_tune_learning_rate:g}")))
+    if run.use_all_gpus:
+        rows.append(("GPUs", "Uses every GPU of its computer"))
+    return rows
+
+
+def budget_in_words(run):
+    if not run.time_budget_s:
+        return "No limit: every epoch, or until it stops improving"
+    label = dict(TIME_BUDGETS)[run.time_budget_s] if run.time_budget_s in dict(TIME_BUDGETS) else f"{run.time_budget_s} s"
+    return (f"{label}: after its first epochs the worker trains as many as fit (the epochs above, once it knows), "
+            "and keeps the last twentieth for testing and saving")
+
+
+def table_row(run, now):
+    taken = None
+    if run.started_at:
+        taken = max(0.0, ((run.finished_at or now) - run.started_at).total_seconds())
+    return {
+        "run": run,
+        "colour": colour_word(run.channels),
+        "optimizer": optimizer_name(run),
+        "schedule": schedule_name(run),
+        "augmentation": "On" if augmentation_on(run.augmentation) else "Off",
+        "augmentation_detail": augmentation_in_words(run.augmentation),
+        "best_val_percent": None if run.best_val_accuracy is None else round(100 * run.best_val_accuracy, 1),
+        "seconds_taken": None if taken is None else round(taken),
+        "time_taken": "" if taken is None else duration(taken, exact=True),
+        "where": where_it_trains(run),
+    }
