@@ -88,9 +88,15 @@ def test_a_killed_training_worker_comes_back_while_the_site_keeps_answering(supe
 
     # The queue page shows the programs, and that the training worker stopped and came back.
     settings.SUPERVISOR_SOCKET = site["socket"]
-    page = alice.get(reverse("training:queue")).content.decode()
+    # Page and pid are read together until they agree: on a slow machine the new worker can still
+    # be settling (supervisord's startsecs) between the two reads.
+    def page_shows_the_running_worker():
+        page = alice.get(reverse("training:queue")).content.decode()
+        shown = f'data-name="training" data-state="RUNNING" data-pid="{info(site, "training")["pid"]}"' in page
+        return page if shown else None
+
+    page = wait_for(page_shows_the_running_worker, timeout=30, interval=1, what="the queue page to show the worker")
     assert "Programs on this server" in page
-    assert f'data-name="training" data-state="RUNNING" data-pid="{info(site, "training")["pid"]}"' in page
     training_row = page.split('data-name="training"')[1].split("</tr>")[0]
     assert "last stopped at" in training_row and "started again" in training_row
 
