@@ -30,15 +30,6 @@ GALLERY_PARAMETERS = ("class", "split", "status", "page")
 INBOX = "none"  # the `class` value meaning "no class yet"
 
 
-def _as_id(value):
-    """The number a form sent, or None where it cannot be an id."""
-    return whole_number(value)
-
-
-def _plural(n, word="image"):
-    return count(n, word)
-
-
 def _read_filters(query, classes):
     """The filters asked for in the address. A value the dataset does not have means "all",
     so an old bookmark or a deleted class shows every image rather than an error."""
@@ -46,8 +37,8 @@ def _read_filters(query, classes):
     chosen = query.get("class", "")
     if chosen == INBOX:
         image_class = INBOX
-    elif _as_id(chosen) in class_ids:
-        image_class = _as_id(chosen)
+    elif whole_number(chosen) in class_ids:
+        image_class = whole_number(chosen)
     else:
         image_class = None
     split = query.get("split", "")
@@ -108,7 +99,7 @@ def _selected_image_ids(values):
         raise LabelError("Select at least one image first.")
     if len(values) > MOST_SELECTED:
         raise LabelError(f"Select at most {MOST_SELECTED:,} images at a time.")
-    ids = [_as_id(value) for value in values]
+    ids = [whole_number(value) for value in values]
     if None in ids:
         raise LabelError("The selection could not be read. Reload the page and select the images again.")
     return sorted(set(ids))
@@ -118,7 +109,7 @@ def _chosen_class(dataset, value):
     """The class picked in "Move to class": None for the inbox."""
     if value == INBOX:
         return None
-    class_id = _as_id(value)
+    class_id = whole_number(value)
     image_class = dataset.classes.filter(pk=class_id).first() if class_id is not None else None
     if image_class is None:
         raise LabelError("That class is not in this dataset any more. Reload the page and choose again.")
@@ -135,14 +126,14 @@ def _apply_bulk_action(request, dataset):
         where = f"“{to_class.name}”" if to_class else "the inbox (no class)"
         if not moved:
             return f"Nothing changed: the selected images were already in {where}."
-        return f"Moved {_plural(moved)} to {where}."
+        return f"Moved {count(moved, 'image')} to {where}."
     if action == "split":
         split = request.POST.get("to_split")
         moved = move_to_split(dataset, image_ids, split)
-        return f"Moved {_plural(moved)} to the {dict(SPLIT_CHOICES)[split].lower()} set."
+        return f"Moved {count(moved, 'image')} to the {dict(SPLIT_CHOICES)[split].lower()} set."
     if action == "delete":
         deleted = delete_images(dataset, image_ids, request.user)
-        return (f"Deleted {_plural(deleted)} from this dataset. "
+        return (f"Deleted {count(deleted, 'image')} from this dataset. "
                 "Training runs that already finished keep the images they learned from.")
     raise LabelError("Choose what to do with the selected images: move them to a class, "
                      "move them to a split, or delete them.")

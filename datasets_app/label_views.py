@@ -178,10 +178,6 @@ def _class_action(request, pk, change):
     return redirect("datasets:classes", pk=dataset.pk)
 
 
-def _images(n):
-    return count(n, "image")
-
-
 @login_required
 @require_POST
 def class_create(request, pk):
@@ -214,7 +210,7 @@ def class_merge(request, pk, class_pk):
             raise BadInput("Choose the class to merge into.")
         target = _class_of(dataset, target_id)
         moved = merge_classes(source, target, request.user)
-        return f"“{source.name}” was merged into “{target.name}”: {_images(moved)} moved."
+        return f"“{source.name}” was merged into “{target.name}”: {count(moved, 'image')} moved."
     return _class_action(request, pk, change)
 
 
@@ -224,7 +220,7 @@ def class_delete(request, pk, class_pk):
     def change(dataset):
         image_class = get_object_or_404(dataset.classes, pk=class_pk)
         moved = delete_class(image_class, request.user)
-        return f"The class “{image_class.name}” was removed; its {_images(moved)} went back to the inbox."
+        return f"The class “{image_class.name}” was removed; its {count(moved, 'image')} went back to the inbox."
     return _class_action(request, pk, change)
 
 

@@ -128,7 +128,7 @@ class TrainingRunForm(forms.ModelForm):
         A preset opened by name shows its description; a changed or copied network opens as it is.
         The page's settings (step size, optimizer) are never changed by this first opening."""
         if getattr(self, "_builder_start", None) is None:
-            size, channels = self._number(self["image_size"].value()), self._number(self["channels"].value())
+            size, channels = whole_number(self["image_size"].value()), whole_number(self["channels"].value())
             options = builder_options(self.dataset, image_size=size, channels=channels if channels in (1, 3) else None)
             preset = self["preset"].value() or ""
             spec = self._spec(self["model_spec"].value())
@@ -141,10 +141,6 @@ class TrainingRunForm(forms.ModelForm):
                 options["spec"] = spec
                 self._builder_start = {"options": options, "preset": ""}
         return self._builder_start
-
-    @staticmethod
-    def _number(value):
-        return whole_number(value)
 
     @staticmethod
     def _spec(value):

@@ -181,7 +181,7 @@ def _finished_row(run, now):
 def settings_summary(run):
     colour = colour_word(run.channels)
     return (f"{run.get_preset_display()} · {run.image_size}×{run.image_size} {colour} · "
-            f"{count(run.epochs, 'epoch', 'epochs')} · batch size {run.batch_size} · learning rate {run.learning_rate:g}")
+            f"{count(run.epochs, 'epoch')} · batch size {run.batch_size} · learning rate {run.learning_rate:g}")
 
 
 def _line_summary(total, mine):
