@@ -200,3 +200,23 @@ def test_running_out_of_memory_says_so_and_suggests_a_smaller_batch(error, expec
     message = _explain(tf.errors.ResourceExhaustedError(None, None, error))
     assert message.startswith(expected) and "smaller batch size" in message
     assert _explain(ValueError("something else")).startswith("Training stopped with an error: ValueError")
+
+
+def test_each_attempt_writes_its_own_backup_starting_from_the_furthest_earlier_one(shapes, settings, tmp_path):
+    """A worker frozen past the stale limit may wake and write its backup while the next attempt
+    trains: they must never write the same file (HDF5 locks it), so each attempt has its own copy."""
+    import json
+
+    from training_app.runner import _backup_for_attempt
+
+    settings.MODELS_DIR = tmp_path / "models"
+    run = new_run(shapes)
+    for attempt, epoch in ((1, 3), (2, 1)):
+        phase = run.model_folder / "backup" / f"attempt-{attempt}" / "first-phase"
+        phase.mkdir(parents=True)
+        (phase / "training_metadata.json").write_text(json.dumps({"epoch": epoch}))
+    run.attempts = 3
+    own = _backup_for_attempt(run)
+    assert own == run.model_folder / "backup" / "attempt-3"
+    assert json.loads((own / "first-phase" / "training_metadata.json").read_text()) == {"epoch": 3}
+    assert (run.model_folder / "backup" / "attempt-1" / "first-phase").is_dir()  # the earlier one is left as it was

@@ -3,6 +3,7 @@
 The Keras side lives in `mlcore`; this module only moves data between it and
 the database rows.
 """
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from mlcore.serving import ModelInfo, float32_twin, predict_batch, save_model
 from mlcore.training import finished_epochs_in_backup, train_model
 
 from .models import ClaimLost, TrainingRun
+
+logger = logging.getLogger(__name__)
 
 POOL_MIN_IMAGES = 1000  # fewer images are decoded in this process: starting a pool costs more
 
@@ -65,7 +68,7 @@ def train_run(run: TrainingRun):
         return
     run.record(class_names=class_names, train_count=len(x_train), val_count=len(x_val), test_count=len(x_test))
     config = run.training_config(len(class_names))
-    backup_dir = run.model_folder / "backup"
+    backup_dir = _backup_for_attempt(run)
     resumed_after = finished_epochs_in_backup(str(backup_dir), run.epochs)
     if resumed_after:
         run.record(resumed_after_epoch=resumed_after)
@@ -103,7 +106,7 @@ def train_run(run: TrainingRun):
         shutil.rmtree(attempt_folder, ignore_errors=True)
         raise
     # Only now: a crash while testing or saving must still find the backup and not start over.
-    shutil.rmtree(backup_dir, ignore_errors=True)
+    shutil.rmtree(backup_dir.parent, ignore_errors=True)  # every attempt's backup
     for earlier in run.model_folder.glob("attempt-*"):  # models of attempts that died after saving
         if earlier != attempt_folder:
             shutil.rmtree(earlier, ignore_errors=True)
@@ -129,3 +132,22 @@ def _rebuild(config):
     if config.fine_tunes:
         unfreeze_top(model, config.spec["base"]["fine_tune_layers"])
     return model
+
+
+def _backup_for_attempt(run: TrainingRun) -> Path:
+    """This attempt's own backup folder (models/<id>/backup/attempt-N), holding a copy of the earlier
+    attempt's backup that got furthest, to continue from. Attempts never write the same files: a
+    worker frozen past the stale limit that wakes while the next attempt trains would otherwise hold
+    the HDF5 lock of the backup file that attempt is writing, and fail it."""
+    backups = run.model_folder / "backup"
+    own = backups / f"attempt-{run.attempts}"
+    earlier = [folder for folder in backups.glob("attempt-*") if folder != own]
+    best = max(earlier, key=lambda folder: finished_epochs_in_backup(str(folder), run.epochs), default=None)
+    if best is not None and not own.exists() and finished_epochs_in_backup(str(best), run.epochs):
+        try:
+            shutil.copytree(best, own)
+        except (OSError, shutil.Error):  # a file vanished or broke while it was copied: start over
+            logger.warning("Run %s: the backup of an earlier attempt could not be copied; starting over", run.id)
+            shutil.rmtree(own, ignore_errors=True)
+    return own
+
