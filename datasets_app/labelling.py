@@ -10,7 +10,7 @@ from django.db.models import Count
 from mlcore.archive import without_control_characters
 from mlcore.splits import stratified_split
 
-from .models import SPLITS, Dataset, Image, ImageClass, LabelChange
+from .models import SPLITS, Dataset, Image, ImageClass, LabelChange, Upload
 
 CHUNK = 500  # ids per IN (...) clause: well under SQLite's limit on parameters
 
@@ -81,6 +81,15 @@ def _remove_copies(dataset: Dataset, shas, user) -> None:
             kept.add((sha, class_id))
     if extra:
         delete_images(dataset, extra, user, action="copy removed")
+
+
+def delete_upload(upload: Upload) -> None:
+    """Remove the upload, the images it added and its source file (after the commit)."""
+    with transaction.atomic():
+        shas = set(upload.images.values_list("sha256", flat=True))
+        upload.images.all().delete()
+        refresh_conflicts(upload.dataset, shas)
+        upload.delete()
 
 
 def refresh_conflicts(dataset: Dataset, shas) -> None:

@@ -361,16 +361,6 @@ class Upload(models.Model):
                 self.discard_rows()
         return bool(cancelled)
 
-    def delete_with_images(self):
-        """Remove the upload, the images it added and its source file (after the commit)."""
-        from .labelling import refresh_conflicts
-
-        with transaction.atomic():
-            shas = set(self.images.values_list("sha256", flat=True))
-            self.images.all().delete()
-            refresh_conflicts(self.dataset, shas)
-            self.delete()
-
 
 class UploadOutcome(models.Model):
     """A file of an upload that was not simply added: rejected, a duplicate, or a label conflict.

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from mlcore.words import count
 
 from .access import get_dataset_for_user
-from .labelling import LabelError, resplit
+from .labelling import LabelError, delete_upload, resplit
 from .models import SPLITS, Image, UploadOutcome
 from .tasks import ingest
 
@@ -222,7 +222,7 @@ def upload_delete(request, pk, upload_pk):
                                 "this dataset; wait until that ends, then delete it.")
         return redirect("datasets:detail", pk=pk)
     images = upload.images.count()
-    upload.delete_with_images()
+    delete_upload(upload)
     messages.info(request, f"The upload “{upload.original_name}” was deleted, with the {count(images, 'image')} "
                            "it added.")
     return redirect("datasets:detail", pk=pk)

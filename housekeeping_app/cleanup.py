@@ -42,16 +42,10 @@ from .diskuse import (
     tree_size,
     walk_files,
 )
+from .models import KINDS
 
 log = logging.getLogger(__name__)
 
-KINDS = {
-    "orphans": "Files no row refers to",
-    "zips": "Zips of uploads already read",
-    "staging": "Folders of uploads that finished, failed or were abandoned",
-    "models": "Models of deleted runs",
-    "packs": "Packed images for training",
-}
 PACK_NAME = re.compile(r"^version-(\d+)-")  # training_app.runner.pack_folder
 PACK_BUILDING = ".building-"  # mlcore.packing.build_pack's temporary folders
 

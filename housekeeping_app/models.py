@@ -1,13 +1,22 @@
 from django.db import models
 from django.utils import timezone
 
+# What the clean-up removes, by kind, in the words of the staff disk page.
+KINDS = {
+    "orphans": "Files no row refers to",
+    "zips": "Zips of uploads already read",
+    "staging": "Folders of uploads that finished, failed or were abandoned",
+    "models": "Models of deleted runs",
+    "packs": "Packed images for training",
+}
+
 
 class CleanupReport(models.Model):
     """What one clean-up removed (or, for a dry run, would have removed), for the staff disk page."""
 
     at = models.DateTimeField(default=timezone.now)
     dry_run = models.BooleanField(default=False)
-    # {kind: {"count": files or folders, "bytes": bytes}}, kinds as in housekeeping_app.cleanup.KINDS
+    # {kind: {"count": files or folders, "bytes": bytes}}, kinds as in KINDS
     figures = models.JSONField(default=dict)
     # Uploads marked failed because nothing arrived for too long.
     abandoned_uploads = models.PositiveIntegerField(default=0)
@@ -17,8 +26,6 @@ class CleanupReport(models.Model):
         ordering = ["-at", "-id"]
 
     def rows(self):
-        from .cleanup import KINDS
-
         return [(label, self.figures.get(kind, {}).get("count", 0), self.figures.get(kind, {}).get("bytes", 0))
                 for kind, label in KINDS.items()]
 

@@ -8,7 +8,7 @@ layers pad like "same"), so a side of n pixels becomes ceil(n / 32), with 1280 f
 `FINE_TUNABLE` lists, for each layer of the base in order, the parameters fine-tuning trains when
 that layer is among the unfrozen top ones (0 for batch normalisation, which builder.unfreeze_top
 keeps frozen, and for layers without weights). tests/test_builder_shapes.py checks every number
-against Keras; `python -m mlcore.base_facts` prints them afresh from Keras after an upgrade.
+against Keras (builder.measure_base); `python -m mlcore.builder` prints them afresh after an upgrade.
 """
 from __future__ import annotations
 
@@ -35,25 +35,7 @@ class BaseFacts:
         return sum(self.fine_tunable[len(self.fine_tunable) - top_layers:]) if top_layers > 0 else 0
 
 
-def measure(name: str) -> BaseFacts:
-    """The facts of a base, read from the Keras model itself (slow: it builds the base)."""
-    import keras
-    from keras import layers
-
-    from .builder import _assemble
-
-    spec = {"layers": [{"type": "GlobalAveragePooling2D"}], "base": {"name": name, "fine_tune_layers": 0}}
-    model, _ = _assemble(spec, (64, 64, 3), 2, weights_dir=None, load_weights=False, name="measure")
-    base = model.get_layer(name)
-    base.trainable = True
-    fine_tunable = tuple(0 if isinstance(layer, layers.BatchNormalization)
-                         else sum(math.prod(w.shape) for w in layer.trainable_weights) for layer in base.layers)
-    params, channels = base.count_params(), base.output.shape[-1]
-    keras.backend.clear_session()
-    return BaseFacts(params, channels, 32, fine_tunable)
-
-
-# Measured with Keras 3.15.1 (python -m mlcore.base_facts).
+# Measured with Keras 3.15.1 (python -m mlcore.builder).
 FACTS = {
     "efficientnet_lite0": BaseFacts(3413024, 1280, 32, (
         0, 864, 0, 0, 288, 0, 0, 512, 0, 1536, 0, 0, 864, 0, 0, 2304, 0, 3456, 0, 0, 1296, 0, 0, 3456, 0, 0,
@@ -86,9 +68,3 @@ FACTS = {
     )),
 }
 
-
-if __name__ == "__main__":
-    from .builder import BASES
-
-    for base_name in BASES:
-        print(base_name, measure(base_name))

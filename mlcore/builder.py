@@ -23,7 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base_facts import FACTS as BASE_FACTS
+from .base_facts import FACTS as BASE_FACTS, BaseFacts
+from .options import SpecError, augmentation_is_on, augmentation_layers, check, choice_param, number_param, whole_param
 
 MAX_PARAMS = 50_000_000  # a network bigger than this would take far too long on this kind of machine
 MAX_LAYERS = 40
@@ -47,17 +48,9 @@ ACTIVATIONS = [
 ]
 
 
-def _int(label, default, low, high, help=""):
-    return {"kind": "int", "label": label, "default": default, "min": low, "max": high, "help": help}
-
-
-def _choice(label, default, choices, help=""):
-    return {"kind": "choice", "label": label, "default": default, "choices": choices, "help": help}
-
-
-_ACTIVATION = _choice("Activation", "relu", ACTIVATIONS, "The function applied to each output.")
-_PADDING_CONV = _choice("Edges", "same", [["same", "pad the edges (keeps the size)"], ["valid", "no padding (shrinks)"]])
-_PADDING_POOL = _choice("Edges", "valid", [["valid", "drop the leftover edge"], ["same", "keep the leftover edge"]])
+_ACTIVATION = choice_param("Activation", "relu", ACTIVATIONS, "The function applied to each output.")
+_PADDING_CONV = choice_param("Edges", "same", [["same", "pad the edges (keeps the size)"], ["valid", "no padding (shrinks)"]])
+_PADDING_POOL = choice_param("Edges", "valid", [["valid", "drop the leftover edge"], ["same", "keep the leftover edge"]])
 
 # Each layer type that a person can add, with its main settings. Order is the order of the "Add" menu.
 LAYER_TYPES = {
@@ -65,9 +58,9 @@ LAYER_TYPES = {
         "label": "Convolution",
         "help": "Slides small filters over the image to find patterns such as edges and corners.",
         "params": {
-            "filters": _int("Filters", 32, 1, 1024, "How many different patterns it looks for."),
-            "kernel_size": _int("Window", 3, 1, 11, "The filter's width and height in pixels."),
-            "strides": _int("Step", 1, 1, 4, "How far the filter moves each time; 2 halves the size."),
+            "filters": whole_param("Filters", 32, 1, 1024, "How many different patterns it looks for."),
+            "kernel_size": whole_param("Window", 3, 1, 11, "The filter's width and height in pixels."),
+            "strides": whole_param("Step", 1, 1, 4, "How far the filter moves each time; 2 halves the size."),
             "padding": _PADDING_CONV,
             "activation": _ACTIVATION,
         },
@@ -75,12 +68,12 @@ LAYER_TYPES = {
     "MaxPooling2D": {
         "label": "Max pooling",
         "help": "Keeps the strongest value in each small window: halves the size with a window of 2.",
-        "params": {"pool_size": _int("Window", 2, 1, 8), "padding": _PADDING_POOL},
+        "params": {"pool_size": whole_param("Window", 2, 1, 8), "padding": _PADDING_POOL},
     },
     "AveragePooling2D": {
         "label": "Average pooling",
         "help": "Averages each small window: halves the size with a window of 2.",
-        "params": {"pool_size": _int("Window", 2, 1, 8), "padding": _PADDING_POOL},
+        "params": {"pool_size": whole_param("Window", 2, 1, 8), "padding": _PADDING_POOL},
     },
     "BatchNormalization": {
         "label": "Batch normalisation",
@@ -106,7 +99,7 @@ LAYER_TYPES = {
         "label": "Dense (fully connected)",
         "help": "Every input connected to every neuron; needs a flat list of numbers.",
         "params": {
-            "units": _int("Neurons", 128, 1, 4096, "More neurons can learn more, and are slower."),
+            "units": whole_param("Neurons", 128, 1, 4096, "More neurons can learn more, and are slower."),
             "activation": _ACTIVATION,
         },
     },
@@ -114,8 +107,7 @@ LAYER_TYPES = {
         "label": "Dropout",
         "help": "Switches off a random share of the numbers while training, so the network does not "
                 "learn the training images by heart.",
-        "params": {"rate": {"kind": "float", "label": "Share switched off", "default": 0.5, "min": 0.0,
-                            "max": 0.9, "step": 0.05, "help": "0.5 means half."}},
+        "params": {"rate": number_param("Share switched off", 0.5, 0.0, 0.9, "0.5 means half.", step=0.05)},
     },
 }
 
@@ -161,37 +153,14 @@ BASES = {
         "A network already trained on 1.4 million photos (ImageNet); more accurate than MobileNetV2, and slower.",
     ),
 }
-BASE_PARAMS = {"fine_tune_layers": _int(
+BASE_PARAMS = {"fine_tune_layers": whole_param(
     "Layers to fine-tune", 0, 0, 300,
     "After the new top has learned, retrain this many of the pretrained network's top layers at a "
     "lower learning rate. 0 keeps the pretrained network as it is.")}
 
-# Random changes to the training images, made by Keras preprocessing layers inside the model: they
-# act only while training (a saved model passes pictures through untouched) and cost no disk space.
-# Settings are in degrees and percent, which people read more easily than Keras' fractions.
-AUGMENTATIONS = {
-    "flip": _choice("Flip", "none", [["none", "no flipping"], ["horizontal", "left–right"],
-                                     ["vertical", "upside down"], ["horizontal_and_vertical", "both"]],
-                    "Left–right suits most photos; not for digits or letters, which mean something else mirrored."),
-    "rotation": _int("Rotate up to (degrees)", 0, 0, 180, "Turns each picture by a random angle up to this."),
-    "zoom": _int("Zoom up to (%)", 0, 0, 50, "Zooms in or out at random by up to this much."),
-    "translation": _int("Shift up to (%)", 0, 0, 50, "Moves the picture sideways and up or down at random."),
-    "contrast": _int("Contrast change up to (%)", 0, 0, 90, "Makes the picture flatter or punchier at random."),
-    "brightness": _int("Brightness change up to (%)", 0, 0, 90, "Makes the picture darker or lighter at random."),
-}
-
-
 # Keras' EfficientNet divides by the ImageNet standard deviation once more when it is built with
 # weights="imagenet", but not when the same file is given as a path (tensorflow/tensorflow#62193).
 _IMAGENET_STDDEV_RGB = [0.229, 0.224, 0.225]
-
-
-class SpecError(ValueError):
-    """A plain-words reason why a spec cannot become a network; `layer` is its 1-based number, if any."""
-
-    def __init__(self, message: str, layer: int | None = None):
-        super().__init__(message)
-        self.message, self.layer = message, layer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +197,7 @@ def _normalise_layer(number: int, layer) -> dict:
         raise SpecError(f"Layer {number} ({kind}) has a setting it does not know: {min(unknown)[:40]}.", number)
     clean = {"type": kind}
     for name, param in schema.items():
-        clean[name] = _check_value(layer.get(name, param["default"]), param, f"Layer {number} ({kind})", number)
+        clean[name] = check(layer.get(name, param["default"]), param, f"Layer {number} ({kind})", number)
     return clean
 
 
@@ -242,75 +211,8 @@ def _normalise_base(base) -> dict | None:
         raise SpecError(f"The pretrained network has a setting it does not know: {min(unknown)[:40]}.")
     clean = {"name": base["name"]}
     for name, param in BASE_PARAMS.items():
-        clean[name] = _check_value(base.get(name, param["default"]), param, BASES[base["name"]].label, None)
+        clean[name] = check(base.get(name, param["default"]), param, BASES[base["name"]].label, None)
     return clean
-
-
-def _check_value(value, param: dict, where: str, number: int | None):
-    label = param["label"]
-    if param["kind"] == "choice":
-        allowed = [choice for choice, _ in param["choices"]]
-        if value not in allowed:
-            raise SpecError(f"{where}: “{label}” must be one of {', '.join(allowed)}.", number)
-        return value
-    if param["kind"] == "int":
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not param["min"] <= value <= param["max"]:
-            raise SpecError(f"{where}: “{label}” must be a whole number from {param['min']} to {param['max']}.", number)
-        return value
-    # float
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not param["min"] <= value <= param["max"]:
-        raise SpecError(f"{where}: “{label}” must be a number from {param['min']} to {param['max']}.", number)
-    return float(value)
-
-
-def normalise_augmentation(augmentation) -> dict:
-    """Every augmentation setting checked, missing ones off: what to store on a run."""
-    if augmentation is None:
-        augmentation = {}
-    if not isinstance(augmentation, dict):
-        raise SpecError("The random changes (augmentation) must be a set of named settings.")
-    unknown = set(augmentation) - set(AUGMENTATIONS)
-    if unknown:
-        raise SpecError(f"The random changes have a setting this site does not know: {min(unknown)[:40]}.")
-    return {name: _check_value(augmentation.get(name, param["default"]), param, "Random changes", None)
-            for name, param in AUGMENTATIONS.items()}
-
-
-def augmentation_is_on(augmentation) -> bool:
-    clean = normalise_augmentation(augmentation)
-    return any(value not in (0, "none") for value in clean.values())
-
-
-def augmentation_layers(augmentation, seed: int | None = None) -> list:
-    """Keras layers for the settings, in the order Keras' own examples use; [] when all are off.
-
-    They work on raw 0-255 pixels (value_range), before the model scales them.
-    """
-    from keras import layers
-
-    clean = normalise_augmentation(augmentation)
-    found = []
-    if clean["flip"] != "none":
-        found.append(layers.RandomFlip(clean["flip"], seed=seed, name="random_flip"))
-    if clean["rotation"]:
-        found.append(layers.RandomRotation(clean["rotation"] / 360, fill_mode="constant", seed=seed,
-                                           name="random_rotation"))
-    if clean["zoom"]:
-        found.append(layers.RandomZoom(clean["zoom"] / 100, fill_mode="constant", seed=seed, name="random_zoom"))
-    if clean["translation"]:
-        share = clean["translation"] / 100
-        found.append(layers.RandomTranslation(share, share, fill_mode="constant", seed=seed,
-                                              name="random_translation"))
-    if clean["contrast"]:
-        found.append(layers.RandomContrast(clean["contrast"] / 100, value_range=(0, 255), seed=seed,
-                                           name="random_contrast"))
-    if clean["brightness"]:
-        found.append(layers.RandomBrightness(clean["brightness"] / 100, value_range=(0, 255), seed=seed,
-                                             name="random_brightness"))
-    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,7 +378,7 @@ def build_model(spec, input_shape: tuple[int, int, int], num_classes: int, weigh
                 augmentation=None, seed=None):
     """The Keras model of a spec, ready to compile. A pretrained base is loaded from its file in
     `weights_dir` and frozen; `unfreeze_top` prepares the optional fine-tuning phase. With
-    `augmentation` (see AUGMENTATIONS), random-change layers come first, active only in training."""
+    `augmentation` (see options.AUGMENTATIONS), random-change layers come first, active only in training."""
     model, _ = _assemble(spec, input_shape, num_classes, weights_dir=weights_dir, load_weights=True, name=name,
                          augmentation=augmentation, seed=seed)
     return model
@@ -752,27 +654,6 @@ def unfreeze_top(model, n: int) -> int:
     return _trainable_count(model)
 
 
-OPTIMIZERS = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
-
-
-OPTIMIZER_LABELS = {
-    "adam": "Adam (adapts the step size by itself; the usual choice)",
-    "sgd": "SGD with momentum (plain gradient descent; often best with a schedule and more epochs)",
-    "rmsprop": "RMSprop",
-}
-
-
-def make_optimizer(name: str, learning_rate):
-    """A Keras optimizer from a preset's (or a run's) name and learning rate (a number or a schedule)."""
-    import keras
-
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}")
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
-    return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=learning_rate)
-
-
 def _snake(kind: str) -> str:
     """Conv2D -> conv2d, MaxPooling2D -> max_pooling2d (Keras' own naming style)."""
     out = ""
@@ -785,3 +666,24 @@ def _snake(kind: str) -> str:
 
 def _shape_text(shape) -> str:
     return " × ".join("?" if side is None else str(side) for side in shape)
+
+
+def measure_base(name: str) -> BaseFacts:
+    """The facts of a base, read from the Keras model itself (slow: it builds the base)."""
+    import keras
+    from keras import layers
+
+    spec = {"layers": [{"type": "GlobalAveragePooling2D"}], "base": {"name": name, "fine_tune_layers": 0}}
+    model, _ = _assemble(spec, (64, 64, 3), 2, weights_dir=None, load_weights=False, name="measure")
+    base = model.get_layer(name)
+    base.trainable = True
+    fine_tunable = tuple(0 if isinstance(layer, layers.BatchNormalization)
+                         else sum(math.prod(w.shape) for w in layer.trainable_weights) for layer in base.layers)
+    params, channels = base.count_params(), base.output.shape[-1]
+    keras.backend.clear_session()
+    return BaseFacts(params, channels, 32, fine_tunable)
+
+
+if __name__ == "__main__":
+    for base_name in BASES:
+        print(base_name, measure_base(base_name))

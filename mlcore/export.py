@@ -5,22 +5,25 @@ a run (`TrainingRun.settings()`). The program does what `mlcore.training.train_m
 way the Keras tutorials do it: `keras.utils.image_dataset_from_directory` on a folder of pictures,
 the network written out layer by layer, `compile`, `fit`, `evaluate`, `save`.
 
+Each setting is written the way its description in mlcore/options.py says (the same description the
+worker builds the Keras object from), with the comment it gives.
+
 Everything written into the code is checked first: the network and the random changes go through
-`normalise_spec` / `normalise_augmentation`, choices must be known values, numbers are numbers, and
-text that people typed (class and dataset names) only ever appears through `repr()`, which escapes
-quotes and line breaks, so no name can end a string or a comment and become code.
+`normalise_spec` / `normalise_augmentation`, every other setting through `options.setting` (known
+choices, numbers in the form's ranges), and text that people typed (class and dataset names) only
+ever appears through `repr()`, which escapes quotes and line breaks, so no name can end a string or a
+comment and become code.
 
 No Django and no Keras imports here: writing the text needs neither.
 """
 from __future__ import annotations
 
-import math
 from string import Template
 
-from .builder import BASES, BATCHNORM_MOMENTUM, OPTIMIZERS, normalise_augmentation, normalise_spec
-from .images import RESIZE_MODES
+from .builder import BASES, BATCHNORM_MOMENTUM, normalise_spec
+from .options import (AUGMENTATIONS, BALANCES, OPTIMIZERS, RESIZE_MODES, SCHEDULES, SETTINGS, Code, augmentation_calls,
+                      loss_call, normalise_augmentation, quote, setting)
 from .presets import PRESET_SPECS
-from .training import CLASS_WEIGHTING, LR_SCHEDULES
 
 VALIDATION_SPLIT = 0.1  # the site also keeps a tenth of the pictures for validation when no folder says
 
@@ -46,14 +49,7 @@ from keras import layers
 CLASS_NAMES = $class_names
 NUM_CLASSES = len(CLASS_NAMES)
 
-IMAGE_SIZE = $image_size  # pictures are resized to IMAGE_SIZE x IMAGE_SIZE pixels
-$colour
-BATCH_SIZE = $batch_size  # pictures per training step
-EPOCHS = $epochs  # passes over the training pictures
-LEARNING_RATE = $learning_rate  # the size of each training step
-SEED = $seed  # the same seed gives the same random choices each time
-VALIDATION_SPLIT = $validation_split  # share of the training pictures kept aside where there is no val/ folder
-$extra_settings
+$settings
 
 # ---------------------------------------------------------------------------------------------
 # 2. Load the pictures
@@ -221,56 +217,43 @@ def keras_script(settings: dict, class_names: list[str], *, run_id: int | None =
     spec = normalise_spec(settings.get("model_spec"))
     augmentation = normalise_augmentation(settings.get("augmentation") or {})
     base = spec["base"]
-    optimizer = _choice(settings, "optimizer", OPTIMIZERS, "adam")
-    schedule = _choice(settings, "lr_schedule", LR_SCHEDULES, "constant")
-    resize = _choice(settings, "resize_mode", RESIZE_MODES, "squash")
-    weighting = _choice(settings, "class_weighting", CLASS_WEIGHTING, "none")
-    channels = _whole(settings, "channels", 1, 3, default=3)
-    if channels not in (1, 3):
-        raise ValueError("channels must be 1 or 3")
-    patience = _whole(settings, "early_stopping_patience", 0, 1000, default=0)
-    smoothing = _number(settings, "label_smoothing", 0.0, 0.99, default=0.0)
-    fine_tune_layers = base["fine_tune_layers"] if base else 0
-    fine_tune_epochs = _whole(settings, "fine_tune_epochs", 0, 100_000, default=0) if fine_tune_layers else 0
+    value = {name: setting(settings, name) for name in _WRITTEN}
+    smoothing, patience, channels = value["label_smoothing"], value["early_stopping_patience"], value["channels"]
+    balanced = bool(BALANCES[value["class_weighting"]].code)
+    fine_tune_epochs = value["fine_tune_epochs"] if base and base["fine_tune_layers"] else 0
+    schedule = SCHEDULES[value["lr_schedule"]]
 
     filename = f"run-{int(run_id)}-train.py" if run_id is not None else "train.py"
     values = {
         "header": _header(run_id, dataset_name, version_number, settings.get("preset"), spec, classes, filename),
         "run_label": str(int(run_id)) if run_id is not None else "on the site",
         "class_names": repr(classes),
-        "image_size": str(_whole(settings, "image_size", 1, 4096)),
-        "colour": ('COLOR_MODE = "grayscale"  # one channel: shades of grey\nCHANNELS = 1' if channels == 1 else
-                   'COLOR_MODE = "rgb"  # three channels: red, green, blue\nCHANNELS = 3'),
-        "batch_size": str(_whole(settings, "batch_size", 1, 1_000_000)),
-        "epochs": str(_whole(settings, "epochs", 1, 100_000)),
-        "learning_rate": repr(_number(settings, "learning_rate", 0.0, 10.0, low_open=True)),
-        "seed": str(_whole(settings, "seed", 0, 2**32 - 1, default=1337)),
-        "validation_split": repr(VALIDATION_SPLIT),
-        "extra_settings": _extra_settings(patience, smoothing, base, fine_tune_epochs, settings),
+        "settings": _settings(value, base, fine_tune_epochs),
         "label_mode": '"categorical"' if smoothing else '"int"',
         "label_mode_comment": ("  # labels are rows of 0s and a 1, which label smoothing needs" if smoothing
                                else "  # labels are class numbers: 0, 1, 2, ..."),
-        "resize": _RESIZE_ARGUMENTS[resize],
-        "class_weight_function": _CLASS_WEIGHT_FUNCTION if weighting == "auto" else "",
+        "resize": RESIZE_MODES[value["resize_mode"]].code,
+        "class_weight_function": BALANCES[value["class_weighting"]].code,
         "base_functions": _base_functions(base, fine_tune_epochs),
         "make_model_args": "weights" if base else "",
         "make_model_doc": (f"The network of the run: a pretrained {BASES[base['name']].label} with new layers on top."
                            if base else "The network of the run, as a Keras functional model."),
         "model_body": _model_body(spec, augmentation, channels),
         "make_model_returns": "keras.Model(inputs, outputs), base" if base else "keras.Model(inputs, outputs)",
-        "schedule": _SCHEDULES[schedule],
-        "optimizer": _OPTIMIZER_CODE[optimizer],
-        "loss": ("keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING)" if smoothing
-                 else "keras.losses.SparseCategoricalCrossentropy()"),
+        # The schedule's code is the same text whatever the numbers: these only make the call.
+        "schedule": f"    # {schedule.comment}" + (
+            f"\n    learning_rate = {schedule.call(value['learning_rate'], 1).code('    ')}" if schedule.call else ""),
+        "optimizer": OPTIMIZERS[value["optimizer"]].call(Code("learning_rate", None)).code("    "),
+        "loss": loss_call(smoothing).code("    "),
         "true_labels": ("true_classes = np.argmax(np.asarray(labels), axis=1)  # from rows of 0s and a 1" if smoothing
                         else "true_classes = np.asarray(labels)"),
-        "description": _quote(f"Train the image classifier of run {int(run_id)} with Keras." if run_id is not None
-                              else "Train an image classifier with Keras."),
+        "description": quote(f"Train the image classifier of run {int(run_id)} with Keras." if run_id is not None
+                             else "Train an image classifier with Keras."),
         "extra_arguments": _extra_arguments(base, fine_tune_epochs),
         "make_model_call": "model, base = make_model(args.weights)" if base else "model = make_model()",
-        "callbacks": _callbacks(patience, weighting),
-        "fit_arguments": _fit_arguments(patience, weighting),
-        "fine_tune": _fine_tune(patience, weighting, fine_tune_epochs),
+        "callbacks": _callbacks(patience, balanced),
+        "fit_arguments": _fit_arguments(patience, balanced),
+        "fine_tune": _fine_tune(patience, balanced, fine_tune_epochs),
     }
     return Template(TEMPLATE).substitute(values)
 
@@ -285,30 +268,6 @@ def _class_names(class_names) -> list[str]:
     if not all(isinstance(name, str) and name for name in class_names):
         raise ValueError("class names must be non-empty text")
     return list(class_names)
-
-
-def _choice(settings, name, allowed, default):
-    value = settings.get(name) or default
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"unknown {name} {value!r:.40}")
-    return value
-
-
-def _whole(settings, name, low, high, default=None) -> int:
-    value = settings.get(name, default)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}")
-    return value
-
-
-def _number(settings, name, low, high, default=None, low_open=False) -> float:
-    value = settings.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high or (low_open and value == low):
-        raise ValueError(f"{name} must be a number from {low} to {high}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,39 +318,36 @@ def _path_safe(name: str) -> str:
     return name if name.isprintable() and len(name) <= 40 else "CLASS_NAME"
 
 
-def _extra_settings(patience, smoothing, base, fine_tune_epochs, settings) -> str:
-    lines = []
-    if patience:
-        lines.append(f"EARLY_STOPPING_PATIENCE = {patience}  # stop after this many epochs without a better "
-                     "validation loss")
-    if smoothing:
-        lines.append(f"LABEL_SMOOTHING = {smoothing!r}  # aim a little below 100% sure, which makes the model "
-                     "less overconfident")
+# The settings written as constants at the top of the program, with the constant each one becomes
+# (in this order); the others are written where they are used.
+_CONSTANTS = {"image_size": "IMAGE_SIZE", "batch_size": "BATCH_SIZE", "epochs": "EPOCHS",
+              "learning_rate": "LEARNING_RATE", "seed": "SEED"}
+_WRITTEN = [*_CONSTANTS, "channels", "resize_mode", "optimizer", "lr_schedule", "class_weighting",
+            "early_stopping_patience", "label_smoothing", "fine_tune_epochs", "fine_tune_learning_rate"]
+
+
+def _constant(constant: str, name: str, value) -> str:
+    comment = SETTINGS[name].get("comment")
+    return f"{constant} = {value!r}" + (f"  # {comment}" if comment else "")
+
+
+def _settings(value: dict, base, fine_tune_epochs) -> str:
+    lines = [_constant("IMAGE_SIZE", "image_size", value["image_size"])]
+    lines += (['COLOR_MODE = "grayscale"  # one channel: shades of grey', "CHANNELS = 1"] if value["channels"] == 1 else
+              ['COLOR_MODE = "rgb"  # three channels: red, green, blue', "CHANNELS = 3"])
+    lines += [_constant(constant, name, value[name]) for name, constant in _CONSTANTS.items() if name != "image_size"]
+    lines.append(f"VALIDATION_SPLIT = {VALIDATION_SPLIT!r}  # share of the training pictures kept aside where "
+                 "there is no val/ folder")
+    if value["early_stopping_patience"]:
+        lines.append(_constant("EARLY_STOPPING_PATIENCE", "early_stopping_patience", value["early_stopping_patience"]))
+    if value["label_smoothing"]:
+        lines.append(_constant("LABEL_SMOOTHING", "label_smoothing", value["label_smoothing"]))
     if base and fine_tune_epochs:
-        rate = _number(settings, "fine_tune_learning_rate", 0.0, 10.0, low_open=True)
         lines += [f"FINE_TUNE_LAYERS = {base['fine_tune_layers']}  # top layers of the pretrained network "
                   "retrained at the end",
-                  f"FINE_TUNE_EPOCHS = {fine_tune_epochs}",
-                  f"FINE_TUNE_LEARNING_RATE = {rate!r}  # much smaller steps, not to wreck what it learned"]
+                  _constant("FINE_TUNE_EPOCHS", "fine_tune_epochs", fine_tune_epochs),
+                  _constant("FINE_TUNE_LEARNING_RATE", "fine_tune_learning_rate", value["fine_tune_learning_rate"])]
     return "\n".join(lines)
-
-
-_RESIZE_ARGUMENTS = {
-    "squash": "        # pictures that are not square are squashed (stretched) to the square, as on the site\n",
-    "crop": "        crop_to_aspect_ratio=True,  # cut the middle square out of each picture, then resize\n",
-    "pad": "        pad_to_aspect_ratio=True,  # fit the whole picture in the square, fill the rest with black\n",
-}
-
-_CLASS_WEIGHT_FUNCTION = '''
-def class_weights(train_ds):
-    """Pictures of rare classes count more, so that every class matters equally:
-    weight = pictures / (classes x pictures of the class)."""
-    labels = [CLASS_NAMES.index(Path(path).parent.name) for path in train_ds.file_paths]
-    counts = np.bincount(labels, minlength=NUM_CLASSES)
-    present = np.count_nonzero(counts)
-    return {number: (len(labels) / (present * count) if count else 1.0) for number, count in enumerate(counts)}
-
-'''
 
 
 def _base_functions(base, fine_tune_epochs) -> str:
@@ -486,72 +442,29 @@ def _layer_code(layer: dict) -> str:
         args = [str(layer["filters"]), str(layer["kernel_size"])]
         if layer["strides"] != 1:
             args.append(f"strides={layer['strides']}")
-        args.append(f"padding={_quote(layer['padding'])}")
+        args.append(f"padding={quote(layer['padding'])}")
         if layer["activation"] != "linear":
-            args.append(f"activation={_quote(layer['activation'])}")
+            args.append(f"activation={quote(layer['activation'])}")
         return f"layers.Conv2D({', '.join(args)})"
     if kind in ("MaxPooling2D", "AveragePooling2D"):
-        padding = f", padding={_quote(layer['padding'])}" if layer["padding"] != "valid" else ""
+        padding = f", padding={quote(layer['padding'])}" if layer["padding"] != "valid" else ""
         return f"layers.{kind}({layer['pool_size']}{padding})"
     if kind == "Dense":
-        activation = f", activation={_quote(layer['activation'])}" if layer["activation"] != "linear" else ""
+        activation = f", activation={quote(layer['activation'])}" if layer["activation"] != "linear" else ""
         return f"layers.Dense({layer['units']}{activation})"
     if kind == "Dropout":
         return f"layers.Dropout({layer['rate']!r})"
     if kind == "Activation":
-        return f"layers.Activation({_quote(layer['activation'])})"
+        return f"layers.Activation({quote(layer['activation'])})"
     if kind == "BatchNormalization":
         return f"layers.BatchNormalization(momentum={BATCHNORM_MOMENTUM!r})"
     return f"layers.{kind}()"  # Flatten, GlobalAveragePooling2D
 
 
-def _quote(text: str) -> str:
-    """A string literal in double quotes, as the rest of the program writes them."""
-    return '"' + repr(text)[1:-1] + '"' if "'" not in text and '"' not in text else repr(text)
-
-
 def _augmentation_code(clean: dict) -> list[tuple[str, str]]:
-    """The same layers as builder.augmentation_layers, as (code, comment) pairs."""
-    found = []
-    if clean["flip"] != "none":
-        found.append((f"layers.RandomFlip({_quote(clean['flip'])}, seed=SEED)", ""))
-    if clean["rotation"]:
-        found.append((f'layers.RandomRotation({clean["rotation"]} / 360, fill_mode="constant", seed=SEED)',
-                      f"up to {clean['rotation']} degrees either way"))
-    if clean["zoom"]:
-        found.append((f'layers.RandomZoom({clean["zoom"] / 100!r}, fill_mode="constant", seed=SEED)',
-                      f"in or out by up to {clean['zoom']}%"))
-    if clean["translation"]:
-        share = clean["translation"] / 100
-        found.append((f'layers.RandomTranslation({share!r}, {share!r}, fill_mode="constant", seed=SEED)',
-                      f"up to {clean['translation']}% up, down and sideways"))
-    if clean["contrast"]:
-        found.append((f"layers.RandomContrast({clean['contrast'] / 100!r}, value_range=(0, 255), seed=SEED)", ""))
-    if clean["brightness"]:
-        found.append((f"layers.RandomBrightness({clean['brightness'] / 100!r}, value_range=(0, 255), seed=SEED)",
-                      ""))
-    return found
-
-
-_SCHEDULES = {
-    "constant": "    # The step size stays the same all the way (total_steps is only needed by a schedule).",
-    "step": "\n".join([
-        "    # Step schedule: ten times smaller steps after half the training, and again after three quarters.",
-        "    boundaries = [max(1, total_steps // 2), max(2, 3 * total_steps // 4)]",
-        "    learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(",
-        "        boundaries, [learning_rate, learning_rate / 10, learning_rate / 100])",
-    ]),
-    "cosine": "\n".join([
-        "    # Cosine schedule: the step size glides smoothly down to 1% of where it started.",
-        "    learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps), alpha=0.01)",
-    ]),
-}
-
-_OPTIMIZER_CODE = {
-    "adam": "keras.optimizers.Adam(learning_rate=learning_rate)",
-    "rmsprop": "keras.optimizers.RMSprop(learning_rate=learning_rate)",
-    "sgd": "keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)",
-}
+    """The layers options.augmentation_layers builds, as (code, comment) pairs."""
+    return [(call.code(), AUGMENTATIONS[name].words(clean[name]))
+            for name, call in augmentation_calls(clean, Code("SEED", None))]
 
 
 def _extra_arguments(base, fine_tune_epochs) -> str:
@@ -566,28 +479,28 @@ def _extra_arguments(base, fine_tune_epochs) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _callbacks(patience, weighting) -> str:
+def _callbacks(patience, balanced) -> str:
     lines = []
     if patience:
         lines += ["    # Stop when the validation loss has not improved for EARLY_STOPPING_PATIENCE epochs, and go",
                   "    # back to the weights of the best epoch.",
                   "    early_stopping = keras.callbacks.EarlyStopping(",
                   '        monitor="val_loss", patience=EARLY_STOPPING_PATIENCE, restore_best_weights=True)']
-    if weighting == "auto":
+    if balanced:
         lines.append("    class_weight = class_weights(train_ds)")
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _fit_arguments(patience, weighting) -> str:
+def _fit_arguments(patience, balanced) -> str:
     text = ""
     if patience:
         text += ", callbacks=[early_stopping]"
-    if weighting == "auto":
+    if balanced:
         text += ", class_weight=class_weight"
     return text
 
 
-def _fine_tune(patience, weighting, fine_tune_epochs) -> str:
+def _fine_tune(patience, balanced, fine_tune_epochs) -> str:
     if not fine_tune_epochs:
         return ""
     lines = ["", "    # Fine-tuning: retrain the top layers of the pretrained network too, in much smaller steps."]
@@ -601,6 +514,6 @@ def _fine_tune(patience, weighting, fine_tune_epochs) -> str:
         "        compile_model(model, FINE_TUNE_LEARNING_RATE, total_steps=args.fine_tune_epochs * len(train_ds))",
         '        print(f"Fine-tuning; epochs: {args.fine_tune_epochs}")',
         "        model.fit(train_ds, validation_data=val_ds, initial_epoch=args.epochs,",
-        f"                  epochs=args.epochs + args.fine_tune_epochs{_fit_arguments(patience, weighting)})",
+        f"                  epochs=args.epochs + args.fine_tune_epochs{_fit_arguments(patience, balanced)})",
     ]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .options import RESIZE_MODES
+
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 DEFAULT_MAX_PIXELS = 40_000_000  # about a 7,000 x 6,000 photo
@@ -169,17 +171,8 @@ def make_thumbnail(image: Image.Image, box: int = THUMBNAIL_BOX) -> bytes | None
     return buffer.getvalue()
 
 
-RESIZE_MODES = {
-    "squash": "Squash: stretch the whole picture to the square (nothing is cut off; shapes may look wider or taller)",
-    "crop": "Centre crop: cut the middle square out of the picture, then resize (shapes keep their proportions; "
-            "the edges are lost)",
-    "pad": "Pad: fit the whole picture inside the square and fill the rest with black (nothing is cut off or "
-           "stretched)",
-}
-
-
 def image_to_array(image: Image.Image, size: tuple[int, int], channels: int, resize: str = "squash") -> np.ndarray:
-    """Resize to `size` (height, width) the `resize` way (see RESIZE_MODES) and return uint8 pixels
+    """Resize to `size` (height, width) the `resize` way (options.RESIZE_MODES) and return uint8 pixels
     shaped (height, width, channels).
 
     Scaling to [0, 1] is not done here: it is a Rescaling layer inside the model,
@@ -191,10 +184,9 @@ def image_to_array(image: Image.Image, size: tuple[int, int], channels: int, res
     array = np.asarray(image, dtype=np.uint8)
     height, width = size
     if array.shape[:2] != (height, width):
-        if resize == "crop":
-            array = _centre_crop(array, width / height)
-        elif resize == "pad":
-            array = _pad(array, width / height)
+        to_aspect = RESIZE_MODES[resize].shape
+        if to_aspect:
+            array = to_aspect(array, width / height)
         shrinking = array.shape[0] > height or array.shape[1] > width
         array = cv2.resize(
             array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
@@ -202,30 +194,6 @@ def image_to_array(image: Image.Image, size: tuple[int, int], channels: int, res
     if array.ndim == 2:
         array = array[:, :, np.newaxis]
     return np.ascontiguousarray(array)
-
-
-def _centre_crop(array: np.ndarray, aspect: float) -> np.ndarray:
-    """The largest centred part of the picture with width / height == aspect."""
-    h, w = array.shape[:2]
-    if w / h > aspect:
-        keep = max(1, round(h * aspect))
-        left = (w - keep) // 2
-        return array[:, left:left + keep]
-    keep = max(1, round(w / aspect))
-    top = (h - keep) // 2
-    return array[top:top + keep]
-
-
-def _pad(array: np.ndarray, aspect: float) -> np.ndarray:
-    """The picture centred on black, grown to width / height == aspect."""
-    h, w = array.shape[:2]
-    if w / h > aspect:
-        extra = round(w / aspect) - h
-        top = extra // 2
-        return cv2.copyMakeBorder(array, top, extra - top, 0, 0, cv2.BORDER_CONSTANT, value=0)
-    extra = round(h * aspect) - w
-    left = extra // 2
-    return cv2.copyMakeBorder(array, 0, 0, left, extra - left, cv2.BORDER_CONSTANT, value=0)
 
 
 def load_model_input(data: bytes, size: tuple[int, int], channels: int,

@@ -35,7 +35,7 @@ class PackSpec:
     size: tuple[int, int]  # (height, width)
     channels: int
     max_pixels: int
-    resize: str = "squash"  # see images.RESIZE_MODES
+    resize: str = "squash"  # see options.RESIZE_MODES
 
 
 def pack_is_ready(folder: str) -> bool:

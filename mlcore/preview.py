@@ -3,7 +3,7 @@ changes (augmentation) it will see while training. No Django here; training_app/
 reads the request and the files and calls these.
 
 The pixels come from the same functions training uses (images.image_to_array and
-builder.augmentation_layers), so a preview shows exactly what training will do.
+options.augmentation_layers), so a preview shows exactly what training will do.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .builder import augmentation_is_on, augmentation_layers, normalise_augmentation
+from .options import augmentation_is_on, augmentation_layers, normalise_augmentation
 from .images import image_to_array
 
 MAX_SAMPLES = 12  # more pictures than this in one preview is never needed

@@ -15,7 +15,7 @@ class ModelInfo:
     class_names: list[str]
     image_size: tuple[int, int]  # (height, width)
     channels: int
-    resize: str = "squash"  # how pictures of other shapes are made square (images.RESIZE_MODES)
+    resize: str = "squash"  # how pictures of other shapes are made square (options.RESIZE_MODES)
 
     def to_json(self) -> str:
         return json.dumps({"class_names": self.class_names, "image_size": list(self.image_size),

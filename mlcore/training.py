@@ -13,16 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-
-LR_SCHEDULES = {
-    "constant": "Constant: the same step size all the way",
-    "step": "Steps: ten times smaller after half the epochs, and again after three quarters",
-    "cosine": "Cosine: starts at the step size and glides smoothly down to almost nothing",
-}
-CLASS_WEIGHTING = {
-    "none": "No: every image counts the same",
-    "auto": "Automatic: images of rare classes count more, so that every class matters equally",
-}
+from .options import BALANCES, loss_call, make_optimizer, make_schedule, normalise_augmentation, refit_schedule
 
 
 @dataclass
@@ -33,13 +24,13 @@ class TrainingConfig:
     num_classes: int
     epochs: int = 10
     batch_size: int = 32
-    optimizer: str = "adam"  # builder.OPTIMIZERS
+    optimizer: str = "adam"  # options.OPTIMIZERS
     learning_rate: float = 0.001
-    lr_schedule: str = "constant"  # LR_SCHEDULES
+    lr_schedule: str = "constant"  # options.SCHEDULES
     early_stopping_patience: int = 0  # epochs without improvement before stopping; 0 never stops early
-    class_weighting: str = "none"  # CLASS_WEIGHTING
+    class_weighting: str = "none"  # options.BALANCES
     label_smoothing: float = 0.0
-    augmentation: dict | None = None  # builder.AUGMENTATIONS
+    augmentation: dict | None = None  # options.AUGMENTATIONS
     fine_tune_epochs: int = 0  # after the first phase, with the base's top layers unfrozen
     fine_tune_learning_rate: float = 0.00001
     seed: int = 1337
@@ -71,29 +62,6 @@ class TrainingOutcome:
     stopped: bool  # cancelled by the person
     stopped_early: bool  # early stopping: validation stopped improving
     best_epoch: int | None  # the epoch whose weights the model has, when it went back to the best one
-
-
-def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
-    """Keras' class_weight for "auto": n / (classes present × images of the class), the
-    "balanced" rule of scikit-learn, so a class with half the images counts twice as much."""
-    counts = np.bincount(y, minlength=num_classes)
-    present = int((counts > 0).sum())
-    return {label: (len(y) / (present * count) if count else 1.0) for label, count in enumerate(counts.tolist())}
-
-
-def make_schedule(name: str, learning_rate: float, total_steps: int):
-    """A learning rate, or a Keras schedule over `total_steps` optimizer steps."""
-    import keras
-
-    if name == "constant":
-        return learning_rate
-    if name == "step":
-        half, three_quarters = max(1, total_steps // 2), max(2, (3 * total_steps) // 4)
-        return keras.optimizers.schedules.PiecewiseConstantDecay(
-            [half, three_quarters], [learning_rate, learning_rate / 10, learning_rate / 100])
-    if name == "cosine":
-        return keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps), alpha=0.01)
-    raise ValueError(f"unknown learning-rate schedule {name!r}")
 
 
 # Prefetched batches. A fixed depth, because tf.data's autotuning is off (see make_dataset); two keep the
@@ -230,7 +198,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     import keras
     import tensorflow as tf
 
-    from .builder import build_model, make_optimizer, unfreeze_top
+    from .builder import build_model, unfreeze_top
 
     keras.utils.set_random_seed(config.seed)
     gpus = tf.config.list_physical_devices("GPU")
@@ -240,7 +208,8 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     has_validation = len(x_val) > 0
     monitor = "val_loss" if has_validation else "loss"
     labels = config.num_classes if smoothing else None
-    weights = class_weights(y_train, config.num_classes) if config.class_weighting == "auto" else None
+    balance = BALANCES[config.class_weighting].weights
+    weights = balance(y_train, config.num_classes) if balance else None
 
     with strategy.scope():
         model = build_model(config.spec, (*config.image_size, config.channels), config.num_classes,
@@ -252,8 +221,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         return train, (val if has_validation else None), max(1, math.ceil(len(x) / config.batch_size))
 
     def compile_for(fitted, learning_rate, epochs, steps):
-        loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if smoothing
-                else keras.losses.SparseCategoricalCrossentropy())
+        loss = loss_call(config.label_smoothing).build()
         schedule = make_schedule(config.lr_schedule, learning_rate, epochs * steps)
         per_call = steps_per_execution(fitted, sample, progress_interval_s, steps)
         # XLA (jit_compile) stays as Keras decides: off on a CPU, where it made MNIST training six times
@@ -278,7 +246,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     progress = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
     first_judged = settled_epoch(fitted, steps)
     best = _make_best_weights_callback(monitor, first_judged)
-    budget = _make_budget_callback(deadline, on_plan)
+    budget = _make_budget_callback(deadline, on_plan, config.lr_schedule)
 
     def fit(first_epoch, last_epoch, phase_backup):
         # Progress first: an epoch is recorded before its backup is written, so an epoch is
@@ -352,7 +320,7 @@ class FrozenTrunk:
     def of(cls, model, config) -> "FrozenTrunk | None":
         import keras
 
-        from .builder import BASES, normalise_augmentation
+        from .builder import BASES
 
         if not config.spec.get("base"):
             return None
@@ -388,7 +356,7 @@ class FrozenTrunk:
 FEATURES_PHASE = "Looking at the pictures with the pretrained network"
 
 
-def _make_budget_callback(deadline, on_plan):
+def _make_budget_callback(deadline, on_plan, schedule_name: str):
     """Keeps training inside a time budget that ends at `deadline` (time.monotonic()).
 
     After each epoch, the pace so far (the median epoch after the first, which also traced the
@@ -421,7 +389,7 @@ def _make_budget_callback(deadline, on_plan):
             planned = max(epoch + 1, min(self.last_epoch, epoch + 1 + int((deadline - now) // epoch_s)))
             if planned != self.planned:  # the first plan, or the pace changed by a whole epoch or more
                 self.planned = planned
-                _stretch_schedule(self.schedule, (self.planned - self.first_epoch) * self.steps)
+                refit_schedule(schedule_name, self.schedule, (self.planned - self.first_epoch) * self.steps)
                 self.model.make_train_function(force=True)
                 if on_plan and self.reports_plan:
                     on_plan(self.planned)
@@ -430,17 +398,6 @@ def _make_budget_callback(deadline, on_plan):
                 self.model.stop_training = True
 
     return Budget()
-
-
-def _stretch_schedule(schedule, total_steps: int):
-    """Fit a make_schedule() schedule to `total_steps` optimizer steps (a constant has nothing to fit)."""
-    import keras
-
-    total_steps = max(1, total_steps)
-    if isinstance(schedule, keras.optimizers.schedules.CosineDecay):
-        schedule.decay_steps = total_steps
-    elif isinstance(schedule, keras.optimizers.schedules.PiecewiseConstantDecay):
-        schedule.boundaries = [max(1, total_steps // 2), max(2, (3 * total_steps) // 4)]
 
 
 def _make_backup_callback(backup_dir: str):

@@ -12,10 +12,10 @@ from mlcore.builder import (
     MAX_PARAMS,
     SpecError,
     build_model,
-    make_optimizer,
     unfreeze_top,
     validate,
 )
+from mlcore.options import make_optimizer
 from mlcore.presets import make_model
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 

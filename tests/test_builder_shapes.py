@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 
 from mlcore import builder
-from mlcore.base_facts import FACTS, measure
-from mlcore.builder import BASES, SpecError, summarise, validate
+from mlcore.base_facts import FACTS
+from mlcore.builder import BASES, SpecError, measure_base, summarise, validate
 from mlcore.presets import PRESET_SPECS, preset_spec
 from tests.test_train_form import new_page, plain_form_data
 from training_app.models import TrainingRun
@@ -62,7 +62,7 @@ def test_fine_tuning_counts_agree_with_keras(key):
 
 @pytest.mark.parametrize("name", list(BASES))
 def test_the_facts_of_each_pretrained_base_are_keras_own(name):
-    assert measure(name) == FACTS[name]
+    assert measure_base(name) == FACTS[name]
 
 
 CUSTOM = [

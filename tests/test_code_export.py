@@ -145,7 +145,7 @@ def test_each_learning_rate_schedule(schedule, expected, absent):
 
 def test_the_schedules_are_the_sites():
     """The program's step and cosine schedules give the same rates as mlcore.training.make_schedule."""
-    from mlcore.training import make_schedule
+    from mlcore.options import make_schedule
 
     for name in ("step", "cosine"):
         namespace = load_script(script_for(lr_schedule=name))
@@ -181,7 +181,7 @@ def test_class_weights_are_the_sites(tmp_path):
     """n / (classes × images of the class), read from the file paths of the training set."""
     import numpy as np
 
-    from mlcore.training import class_weights
+    from mlcore.options import class_weights
 
     class FakeDataset:
         file_paths = [str(tmp_path / name / f"{i}.png") for name, n in zip(NAMES, (6, 3, 1)) for i in range(n)]

@@ -8,16 +8,15 @@ import pytest
 from PIL import Image
 
 from mlcore import devices
-from mlcore.builder import SpecError, augmentation_layers, build_model, make_optimizer, normalise_augmentation
+from mlcore.builder import SpecError, build_model
 from mlcore.defaults import DatasetFacts, suggest
 from mlcore.images import image_to_array
+from mlcore.options import augmentation_layers, class_weights, make_optimizer, make_schedule, normalise_augmentation
 from mlcore.presets import PRESET_SPECS, preset_spec
 from mlcore.training import (
     TrainingConfig,
-    class_weights,
     finished_epochs_in_backup,
     make_dataset,
-    make_schedule,
     train_model,
 )
 

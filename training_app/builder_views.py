@@ -14,8 +14,10 @@ from django.views.decorators.http import require_POST
 
 from datasets_app.access import get_dataset_for_user
 from mlcore.builder import SpecError, summarise
+from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, whole
+from mlcore.words import LARGEST_WHOLE
 
-from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, builder_options
+from .forms import builder_options
 
 MAX_CLASSES = 1000
 
@@ -46,17 +48,19 @@ def builder_check(request):
 
     num_classes = body.get("num_classes", 2)
     if body.get("dataset") is not None:
-        if not _is_whole(body["dataset"]):
+        dataset_id = whole(body["dataset"], 0, LARGEST_WHOLE)
+        if dataset_id is None:
             return JsonResponse({"ok": False, "message": "“dataset” must be a dataset's number."}, status=400)
-        dataset = get_dataset_for_user(request, body["dataset"])  # someone else's: 404
+        dataset = get_dataset_for_user(request, dataset_id)  # someone else's: 404
         # A dataset with fewer than two classes cannot be trained yet; its network is still worth drawing.
         num_classes = max(dataset.usable_class_count(), 2)
-    image_size, channels = body.get("image_size", 32), body.get("channels", 3)
-    if not _is_whole(image_size) or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+    image_size = whole(body.get("image_size", 32), MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    channels, num_classes = whole(body.get("channels", 3), 1, 3), whole(num_classes, 2, MAX_CLASSES)
+    if image_size is None:
         return _answer(f"The image size must be a whole number from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels.")
-    if not _is_whole(channels) or channels not in (1, 3):
+    if channels not in (1, 3):
         return _answer("Images must be grayscale (1 channel) or colour (3 channels).")
-    if not _is_whole(num_classes) or not 2 <= num_classes <= MAX_CLASSES:
+    if num_classes is None:
         return _answer(f"The number of classes must be a whole number from 2 to {MAX_CLASSES}.")
 
     try:
@@ -68,10 +72,6 @@ def builder_check(request):
 
 def _answer(message, layer=None):
     return JsonResponse({"ok": False, "message": message, "layer": layer})
-
-
-def _is_whole(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 urlpatterns = [

@@ -3,52 +3,41 @@ import json
 from django import forms
 from django.conf import settings
 
-from mlcore.builder import (AUGMENTATIONS, BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message,
-                            normalise_augmentation, normalise_spec, summarise)
+from mlcore.builder import BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message, normalise_spec, summarise
 from mlcore.defaults import suggest
+from mlcore.options import AUGMENTATIONS, SETTINGS, normalise_augmentation
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 from mlcore.words import whole_number
 
 from .models import TrainingRun
 
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256
+
+def field_for(param: dict, radio: bool = False) -> forms.Field:
+    """The form field of a setting described in mlcore/options.py: its label, help, range or choices."""
+    common = {"label": param["label"], "help_text": param["help"], "initial": param["default"]}
+    if param["kind"] == "int":
+        return forms.IntegerField(min_value=param["min"], max_value=param["max"], **common)
+    if param["kind"] == "float":
+        return forms.FloatField(min_value=param["min"], max_value=param["max"], **common)
+    if param["kind"] == "bool":
+        return forms.BooleanField(required=False, **common)
+    return forms.TypedChoiceField(choices=[tuple(pair) for pair in param["choices"]], coerce=type(param["default"]),
+                                  widget=forms.RadioSelect if radio else None, **common)
 
 
-def _augmentation_field(name, param):
-    if param["kind"] == "choice":
-        return forms.ChoiceField(choices=param["choices"], label=param["label"], help_text=param["help"],
-                                 initial=param["default"])
-    return forms.IntegerField(min_value=param["min"], max_value=param["max"], label=param["label"],
-                              help_text=param["help"], initial=param["default"])
+def _setting_field(model_field, **kwargs):
+    """A run setting's field from its description; the others (the network) as Django makes them. Choices
+    are radio buttons: each needs its sentence of explanation to be understood."""
+    if model_field.name in SETTINGS:
+        return field_for(SETTINGS[model_field.name], radio=True)
+    return model_field.formfield(**kwargs)
 
 
 class TrainingRunForm(forms.ModelForm):
     """Every setting of a run. The network arrives as JSON in `model_spec`, kept up to date by the
     layer builder (static/js/builder.js); augmentation arrives as one field per setting."""
 
-    image_size = forms.IntegerField(min_value=MIN_IMAGE_SIZE, max_value=MAX_IMAGE_SIZE, label="Image size (pixels)",
-                                    help_text="Every image is resized to this many pixels square.")
     model_spec = forms.CharField(widget=forms.HiddenInput, required=False)
-    epochs = forms.IntegerField(min_value=1, max_value=500,
-                                help_text="How many times the network sees every training image.")
-    batch_size = forms.IntegerField(min_value=1, max_value=4096,
-                                    help_text="Images per training step. Bigger batches are quicker on a GPU; "
-                                              "smaller ones often learn better from few images.")
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, label="Step size (learning rate)",
-                                     help_text="How big each learning step is. 0.001 suits most cases.")
-    early_stopping_patience = forms.IntegerField(
-        min_value=0, max_value=100, label="Stop early after",
-        help_text="Epochs without the validation images getting better before training stops by itself and "
-                  "goes back to its best epoch. 0 trains every epoch.")
-    label_smoothing = forms.FloatField(
-        min_value=0.0, max_value=0.5, help_text="Makes the network a little less sure of itself (0.1 is usual); "
-                                                "0 turns it off.")
-    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, label="Random seed",
-                              help_text="The same seed and settings give the same shuffling and starting network.")
-    fine_tune_epochs = forms.IntegerField(
-        min_value=0, max_value=200, label="Fine-tuning epochs",
-        help_text="Only for transfer learning with layers to fine-tune: extra epochs at the lower step size below.")
-    fine_tune_learning_rate = forms.FloatField(min_value=1e-8, max_value=0.1, label="Fine-tuning step size")
 
     class Meta:
         model = TrainingRun
@@ -56,35 +45,19 @@ class TrainingRunForm(forms.ModelForm):
                   "optimizer", "learning_rate", "lr_schedule", "early_stopping_patience", "class_weighting",
                   "label_smoothing", "seed", "fine_tune_epochs", "fine_tune_learning_rate", "use_all_gpus",
                   "time_budget_s"]
-        labels = {"preset": "Network", "channels": "Colour", "resize_mode": "Pictures that are not square",
-                  "optimizer": "Learning method (optimizer)", "lr_schedule": "Step size over time",
-                  "class_weighting": "Balance the classes", "use_all_gpus": "Use every GPU of the worker",
-                  "time_budget_s": "About how long can this take?"}
+        formfield_callback = _setting_field
+        labels = {"preset": "Network"}
         help_texts = {
             "preset": "A ready-made network to train. With JavaScript on, the layer builder below chooses it instead.",
-            "channels": "Grayscale pictures are quicker to learn from; colour keeps what colour tells apart.",
-            "resize_mode": "How a picture that is not square becomes a square.",
-            "optimizer": "How each step changes the network. Choosing a ready-made network sets the one it "
-                         "trains best with.",
-            "lr_schedule": "Whether the step size stays the same or shrinks as training goes on.",
-            "class_weighting": "Whether classes with few images should count as much as big ones.",
-            "time_budget_s": "Training stops in time: after the first epoch the worker knows how many more fit, "
-                             "and trains that many (at most the epochs above), with the step size shrinking to "
-                             "fit. Testing and saving take the last twentieth.",
-            "use_all_gpus": "Train on all the GPUs of the machine that trains, sharing each batch between "
-                            "them. Leave it off unless the worker has several GPUs.",
         }
-        # Radio buttons where each choice needs its sentence of explanation to be understood.
-        widgets = {"time_budget_s": forms.RadioSelect, "channels": forms.RadioSelect, "resize_mode": forms.RadioSelect, "optimizer": forms.RadioSelect,
-                   "lr_schedule": forms.RadioSelect, "class_weighting": forms.RadioSelect}
 
     AUGMENTATION_PREFIX = "augment_"
 
     def __init__(self, *args, dataset, **kwargs):
         self.dataset = dataset
         super().__init__(*args, **kwargs)
-        for name, param in AUGMENTATIONS.items():
-            self.fields[self.AUGMENTATION_PREFIX + name] = _augmentation_field(name, param)
+        for name, change in AUGMENTATIONS.items():
+            self.fields[self.AUGMENTATION_PREFIX + name] = field_for(change.param)
         initial_augmentation = (self.initial or {}).get("augmentation") or {}
         for name, value in normalise_augmentation(initial_augmentation).items():
             self.initial.setdefault(self.AUGMENTATION_PREFIX + name, value)

@@ -14,14 +14,12 @@ from django.utils.functional import cached_property
 
 from mlcore import insights
 from mlcore.budget import TIME_BUDGETS
-from mlcore.builder import OPTIMIZER_LABELS
-from mlcore.images import RESIZE_MODES
+from mlcore.options import choices
 from mlcore.presets import PRESET_SPECS
-from mlcore.training import CLASS_WEIGHTING, LR_SCHEDULES, TrainingConfig
+from mlcore.training import TrainingConfig
 
 # What the run's network started from: a preset, or "custom" when the person changed its layers.
 NETWORK_CHOICES = [(key, preset["label"]) for key, preset in PRESET_SPECS.items()] + [("custom", "Built by hand")]
-COLOUR_CHOICES = [(1, "Grayscale (1 channel)"), (3, "Colour (3 channels: red, green, blue)")]
 
 
 class TrainingRunQuerySet(models.QuerySet):
@@ -121,16 +119,16 @@ class TrainingRun(models.Model):
     # The network layer by layer (mlcore/builder.py), as checked when the run was made.
     model_spec = models.JSONField(default=dict)
     image_size = models.PositiveIntegerField(help_text="Images are resized to this many pixels square.")
-    channels = models.PositiveSmallIntegerField(default=3, choices=COLOUR_CHOICES)
-    resize_mode = models.CharField(max_length=16, choices=list(RESIZE_MODES.items()), default="squash")
-    augmentation = models.JSONField(default=dict, blank=True)  # mlcore.builder.AUGMENTATIONS
+    channels = models.PositiveSmallIntegerField(default=3, choices=choices("channels"))
+    resize_mode = models.CharField(max_length=16, choices=choices("resize_mode"), default="squash")
+    augmentation = models.JSONField(default=dict, blank=True)  # mlcore.options.AUGMENTATIONS
     epochs = models.PositiveIntegerField()
     batch_size = models.PositiveIntegerField()
-    optimizer = models.CharField(max_length=16, choices=list(OPTIMIZER_LABELS.items()), default="adam")
+    optimizer = models.CharField(max_length=16, choices=choices("optimizer"), default="adam")
     learning_rate = models.FloatField()
-    lr_schedule = models.CharField(max_length=16, choices=list(LR_SCHEDULES.items()), default="constant")
+    lr_schedule = models.CharField(max_length=16, choices=choices("lr_schedule"), default="constant")
     early_stopping_patience = models.PositiveSmallIntegerField(default=0)  # 0: never stop early
-    class_weighting = models.CharField(max_length=8, choices=list(CLASS_WEIGHTING.items()), default="none")
+    class_weighting = models.CharField(max_length=8, choices=choices("class_weighting"), default="none")
     label_smoothing = models.FloatField(default=0.0)
     seed = models.PositiveIntegerField(default=1337)
     fine_tune_epochs = models.PositiveIntegerField(default=0)

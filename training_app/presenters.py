@@ -4,10 +4,9 @@ training form. The views only fetch and hand these over."""
 from django.utils import timezone
 
 from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
-from mlcore.builder import BASES, OPTIMIZER_LABELS, SpecError, normalise_augmentation
-from mlcore.images import RESIZE_MODES
+from mlcore import options
+from mlcore.builder import BASES, SpecError
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
-from mlcore.training import CLASS_WEIGHTING, LR_SCHEDULES
 from mlcore.words import colour as colour_word, count, duration
 
 from .models import TrainingRun
@@ -126,39 +125,29 @@ def best_epoch_note(run):
     return f"The model keeps the weights of epoch {run.best_epoch}, its best."
 
 
-def _before(label, separator):
-    return label.split(separator, 1)[0]
-
-
 def augmentation_in_words(augmentation):
-    """"Off", or the random changes that are on, e.g. "flip left–right, rotate up to 15°"."""
+    """"Off", or the random changes that are on, e.g. "flip left–right, rotate up to 15° either way"."""
     try:
-        clean = normalise_augmentation(augmentation or {})
+        return options.augmentation_in_words(augmentation or {})
     except SpecError:
         return "Unknown settings"
-    parts = []
-    if clean["flip"] != "none":
-        flips = {"horizontal": "left–right", "vertical": "upside down",
-                 "horizontal_and_vertical": "left–right and upside down"}
-        parts.append(f"flip {flips.get(clean['flip'], clean['flip'])}")
-    units = {"rotation": ("rotate", "°"), "zoom": ("zoom", "%"), "translation": ("shift", "%"),
-             "contrast": ("contrast", "%"), "brightness": ("brightness", "%")}
-    for name, (verb, unit) in units.items():
-        if clean.get(name):
-            parts.append(f"{verb} up to {clean[name]}{unit}")
-    return ", ".join(parts) if parts else "Off"
 
 
 def augmentation_on(augmentation):
     return augmentation_in_words(augmentation) not in ("Off", "Unknown settings")
 
 
+def _choice(table, value):
+    """The Choice a run's setting names, or one that shows the stored value as it is (a choice since removed)."""
+    return table.get(value) or options.Choice(value)
+
+
 def optimizer_name(run):
-    return _before(OPTIMIZER_LABELS.get(run.optimizer, run.optimizer), " (")
+    return _choice(options.OPTIMIZERS, run.optimizer).label
 
 
 def schedule_name(run):
-    return _before(LR_SCHEDULES.get(run.lr_schedule, run.lr_schedule), ":")
+    return _choice(options.SCHEDULES, run.lr_schedule).label
 
 
 def settings_in_words(run):
@@ -180,15 +169,15 @@ def settings_in_words(run):
     rows = [
         ("Network", network),
         ("Images", f"{run.image_size}×{run.image_size} pixels, {colour}"),
-        ("Resizing", _before(RESIZE_MODES.get(run.resize_mode, run.resize_mode), " (")),
+        ("Resizing", _choice(options.RESIZE_MODES, run.resize_mode).words),
         ("Random changes (augmentation)", augmentation_in_words(run.augmentation)),
         ("Optimizer", f"{optimizer_name(run)}, step size (learning rate) {run.learning_rate:g}"),
-        ("Step size schedule", LR_SCHEDULES.get(run.lr_schedule, run.lr_schedule)),
+        ("Step size schedule", _choice(options.SCHEDULES, run.lr_schedule).words),
         ("Epochs", str(run.epochs)),
         ("Time", budget_in_words(run)),
         ("Batch size", f"{run.batch_size} images a step"),
         ("Early stopping", early),
-        ("Class balance", CLASS_WEIGHTING.get(run.class_weighting, run.class_weighting)),
+        ("Class balance", _choice(options.BALANCES, run.class_weighting).words),
         ("Label smoothing", f"{run.label_smoothing:g}" if run.label_smoothing else "Off"),
         ("Random seed", f"{run.seed} (the same seed and settings give nearly the same result)"),
     ]

@@ -16,12 +16,11 @@ from django.urls import path
 from django.views.decorators.http import require_GET
 
 from datasets_app.access import get_dataset_for_user
-from mlcore.builder import AUGMENTATIONS, SpecError, normalise_augmentation
-from mlcore.images import RESIZE_MODES, ImageRejected, decode_image
+from mlcore.images import ImageRejected, decode_image
+from mlcore.options import (AUGMENTATIONS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, RESIZE_MODES, SpecError,
+                            normalise_augmentation)
 from mlcore.preview import augment, model_inputs, png_data_url
 from mlcore.words import whole_number
-
-from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 INPUT_SAMPLES = 6
 AUGMENT_SAMPLES, AUGMENT_VARIANTS = 2, 4
@@ -57,7 +56,8 @@ def _input_settings(request):
 
 def _augmentation(request):
     found = {}
-    for name, param in AUGMENTATIONS.items():
+    for name, change in AUGMENTATIONS.items():
+        param = change.param
         if param["kind"] == "choice":
             found[name] = request.GET.get(name, param["default"])
         else:

@@ -15,9 +15,10 @@ from datasets_app.models import Image
 from datasets_app.versions import freeze
 from housekeeping_app.quotas import queued_runs_refusal
 from mlcore.builder import SpecError, normalise_spec
+from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 from .access import get_run_for_user
-from .forms import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, TrainingRunForm
+from .forms import TrainingRunForm
 from .models import TrainingRun
 from .presenters import budget_facts, result_in_words, run_status, settings_in_words, table_row, time_estimate
 from .tasks import train

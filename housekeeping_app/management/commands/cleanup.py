@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from housekeeping_app.cleanup import KINDS, run_cleanup
+from housekeeping_app.cleanup import run_cleanup
+from housekeeping_app.models import KINDS
 from housekeeping_app.diskuse import human_bytes
 
 
