@@ -149,7 +149,7 @@ class FolderBatchForm(forms.Form):
             raise forms.ValidationError(
                 f"This folder was announced in {self.upload.expected_batches} parts; part {self.index + 1} is not one of them.")
         # More than DATA_UPLOAD_MAX_NUMBER_FILES files never get here: Django refuses them
-        # while reading the request (see upload_views.refusing_too_many_files).
+        # while reading the request (see dlsite.uploads.refusing_too_many_files).
         if not files:
             raise forms.ValidationError("This part holds no files.")
         if len(paths) != len(files):

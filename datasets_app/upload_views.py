@@ -13,18 +13,15 @@ so each file's path inside the folder travels in a parallel field):
 
 Refusals are JSON with a plain-words `message` and a 4xx status.
 """
-from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import TooManyFilesSent
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from .forms import (
@@ -38,37 +35,12 @@ from .forms import (
 from .folder_upload import BatchRefused, discard_receiving, finish_receiving, receive_batch, save_batch
 from .sample_data import sample_digits_zip
 from .sources import archive_limits, fit_upload_name, zip_storage_name
+from dlsite.uploads import refusing_too_many_files, too_many_files_message
 from housekeeping_app import quotas
 
 from .models import Dataset, Upload
 from .tasks import ingest
 from .access import get_dataset_for_user
-
-
-def _too_many_files_message():
-    return f"Send at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files at a time."
-
-
-def refusing_too_many_files(too_many_files_response):
-    """Answer a request with more than DATA_UPLOAD_MAX_NUMBER_FILES files with a message that says so.
-
-    Django refuses such a request while reading its body, and CsrfViewMiddleware reads
-    the body first, so the person would only see "Bad Request (400)". This reads the
-    body before the CSRF check, then checks CSRF exactly as the middleware would.
-    """
-    def decorator(view):
-        protected = csrf_protect(view)
-
-        @csrf_exempt  # not exempt: checked by `protected`, once the body has been read
-        @wraps(view)
-        def wrapper(request, *args, **kwargs):
-            try:
-                request.FILES
-            except TooManyFilesSent:
-                return too_many_files_response(request, *args, **kwargs)
-            return protected(request, *args, **kwargs)
-        return wrapper
-    return decorator
 
 
 def _start_upload(dataset, name, fileobj, user):
@@ -148,7 +120,7 @@ def _add_page(request, dataset, form, images_form):
 
 
 def _too_many_loose_images(request, pk):
-    messages.error(request, f"{_too_many_files_message()} Pick fewer images, or add them as a folder.")
+    messages.error(request, f"{too_many_files_message()} Pick fewer images, or add them as a folder.")
     return redirect("datasets:add", pk=pk)
 
 
@@ -266,7 +238,7 @@ def folder_state(request, pk, upload_pk):
 
 
 def _too_many_files_in_batch(request, *args, **kwargs):
-    return _refuse(_too_many_files_message())
+    return _refuse(too_many_files_message())
 
 
 @refusing_too_many_files(_too_many_files_in_batch)

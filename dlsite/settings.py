@@ -243,7 +243,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # The reaper is light work for the default queue; every other training.* task trains.
 CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "datasets.reap_stale_uploads": {"queue": "default"},
                       "training.*": {"queue": "training"},
-                      "pretrained.*": {"queue": "default"}, "housekeeping.*": {"queue": "default"}}
+                      "pretrained.*": {"queue": "default"}, "housekeeping.*": {"queue": "default"},
+                      "predict.*": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -279,9 +280,13 @@ MAX_TRAINING_ATTEMPTS = env_int("MAX_TRAINING_ATTEMPTS", 3)
 # Uploads have the same heartbeat and reaper: an ingestion whose worker died is read again,
 # up to MAX_INGEST_ATTEMPTS attempts, then fails with a message and a Retry button.
 MAX_INGEST_ATTEMPTS = env_int("MAX_INGEST_ATTEMPTS", 3)
+# Classifications of many pictures too (predict_app): a second attempt goes on where the first stopped.
+MAX_PREDICT_ATTEMPTS = env_int("MAX_PREDICT_ATTEMPTS", 3)
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "training.reap_stale_runs", "schedule": float(REAPER_INTERVAL_S)},
     "reap-stale-uploads": {"task": "datasets.reap_stale_uploads", "schedule": float(REAPER_INTERVAL_S)},
+    "reap-stale-classifications": {"task": "predict.reap_stale_classifications",
+                                   "schedule": float(REAPER_INTERVAL_S)},
 }
 # Clean-up (housekeeping_app/cleanup.py, `manage.py cleanup`): every CLEANUP_INTERVAL_S the files no
 # row refers to go once older than CLEANUP_GRACE_S (an upload writes files before their rows), with

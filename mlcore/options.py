@@ -81,7 +81,9 @@ def check(value, param: dict, where: str, layer: int | None = None):
         return value
     if kind == "int":
         # A setting stored as JSON may have become 2.0 on its way (a JavaScript number, a float column).
-        number = whole(int(value) if isinstance(value, float) and value.is_integer() else value, param["min"], param["max"])
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        number = whole(value, param["min"], param["max"])
         if number is None:
             raise SpecError(f"{where}: “{label}” must be a whole number from {param['min']} to {param['max']}.", layer)
         return number
@@ -198,6 +200,8 @@ def make_optimizer(name: str, learning_rate):
 
 
 def _step_boundaries(total_steps: int) -> list[int]:
+    # The step schedule below writes the same sums into the exported program (tests/test_code_export.py
+    # runs it and compares the two schedules step by step).
     return [max(1, total_steps // 2), max(2, 3 * total_steps // 4)]
 
 
@@ -296,11 +300,13 @@ RESIZE_MODES = {
     "crop": Resize(
         "Centre crop", "cut the middle square out of the picture, then resize (shapes keep their proportions; "
                        "the edges are lost)",
-        aspect.centre_crop, "        crop_to_aspect_ratio=True,  # cut the middle square out of each picture, then resize\n"),
+        aspect.centre_crop,
+        "        crop_to_aspect_ratio=True,  # cut the middle square out of each picture, then resize\n"),
     "pad": Resize(
         "Pad", "fit the whole picture inside the square and fill the rest with black (nothing is cut off or "
                "stretched)",
-        aspect.pad, "        pad_to_aspect_ratio=True,  # fit the whole picture in the square, fill the rest with black\n"),
+        aspect.pad,
+        "        pad_to_aspect_ratio=True,  # fit the whole picture in the square, fill the rest with black\n"),
 }
 
 
@@ -407,7 +413,8 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256
 
 SETTINGS = {
     "image_size": whole_param(
-        "Image size (pixels)", None, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, "Every image is resized to this many pixels square.",
+        "Image size (pixels)", None, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE,
+        "Every image is resized to this many pixels square.",
         comment="pictures are resized to IMAGE_SIZE x IMAGE_SIZE pixels"),
     "channels": choice_param(
         "Colour", 3, [[1, "Grayscale (1 channel)"], [3, "Colour (3 channels: red, green, blue)"]],
@@ -435,7 +442,8 @@ SETTINGS = {
     "class_weighting": choice_param("Balance the classes", "none", BALANCES,
                                     "Whether classes with few images should count as much as big ones."),
     "label_smoothing": number_param(
-        "Label smoothing", 0.0, 0.0, 0.5, "Makes the network a little less sure of itself (0.1 is usual); 0 turns it off.",
+        "Label smoothing", 0.0, 0.0, 0.5,
+        "Makes the network a little less sure of itself (0.1 is usual); 0 turns it off.",
         comment="aim a little below 100% sure, which makes the model less overconfident"),
     "seed": whole_param("Random seed", 1337, 0, 2**31 - 1,
                         "The same seed and settings give the same shuffling and starting network.",
@@ -462,6 +470,11 @@ def setting(settings: dict, name: str):
     param = SETTINGS[name]
     value = settings.get(name)
     return check(param["default"] if value is None else value, param, "The run's settings")
+
+
+def default(name: str):
+    """What setting `name` is when nobody chose it."""
+    return SETTINGS[name]["default"]
 
 
 def choices(name: str) -> list[tuple]:

@@ -13,8 +13,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from .options import augmentation_is_on, augmentation_layers, normalise_augmentation
 from .images import image_to_array
+from .options import augmentation_is_on, augmentation_layers, normalise_augmentation
 
 MAX_SAMPLES = 12  # more pictures than this in one preview is never needed
 MAX_VARIANTS = 8

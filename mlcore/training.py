@@ -13,27 +13,29 @@ from typing import Callable
 
 import numpy as np
 
-from .options import BALANCES, loss_call, make_optimizer, make_schedule, normalise_augmentation, refit_schedule
+from .options import BALANCES, default, loss_call, make_optimizer, make_schedule, normalise_augmentation, refit_schedule
 
 
 @dataclass
 class TrainingConfig:
+    """A run's settings as the worker trains with them; each is described in mlcore/options.py."""
+
     spec: dict  # the network, as builder.py describes it
     image_size: tuple[int, int]
     channels: int
     num_classes: int
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adam"  # options.OPTIMIZERS
-    learning_rate: float = 0.001
-    lr_schedule: str = "constant"  # options.SCHEDULES
-    early_stopping_patience: int = 0  # epochs without improvement before stopping; 0 never stops early
-    class_weighting: str = "none"  # options.BALANCES
-    label_smoothing: float = 0.0
+    epochs: int = default("epochs")
+    batch_size: int = default("batch_size")
+    optimizer: str = default("optimizer")  # options.OPTIMIZERS
+    learning_rate: float = default("learning_rate")
+    lr_schedule: str = default("lr_schedule")  # options.SCHEDULES
+    early_stopping_patience: int = default("early_stopping_patience")  # 0 never stops early
+    class_weighting: str = default("class_weighting")  # options.BALANCES
+    label_smoothing: float = default("label_smoothing")
     augmentation: dict | None = None  # options.AUGMENTATIONS
-    fine_tune_epochs: int = 0  # after the first phase, with the base's top layers unfrozen
-    fine_tune_learning_rate: float = 0.00001
-    seed: int = 1337
+    fine_tune_epochs: int = default("fine_tune_epochs")  # after the first phase, with the base's top unfrozen
+    fine_tune_learning_rate: float = default("fine_tune_learning_rate")
+    seed: int = default("seed")
     weights_dir: str | None = None  # pretrained weights (builder.weights_path)
     all_gpus: bool = False  # MirroredStrategy over every GPU of the host
 

@@ -1,7 +1,10 @@
 from django import forms
 from django.conf import settings
 
+from datasets_app.forms import FolderStartForm
 from training_app.models import TrainingRun
+
+from .models import Classification
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -26,16 +29,65 @@ class MultipleFileField(forms.FileField):
         return files
 
 
+def model_field(user) -> forms.ModelChoiceField:
+    """The trained models of `user`, each named by its run, dataset, network and how good it is."""
+    field = forms.ModelChoiceField(queryset=TrainingRun.objects.visible_to(user).with_model().select_related("dataset"),
+                                   label="Model", empty_label=None)
+    field.label_from_instance = lambda run: (
+        f"Run {run.id}: {run.dataset.name}, {run.get_preset_display().split(' (')[0]}"
+        + (f", {run.test_accuracy:.1%} test accuracy" if run.test_accuracy is not None else "")
+        + (f" — {run.verdict['badge']}" if run.verdict else ""))
+    return field
+
+
 class PredictForm(forms.Form):
-    run = forms.ModelChoiceField(queryset=TrainingRun.objects.none(), label="Model",
-                                 empty_label=None)
     images = MultipleFileField(label="Images")
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        runs = TrainingRun.objects.visible_to(user).with_model().select_related("dataset")
-        self.fields["run"].queryset = runs
-        self.fields["run"].label_from_instance = lambda run: (
-            f"Run {run.id}: {run.dataset.name}, {run.get_preset_display().split(' (')[0]}"
-            + (f", {run.test_accuracy:.1%} test accuracy" if run.test_accuracy is not None else "")
-            + (f" — {run.verdict['badge']}" if run.verdict else ""))
+        self.fields = {"run": model_field(user), **self.fields}
+
+
+class ManyZipForm(forms.Form):
+    """Many pictures in a zip, for one model to classify (in folders or not: the folders are ignored)."""
+
+    file = forms.FileField(label="Zip file")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields = {"run": model_field(user), **self.fields}
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > settings.MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(f"This file holds {upload.size:,} bytes; the limit is "
+                                        f"{settings.MAX_UPLOAD_BYTES:,}.")
+        if not upload.name.lower().endswith(".zip"):
+            raise forms.ValidationError("Please choose a .zip file.")
+        return upload
+
+
+class ManyFolderStartForm(FolderStartForm):
+    """What the browser announces before it sends a folder of pictures to classify, in parts."""
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["run"] = model_field(user)
+
+
+class UnsureForm(forms.ModelForm):
+    """The confidence, in percent, below which a picture counts as "not sure"."""
+
+    percent = forms.IntegerField(min_value=1, max_value=99, label="Not sure below (%)")
+
+    class Meta:
+        model = Classification
+        fields = []
+
+    def __init__(self, *args, instance, **kwargs):
+        super().__init__(*args, instance=instance, initial={"percent": round(100 * instance.unsure_below)}, **kwargs)
+
+    def save(self, commit=True):
+        self.instance.unsure_below = self.cleaned_data["percent"] / 100
+        self.instance.save(update_fields=["unsure_below"])
+        return self.instance

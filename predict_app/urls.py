@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import many_views, views
 
 app_name = "predict"
-urlpatterns = [path("", views.predict, name="index")]
+urlpatterns = [path("", views.predict, name="index"), *many_views.urlpatterns]

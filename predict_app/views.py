@@ -1,12 +1,15 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from .forms import PredictForm
+from .forms import ManyZipForm, PredictForm
+from .models import Classification
 from .services import classify_uploads, predictor_for
 
 
 @login_required
 def predict(request):
+    """A few pictures classified at once, for a quick check; and the way in to classify many."""
     results = []
     if request.method == "POST":
         form = PredictForm(request.POST, request.FILES, user=request.user)
@@ -15,4 +18,10 @@ def predict(request):
             results = classify_uploads(predictor, form.cleaned_data["images"])
     else:
         form = PredictForm(user=request.user, initial={"run": request.GET.get("run")})
-    return render(request, "predict_app/predict.html", {"form": form, "results": results})
+    has_models = form.fields["run"].queryset.exists()
+    return render(request, "predict_app/predict.html", {
+        "form": form, "results": results,
+        "many_form": ManyZipForm(user=request.user, initial={"run": request.GET.get("run")}) if has_models else None,
+        "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
+        "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES, "max_file_bytes": settings.MAX_PREDICT_FILE_BYTES},
+    })

@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from datasets_app.models import Dataset, Image, ImageClass, Upload
+from predict_app.models import Classification, ClassifiedImage
 from mlcore.pretrained import CATALOGUE
 from tests.conftest import PASSWORD, new_run
 from tests.images import image_bytes
@@ -37,7 +38,7 @@ PUBLIC = {"home", "signup", "login", "logout"}
 PERSONAL = {
     "datasets:list", "datasets:sample", "datasets:folder_start_new",
     "training:list", "training:queue", "training:queue_status", "training:builder_check",
-    "predict:index",
+    "predict:index", "predict:many_zip", "predict:folder_start",
 }
 
 # Pages only for staff: everyone else gets a 404 (or 403).
@@ -49,6 +50,8 @@ STAFF = {"housekeeping:disk"}
 OBJECT_BY_KWARG = {
     ("datasets", "pk"): "dataset",
     ("training", "pk"): "run",
+    ("predict", "pk"): "classification",
+    "picture_pk": "picture",
     "dataset_pk": "dataset",
     "image_pk": "image",
     "class_pk": "class",
@@ -176,8 +179,13 @@ def owned(user, settings):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.keras").write_bytes(b"model")
     (folder / "model.json").write_text("{}")
+    classification = Classification.objects.create(owner=user, run=run, name="holiday", status="done", total=1, done=1,
+                                                    expected_batches=1, received_batches=[0])
+    picture = ClassifiedImage(classification=classification, name="a/1.png", label="cats", confidence=0.9,
+                              probabilities=[0.9, 0.1])
+    picture.file.save("1.png", ContentFile(image_bytes("spot", 8)))
     return {"dataset": dataset, "image": image, "class": image_class, "upload": upload, "version": run.version,
-            "run": run}
+            "run": run, "classification": classification, "picture": picture}
 
 
 def state(owned):
@@ -187,7 +195,9 @@ def state(owned):
             "images": sorted(dataset.images.values_list("id", "image_class__name", "split")),
             "classes": sorted(dataset.classes.values_list("id", "name")),
             "uploads": sorted(dataset.uploads.values_list("id", "status")),
-            "runs": sorted(TrainingRun.objects.filter(dataset=dataset).values_list("id", "status", "cancel_requested"))}
+            "runs": sorted(TrainingRun.objects.filter(dataset=dataset).values_list("id", "status", "cancel_requested")),
+            "classifications": sorted(Classification.objects.filter(run__dataset=dataset).values_list(
+                "id", "status", "unsure_below"))}
 
 
 # ---- The checks
@@ -265,13 +275,17 @@ def test_each_page_for_the_owner_another_user_and_a_visitor(name, client, owned,
 
 
 def test_every_file_download_reaches_the_owner_and_no_one_else(client, owned, user, other_user):
-    """The files themselves: images, thumbnails, the model, its description, the code, the report."""
-    d, r = owned["dataset"].pk, owned["run"].pk
+    """The files themselves: images, thumbnails, the model, its description, the code, the report, and a
+    classification's spreadsheet, sorted zip and pictures."""
+    d, r, c = owned["dataset"].pk, owned["run"].pk, owned["classification"].pk
     downloads = [reverse("datasets:image", args=[d, owned["image"].pk]),
                  reverse("datasets:thumbnail", args=[d, owned["image"].pk]),
                  reverse("datasets:report_csv", args=[d, owned["upload"].pk]),
                  reverse("training:model", args=[r]), reverse("training:model_info", args=[r]),
-                 reverse("training:code_download", args=[r])]
+                 reverse("training:code_download", args=[r]),
+                 reverse("predict:classification_csv", args=[c]), reverse("predict:classification_zip", args=[c]),
+                 reverse("predict:classification_picture", args=[c, owned["picture"].pk]),
+                 reverse("predict:classification_thumbnail", args=[c, owned["picture"].pk])]
     client.force_login(user)
     for url in downloads:
         assert client.get(url).status_code == 200, url

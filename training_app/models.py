@@ -13,8 +13,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from mlcore import insights
-from mlcore.budget import TIME_BUDGETS
-from mlcore.options import choices
+from mlcore.options import choices, default
 from mlcore.presets import PRESET_SPECS
 from mlcore.training import TrainingConfig
 
@@ -116,26 +115,28 @@ class TrainingRun(models.Model):
 
     # What to train
     preset = models.CharField(max_length=32, choices=NETWORK_CHOICES)
-    # The network layer by layer (mlcore/builder.py), as checked when the run was made.
+    # The network layer by layer (mlcore/builder.py), as checked when the run was made. The settings that
+    # follow are described, with their defaults and choices, in mlcore/options.py.
     model_spec = models.JSONField(default=dict)
-    image_size = models.PositiveIntegerField(help_text="Images are resized to this many pixels square.")
-    channels = models.PositiveSmallIntegerField(default=3, choices=choices("channels"))
-    resize_mode = models.CharField(max_length=16, choices=choices("resize_mode"), default="squash")
+    image_size = models.PositiveIntegerField()
+    channels = models.PositiveSmallIntegerField(default=default("channels"), choices=choices("channels"))
+    resize_mode = models.CharField(max_length=16, choices=choices("resize_mode"), default=default("resize_mode"))
     augmentation = models.JSONField(default=dict, blank=True)  # mlcore.options.AUGMENTATIONS
     epochs = models.PositiveIntegerField()
     batch_size = models.PositiveIntegerField()
-    optimizer = models.CharField(max_length=16, choices=choices("optimizer"), default="adam")
+    optimizer = models.CharField(max_length=16, choices=choices("optimizer"), default=default("optimizer"))
     learning_rate = models.FloatField()
-    lr_schedule = models.CharField(max_length=16, choices=choices("lr_schedule"), default="constant")
-    early_stopping_patience = models.PositiveSmallIntegerField(default=0)  # 0: never stop early
-    class_weighting = models.CharField(max_length=8, choices=choices("class_weighting"), default="none")
-    label_smoothing = models.FloatField(default=0.0)
-    seed = models.PositiveIntegerField(default=1337)
-    fine_tune_epochs = models.PositiveIntegerField(default=0)
-    fine_tune_learning_rate = models.FloatField(default=0.00001)
-    use_all_gpus = models.BooleanField(default=False)
+    lr_schedule = models.CharField(max_length=16, choices=choices("lr_schedule"), default=default("lr_schedule"))
+    early_stopping_patience = models.PositiveSmallIntegerField(default=default("early_stopping_patience"))  # 0: never
+    class_weighting = models.CharField(max_length=8, choices=choices("class_weighting"),
+                                       default=default("class_weighting"))
+    label_smoothing = models.FloatField(default=default("label_smoothing"))
+    seed = models.PositiveIntegerField(default=default("seed"))
+    fine_tune_epochs = models.PositiveIntegerField(default=default("fine_tune_epochs"))
+    fine_tune_learning_rate = models.FloatField(default=default("fine_tune_learning_rate"))
+    use_all_gpus = models.BooleanField(default=default("use_all_gpus"))
     # 0: no limit. Otherwise the worker trains as many epochs (up to `epochs`) as fit (mlcore/budget.py).
-    time_budget_s = models.PositiveIntegerField(default=0, choices=TIME_BUDGETS)
+    time_budget_s = models.PositiveIntegerField(default=default("time_budget_s"), choices=choices("time_budget_s"))
 
     # The job
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

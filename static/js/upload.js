@@ -464,11 +464,12 @@
 
     sendButton.addEventListener("click", () => {
       if (!chosen) return;
-      // On the new-dataset page, the widget sits in the form that holds the name and split percentages.
+      // The widget sits in a form whose fields go along (a new dataset's name and split percentages,
+      // the model that classifies): data-form-fields names them.
       const form = widget.closest("form");
       const extraFields = {};
       if (form) {
-        for (const field of ["name", "val_percent", "test_percent"]) {
+        for (const field of widget.dataset.formFields.split(" ")) {
           if (form.elements[field]) extraFields[field] = form.elements[field].value;
         }
       }

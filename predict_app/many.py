@@ -1,0 +1,244 @@
+"""Classifying many pictures: receiving a folder's batches, reading a zip, and the worker's pass that
+classifies the pictures not yet classified, a batch at a time. predict_app/tasks.py calls the job;
+the views call the receiving.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from dlsite.heartbeat import Heartbeat
+from mlcore.archive import ArchiveRejected, plan_zip, read_entries, shown
+from mlcore.images import IMAGE_EXTENSIONS, ImageRejected, ImageTooLarge, decode_reduced, image_to_array, make_thumbnail
+
+from .models import FOLDER, Classification, ClassifiedImage
+
+logger = logging.getLogger(__name__)
+
+BATCH = 256  # pictures decoded and classified in one step, then written in one transaction
+UNSURE_FOLDER = "not sure"  # in the sorted zip, the pictures below the classification's threshold
+
+
+class ClaimLost(Exception):
+    """Another attempt holds the classification now: this one writes nothing more."""
+
+
+class Refused(Exception):
+    """What was sent cannot be taken; the message says why in plain words."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+class ClassificationHeartbeat(Heartbeat):
+    def __init__(self, job: Classification, interval_s=None):
+        super().__init__(f"classification {job.id}", interval_s)
+        self.job_id, self.fence = job.id, job.claim_fence()
+
+    def beat_once(self) -> bool:
+        return bool(Classification.objects.filter(id=self.job_id, **self.fence).update(heartbeat_at=timezone.now()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Receiving
+
+
+def _stored_name(job_id: int, stem: str, original: str) -> str:
+    suffix = PurePosixPath(original).suffix.lower()
+    return f"{FOLDER}/{job_id}/{stem}{suffix if suffix in IMAGE_EXTENSIONS else '.bin'}"
+
+
+def _new_picture(job: Classification, stem: str, name: str, data, batch: int = 0) -> ClassifiedImage:
+    """A row for a picture whose bytes are stored now (under a name of the job's own: people's names
+    may be long, or hold what a disk refuses)."""
+    stored = default_storage.save(_stored_name(job.id, stem, name), data if hasattr(data, "chunks") else ContentFile(data))
+    return ClassifiedImage(classification=job, name=name[:1000], batch=batch, file=stored)
+
+
+def receive_batch(job: Classification, index: int, files: list[tuple[str, object]]) -> tuple[bool, Classification]:
+    """Store part `index` of a folder being sent, once: (stored now?, the classification). The row lock
+    makes a retry racing a slow first try wait, so the part's pictures are stored once."""
+    with transaction.atomic():
+        job = Classification.objects.select_for_update().get(pk=job.pk)
+        if job.status != Classification.Status.RECEIVING:
+            raise Refused("This folder has been sent completely already. To classify more pictures, start again.",
+                          status=409)
+        if index in job.received_batches:
+            return False, job
+        rows = [_new_picture(job, f"{index:05d}-{number:03d}", path, uploaded, batch=index)
+                for number, (path, uploaded) in enumerate(files)]
+        ClassifiedImage.objects.bulk_create(rows)
+        job.received_batches = sorted([*job.received_batches, index])
+        job.save(update_fields=["received_batches"])
+    return True, job
+
+
+def finish_receiving(job: Classification) -> tuple[Classification, bool]:
+    """Queue a folder once every part is there: (the classification, whether this call queued it)."""
+    with transaction.atomic():
+        job = Classification.objects.select_for_update().get(pk=job.pk)
+        if job.status != Classification.Status.RECEIVING:
+            return job, False
+        missing = job.missing_batches()
+        if missing:
+            raise Refused(f"{len(missing)} of the {job.expected_batches} parts of this folder have not arrived "
+                          "yet. Press Resume, or pick the same folder again, to send them.", status=409)
+        job.status, job.total = Classification.Status.QUEUED, job.images.count()
+        job.save(update_fields=["status", "total"])
+    return job, True
+
+
+def check_zip(fileobj, limits):
+    """The zip's plan, checked from its directory before it is stored; Refused with the reason."""
+    try:
+        plan = plan_zip(fileobj, limits)
+    except ArchiveRejected as exc:
+        raise Refused(str(exc)) from None
+    if not plan.images:
+        raise Refused("This zip holds no pictures (PNG, JPEG, BMP or GIF files).")
+    return plan
+
+
+def _read_zip(job: Classification, limits):
+    """Store the zip's pictures as rows. An attempt that finds rows of an earlier one, cut off while
+    reading, starts the reading over, so every picture is there once."""
+    old = job.images.all()
+    for name in old.values_list("file", flat=True):
+        default_storage.delete(name)
+    old.delete()
+    with job.zip_file.open("rb") as handle:
+        plan = plan_zip(handle, limits)
+        rows = []
+        for number, (planned, data, reason) in enumerate(read_entries(handle, plan, limits)):
+            if data is None:
+                rows.append(ClassifiedImage(classification=job, name=planned.name[:1000], error=f"Not used: {reason}."))
+            else:
+                rows.append(_new_picture(job, f"{number:07d}", planned.name, data))
+            if len(rows) >= BATCH:
+                ClassifiedImage.objects.bulk_create(rows)
+                rows = []
+        ClassifiedImage.objects.bulk_create(rows)
+    if not job.record_progress(0, job.images.count()):
+        raise ClaimLost
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifying
+
+
+def classify(job: Classification, predictor, limits, heartbeat: Heartbeat) -> None:
+    """Classify every picture of the job not yet classified, BATCH at a time; ClaimLost when another
+    attempt has it. Reading the zip comes first, when it has not been read whole."""
+    if job.zip_file and not job.total:
+        _read_zip(job, limits)
+    info = predictor.info
+    side = max(*info.image_size, 160)  # thumbnails are made from the same small decoding
+    total = job.images.count()
+    while True:
+        if heartbeat.lost.is_set():
+            raise ClaimLost
+        rows = list(job.images.filter(confidence__isnull=True, error="").order_by("id")[:BATCH])
+        if not rows:
+            break
+        inputs, ready = [], []
+        for row in rows:
+            pixels = _model_input(job, row, side, info)
+            if pixels is not None:
+                inputs.append(pixels)
+                ready.append(row)
+        for row, probabilities in zip(ready, predictor.predict_arrays(inputs)):
+            best = int(probabilities.argmax())
+            row.label, row.confidence = info.class_names[best], float(probabilities[best])
+            row.probabilities = [round(float(p), 6) for p in probabilities]
+        with transaction.atomic():
+            if not Classification.objects.select_for_update().filter(id=job.id, **job.claim_fence()).exists():
+                raise ClaimLost
+            ClassifiedImage.objects.bulk_update(rows, ["label", "confidence", "probabilities", "error", "thumbnail"])
+            pending = job.images.filter(confidence__isnull=True, error="").count()
+            job.record_progress(total - pending, total)
+
+
+def _model_input(job, row: ClassifiedImage, side: int, info):
+    """The picture as the model's input, with its thumbnail stored; None, with `row.error` set, when
+    the file cannot be used."""
+    limit = settings.MAX_PREDICT_FILE_BYTES
+    try:
+        with default_storage.open(row.file.name, "rb") as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            row.error = f"This file is larger than the limit of {limit:,} bytes."
+            return None
+        image = decode_reduced(data, side, settings.MAX_PREDICT_PIXELS, settings.MAX_IMAGE_PIXELS).image
+    except ImageTooLarge as exc:
+        row.error = f"This picture is too large ({exc.width} × {exc.height} pixels); the limit is {exc.limit:,}."
+        return None
+    except ImageRejected as exc:
+        row.error = f"This file could not be used: {exc}."[:300]
+        return None
+    except OSError:
+        row.error = "This file is missing from the server."
+        return None
+    thumbnail = make_thumbnail(image)
+    if thumbnail:
+        row.thumbnail = default_storage.save(f"{FOLDER}/{job.id}/thumbs/{row.id}.jpg", ContentFile(thumbnail))
+    return image_to_array(image, info.image_size, info.channels, info.resize)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+def results_csv(job: Classification) -> str:
+    """One line per picture: its name, the class, how sure (0 to 1), and every class's probability.
+    Names that a spreadsheet would take for a formula are written as text (a leading ')."""
+    names = job.run.class_names
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "class", "confidence", *names, "problem"])
+    for row in job.images.order_by("name", "id").iterator():
+        probabilities = row.probabilities or [""] * len(names)
+        writer.writerow([_cell(row.name), _cell(row.label), "" if row.confidence is None else f"{row.confidence:.6f}",
+                         *probabilities, row.error])
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def sorted_zip(job: Classification):
+    """A temporary file holding a zip of the pictures, one folder per class the model gave them
+    (and UNSURE_FOLDER for those below the classification's threshold), each under its own name."""
+    handle = tempfile.TemporaryFile()
+    used = set()
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        for row in job.images.exclude(label="").order_by("name", "id").iterator():
+            folder = UNSURE_FOLDER if row.confidence < job.unsure_below else _folder_name(row.label)
+            base = PurePosixPath(row.name).name or f"picture-{row.id}"
+            target = f"{folder}/{base}"
+            if target in used:  # two pictures of the same name from different folders
+                stem, suffix = os.path.splitext(base)
+                target = f"{folder}/{stem}-{row.id}{suffix}"
+            used.add(target)
+            with default_storage.open(row.file.name, "rb") as picture:
+                archive.writestr(target, picture.read())
+    handle.seek(0)
+    return handle
+
+
+def _folder_name(label: str) -> str:
+    """A class name as a folder name inside a zip: no slashes, nothing hidden."""
+    name = shown(label).replace("/", "_").replace("\\", "_").strip(". ") or "class"
+    return name[:100]

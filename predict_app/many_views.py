@@ -1,0 +1,279 @@
+"""Classifying many pictures: a zip or a folder in, a job on the default worker, and the results to look
+through and download. A folder arrives in parts exactly as a dataset's folder does (static/js/upload.js
+sends both; datasets_app/upload_views.py describes the start / part / state / finish steps).
+"""
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_POST
+
+from datasets_app.forms import FolderBatchForm
+from datasets_app.sources import archive_limits, fit_upload_name
+from dlsite.uploads import refusing_too_many_files, too_many_files_message
+from housekeeping_app import quotas
+from mlcore.words import count, whole_number
+
+from .forms import ManyFolderStartForm, ManyZipForm, UnsureForm
+from .many import Refused, check_zip, finish_receiving, receive_batch, results_csv, sorted_zip
+from .models import Classification
+from .tasks import classify_many
+
+PAGE_SIZE = 120  # pictures on one page of results
+
+
+def get_classification_for_user(request, pk) -> Classification:
+    return get_object_or_404(Classification.objects.visible_to(request.user).select_related("run"), pk=pk)
+
+
+def _refuse(message, status=400, **extra):
+    return JsonResponse({"message": message, **extra}, status=status)
+
+
+@login_required
+@require_POST
+def start_zip(request):
+    form = ManyZipForm(request.POST, request.FILES, user=request.user)
+    if form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            check_zip(upload, archive_limits())
+        except Refused as refused:
+            form.add_error("file", str(refused))
+        else:
+            if refusal := quotas.upload_refusal(request.user, upload.size):
+                form.add_error(None, refusal)
+    if not form.is_valid():
+        messages.error(request, " ".join(m for errors in form.errors.values() for m in errors))
+        return redirect(reverse("predict:index") + "#many")
+    upload.seek(0)
+    with transaction.atomic():
+        job = Classification(owner=request.user, run=form.cleaned_data["run"], name=fit_upload_name(upload.name))
+        job.zip_file.save(f"{slugify(upload.name.rsplit('.', 1)[0])[:60] or 'pictures'}.zip", upload, save=False)
+        job.save()
+        classify_many.delay_on_commit(job.id)
+    return redirect("predict:classification", pk=job.pk)
+
+
+def _folder_answer(job, resumed=False, status=200):
+    state_url = reverse("predict:folder_state", args=[job.id])
+    return JsonResponse({
+        "upload": job.id, "resumed": resumed, "expected_batches": job.expected_batches,
+        "received_batches": job.received_batches, "state_url": state_url,
+        "batch_url_prefix": state_url,  # part <i> is at <prefix><i>/
+        "finish_url": reverse("predict:folder_finish", args=[job.id]),
+    }, status=status)
+
+
+@login_required
+@require_POST
+def start_folder(request):
+    """A new classification of a folder; or, for a folder whose sending was cut off, that one again."""
+    form = ManyFolderStartForm(request.POST, user=request.user)
+    if not form.is_valid():
+        return _refuse(form.message(), 413 if form.is_too_large() else 400)
+    data = form.cleaned_data
+    job = (Classification.objects.visible_to(request.user)
+           .filter(status=Classification.Status.RECEIVING, run=data["run"], name=data["folder_name"],
+                   expected_batches=data["batch_count"], fingerprint=data["fingerprint"]).first())
+    if job is not None:
+        return _folder_answer(job, resumed=True)
+    if refusal := quotas.upload_refusal(request.user, data["total_bytes"]):
+        return _refuse(refusal, 413)
+    job = Classification.objects.create(
+        owner=request.user, run=data["run"], name=data["folder_name"], status=Classification.Status.RECEIVING,
+        expected_batches=data["batch_count"], fingerprint=data["fingerprint"])
+    return _folder_answer(job, status=201)
+
+
+def _receiving(request, pk) -> Classification:
+    job = get_classification_for_user(request, pk)
+    if not job.expected_batches:
+        raise Http404("This classification was not sent as a folder.")
+    return job
+
+
+@login_required
+@require_GET
+def folder_state(request, pk):
+    job = _receiving(request, pk)
+    return JsonResponse({"status": job.status, "expected_batches": job.expected_batches,
+                         "received_batches": job.received_batches})
+
+
+def _too_many_files_in_part(request, *args, **kwargs):
+    return _refuse(too_many_files_message())
+
+
+@refusing_too_many_files(_too_many_files_in_part)
+@login_required
+@require_POST
+def folder_batch(request, pk, index):
+    job = _receiving(request, pk)
+    form = FolderBatchForm(job, index, request.POST, request.FILES)
+    if not form.is_valid():
+        return _refuse(form.message(), 413 if form.is_too_large() else 400)
+    try:
+        stored, job = receive_batch(job, index, form.batch)
+    except Refused as refused:
+        return _refuse(str(refused), refused.status)
+    return JsonResponse({"stored": stored, "received_batches": job.received_batches})
+
+
+@login_required
+@require_POST
+def folder_finish(request, pk):
+    try:
+        job, ready_now = finish_receiving(_receiving(request, pk))
+    except Refused as refused:
+        job = _receiving(request, pk)
+        return _refuse(str(refused), refused.status, missing_batches=job.missing_batches())
+    if ready_now:  # finishing twice (the answer to the first was lost) queues it once
+        classify_many.delay_on_commit(job.id)
+    return JsonResponse({"status": job.status, "url": reverse("predict:classification", args=[job.id])})
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+def _status(job: Classification) -> dict:
+    if job.status == job.Status.RECEIVING:
+        text = "The pictures are still being sent from the browser that picked them."
+    elif job.status == job.Status.QUEUED:
+        text = "Waiting for a worker…"
+    elif job.status == job.Status.RUNNING:
+        text = (f"Classified {job.done:,} of {count(job.total, 'picture')}" if job.total
+                else "Reading the pictures…")
+    elif job.status == job.Status.DONE:
+        text = f"Done: {job.summary()}."
+    else:
+        text = job.error or "It stopped."
+    return {"status": job.status, "done": job.done, "total": job.total, "percent": job.percent, "text": text,
+            "finished": job.is_finished}
+
+
+@login_required
+@require_GET
+def classification_status(request, pk):
+    return JsonResponse(_status(get_classification_for_user(request, pk)))
+
+
+SORTS = {"unsure": ("confidence", "id"), "sure": ("-confidence", "id"), "name": ("name", "id")}
+
+
+@login_required
+@require_GET
+def classification_detail(request, pk):
+    job = get_classification_for_user(request, pk)
+    shown_class = request.GET.get("class", "")
+    only_unsure = request.GET.get("unsure") == "1"
+    sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else "unsure"
+    pictures = job.images.exclude(label="")
+    if shown_class:
+        pictures = pictures.filter(label=shown_class)
+    if only_unsure:
+        pictures = pictures.filter(confidence__lt=job.unsure_below)
+    page = Paginator(pictures.order_by(*SORTS[sort]), PAGE_SIZE).get_page(
+        whole_number(request.GET.get("page"), 1, clamp=True) or 1)
+    counts = job.class_counts() if job.is_finished else []
+    most = max((n for _, n in counts), default=0) or 1
+    return render(request, "predict_app/classification.html", {
+        "job": job, "status": _status(job), "page": page, "sort": sort, "shown_class": shown_class,
+        "only_unsure": only_unsure, "unsure_form": UnsureForm(instance=job),
+        "unsure_count": job.images.exclude(label="").filter(confidence__lt=job.unsure_below).count(),
+        "counts": [(name, n, round(100 * n / most)) for name, n in counts],
+        "problems": job.images.exclude(error="")[:200],
+        "threshold_percent": round(100 * job.unsure_below),
+    })
+
+
+@login_required
+@require_POST
+def classification_unsure(request, pk):
+    job = get_classification_for_user(request, pk)
+    form = UnsureForm(request.POST, instance=job)
+    if form.is_valid():
+        form.save()
+    else:
+        messages.error(request, " ".join(form.errors.get("percent", [])))
+    return redirect("predict:classification", pk=pk)
+
+
+@login_required
+@require_GET
+def classification_csv(request, pk):
+    job = get_classification_for_user(request, pk)
+    response = HttpResponse(results_csv(job), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="classification-{job.id}.csv"'
+    return response
+
+
+@login_required
+@require_GET
+def classification_zip(request, pk):
+    job = get_classification_for_user(request, pk)
+    return FileResponse(sorted_zip(job), as_attachment=True, filename=f"classification-{job.id}-sorted.zip")
+
+
+@login_required
+@require_GET
+def classification_picture(request, pk, picture_pk, thumbnail=False):
+    job = get_classification_for_user(request, pk)
+    picture = get_object_or_404(job.images, pk=picture_pk)
+    name = (thumbnail and picture.thumbnail) or picture.file.name
+    if not name:
+        raise Http404("This file could not be used.")
+    try:
+        response = FileResponse(picture.file.storage.open(name, "rb"))
+    except FileNotFoundError:
+        raise Http404("The picture is missing.") from None
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@login_required
+@require_POST
+def classification_retry(request, pk):
+    job = get_classification_for_user(request, pk)
+    if job.retry():
+        classify_many.delay_on_commit(job.id)
+        messages.info(request, "Going on with the pictures not classified yet.")
+    return redirect("predict:classification", pk=pk)
+
+
+@login_required
+@require_POST
+def classification_delete(request, pk):
+    job = get_classification_for_user(request, pk)
+    if job.status == job.Status.RUNNING:
+        messages.error(request, "A worker is classifying these pictures now; delete them once it has finished.")
+        return redirect("predict:classification", pk=pk)
+    name = job.name
+    job.delete()
+    messages.info(request, f"The classification “{name}” was deleted, with its pictures.")
+    return redirect(reverse("predict:index") + "#many")
+
+
+
+urlpatterns = [
+    path("many/zip/", start_zip, name="many_zip"),
+    path("many/folder/start/", start_folder, name="folder_start"),
+    path("many/<int:pk>/folder/", folder_state, name="folder_state"),
+    path("many/<int:pk>/folder/<int:index>/", folder_batch, name="folder_batch"),
+    path("many/<int:pk>/folder/finish/", folder_finish, name="folder_finish"),
+    path("many/<int:pk>/", classification_detail, name="classification"),
+    path("many/<int:pk>/status/", classification_status, name="classification_status"),
+    path("many/<int:pk>/unsure/", classification_unsure, name="classification_unsure"),
+    path("many/<int:pk>/results.csv", classification_csv, name="classification_csv"),
+    path("many/<int:pk>/sorted.zip", classification_zip, name="classification_zip"),
+    path("many/<int:pk>/pictures/<int:picture_pk>/", classification_picture, name="classification_picture"),
+    path("many/<int:pk>/pictures/<int:picture_pk>/thumbnail/", classification_picture, {"thumbnail": True},
+         name="classification_thumbnail"),
+    path("many/<int:pk>/retry/", classification_retry, name="classification_retry"),
+    path("many/<int:pk>/delete/", classification_delete, name="classification_delete"),
+]
