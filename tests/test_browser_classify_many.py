@@ -1,0 +1,72 @@
+"""Classifying many pictures in a real headless Chromium with the real Celery workers: a folder picked on
+the predict page is sent in parts, the default worker classifies it while the page shows its progress,
+and the results page shows every picture; a zip goes the same way."""
+import re
+
+import pytest
+
+from predict_app.models import Classification
+from tests.browser import browser_page, expect, sign_up  # noqa: F401 (browser_page is a fixture)
+from tests.conftest import new_run, shapes_for
+from tests.images import CLASSES, image_bytes, make_zip
+from training_app.tasks import train
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+DONE_TIMEOUT_MS = 90_000
+
+
+def trained_model_for(username):
+    run = new_run(shapes_for(username), epochs=3)
+    train(run.id)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return run
+
+
+def test_a_folder_of_pictures_is_classified_by_the_worker(celery_workers, live_server, browser_page, tmp_path):  # noqa: F811
+    page, errors = browser_page
+    folder = tmp_path / "camera"
+    for i in range(30):
+        (folder / f"day{i % 2}").mkdir(parents=True, exist_ok=True)
+        (folder / f"day{i % 2}" / f"{i}.png").write_bytes(image_bytes(CLASSES[i % 3], 16, seed=i))
+    sign_up(page, live_server.url)
+    run = trained_model_for("browser-user")
+
+    page.goto(f"{live_server.url}/predict/?run={run.pk}")
+    page.set_input_files("#many-form input[webkitdirectory]", str(folder))
+    expect(page.locator("#many-form .folder-summary")).to_contain_text("30 files")
+    page.get_by_role("button", name="Classify these pictures").click()
+
+    expect(page).to_have_url(re.compile(r"/predict/many/\d+/$"))
+    expect(page.locator("#job-text")).to_have_text("Done: 30 pictures.", timeout=DONE_TIMEOUT_MS)
+    expect(page.locator(".classified-picture")).to_have_count(30)
+    job = Classification.objects.get()
+    assert (job.status, job.run_id, job.name, job.total) == ("done", run.pk, "camera", 30)
+    assert sorted(job.images.values_list("name", flat=True)) == sorted(f"day{i % 2}/{i}.png" for i in range(30))
+
+    # The counts per class lead to the pictures of that class.
+    first_class = page.locator(".class-counts a").first
+    name = first_class.text_content()
+    first_class.click()
+    shown = page.locator(".classified-picture figcaption strong")
+    assert shown.count() == job.images.filter(label=name).count()
+    assert set(shown.all_text_contents()) <= {name}
+    assert errors == []
+
+
+def test_a_zip_of_pictures_is_classified_by_the_worker(celery_workers, live_server, browser_page, tmp_path):  # noqa: F811
+    page, errors = browser_page
+    archive = tmp_path / "pictures.zip"
+    archive.write_bytes(make_zip({f"{i}.png": image_bytes(CLASSES[i % 3], 16, seed=i) for i in range(9)}))
+    sign_up(page, live_server.url)
+    run = trained_model_for("browser-user")
+
+    page.goto(f"{live_server.url}/predict/?run={run.pk}")
+    page.set_input_files("#many-form input[name=file]", str(archive))
+    page.get_by_role("button", name="Classify the zip").click()
+    expect(page).to_have_url(re.compile(r"/predict/many/\d+/$"))
+    expect(page.locator("#job-text")).to_have_text("Done: 9 pictures.", timeout=DONE_TIMEOUT_MS)
+    expect(page.get_by_role("link", name="Spreadsheet (CSV)")).to_be_visible()
+    assert page.locator(".class-counts tr").count() == len(CLASSES)
+    assert errors == []
