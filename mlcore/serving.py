@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .familiarity import MAX_FIT_IMAGES, Familiarity, Judgement, features_and_probabilities, judge
 from .images import image_to_array
 
 
@@ -58,13 +59,14 @@ def float32_twin(model, rebuild):
 BATCH_PIXELS = 64 * 224 * 224
 
 
-def predict_batch(model, pixels: np.ndarray, batch_size: int | None = None, on_progress=None) -> np.ndarray:
+def predict_batch(model, pixels: np.ndarray, batch_size: int | None = None, on_progress=None,
+                  output: int | None = None) -> np.ndarray:
     """The model's outputs (class probabilities) for uint8 images, in batches, through a compiled function.
 
     Not `predict`, which makes an iterator per call, and not eager calls: called eagerly, Keras kept
     every layer's output of a batch alive, 80 MB a picture for EfficientNet-Lite0 at 224 x 224, and
     a test pass of 256-picture batches was killed for using 21 GB. `on_progress(done, total)` after
-    each batch."""
+    each batch; `output` picks one output of a model that has several."""
     import tensorflow as tf
 
     if batch_size is None:
@@ -72,10 +74,12 @@ def predict_batch(model, pixels: np.ndarray, batch_size: int | None = None, on_p
     call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     outputs = []
     for start in range(0, len(pixels), batch_size):
-        outputs.append(np.asarray(call(np.ascontiguousarray(pixels[start:start + batch_size]))))
+        result = call(np.ascontiguousarray(pixels[start:start + batch_size]))
+        outputs.append(np.asarray(result if output is None else result[output]))
         if on_progress:
             on_progress(min(start + batch_size, len(pixels)), len(pixels))
-    return np.concatenate(outputs) if outputs else np.zeros((0, *model.output_shape[1:]), np.float32)
+    shape = model.output_shape if output is None else model.output_shape[output]
+    return np.concatenate(outputs) if outputs else np.zeros((0, *shape[1:]), np.float32)
 
 
 class Predictor:
@@ -90,13 +94,35 @@ class Predictor:
         # Only files this application wrote are loaded, and never with unsafe
         # deserialisation: a .keras file can carry code.
         self.model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+        # With the statistics saved beside it, the model also gives its features, to tell when a
+        # picture is unlike what it learned (mlcore/familiarity.py).
+        self.familiarity = Familiarity.load(Path(model_path).parent)
+        served = features_and_probabilities(self.model) if self.familiarity else self.model
         height, width = info.image_size
         signature = tf.TensorSpec((None, height, width, info.channels), tf.uint8)
-        self._call = tf.function(lambda x: self.model(x, training=False), input_signature=[signature])
+        self._call = tf.function(lambda x: served(x, training=False), input_signature=[signature])
         self._call(tf.zeros((1, height, width, info.channels), tf.uint8))
 
+    def _features_and_probabilities(self, pixels: np.ndarray):
+        result = self._call(pixels)
+        if self.familiarity:
+            return np.asarray(result[0]), np.asarray(result[1])
+        return None, np.asarray(result)
+
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        return np.asarray(self._call(pixels))
+        return self._features_and_probabilities(pixels)[1]
+
+    def judge_arrays(self, arrays: list[np.ndarray], batch_size: int = 32) -> tuple[np.ndarray, list[Judgement]]:
+        """(probabilities, a judgement of each: its class, how sure, and any doubt) for model inputs."""
+        probabilities, judgements = [], []
+        for start in range(0, len(arrays), batch_size):
+            features, batch = self._features_and_probabilities(np.stack(arrays[start:start + batch_size]))
+            distances = self.familiarity.distances(features) if self.familiarity else None
+            probabilities.append(batch)
+            judgements += judge(batch, distances, self.familiarity)
+        if not probabilities:
+            return np.zeros((0, len(self.info.class_names)), np.float32), []
+        return np.concatenate(probabilities), judgements
 
     def predict_arrays(self, arrays: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """Probabilities for model inputs (see image_to_array), a batch at a time: one compiled call
@@ -109,3 +135,14 @@ class Predictor:
         """Probabilities for one decoded image (see images.decode_image), resized exactly as in training."""
         pixels = image_to_array(image, self.info.image_size, self.info.channels, self.info.resize)
         return self.predict_pixels(pixels[np.newaxis])[0]
+
+
+def fit_familiarity(model, x_train, y_train, x_held_out, seed: int = 0) -> Familiarity | None:
+    """Familiarity fitted from the model's own features; None without pictures held out to set the line."""
+    if len(x_held_out) < 10:
+        return None
+    picked = np.random.default_rng(seed).permutation(len(x_train))[:MAX_FIT_IMAGES]
+    both = features_and_probabilities(model)
+    train_features = predict_batch(both, x_train[np.sort(picked)], output=0)
+    held_out_features = predict_batch(both, x_held_out, output=0)
+    return Familiarity.fit(train_features, y_train[np.sort(picked)], held_out_features)

@@ -63,7 +63,8 @@ def _stored_name(job_id: int, stem: str, original: str) -> str:
 def _new_picture(job: Classification, stem: str, name: str, data, batch: int = 0) -> ClassifiedImage:
     """A row for a picture whose bytes are stored now (under a name of the job's own: people's names
     may be long, or hold what a disk refuses)."""
-    stored = default_storage.save(_stored_name(job.id, stem, name), data if hasattr(data, "chunks") else ContentFile(data))
+    content = data if hasattr(data, "chunks") else ContentFile(data)
+    stored = default_storage.save(_stored_name(job.id, stem, name), content)
     return ClassifiedImage(classification=job, name=name[:1000], batch=batch, file=stored)
 
 
@@ -158,14 +159,16 @@ def classify(job: Classification, predictor, limits, heartbeat: Heartbeat) -> No
             if pixels is not None:
                 inputs.append(pixels)
                 ready.append(row)
-        for row, probabilities in zip(ready, predictor.predict_arrays(inputs)):
-            best = int(probabilities.argmax())
-            row.label, row.confidence = info.class_names[best], float(probabilities[best])
-            row.probabilities = [round(float(p), 6) for p in probabilities]
+        probabilities, judgements = predictor.judge_arrays(inputs)
+        for row, probability, judgement in zip(ready, probabilities, judgements):
+            row.label, row.confidence = info.class_names[judgement.best], judgement.confidence
+            row.doubt = judgement.doubt
+            row.probabilities = [round(float(p), 6) for p in probability]
         with transaction.atomic():
             if not Classification.objects.select_for_update().filter(id=job.id, **job.claim_fence()).exists():
                 raise ClaimLost
-            ClassifiedImage.objects.bulk_update(rows, ["label", "confidence", "probabilities", "error", "thumbnail"])
+            ClassifiedImage.objects.bulk_update(rows, ["label", "confidence", "doubt", "probabilities", "error",
+                                                      "thumbnail"])
             pending = job.images.filter(confidence__isnull=True, error="").count()
             job.record_progress(total - pending, total)
 
@@ -206,11 +209,11 @@ def results_csv(job: Classification) -> str:
     names = job.run.class_names
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["file", "class", "confidence", *names, "problem"])
+    writer.writerow(["file", "class", "confidence", *names, "not sure", "problem"])
     for row in job.images.order_by("name", "id").iterator():
         probabilities = row.probabilities or [""] * len(names)
         writer.writerow([_cell(row.name), _cell(row.label), "" if row.confidence is None else f"{row.confidence:.6f}",
-                         *probabilities, row.error])
+                         *probabilities, row.doubt_in_words, row.error])
     return out.getvalue()
 
 
@@ -224,8 +227,9 @@ def sorted_zip(job: Classification):
     handle = tempfile.TemporaryFile()
     used = set()
     with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        unsure = set(job.unsure_pictures().values_list("id", flat=True))
         for row in job.images.exclude(label="").order_by("name", "id").iterator():
-            folder = UNSURE_FOLDER if row.confidence < job.unsure_below else _folder_name(row.label)
+            folder = UNSURE_FOLDER if row.id in unsure else _folder_name(row.label)
             base = PurePosixPath(row.name).name or f"picture-{row.id}"
             target = f"{folder}/{base}"
             if target in used:  # two pictures of the same name from different folders

@@ -177,7 +177,7 @@ def classification_detail(request, pk):
     if shown_class:
         pictures = pictures.filter(label=shown_class)
     if only_unsure:
-        pictures = pictures.filter(confidence__lt=job.unsure_below)
+        pictures = pictures & job.unsure_pictures()
     page = Paginator(pictures.order_by(*SORTS[sort]), PAGE_SIZE).get_page(
         whole_number(request.GET.get("page"), 1, clamp=True) or 1)
     counts = job.class_counts() if job.is_finished else []
@@ -185,7 +185,7 @@ def classification_detail(request, pk):
     return render(request, "predict_app/classification.html", {
         "job": job, "status": _status(job), "page": page, "sort": sort, "shown_class": shown_class,
         "only_unsure": only_unsure, "unsure_form": UnsureForm(instance=job),
-        "unsure_count": job.images.exclude(label="").filter(confidence__lt=job.unsure_below).count(),
+        "unsure_count": job.unsure_pictures().count(),
         "counts": [(name, n, round(100 * n / most)) for name, n in counts],
         "problems": job.images.exclude(error="")[:200],
         "threshold_percent": round(100 * job.unsure_below),

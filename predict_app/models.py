@@ -17,9 +17,11 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
+from mlcore.familiarity import sure_in_words
 from mlcore.words import count
 
 FOLDER = "classifications"  # under the media root: classifications/<id>/ holds its pictures and thumbnails
+DOUBTS = {"far": "unlike the pictures it learned from", "spread": "between several classes"}
 
 
 class ClassificationQuerySet(models.QuerySet):
@@ -128,6 +130,10 @@ class Classification(models.Model):
         return bool(Classification.objects.filter(id=self.id, status=self.Status.FAILED).update(
             status=self.Status.QUEUED, error="", attempts=0, finished_at=None))
 
+    def unsure_pictures(self):
+        """The pictures the model doubted (mlcore/familiarity.py), and those below the owner's threshold."""
+        return self.images.exclude(label="").filter(models.Q(confidence__lt=self.unsure_below) | ~models.Q(doubt=""))
+
     def class_counts(self) -> list[tuple[str, int]]:
         """(class, pictures the model gave it) for every class of the model, most first."""
         found = dict(self.images.exclude(label="").values_list("label").annotate(n=models.Count("id")))
@@ -154,6 +160,8 @@ class ClassifiedImage(models.Model):
     label = models.CharField(max_length=255, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     probabilities = models.JSONField(null=True, blank=True)
+    # "far" (unlike the pictures the model learned from) or "spread" (between classes): mlcore/familiarity.py
+    doubt = models.CharField(max_length=8, blank=True)
     error = models.CharField(max_length=300, blank=True)
 
     class Meta:
@@ -167,6 +175,17 @@ class ClassifiedImage(models.Model):
     @property
     def is_pending(self):
         return self.confidence is None and not self.error
+
+    def is_unsure(self) -> bool:
+        return bool(self.doubt) or (self.confidence is not None and self.confidence < self.classification.unsure_below)
+
+    @property
+    def sure(self) -> str:
+        return sure_in_words(self.confidence) if self.confidence is not None else ""
+
+    @property
+    def doubt_in_words(self) -> str:
+        return DOUBTS.get(self.doubt, "")
 
 
 @receiver(post_delete, sender=Classification, dispatch_uid="classification-files")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from mlcore.familiarity import doubt_in_words, sure_in_words
 from mlcore.images import ImageRejected, ImageTooLarge, decode_reduced, image_to_array
 from mlcore.serving import ModelInfo, Predictor
 
@@ -47,9 +48,12 @@ def classify_uploads(predictor: Predictor, uploads) -> list[dict]:
             inputs.append(pixels)
             waiting.append(result)
     names = predictor.info.class_names
-    for result, probabilities in zip(waiting, predictor.predict_arrays(inputs)):
-        ranked = sorted(zip(names, probabilities.tolist()), key=lambda item: -item[1])
-        result.update({"label": ranked[0][0], "probability": ranked[0][1],
+    probabilities, judgements = predictor.judge_arrays(inputs)
+    for result, row, judgement in zip(waiting, probabilities, judgements):
+        ranked = sorted(zip(names, row.tolist()), key=lambda item: -item[1])
+        result.update({"label": names[judgement.best], "probability": judgement.confidence,
+                       "sure": sure_in_words(judgement.confidence), "doubt": judgement.doubt,
+                       "doubt_words": doubt_in_words(judgement, row, names),
                        "probabilities": [{"name": n, "p": p, "percent": round(100 * p, 1)} for n, p in ranked]})
     return results
 

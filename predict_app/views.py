@@ -23,5 +23,6 @@ def predict(request):
         "form": form, "results": results,
         "many_form": ManyZipForm(user=request.user, initial={"run": request.GET.get("run")}) if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
-        "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES, "max_file_bytes": settings.MAX_PREDICT_FILE_BYTES},
+        "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
+                   "max_file_bytes": settings.MAX_PREDICT_FILE_BYTES},
     })

@@ -18,7 +18,7 @@ from mlcore.budget import AFTER_TRAINING_SHARE
 from mlcore.evaluation import evaluate
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
 from mlcore.builder import build_model, unfreeze_top
-from mlcore.serving import ModelInfo, float32_twin, predict_batch, save_model
+from mlcore.serving import ModelInfo, fit_familiarity, float32_twin, predict_batch, save_model
 from mlcore.training import finished_epochs_in_backup, train_model
 
 from .models import ClaimLost, TrainingRun
@@ -100,6 +100,10 @@ def train_run(run: TrainingRun):
     # of the one that has the run now, and removes its own when finish() finds the claim gone.
     attempt_folder = run.model_folder / f"attempt-{run.attempts}"
     model_path, _ = save_model(model, info, attempt_folder)
+    run.record_phase("Learning what its pictures look like, to tell when it is shown something else")
+    familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed)
+    if familiarity is not None:
+        familiarity.save(attempt_folder)
     try:
         _finish(run, outcome, result, test_ids, model_path)
     except ClaimLost:

@@ -15,6 +15,7 @@ from datasets_app.models import Image
 from datasets_app.versions import freeze
 from housekeeping_app.quotas import queued_runs_refusal
 from mlcore.builder import SpecError, normalise_spec
+from mlcore.familiarity import sure_in_words
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 from .access import get_run_for_user
@@ -98,7 +99,7 @@ def run_detail(request, pk):
         images = (Image.objects.filter(dataset=run.dataset, id__in=[row[0] for row in run.wrong])
                   .select_related("image_class"))
         by_id = {image.id: image for image in images}
-        wrong = [{"image": by_id[i], "predicted": run.class_names[p], "probability": prob}
+        wrong = [{"image": by_id[i], "predicted": run.class_names[p], "probability": prob, "sure": sure_in_words(prob)}
                  for i, p, prob in run.wrong if i in by_id]
     status = run_status(run)
     return render(request, "training_app/detail.html", {

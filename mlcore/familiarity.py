@@ -1,0 +1,132 @@
+"""Knowing when to say "I don't know": a prediction is not trusted when the model hesitates between
+classes, or when the picture is unlike anything it learned from.
+
+- Spread: the most likely class has less than SPREAD_BELOW of the probability, or is less than
+  SPREAD_RATIO times as likely as the next one ("it could be a cat or a dog"; with two classes the
+  first always has half or more, so the ratio is what tells there).
+- Far: a model always names one of its classes, even for a street photo shown to a digits model (that
+  gave "3, 34 % sure"), and a softmax is often very sure of such pictures. So the layer before the
+  output ("features") is compared with the training pictures' features: the Mahalanobis distance to
+  the nearest class mean, with one covariance shared by the classes (Lee et al., 2018, "A simple
+  unified framework for detecting out-of-distribution samples"). A picture further away than
+  FAR_PERCENTILE % of the validation pictures counts as far.
+
+Measured on MNIST models given the 200 flower photos and random noise (benchmarks/dont_know.py;
+docs/benchmarks.md, "I don't know"): the Keras MNIST example's network flags 89 % of the flowers and all
+the noise (the usual rule, top probability under 0.5, flags 69 % and 51 %), and 1.5 % of the digits it
+was tested on; the dense network 92 % and all (13 % and 12 %), and 2.6 % of the digits. The statistics
+are fitted once, at the end of training, on at most MAX_FIT_IMAGES training pictures, and stored beside
+the model (familiarity.npz).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPREAD_BELOW = 0.5
+SPREAD_RATIO = 2.0
+FAR_PERCENTILE = 99.0
+MAX_FIT_IMAGES = 2000  # training pictures the class means and covariance are fitted on
+MAX_FEATURES = 512  # more features than this are reduced to this many directions first (see `fit`)
+FILE_NAME = "familiarity.npz"
+
+
+@dataclass
+class Familiarity:
+    # The Mahalanobis distance is a plain distance after a linear map: with the precision matrix
+    # P = W Wᵀ, (x - m)ᵀ P (x - m) = |xW - mW|². So W and the mapped class means are what is kept, and a
+    # picture costs one product with W, whatever the number of classes.
+    whitening: np.ndarray  # W: (features, at most MAX_FEATURES)
+    means: np.ndarray  # (classes, features): each class's mean features in training, mapped by W
+    far_above: float  # squared distance beyond which a picture is far from every class
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """Each picture's squared Mahalanobis distance to the nearest class mean."""
+        mapped = np.asarray(features, np.float32) @ self.whitening
+        squared = ((mapped ** 2).sum(axis=1)[:, None] - 2 * mapped @ self.means.T
+                   + (self.means ** 2).sum(axis=1)[None, :])
+        return np.maximum(squared.min(axis=1), 0.0)
+
+    def save(self, folder: Path) -> Path:
+        path = Path(folder) / FILE_NAME
+        np.savez(path, whitening=self.whitening, means=self.means, far_above=np.float32(self.far_above))
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> "Familiarity | None":
+        """The statistics saved beside a model; None for a model trained before they existed."""
+        path = Path(folder) / FILE_NAME
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            return cls(data["whitening"], data["means"], float(data["far_above"]))
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, held_out: np.ndarray) -> "Familiarity":
+        """Class means and a shrunk shared covariance from training features; the "far" line from
+        features of pictures training did not see (validation, else test). More than MAX_FEATURES
+        features (a Flatten last: 3,136 for the MNIST example's network) are first reduced to the
+        MAX_FEATURES directions in which the pictures of a class vary most."""
+        from sklearn.covariance import LedoitWolf
+
+        features = np.asarray(features, np.float64)
+        classes = np.unique(labels)
+        means = np.stack([features[labels == label].mean(axis=0) for label in classes])
+        centred = features - means[np.searchsorted(classes, labels)]
+        if features.shape[1] > MAX_FEATURES:
+            projection = np.linalg.svd(centred, full_matrices=False)[2][:MAX_FEATURES].T
+        else:
+            projection = np.eye(features.shape[1])
+        # Ledoit-Wolf shrinkage keeps the covariance invertible with fewer pictures than features.
+        covariance = LedoitWolf().fit(centred @ projection).covariance_
+        whitening = projection @ np.linalg.cholesky(np.linalg.inv(covariance))
+        familiarity = cls(whitening.astype(np.float32), (means @ whitening).astype(np.float32), 0.0)
+        familiarity.far_above = float(np.percentile(familiarity.distances(held_out), FAR_PERCENTILE))
+        return familiarity
+
+
+def features_and_probabilities(model):
+    """The model with two outputs: the layer before its output, and its probabilities."""
+    import keras
+
+    return keras.Model(model.inputs, [model.get_layer("probabilities").input, model.output],
+                       name="features_and_probabilities")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    best: int  # the class the model gives the most probability
+    confidence: float  # that probability
+    doubt: str  # "" when the answer can be trusted, "far" or "spread" otherwise
+
+
+def judge(probabilities: np.ndarray, distances: np.ndarray | None, familiarity: Familiarity | None) -> list[Judgement]:
+    judgements = []
+    for row, probability in enumerate(probabilities):
+        second, best = np.argsort(probability)[-2:]
+        confidence = float(probability[best])
+        doubt = ""
+        if familiarity is not None and distances is not None and distances[row] > familiarity.far_above:
+            doubt = "far"
+        elif confidence < SPREAD_BELOW or confidence < SPREAD_RATIO * float(probability[second]):
+            doubt = "spread"
+        judgements.append(Judgement(int(best), confidence, doubt))
+    return judgements
+
+
+def doubt_in_words(judgement: Judgement, probabilities, class_names: list[str]) -> str:
+    """What the page says instead of naming a class."""
+    if judgement.doubt == "far":
+        known = ", ".join(class_names[:6]) + (f" and {len(class_names) - 6} more" if len(class_names) > 6 else "")
+        return f"Not sure: this picture looks unlike the pictures it learned from, so it may not be one of: {known}."
+    if judgement.doubt == "spread":
+        first, second = np.argsort(-np.asarray(probabilities))[:2]
+        return f"Not sure: it could be {class_names[first]} or {class_names[second]}."
+    return ""
+
+
+def sure_in_words(confidence: float) -> str:
+    """How sure, written the one way every page writes it: "92 % sure"."""
+    return f"{round(100 * confidence)} % sure"
