@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .familiarity import MAX_FIT_IMAGES, Familiarity, Judgement, features_and_probabilities, judge
+from .familiarity import FIT_PIXELS, MAX_FIT_IMAGES, Familiarity, Judgement, features_and_probabilities, judge
 from .images import image_to_array
 
 
@@ -141,7 +141,8 @@ def fit_familiarity(model, x_train, y_train, x_held_out, seed: int = 0) -> Famil
     """Familiarity fitted from the model's own features; None without pictures held out to set the line."""
     if len(x_held_out) < 10:
         return None
-    picked = np.random.default_rng(seed).permutation(len(x_train))[:MAX_FIT_IMAGES]
+    fits = max(1, min(MAX_FIT_IMAGES, FIT_PIXELS // int(np.prod(x_train.shape[1:3]))))
+    picked = np.random.default_rng(seed).permutation(len(x_train))[:fits]
     both = features_and_probabilities(model)
     train_features = predict_batch(both, x_train[np.sort(picked)], output=0)
     held_out_features = predict_batch(both, x_held_out, output=0)
