@@ -38,7 +38,7 @@ FILE_NAME = "familiarity.npz"
 @dataclass
 class Familiarity:
     # The Mahalanobis distance is a plain distance after a linear map: with the precision matrix
-    # P = W Wᵀ, (x - m)ᵀ P (x - m) = |xW - mW|². So W and the mapped class means are what is kept, and a
+    # P = W Wᵀ (W from P's eigenvectors), (x - m)ᵀ P (x - m) = |xW - mW|². So W and the mapped class means are what is kept, and a
     # picture costs one product with W, whatever the number of classes.
     whitening: np.ndarray  # W: (features, at most MAX_FEATURES)
     means: np.ndarray  # (classes, features): each class's mean features in training, mapped by W
@@ -66,9 +66,10 @@ class Familiarity:
             return cls(data["whitening"], data["means"], float(data["far_above"]))
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray, held_out: np.ndarray) -> "Familiarity":
+    def fit(cls, features: np.ndarray, labels: np.ndarray, held_out: np.ndarray) -> "Familiarity | None":
         """Class means and a shrunk shared covariance from training features; the "far" line from
-        features of pictures training did not see (validation, else test). More than MAX_FEATURES
+        features of pictures training did not see (validation, else test); None when the features do not
+        vary at all. More than MAX_FEATURES
         features (a Flatten last: 3,136 for the MNIST example's network) are first reduced to the
         MAX_FEATURES directions in which the pictures of a class vary most."""
         from sklearn.covariance import LedoitWolf
@@ -81,9 +82,13 @@ class Familiarity:
             projection = np.linalg.svd(centred, full_matrices=False)[2][:MAX_FEATURES].T
         else:
             projection = np.eye(features.shape[1])
-        # Ledoit-Wolf shrinkage keeps the covariance invertible with fewer pictures than features.
-        covariance = LedoitWolf().fit(centred @ projection).covariance_
-        whitening = projection @ np.linalg.cholesky(np.linalg.inv(covariance))
+        # Ledoit-Wolf shrinkage keeps the covariance well conditioned with fewer pictures than features;
+        # directions in which the pictures do not vary at all (dead units) are left out.
+        variances, directions = np.linalg.eigh(LedoitWolf().fit(centred @ projection).covariance_)
+        kept = variances > max(variances.max(), 0.0) * 1e-9
+        if not kept.any():
+            return None
+        whitening = projection @ (directions[:, kept] / np.sqrt(variances[kept]))
         familiarity = cls(whitening.astype(np.float32), (means @ whitening).astype(np.float32), 0.0)
         familiarity.far_above = float(np.percentile(familiarity.distances(held_out), FAR_PERCENTILE))
         return familiarity

@@ -115,3 +115,18 @@ def test_a_trained_run_keeps_its_statistics_beside_its_model(user):
     assert run.status == "succeeded" and run.val_count >= 10
     assert (run.model_path.parent / "familiarity.npz").exists()
     assert predictor_for(run).familiarity is not None
+
+
+def test_a_transfer_network_is_judged_on_its_pooled_features(tmp_path):
+    """1,280 features after the pretrained base (EfficientNet-Lite0, whose weights come with the site),
+    more than MAX_FEATURES: reduced first."""
+    from mlcore.builder import build_model
+    from mlcore.presets import preset_spec
+    from mlcore.serving import fit_familiarity
+
+    model = build_model(preset_spec("efficientnet_lite0"), (32, 32, 3), 2, weights_dir=tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    familiarity = fit_familiarity(model, x, np.arange(40) % 2, x[:20])
+    assert familiarity.whitening.shape[0] == 1280 and familiarity.whitening.shape[1] <= MAX_FEATURES
+    assert familiarity.far_above > 0
