@@ -32,7 +32,7 @@ CLASS_NAME_LENGTH = ImageClass._meta.get_field("name").max_length
 
 
 IMAGE_COLUMNS = ("dataset", "image_class", "upload", "file", "thumbnail", "original_name", "split", "folder_split",
-                 "split_fixed", "label_conflict", "width", "height", "channels", "sha256")
+                 "split_fixed", "label_conflict", "width", "height", "channels", "sha256", "suggested_label")
 
 
 def insert_image_rows(rows):
@@ -165,7 +165,7 @@ class Ingestion:
         self.rows.append((
             self.dataset.id, image_class.id if image_class else None, self.upload.id, result.file,
             result.thumbnail, name, split, planned.split or "", False, False, result.width, result.height,
-            result.channels, digest,
+            result.channels, digest, "" if label else str(self.upload.suggestions.get(planned.name, ""))[:200],
         ))
 
     def _class_name(self, folder):

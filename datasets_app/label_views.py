@@ -74,6 +74,7 @@ def _image_json(dataset, image):
         "name": image.original_name,
         "width": image.width,
         "height": image.height,
+        "suggested": image.suggested_label,
         "labelUrl": reverse("datasets:inbox_label", args=[dataset.pk, image.id]),
     }
 
@@ -81,7 +82,8 @@ def _image_json(dataset, image):
 def _unlabelled_after(dataset, after=0, held=()):
     """The next unlabelled images by id, after `after`, leaving out the ones the page already holds."""
     images = dataset.images.filter(image_class__isnull=True, id__gt=after).exclude(id__in=held).order_by("id")
-    return [_image_json(dataset, image) for image in images.only("id", "original_name", "width", "height")[:QUEUE_SIZE]]
+    return [_image_json(dataset, image)
+            for image in images.only("id", "original_name", "width", "height", "suggested_label")[:QUEUE_SIZE]]
 
 
 # The inbox

@@ -251,6 +251,8 @@ class Upload(models.Model):
     # The browser's hash of the folder's file list (paths and sizes): picking the same
     # folder again continues this upload; another folder of the same name does not.
     fingerprint = models.CharField(max_length=64, blank=True)
+    # {file name: class}: what a model said of each picture sent from a classification to the inbox.
+    suggestions = models.JSONField(default=dict, blank=True)
     # Reading it
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
@@ -407,6 +409,9 @@ class Image(models.Model):
     split_fixed = models.BooleanField(default=False)
     # The same picture (by hash) is filed under another class too; left out of training until settled.
     label_conflict = models.BooleanField(default=False)
+    # For a picture in the inbox: the class a model gave it (sent from a classification), offered
+    # as the answer to accept with one key.
+    suggested_label = models.CharField(max_length=200, blank=True)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     channels = models.PositiveSmallIntegerField()

@@ -2,6 +2,8 @@ from django import forms
 from django.conf import settings
 
 from datasets_app.forms import FolderStartForm
+from datasets_app.models import Dataset
+from mlcore.words import whole_number
 from training_app.models import TrainingRun
 
 from .models import Classification
@@ -91,3 +93,25 @@ class UnsureForm(forms.ModelForm):
         self.instance.unsure_below = self.cleaned_data["percent"] / 100
         self.instance.save(update_fields=["unsure_below"])
         return self.instance
+
+
+class ToInboxForm(forms.Form):
+    """Pictures of a classification to send to one of the person's datasets, into its inbox."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), label="Dataset", empty_label=None)
+    which = forms.ChoiceField(choices=[("chosen", "the pictures ticked below"), ("unsure", "every “not sure” picture")],
+                              initial="chosen")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = Dataset.objects.visible_to(user)
+
+    def clean(self):
+        cleaned = super().clean()
+        # The ticked pictures' ids; anything else sent is left out (the view keeps only this job's).
+        ids = (whole_number(value) for value in self.data.getlist("pictures")[:settings.MAX_ZIP_ENTRIES])
+        cleaned["pictures"] = [number for number in ids if number is not None]
+        return cleaned
+
+    def message(self):
+        return " ".join(message for messages in self.errors.values() for message in messages)

@@ -18,6 +18,10 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from datasets_app.folder_upload import save_batch
+from datasets_app.models import Upload
+from datasets_app.sources import fit_upload_name
+from datasets_app.tasks import ingest
 from dlsite.heartbeat import Heartbeat
 from mlcore.archive import ArchiveRejected, plan_zip, read_entries, shown
 from mlcore.images import IMAGE_EXTENSIONS, ImageRejected, ImageTooLarge, decode_reduced, image_to_array, make_thumbnail
@@ -240,6 +244,32 @@ def sorted_zip(job: Classification):
                 archive.writestr(target, picture.read())
     handle.seek(0)
     return handle
+
+
+def send_to_inbox(job: Classification, pictures, dataset, user):
+    """Queue `pictures` (of `job`) to be read into the inbox of `dataset`, each with the class the model
+    gave it as a suggestion: an upload of loose files (no folder, so no label), read by the ingestion like
+    any other. Returns the upload."""
+    files, suggestions, used, size = [], {}, set(), 0
+    for picture in pictures.exclude(file=""):
+        name = PurePosixPath(picture.name).name or f"picture-{picture.id}"
+        if name in used:  # two pictures of one name from different folders
+            stem, suffix = os.path.splitext(name)
+            name = f"{stem}-{picture.id}{suffix}"
+        used.add(name)
+        files.append((name, picture.file))
+        size += picture.file.size
+        if picture.label:
+            suggestions[name] = picture.label
+    with transaction.atomic():
+        upload = Upload.objects.create(
+            dataset=dataset, kind=Upload.Kind.FOLDER, status=Upload.Status.QUEUED, created_by=user,
+            original_name=fit_upload_name(f"{len(files)} pictures from the classification “{job.name}”"),
+            expected_files=len(files), expected_batches=1, received_batches=[0], expected_bytes=size,
+            received_bytes=size, suggestions=suggestions)
+        save_batch(upload, 0, files)
+        ingest.delay_on_commit(upload.id)
+    return upload
 
 
 def _folder_name(label: str) -> str:

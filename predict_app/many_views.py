@@ -18,8 +18,8 @@ from dlsite.uploads import refusing_too_many_files, too_many_files_message
 from housekeeping_app import quotas
 from mlcore.words import count, whole_number
 
-from .forms import ManyFolderStartForm, ManyZipForm, UnsureForm
-from .many import Refused, check_zip, finish_receiving, receive_batch, results_csv, sorted_zip
+from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
+from .many import Refused, check_zip, finish_receiving, receive_batch, results_csv, send_to_inbox, sorted_zip
 from .models import Classification
 from .tasks import classify_many
 
@@ -184,7 +184,7 @@ def classification_detail(request, pk):
     most = max((n for _, n in counts), default=0) or 1
     return render(request, "predict_app/classification.html", {
         "job": job, "status": _status(job), "page": page, "sort": sort, "shown_class": shown_class,
-        "only_unsure": only_unsure, "unsure_form": UnsureForm(instance=job),
+        "only_unsure": only_unsure, "unsure_form": UnsureForm(instance=job), "inbox_form": ToInboxForm(user=request.user),
         "unsure_count": job.unsure_pictures().count(),
         "counts": [(name, n, round(100 * n / most)) for name, n in counts],
         "problems": job.images.exclude(error="")[:200],
@@ -238,6 +238,34 @@ def classification_picture(request, pk, picture_pk, thumbnail=False):
 
 @login_required
 @require_POST
+def classification_to_inbox(request, pk):
+    """Send chosen pictures (or all those the model was not sure of) to a dataset's inbox, each with the
+    model's class as a suggestion, so that they can be labelled and used in the next training."""
+    job = get_classification_for_user(request, pk)
+    form = ToInboxForm(request.POST, user=request.user)
+    if not form.is_valid():
+        messages.error(request, form.message())
+        return redirect("predict:classification", pk=pk)
+    if form.cleaned_data["which"] == "unsure":
+        pictures = job.unsure_pictures()
+    else:
+        pictures = job.images.filter(id__in=form.cleaned_data["pictures"])
+    pictures = pictures.exclude(file="")
+    if not pictures.exists():
+        messages.error(request, "Choose the pictures to send first: tick them in the gallery.")
+        return redirect("predict:classification", pk=pk)
+    dataset = form.cleaned_data["dataset"]
+    if refusal := quotas.upload_refusal(request.user, sum(p.file.size for p in pictures)):
+        messages.error(request, refusal)
+        return redirect("predict:classification", pk=pk)
+    upload = send_to_inbox(job, pictures, dataset, request.user)
+    messages.info(request, f"{count(upload.expected_files, 'picture')} are being added to the inbox of “{dataset.name}”, "
+                           "each with the class the model gave it, to accept with one key.")
+    return redirect("datasets:detail", pk=dataset.pk)
+
+
+@login_required
+@require_POST
 def classification_retry(request, pk):
     job = get_classification_for_user(request, pk)
     if job.retry():
@@ -274,6 +302,7 @@ urlpatterns = [
     path("many/<int:pk>/pictures/<int:picture_pk>/", classification_picture, name="classification_picture"),
     path("many/<int:pk>/pictures/<int:picture_pk>/thumbnail/", classification_picture, {"thumbnail": True},
          name="classification_thumbnail"),
+    path("many/<int:pk>/to-inbox/", classification_to_inbox, name="classification_to_inbox"),
     path("many/<int:pk>/retry/", classification_retry, name="classification_retry"),
     path("many/<int:pk>/delete/", classification_delete, name="classification_delete"),
 ]

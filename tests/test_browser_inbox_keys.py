@@ -68,3 +68,33 @@ def test_letters_pick_classes_named_by_them_and_skip_and_undo_keep_their_keys(br
     assert label_of(ids[1]) is None
 
     assert js_errors == []
+
+
+def test_enter_accepts_the_class_a_model_suggested(browser_page, live_server):  # noqa: F811
+    """Pictures sent from a classification carry the model's class: Enter (or the button) files them there;
+    a picture without a suggestion shows none, and Enter does nothing to it."""
+    page, js_errors = browser_page
+    sign_up(page, live_server.url)
+    owner = get_user_model().objects.get(username="browser-user")
+    files = {f"{name}/0.png": image_bytes("spot", 16, seed=i) for i, name in enumerate(["cats", "dogs"])}
+    files.update({f"loose-{i}.png": image_bytes("horizontal", 16, seed=10 + i) for i in range(3)})
+    dataset = ingest(owner, files, name="Pets")
+    ids = list(dataset.images.filter(image_class__isnull=True).order_by("id").values_list("id", flat=True))
+    dataset.images.filter(id=ids[0]).update(suggested_label="dogs")
+    dataset.images.filter(id=ids[1]).update(suggested_label="cats")
+    image_url = [reverse("datasets:image", args=[dataset.pk, image_id]) for image_id in ids]
+
+    page.goto(f"{live_server.url}{reverse('datasets:inbox', args=[dataset.pk])}")
+    expect(page.locator("#inbox-suggested")).to_contain_text("A model said dogs.")
+    page.keyboard.press("Enter")
+    expect(shown_image(page)).to_have_attribute("src", image_url[1])
+    wait_for(lambda: label_of(ids[0]) == "dogs", timeout=10, what="the picture to be filed under dogs")
+    expect(page.locator("#inbox-suggested")).to_contain_text("A model said cats.")
+    page.get_by_role("button", name="Accept").click()
+    expect(shown_image(page)).to_have_attribute("src", image_url[2])
+    wait_for(lambda: label_of(ids[1]) == "cats", timeout=10, what="the picture to be filed under cats")
+    expect(page.locator("#inbox-suggested")).to_be_hidden()
+    page.keyboard.press("Enter")
+    expect(shown_image(page)).to_have_attribute("src", image_url[2])
+    assert label_of(ids[2]) is None
+    assert js_errors == []

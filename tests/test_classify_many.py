@@ -27,10 +27,10 @@ def model(shapes):
     return run
 
 
-def pictures(n=12):
+def pictures(n=12, seed=0):
     """(name, bytes) of `n` shape pictures in two folders, the folder names not being classes."""
-    return [(f"{'day1' if i % 2 else 'day2'}/{CLASSES[i % 3]}-{i}.png", image_bytes(CLASSES[i % 3], 16, seed=i))
-            for i in range(n)]
+    return [(f"{'day1' if i % 2 else 'day2'}/{CLASSES[i % 3]}-{i}.png",
+             image_bytes(CLASSES[i % 3], 16, seed=seed + i)) for i in range(n)]
 
 
 def start_zip(alice, model, files):
@@ -220,3 +220,38 @@ def django_capture_on_commit():
     from django.test import TestCase
 
     return TestCase.captureOnCommitCallbacks(execute=True)
+
+
+def test_chosen_pictures_go_to_a_datasets_inbox_with_the_models_class_suggested(alice, model, shapes):
+    from datasets_app.ingestion import ingest_upload
+    from datasets_app.models import Upload
+
+    job = start_zip(alice, model, pictures(6, seed=5000))  # pictures the dataset does not have already
+    classify_many(job.id)
+    chosen = list(job.images.order_by("id")[:2])
+    response = alice.post(reverse("predict:classification_to_inbox", args=[job.pk]),
+                          {"dataset": shapes.pk, "which": "chosen", "pictures": [p.pk for p in chosen] + ["x", "99999"]})
+    assert response.status_code == 302 and response["Location"] == reverse("datasets:detail", args=[shapes.pk])
+    upload = shapes.uploads.get(status="queued")
+    assert upload.expected_files == 2 and upload.suggestions == {p.name.split("/")[-1]: p.label for p in chosen}
+    ingest_upload(Upload.objects.claim(upload.id))
+    added = shapes.images.filter(upload=upload)
+    assert sorted(added.values_list("original_name", "suggested_label", "image_class")) == sorted(
+        (p.name.split("/")[-1], p.label, None) for p in chosen)
+    queue = alice.get(reverse("datasets:inbox_queue", args=[shapes.pk])).json()["images"]
+    assert {image["suggested"] for image in queue if image["name"] in upload.suggestions} == {p.label for p in chosen}
+
+
+def test_sending_nothing_or_to_someone_elses_dataset_is_refused(alice, model, other_user):
+    from datasets_app.models import Dataset
+
+    job = start_zip(alice, model, pictures(3))
+    classify_many(job.id)
+    theirs = Dataset.objects.create(owner=other_user, name="Theirs")
+    url = reverse("predict:classification_to_inbox", args=[job.pk])
+    refused = alice.post(url, {"dataset": theirs.pk, "which": "chosen", "pictures": [job.images.first().pk]},
+                         follow=True)
+    assert "Select a valid choice" in refused.content.decode() and not theirs.uploads.exists()
+    mine = Dataset.objects.create(owner=job.owner, name="Mine")
+    empty = alice.post(url, {"dataset": mine.pk, "which": "chosen"}, follow=True)
+    assert "Choose the pictures to send first" in empty.content.decode() and not mine.uploads.exists()

@@ -180,6 +180,7 @@
     picture.dataset.imageId = image.id;
     byId("inbox-name").textContent = image.name;
     byId("inbox-size").textContent = `${image.width} × ${image.height} pixels`;
+    showSuggestion(image);
     preloaded.delete(image.id);
     preloadNext();
     if (queue.length < REFILL_BELOW && !exhausted) {
@@ -241,6 +242,22 @@
     showCurrent();
   }
 
+  // A picture sent from a classification carries the class its model gave it: one key accepts it.
+  function suggestedClass(image) {
+    return image && image.suggested ? classes.find((imageClass) => imageClass.name === image.suggested) : null;
+  }
+
+  function showSuggestion(image) {
+    const suggested = suggestedClass(image);
+    byId("inbox-suggested").hidden = !suggested;
+    if (suggested) byId("inbox-suggested-class").textContent = suggested.name;
+  }
+
+  function acceptSuggestion() {
+    const suggested = suggestedClass(queue[0]);
+    if (suggested && !byId("inbox").hidden) label(suggested.id);
+  }
+
   function skip() {
     const image = queue.shift();
     if (!image) return;
@@ -255,6 +272,7 @@
     }
   });
   byId("inbox-skip").addEventListener("click", skip);
+  byId("inbox-accept").addEventListener("click", acceptSuggestion);
   byId("inbox-undo").addEventListener("click", undo);
   byId("inbox-empty-undo").addEventListener("click", undo);
 
@@ -268,6 +286,9 @@
     } else if (event.key === "z" || event.key === "Z" || event.key === "Backspace") {
       event.preventDefault();
       undo();
+    } else if (event.key === "Enter" && !event.target.closest("button, a") && suggestedClass(queue[0])) {
+      event.preventDefault();
+      acceptSuggestion();
     } else if (event.key === "s" || event.key === "S") {
       event.preventDefault();
       if (!byId("inbox").hidden) skip();
