@@ -238,7 +238,7 @@ def soak(args, processes, data_dir):
 
     from train import import_zip, press_train  # the same harness as the training benchmarks
     from datasets_app.models import Dataset, Image, Upload
-    from datasets_app.upload_views import _start_upload
+    from datasets_app.starting import start_zip_upload
     from django.core.files.base import ContentFile
     from training_app.models import EpochMetric, TrainingRun
 
@@ -282,7 +282,7 @@ def soak(args, processes, data_dir):
     uploads = []
     for number in range(2):
         dataset = Dataset.objects.create(owner=user, name=f"soak upload {number + 1}")
-        uploads.append(_start_upload(dataset, f"digits-{number + 1}.zip",
+        uploads.append(start_zip_upload(dataset, f"digits-{number + 1}.zip",
                                      ContentFile(mnist_zip(1000 + number * args.images, args.images)), user))
     runs = [press_train(base, user, small | {"epochs": 12, "seed": seed})[0] for seed in (1, 2)]
 

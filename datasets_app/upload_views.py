@@ -34,21 +34,14 @@ from .forms import (
 )
 from .folder_upload import BatchRefused, discard_receiving, finish_receiving, receive_batch, save_batch
 from .sample_data import sample_digits_zip
-from .sources import archive_limits, fit_upload_name, zip_storage_name
+from .starting import start_zip_upload
+from .sources import archive_limits, fit_upload_name
 from dlsite.uploads import refusing_too_many_files, too_many_files_message
 from housekeeping_app import quotas
 
 from .models import Dataset, Upload
 from .tasks import ingest
 from .access import get_dataset_for_user
-
-
-def _start_upload(dataset, name, fileobj, user):
-    upload = Upload(dataset=dataset, original_name=fit_upload_name(name), created_by=user)
-    upload.file.save(zip_storage_name(name), fileobj, save=False)
-    upload.save()
-    ingest.delay_on_commit(upload.id)
-    return upload
 
 
 def _within_quota(form, user, field):
@@ -76,7 +69,7 @@ def dataset_list(request):
             with transaction.atomic():
                 dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name(),
                                                  **form.split_fractions())
-                _start_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"], request.user)
+                start_zip_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"], request.user)
             return redirect("datasets:detail", pk=dataset.pk)
     datasets = Dataset.objects.visible_to(request.user).prefetch_related("uploads")
     return render(request, "datasets_app/list.html", {"datasets": datasets, "form": form, "limits": _limits()})
@@ -90,7 +83,7 @@ def create_sample(request):
         return redirect("datasets:list")
     with transaction.atomic():
         dataset = Dataset.objects.create(owner=request.user, name="Handwritten digits (sample)")
-        _start_upload(dataset, "digits.zip", ContentFile(sample_digits_zip()), request.user)
+        start_zip_upload(dataset, "digits.zip", ContentFile(sample_digits_zip()), request.user)
     messages.info(request, "The sample digits are being read; this takes a few seconds.")
     return redirect("datasets:detail", pk=dataset.pk)
 
@@ -105,7 +98,7 @@ def add_images(request, pk):
         form = AddZipForm(request.POST, request.FILES)
         if _within_quota(form, request.user, "file"):
             with transaction.atomic():
-                _start_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"], request.user)
+                start_zip_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"], request.user)
             return redirect("datasets:detail", pk=dataset.pk)
     return _add_page(request, dataset, form, LooseImagesForm())
 

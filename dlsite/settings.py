@@ -107,8 +107,36 @@ INSTALLED_APPS = [
     "pretrained_app",
     "housekeeping_app",
     "accounts_app",
+    "api_app",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the docs page's Swagger UI, served from local files
     "axes",
 ]
+
+# The API for programs (api_app): a token per program, or the session of a person signed in; errors as
+# JSON with a plain `message`; API_RATE requests per token (counted per web process).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api_app.auth.TokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["api_app.auth.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api_app.auth.plain_errors",
+}
+API_RATE = os.environ.get("API_RATE") or "1200/min"
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Image classifier API",
+    "DESCRIPTION": "Train image classifiers and use them from your programs. Authenticate with "
+                   "`Authorization: Bearer <token>`, a token made on the site's “API tokens” page.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # the docs are for people with an account
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -15,5 +15,6 @@ urlpatterns = [
     path("predict/", include("predict_app.urls")),
     path("pretrained/", include("pretrained_app.urls")),
     path("housekeeping/", include("housekeeping_app.urls")),
+    path("api/", include("api_app.urls")),
     path("admin/", admin.site.urls),
 ]

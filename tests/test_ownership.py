@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from api_app.models import ApiToken
 from datasets_app.models import Dataset, Image, ImageClass, Upload
 from predict_app.models import Classification, ClassifiedImage
 from mlcore.pretrained import CATALOGUE
@@ -39,6 +40,7 @@ PERSONAL = {
     "datasets:list", "datasets:sample", "datasets:folder_start_new",
     "training:list", "training:queue", "training:queue_status", "training:builder_check",
     "predict:index", "predict:many_zip", "predict:folder_start",
+    "api:tokens", "api:models", "api:datasets", "api:schema", "api:docs",
 }
 
 # Pages only for staff: everyone else gets a 404 (or 403).
@@ -52,6 +54,8 @@ OBJECT_BY_KWARG = {
     ("training", "pk"): "run",
     ("predict", "pk"): "classification",
     "picture_pk": "picture",
+    "classification_pk": "classification",
+    "token_pk": "token",
     "dataset_pk": "dataset",
     "image_pk": "image",
     "class_pk": "class",
@@ -185,7 +189,8 @@ def owned(user, settings):
                               probabilities=[0.9, 0.1])
     picture.file.save("1.png", ContentFile(image_bytes("spot", 8)))
     return {"dataset": dataset, "image": image, "class": image_class, "upload": upload, "version": run.version,
-            "run": run, "classification": classification, "picture": picture}
+            "run": run, "classification": classification, "picture": picture,
+            "token": ApiToken.objects.create_for(user, "a program")[0]}
 
 
 def state(owned):
@@ -197,7 +202,8 @@ def state(owned):
             "uploads": sorted(dataset.uploads.values_list("id", "status")),
             "runs": sorted(TrainingRun.objects.filter(dataset=dataset).values_list("id", "status", "cancel_requested")),
             "classifications": sorted(Classification.objects.filter(run__dataset=dataset).values_list(
-                "id", "status", "unsure_below"))}
+                "id", "status", "unsure_below")),
+            "tokens": sorted(ApiToken.objects.filter(owner=dataset.owner).values_list("id", "revoked_at"))}
 
 
 # ---- The checks

@@ -2,7 +2,6 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.db.models import Max
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
@@ -12,8 +11,6 @@ from django.views.decorators.http import require_POST
 
 from datasets_app.access import get_dataset_for_user
 from datasets_app.models import Image
-from datasets_app.versions import freeze
-from housekeeping_app.quotas import queued_runs_refusal
 from mlcore.builder import SpecError, normalise_spec
 from mlcore.familiarity import sure_in_words
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
@@ -22,7 +19,7 @@ from .access import get_run_for_user
 from .forms import TrainingRunForm
 from .models import TrainingRun
 from .presenters import budget_facts, result_in_words, run_status, settings_in_words, table_row, time_estimate
-from .tasks import train
+from .starting import start_run
 
 
 @login_required
@@ -31,17 +28,7 @@ def run_new(request, dataset_pk):
     suggested = TrainingRunForm.defaults_for(dataset)
     if request.method == "POST":
         form = TrainingRunForm.filled_in(request.POST, dataset, suggested)
-        if form.is_valid() and (refusal := queued_runs_refusal(request.user)):
-            form.add_error(None, refusal)  # the person's limit of runs at once (settings.QUOTA_QUEUED_RUNS)
-        if form.is_valid():
-            run = form.save(commit=False)
-            if run.image_size == suggested["image_size"]:  # left as suggested: the budget may make it smaller
-                run.image_size = budget_facts(dataset, run.settings())["image_size"]
-            run.owner, run.dataset = request.user, dataset
-            with transaction.atomic():
-                run.version = freeze(dataset, request.user)
-                run.save()
-                train.delay_on_commit(run.id)  # the worker must never read an uncommitted row
+        if form.is_valid() and (run := start_run(form, dataset, request.user, suggested)):
             return redirect("training:detail", pk=run.pk)
     else:
         # "Train again with changes" opens the form with an earlier run's settings.

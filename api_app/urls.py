@@ -1,0 +1,24 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import token_views, views
+
+app_name = "api"
+urlpatterns = [
+    path("tokens/", token_views.tokens, name="tokens"),
+    path("tokens/<int:token_pk>/revoke/", token_views.revoke, name="token_revoke"),
+    path("v1/models/", views.ModelList.as_view(), name="models"),
+    path("v1/models/<int:run_pk>/", views.ModelDetail.as_view(), name="model"),
+    path("v1/models/<int:run_pk>/download/", views.ModelDownload.as_view(), name="model_download"),
+    path("v1/models/<int:run_pk>/classify/", views.Classify.as_view(), name="classify"),
+    path("v1/models/<int:run_pk>/classifications/", views.ClassificationStart.as_view(), name="classification_start"),
+    path("v1/classifications/<int:classification_pk>/", views.ClassificationDetail.as_view(), name="classification"),
+    path("v1/classifications/<int:classification_pk>/results/", views.ClassificationResults.as_view(),
+         name="classification_results"),
+    path("v1/datasets/", views.DatasetList.as_view(), name="datasets"),
+    path("v1/datasets/<int:dataset_pk>/", views.DatasetDetail.as_view(), name="dataset"),
+    path("v1/datasets/<int:dataset_pk>/runs/", views.RunStart.as_view(), name="run_start"),
+    path("v1/runs/<int:run_pk>/", views.RunDetail.as_view(), name="run"),
+    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("v1/docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,178 @@
+"""The API for programs: tokens (made, shown once, stored hashed, revoked), the same ownership rules as
+the pages, JSON errors in plain words, throttling per token, classifying pictures (multipart and base64),
+classifications, datasets and runs; and, last, a program driving it with `requests` against the running
+server."""
+import base64
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from api_app.models import ApiToken, digest
+from datasets_app.ingestion import ingest_upload
+from datasets_app.models import Dataset, Upload
+from predict_app.models import Classification
+from predict_app.tasks import classify_many
+from tests.conftest import new_run
+from tests.images import CLASSES, image_bytes, labelled_zip, make_zip
+from training_app.models import TrainingRun
+from training_app.tasks import train
+
+
+@pytest.fixture
+def model(shapes):
+    run = new_run(shapes, epochs=2)
+    train(run.id)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return run
+
+
+@pytest.fixture
+def key(user):
+    return ApiToken.objects.create_for(user, "tests")[1]
+
+
+def bearer(key):
+    return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+
+def test_a_token_is_shown_once_and_only_its_hash_is_kept(alice, user):
+    page = alice.post(reverse("api:tokens"), {"name": "shop till"})
+    key = page.context["new_key"]
+    assert key.startswith("icl_") and key in page.content.decode()
+    token = ApiToken.objects.get(owner=user)
+    assert token.key_hash == digest(key) and key not in (token.shown, token.key_hash, token.name)
+    assert key not in alice.get(reverse("api:tokens")).content.decode()  # never shown again
+    assert token.shown in alice.get(reverse("api:tokens")).content.decode()
+
+
+def test_without_a_token_or_with_a_wrong_or_revoked_one_programs_are_refused(client, user, key):
+    url = reverse("api:models")
+    assert client.get(url).status_code == 401
+    wrong = client.get(url, **bearer("icl_not-a-token"))
+    assert wrong.status_code == 401 and wrong.json() == {"message": "This token is not one this site made."}
+    assert client.get(url, **bearer(key)).status_code == 200
+    assert ApiToken.objects.get().last_used_at is not None
+    ApiToken.objects.get().revoke()
+    revoked = client.get(url, **bearer(key))
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["message"]
+
+
+def test_only_the_owner_reaches_a_model(client, model, key, other_user):
+    mine = client.get(reverse("api:models"), **bearer(key)).json()["models"]
+    assert [m["id"] for m in mine] == [model.id] and mine[0]["classes"] == sorted(CLASSES)
+    theirs = ApiToken.objects.create_for(other_user, "theirs")[1]
+    assert client.get(reverse("api:models"), **bearer(theirs)).json() == {"models": []}
+    refused = client.get(reverse("api:model", args=[model.id]), **bearer(theirs))
+    assert refused.status_code == 404 and "message" in refused.json()
+    download = client.get(reverse("api:model_download", args=[model.id]), **bearer(key))
+    assert download.status_code == 200 and b"".join(download.streaming_content)[:2] == b"PK"
+
+
+def test_pictures_are_classified_from_multipart_and_from_base64(client, model, key):
+    url = reverse("api:classify", args=[model.id])
+    files = [SimpleUploadedFile("a.png", image_bytes("spot", 16)), SimpleUploadedFile("b.png", b"no picture")]
+    answer = client.post(url, {"images": files}, **bearer(key)).json()
+    good, bad = answer["results"]
+    assert good["class"] in CLASSES and set(good["probabilities"]) == set(CLASSES)
+    assert good["confidence"] == pytest.approx(max(good["probabilities"].values()), abs=1e-5)
+    assert isinstance(good["not_sure"], bool) and bad == {"name": "b.png", "error": bad["error"]}
+    as_json = client.post(url, {"images": [{"name": "a.png", "data": base64.b64encode(image_bytes("spot", 16)).decode()}]},
+                          content_type="application/json", **bearer(key)).json()
+    assert as_json["results"][0]["probabilities"] == pytest.approx(good["probabilities"], abs=1e-5)
+    for body, words in [({"images": "x"}, "base64"), ({"images": [{"data": "***"}]}, "not base64"),
+                        ({"images": []}, "at least one picture")]:
+        refused = client.post(url, body, content_type="application/json", **bearer(key))
+        assert refused.status_code == 400 and words in refused.json()["message"]
+
+
+def test_many_pictures_in_a_zip_become_a_classification(client, model, key):
+    archive = make_zip({f"{i}.png": image_bytes(CLASSES[i % 3], 16, seed=i) for i in range(5)})
+    started = client.post(reverse("api:classification_start", args=[model.id]),
+                          {"file": SimpleUploadedFile("p.zip", archive)}, **bearer(key))
+    assert started.status_code == 201 and started.json()["status"] == "queued"
+    job_id = started.json()["id"]
+    classify_many(job_id)
+    state = client.get(reverse("api:classification", args=[job_id]), **bearer(key)).json()
+    assert (state["status"], state["done"], state["total"]) == ("done", 5, 5)
+    first = client.get(reverse("api:classification_results", args=[job_id]) + "?limit=3", **bearer(key)).json()
+    second = client.get(first["next"], **bearer(key)).json()
+    pictures = first["pictures"] + second["pictures"]
+    assert second["next"] is None and sorted(p["name"] for p in pictures) == [f"{i}.png" for i in range(5)]
+    assert all(p["class"] in CLASSES and set(p["probabilities"]) == set(CLASSES) for p in pictures)
+    refused = client.post(reverse("api:classification_start", args=[model.id]),
+                          {"file": SimpleUploadedFile("p.zip", b"not a zip")}, **bearer(key))
+    assert refused.status_code == 400 and "not a zip archive" in refused.json()["message"]
+    assert Classification.objects.count() == 1
+
+
+def test_a_dataset_from_a_zip_then_a_run_with_chosen_settings(client, user, key):
+    made = client.post(reverse("api:datasets"), {"file": SimpleUploadedFile("shapes.zip", labelled_zip(per_class=10)),
+                                                 "name": "From a program"}, **bearer(key))
+    assert made.status_code == 201 and made.json()["name"] == "From a program"
+    dataset = Dataset.objects.get(pk=made.json()["id"])
+    ingest_upload(Upload.objects.claim(dataset.uploads.get().id))
+    state = client.get(reverse("api:dataset", args=[dataset.id]), **bearer(key)).json()
+    assert state["images"] == 30 and state["last_upload"]["status"] == "done"
+
+    refused = client.post(reverse("api:run_start", args=[dataset.id]), {"epochs": 0}, content_type="application/json",
+                          **bearer(key))
+    assert refused.status_code == 400 and "epochs" in refused.json()["message"]
+    started = client.post(reverse("api:run_start", args=[dataset.id]),
+                          {"preset": "dense", "epochs": 2, "optimizer": "sgd", "augment_flip": "horizontal",
+                           "use_all_gpus": False}, content_type="application/json", **bearer(key))
+    assert started.status_code == 201, started.json()
+    run = TrainingRun.objects.get(pk=started.json()["id"])
+    assert (run.preset, run.epochs, run.optimizer, run.augmentation["flip"]) == ("dense", 2, "sgd", "horizontal")
+    train(run.id)
+    state = client.get(reverse("api:run", args=[run.id]), **bearer(key)).json()
+    assert state["status"] == "succeeded" and len(state["metrics"]) == 2 and state["settings"]["optimizer"] == "sgd"
+
+
+def test_each_token_is_throttled(client, user, key, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.API_RATE = "3/min"
+    answers = [client.get(reverse("api:models"), **bearer(key)).status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
+    assert "throttled" in client.get(reverse("api:models"), **bearer(key)).json()["message"].lower()
+    other = ApiToken.objects.create_for(user, "another program")[1]
+    assert client.get(reverse("api:models"), **bearer(other)).status_code == 200  # a token of its own
+    cache.clear()
+
+
+def test_the_schema_and_the_docs_page_come_from_this_site(alice):
+    schema = alice.get(reverse("api:schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert schema["openapi"].startswith("3.") and "/api/v1/models/{run_pk}/classify/" in schema["paths"]
+    assert schema["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+    page = alice.get(reverse("api:docs")).content.decode()
+    assert "drf_spectacular_sidecar/swagger-ui-dist" in page and "cdn" not in page.lower()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_program_uses_the_api_with_requests_against_the_running_server(live_server, shapes, user):
+    import requests
+
+    run = new_run(shapes, epochs=2)
+    train(run.id)
+    key = ApiToken.objects.create_for(user, "a program")[1]
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {key}"
+    base = f"{live_server.url}/api/v1"
+    models = session.get(f"{base}/models/", timeout=30).json()["models"]
+    assert [m["id"] for m in models] == [run.id]
+    answer = session.post(f"{base}/models/{run.id}/classify/", timeout=60,
+                          files=[("images", ("a.png", image_bytes("spot", 16), "image/png")),
+                                 ("images", ("b.png", image_bytes("vertical", 16, seed=3), "image/png"))])
+    assert answer.status_code == 200 and [r["class"] in CLASSES for r in answer.json()["results"]] == [True, True]
+    as_json = session.post(f"{base}/models/{run.id}/classify/", timeout=60, json={
+        "images": [{"name": "a.png", "data": base64.b64encode(image_bytes("spot", 16)).decode()}]})
+    assert as_json.json()["results"][0]["name"] == "a.png"
+    model_file = session.get(f"{base}/models/{run.id}/download/", timeout=60)
+    assert model_file.status_code == 200 and zipfile.is_zipfile(io.BytesIO(model_file.content))
+    missing = session.get(f"{base}/models/999999/", timeout=30)
+    assert missing.status_code == 404 and missing.json()["message"]

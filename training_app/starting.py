@@ -1,0 +1,25 @@
+"""Starting a run from a filled-in training form: the one way the training page and the API start one."""
+from django.db import transaction
+
+from datasets_app.versions import freeze
+from housekeeping_app.quotas import queued_runs_refusal
+
+from .presenters import budget_facts
+from .tasks import train
+
+
+def start_run(form, dataset, user, suggested):
+    """The run the valid `form` describes, saved on a frozen version of the dataset and queued; None, with
+    the reason added to the form, when the person's limit of runs at once is reached."""
+    if refusal := queued_runs_refusal(user):  # settings.QUOTA_QUEUED_RUNS
+        form.add_error(None, refusal)
+        return None
+    run = form.save(commit=False)
+    if run.image_size == suggested["image_size"]:  # left as suggested: the budget may make it smaller
+        run.image_size = budget_facts(dataset, run.settings())["image_size"]
+    run.owner, run.dataset = user, dataset
+    with transaction.atomic():
+        run.version = freeze(dataset, user)
+        run.save()
+        train.delay_on_commit(run.id)  # the worker must never read an uncommitted row
+    return run
