@@ -27,11 +27,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+# Chromium's own test camera (a moving pattern) instead of a real one, allowed without asking.
+FAKE_CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
 @pytest.fixture
-def browser_page():
-    """A fresh page in headless Chromium, and the list its JavaScript errors are collected in."""
+def browser_page(request):
+    """A fresh page in headless Chromium, and the list its JavaScript errors are collected in. A test
+    marked `fake_camera` gets Chromium's test camera."""
+    args = CHROMIUM_ARGS + (FAKE_CAMERA_ARGS if request.node.get_closest_marker("fake_camera") else [])
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors = []
         page.on("console", lambda message: _record_console_error(errors, message))

@@ -70,3 +70,27 @@ def test_a_zip_of_pictures_is_classified_by_the_worker(celery_workers, live_serv
     expect(page.get_by_role("link", name="Spreadsheet (CSV)")).to_be_visible()
     assert page.locator(".class-counts tr").count() == len(CLASSES)
     assert errors == []
+
+
+@pytest.mark.fake_camera
+def test_the_camera_shows_what_the_model_sees_and_keeps_a_photo(live_server, browser_page):  # noqa: F811
+    """Chromium's test camera: the three most likely classes are shown live, several answers a second,
+    and "Take photo" keeps the frame with what the model said of it."""
+    page, errors = browser_page
+    sign_up(page, live_server.url)
+    run = trained_model_for("browser-user")
+
+    page.goto(f"{live_server.url}/predict/?run={run.pk}")
+    page.get_by_role("button", name="Start the camera").click()
+    expect(page.locator("#camera-top tr")).to_have_count(3, timeout=30_000)
+    expect(page.locator("#camera-rate")).to_contain_text("answers a second", timeout=30_000)
+    rows = page.locator("#camera-top tr td:first-child").all_text_contents()
+    assert sorted(rows) == sorted(CLASSES)
+    page.get_by_role("button", name="Take photo").click()
+    caption = page.locator(".camera-photo figcaption")
+    expect(caption).not_to_have_text("Classifying…", timeout=30_000)
+    expect(caption).to_contain_text("% sure")
+    assert page.locator(".camera-photo img").get_attribute("src").startswith("data:image/jpeg;base64,")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_role("button", name="Start the camera")).to_be_visible()
+    assert errors == []
