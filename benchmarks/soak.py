@@ -62,6 +62,31 @@ def services(database_url, broker_url):
     return None
 
 
+def own_site(name, port, **extra_env):
+    """A database of the benchmark's own on PostgreSQL, a Redis database, a fresh data folder, and the
+    environment for the site's processes; None and why, when PostgreSQL, Redis or MNIST is missing.
+    Returns (env, data_dir, remove) where remove() drops the database and the folder."""
+    server_url = os.environ.get("SOAK_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    broker_url = os.environ.get("SOAK_REDIS_URL", "redis://127.0.0.1:6379/5")
+    why_not = services(server_url, broker_url) or (None if MNIST_ZIP.is_file() else f"no {MNIST_ZIP}")
+    if why_not:
+        return None, why_not
+    db_name = f"{name}_{os.getpid()}"
+    make_database(server_url, db_name)
+    database_url = urlparse(server_url)._replace(path=f"/{db_name}").geturl()
+    data_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    os.environ.update(DATA_DIR=str(data_dir), DATABASE_URL=database_url, CELERY_BROKER_URL=broker_url,
+                      DJANGO_SETTINGS_MODULE="dlsite.settings", **extra_env)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PORT=str(port), HOST="127.0.0.1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    sys.path.insert(0, str(ROOT))
+
+    def remove():
+        shutil.rmtree(data_dir, ignore_errors=True)
+        drop_database(server_url, db_name)
+    return (env, data_dir, remove), None
+
+
 def make_database(server_url, name):
     import psycopg
 
@@ -190,21 +215,11 @@ def main():
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
 
-    server_url = os.environ.get("SOAK_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    broker_url = os.environ.get("SOAK_REDIS_URL", "redis://127.0.0.1:6379/5")
-    why_not = services(server_url, broker_url) or (None if MNIST_ZIP.is_file() else f"no {MNIST_ZIP}")
+    site, why_not = own_site("soak", args.port, **CLOCKS)
     if why_not:
         print(json.dumps({"name": "soak", "skipped": why_not}))
         return
-    db_name = f"soak_{os.getpid()}"
-    make_database(server_url, db_name)
-    database_url = urlparse(server_url)._replace(path=f"/{db_name}").geturl()
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    os.environ.update(DATA_DIR=str(data_dir), DATABASE_URL=database_url, CELERY_BROKER_URL=broker_url,
-                      DJANGO_SETTINGS_MODULE="dlsite.settings", **CLOCKS)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PORT=str(args.port), HOST="127.0.0.1")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    sys.path.insert(0, str(ROOT))
+    env, data_dir, remove = site
     import django
 
     django.setup()
@@ -224,10 +239,9 @@ def main():
         connections.close_all()
     print(json.dumps(result))
     if result["errors"] == 0 and result["checks_passed"]:
-        shutil.rmtree(data_dir, ignore_errors=True)
-        drop_database(server_url, db_name)
+        remove()
     else:
-        print(f"soak: kept {data_dir} (process logs) and database {db_name}", file=sys.stderr)
+        print(f"soak: kept {data_dir} (process logs) and its database", file=sys.stderr)
 
 
 def soak(args, processes, data_dir):

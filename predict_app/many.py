@@ -10,6 +10,7 @@ import logging
 import os
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -157,12 +158,12 @@ def classify(job: Classification, predictor, limits, heartbeat: Heartbeat) -> No
         rows = list(job.images.filter(confidence__isnull=True, error="").order_by("id")[:BATCH])
         if not rows:
             break
-        inputs, ready = [], []
-        for row in rows:
-            pixels = _model_input(job, row, side, info)
-            if pixels is not None:
-                inputs.append(pixels)
-                ready.append(row)
+        # Decoding, resizing and thumbnails in threads, one per core: Pillow and OpenCV let go of the
+        # GIL while they work, and the model then sees the whole batch at once.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            prepared = list(pool.map(lambda row: _model_input(job, row, side, info), rows))
+        ready = [row for row, pixels in zip(rows, prepared) if pixels is not None]
+        inputs = [pixels for pixels in prepared if pixels is not None]
         probabilities, judgements = predictor.judge_arrays(inputs)
         for row, probability, judgement in zip(ready, probabilities, judgements):
             row.label, row.confidence = info.class_names[judgement.best], judgement.confidence

@@ -187,6 +187,18 @@ def new_run(dataset, **settings):
     return TrainingRun.objects.create(owner=dataset.owner, dataset=dataset, **values)
 
 
+@pytest.fixture
+def shapes_model(shapes):
+    """A run trained (in this process) on the `shapes` dataset: a model to classify with."""
+    from training_app.tasks import train
+
+    run = new_run(shapes, epochs=2)
+    train(run.id)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return run
+
+
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory):
     """The two weights files under the names Keras expects, made here from randomly initialised bases

@@ -22,12 +22,8 @@ from training_app.tasks import train
 
 
 @pytest.fixture
-def model(shapes):
-    run = new_run(shapes, epochs=2)
-    train(run.id)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
-    return run
+def model(shapes_model):
+    return shapes_model
 
 
 @pytest.fixture

@@ -13,18 +13,12 @@ from django.utils import timezone
 
 from predict_app.models import Classification
 from predict_app.tasks import classify_many, reap_stale_classifications
-from tests.conftest import new_run
 from tests.images import CLASSES, image_bytes, make_zip
-from training_app.tasks import train
 
 
 @pytest.fixture
-def model(shapes):
-    run = new_run(shapes, epochs=3)
-    train(run.id)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
-    return run
+def model(shapes_model):
+    return shapes_model
 
 
 def pictures(n=12, seed=0):
