@@ -100,7 +100,7 @@ def train_run(run: TrainingRun):
     # of the one that has the run now, and removes its own when finish() finds the claim gone.
     attempt_folder = run.model_folder / f"attempt-{run.attempts}"
     model_path, _ = save_model(model, info, attempt_folder)
-    run.record_phase("Learning what its pictures look like, to tell when it is shown something else")
+    run.record_phase("Noting what its training pictures look like")  # for "not sure" (mlcore/familiarity.py)
     familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed)
     if familiarity is not None:
         familiarity.save(attempt_folder)
