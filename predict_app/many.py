@@ -25,7 +25,9 @@ from datasets_app.sources import fit_upload_name
 from datasets_app.tasks import ingest
 from dlsite.heartbeat import Heartbeat
 from mlcore.archive import ArchiveRejected, plan_zip, read_entries, shown
+from mlcore.examine import store_file
 from mlcore.images import IMAGE_EXTENSIONS, ImageRejected, ImageTooLarge, decode_reduced, image_to_array, make_thumbnail
+from mlcore.serving import BATCH_PIXELS
 
 from .models import FOLDER, Classification, ClassifiedImage
 
@@ -66,10 +68,13 @@ def _stored_name(job_id: int, stem: str, original: str) -> str:
 
 
 def _new_picture(job: Classification, stem: str, name: str, data, batch: int = 0) -> ClassifiedImage:
-    """A row for a picture whose bytes are stored now (under a name of the job's own: people's names
-    may be long, or hold what a disk refuses)."""
-    content = data if hasattr(data, "chunks") else ContentFile(data)
-    stored = default_storage.save(_stored_name(job.id, stem, name), content)
+    """A row for a picture whose bytes are stored now, under a name of the job's own (people's names
+    may be long, or hold what a disk refuses), unique by its stem: so it is written straight to its
+    file, without the storage's search for a free name (a third of the time of a 10,000-picture zip)."""
+    stored = _stored_name(job.id, stem, name)
+    if hasattr(data, "chunks"):
+        data = b"".join(data.chunks())
+    store_file(str(settings.MEDIA_ROOT), stored, data)
     return ClassifiedImage(classification=job, name=name[:1000], batch=batch, file=stored)
 
 
@@ -164,7 +169,7 @@ def classify(job: Classification, predictor, limits, heartbeat: Heartbeat) -> No
             prepared = list(pool.map(lambda row: _model_input(job, row, side, info), rows))
         ready = [row for row, pixels in zip(rows, prepared) if pixels is not None]
         inputs = [pixels for pixels in prepared if pixels is not None]
-        probabilities, judgements = predictor.judge_arrays(inputs)
+        probabilities, judgements = predictor.judge_arrays(inputs, batch_size=_batch_size(info))
         for row, probability, judgement in zip(ready, probabilities, judgements):
             row.label, row.confidence = info.class_names[judgement.best], judgement.confidence
             row.doubt = judgement.doubt
@@ -176,6 +181,11 @@ def classify(job: Classification, predictor, limits, heartbeat: Heartbeat) -> No
                                                       "thumbnail"])
             pending = job.images.filter(confidence__isnull=True, error="").count()
             job.record_progress(total - pending, total)
+
+
+def _batch_size(info) -> int:
+    """Pictures per call of the model: all of a step's small ones; fewer big ones (memory grows with them)."""
+    return max(1, min(BATCH, BATCH_PIXELS // (info.image_size[0] * info.image_size[1])))
 
 
 def _model_input(job, row: ClassifiedImage, side: int, info):
