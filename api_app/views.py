@@ -268,17 +268,28 @@ class RunStart(APIView):
                    responses={201: inline_serializer("Run", {"id": serializers.IntegerField()}), 400: MESSAGE})
     def post(self, request, dataset_pk):
         dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=dataset_pk)
-        # The form reads text, as a page sends it: a JSON network (model_spec) goes in as JSON text.
         posted = QueryDict(mutable=True)
         for key, value in (request.data.items() if hasattr(request.data, "items") else []):
-            posted[key] = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) \
-                else str(value).lower() if isinstance(value, bool) else str(value)
+            posted[key] = _as_form_text(value)
         suggested = TrainingRunForm.defaults_for(dataset)
         form = TrainingRunForm.filled_in(posted, dataset, suggested)
         run = start_run(form, dataset, request.user, suggested) if form.is_valid() else None
         if run is None:
-            raise ValidationError({field or "settings": list(errors) for field, errors in form.errors.items()})
+            raise ValidationError({"settings" if field == "__all__" else field: list(errors)
+                                   for field, errors in form.errors.items()})
         return Response(_run_json(run, request), status=status.HTTP_201_CREATED)
+
+
+def _as_form_text(value) -> str:
+    """A JSON value as the training form reads it, as a page sends it: a network (model_spec) as JSON
+    text, true and false as a checkbox's words, numbers as digits."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _run_json(run: TrainingRun, request) -> dict:
