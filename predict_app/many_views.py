@@ -171,6 +171,8 @@ SORTS = {"unsure": ("confidence", "id"), "sure": ("-confidence", "id"), "name": 
 def classification_detail(request, pk):
     job = get_classification_for_user(request, pk)
     shown_class = request.GET.get("class", "")
+    if shown_class not in job.run.class_names:  # only a class of the model filters (NUL, or a stale link: all)
+        shown_class = ""
     only_unsure = request.GET.get("unsure") == "1"
     sort = request.GET.get("sort") if request.GET.get("sort") in SORTS else "unsure"
     pictures = job.images.exclude(label="")

@@ -350,7 +350,8 @@ def test_sign_up_log_in_and_log_out(client, db):
 # Every query parameter the site's views read (grep request.GET), each given a NUL character,
 # which PostgreSQL refuses in text: a page must treat it as any other value it does not know.
 QUERY_PARAMETERS = ("after", "held", "page", "class", "split", "status", "token", "run", "from", "preset",
-                    "channels", "resize", "image_size", "epochs", "time_budget_s", "model_spec", "augment_flip")
+                    "channels", "resize", "image_size", "epochs", "time_budget_s", "model_spec", "augment_flip",
+                    "unsure", "sort", "limit")
 
 
 @pytest.mark.parametrize("name", sorted(name for name in URLS if kind_of(name, *URLS[name]) not in (None, "skipped")))
