@@ -157,6 +157,7 @@ def classify(job: Classification, predictor, limits, heartbeat: Heartbeat) -> No
     info = predictor.info
     side = max(*info.image_size, 160)  # thumbnails are made from the same small decoding
     total = job.images.count()
+    done = total - job.images.filter(confidence__isnull=True, error="").count()  # an earlier attempt's work
     while True:
         if heartbeat.lost.is_set():
             raise ClaimLost
@@ -179,8 +180,8 @@ def classify(job: Classification, predictor, limits, heartbeat: Heartbeat) -> No
                 raise ClaimLost
             ClassifiedImage.objects.bulk_update(rows, ["label", "confidence", "doubt", "probabilities", "error",
                                                       "thumbnail"])
-            pending = job.images.filter(confidence__isnull=True, error="").count()
-            job.record_progress(total - pending, total)
+            done += len(rows)  # each row of the step is classified now, or has its error
+            job.record_progress(done, total)
 
 
 def _batch_size(info) -> int:
