@@ -186,6 +186,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests use a file, not memory, so that a worker process can share it.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A process frozen inside a transaction (a paused VM, a stopped worker) would hold its row locks
+    # for good, and the reaper's update of that run would wait behind them: the server ends such a
+    # session after this many seconds, its transaction rolled back (our transactions last milliseconds).
+    IDLE_IN_TRANSACTION_S = env_int("DATABASE_IDLE_IN_TRANSACTION_S", 60)
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S * 1000}")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

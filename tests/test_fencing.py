@@ -5,14 +5,16 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from tests.conftest import new_run, wait_for
+from tests.conftest import ROOT, new_run, test_database_url, wait_for
 from training_app.heartbeat import Heartbeat
 from training_app.models import ClaimLost, EpochMetric, TrainingRun
 from training_app.tasks import train
@@ -206,6 +208,68 @@ def gone(pid):
         return True
 
 
+def run_row_is_free(run_id, wait_s=2):
+    """Whether a write to the run's row can go ahead within `wait_s` (no other process holds its lock)."""
+    sqlite = connection.vendor == "sqlite"
+    with connection.cursor() as cursor:
+        if sqlite:  # the write lock is the whole database's; wait for it this long instead of 20 s
+            cursor.execute(f"PRAGMA busy_timeout = {wait_s * 1000}")
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if not sqlite:
+                cursor.execute(f"SET LOCAL lock_timeout = '{wait_s}s'")
+            TrainingRun.objects.filter(id=run_id).update(cancel_requested=False)
+        return True
+    except OperationalError:
+        return False
+    finally:
+        if sqlite:
+            with connection.cursor() as cursor:
+                cursor.execute(f"PRAGMA busy_timeout = {connection.settings_dict['OPTIONS']['timeout'] * 1000}")
+
+
+def freeze_between_transactions(pgid, run_id):
+    """SIGSTOP the worker's processes at a moment when they hold no lock on the run. Frozen inside a
+    transaction, a worker holds its locks: on PostgreSQL until the server ends its session (the next
+    test), on SQLite (the whole database's write lock) until it wakes."""
+    for _ in range(50):
+        os.killpg(pgid, signal.SIGSTOP)
+        if run_row_is_free(run_id):
+            return
+        os.killpg(pgid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the worker was inside a transaction each time it was stopped")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_frozen_inside_a_transaction_loses_its_locks_on_postgresql(shapes):
+    """The server ends a session idle inside a transaction after DATABASE_IDLE_IN_TRANSACTION_S, so
+    a frozen worker cannot keep the reaper (and every other writer of its run) waiting for good."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no server to end the frozen process's transaction")
+    run = new_run(shapes)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import os, signal, django; django.setup()\n"
+            "from django.db import transaction\n"
+            "from training_app.models import TrainingRun\n"
+            "with transaction.atomic():\n"
+            f"    TrainingRun.objects.filter(id={run.id}).update(phase='Frozen while writing')\n"
+            "    print('holding the lock', flush=True)\n"
+            "    os.kill(os.getpid(), signal.SIGSTOP)\n")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, DATABASE_URL=test_database_url(), DJANGO_SETTINGS_MODULE="dlsite.settings",
+                 DATABASE_IDLE_IN_TRANSACTION_S="2"))
+    try:
+        assert holder.stdout.readline().strip() == "holding the lock"
+        assert not run_row_is_free(run.id, wait_s=1)  # held, while the session is young
+        wait_for(lambda: run_row_is_free(run.id), timeout=30, interval=0.5, what="the frozen session's lock to go")
+        assert TrainingRun.objects.get(id=run.id).phase == ""  # its transaction was rolled back
+    finally:
+        holder.kill()
+        holder.wait(30)
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_frozen_worker_that_wakes_after_its_run_moved_on_stops_without_writing(celery_workers, shapes):
@@ -215,7 +279,7 @@ def test_a_frozen_worker_that_wakes_after_its_run_moved_on_stops_without_writing
     train.delay(run.id)
     wait_for(lambda: run.epoch_metrics.count() >= 3, timeout=120, what="three finished epochs")
     frozen = celery_workers.processes.pop("training")
-    os.killpg(frozen.pid, signal.SIGSTOP)
+    freeze_between_transactions(frozen.pid, run.id)
     frozen_trainer = children(frozen.pid)  # the pool process training the run
     assert len(frozen_trainer) == 1
     try:

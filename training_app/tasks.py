@@ -20,7 +20,9 @@ def train(run_id: int):
     except ClaimLost:
         _stop_without_writing(run)
     except Exception as exc:
-        if run.claim_lost:  # e.g. tripped over the files of the worker that has the run now
+        # Asked of the database too: a worker frozen inside a transaction wakes to find its session
+        # ended (a database error) and its run, by now, another worker's.
+        if run.claim_lost or not run.claimed_row().exists():  # or it tripped over that worker's files
             _stop_without_writing(run)
             return
         logger.exception("Training run %s failed", run_id)
