@@ -279,7 +279,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "datasets.reap_stale_uploads": {"queue": "default"},
                       "training.*": {"queue": "training"},
                       "pretrained.*": {"queue": "default"}, "housekeeping.*": {"queue": "default"},
-                      "predict.*": {"queue": "default"}}
+                      "predict.*": {"queue": "default"}, "exports.*": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

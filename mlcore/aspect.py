@@ -1,5 +1,8 @@
-"""Making a picture the shape of the network's input before it is resized: the pixel work behind
-the "crop" and "pad" ways of mlcore.options.RESIZE_MODES."""
+"""Making a picture the shape and size of the network's input: the pixel work behind the "crop" and
+"pad" ways of mlcore.options.RESIZE_MODES, and the resize itself.
+
+It needs only NumPy and OpenCV: the "serve it yourself" bundle (mlcore/exports.py) ships this very
+file, so that its server resizes pictures exactly as training did."""
 from __future__ import annotations
 
 import cv2
@@ -28,3 +31,18 @@ def pad(array: np.ndarray, aspect: float) -> np.ndarray:
     extra = round(h * aspect) - w
     left = extra // 2
     return cv2.copyMakeBorder(array, 0, 0, left, extra - left, cv2.BORDER_CONSTANT, value=0)
+
+
+def fit_to_input(array: np.ndarray, size: tuple[int, int], to_aspect=None) -> np.ndarray:
+    """uint8 pixels (height, width[, channels]) made `size` (height, width): first given the input's
+    proportions by `to_aspect` (centre_crop, pad, or None to squash), then resized; shaped
+    (height, width, channels)."""
+    height, width = size
+    if array.shape[:2] != (height, width):
+        if to_aspect:
+            array = to_aspect(array, width / height)
+        shrinking = array.shape[0] > height or array.shape[1] > width
+        array = cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    return np.ascontiguousarray(array)

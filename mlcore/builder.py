@@ -384,6 +384,13 @@ def build_model(spec, input_shape: tuple[int, int, int], num_classes: int, weigh
     return model
 
 
+def build_without_weights(spec, input_shape: tuple[int, int, int], num_classes: int, *, name="network"):
+    """The network of a spec with no random-change layers and no pretrained weights loaded: a shell to
+    copy a trained model's weights into, for the exports (mlcore/exports.py)."""
+    model, _ = _assemble(spec, input_shape, num_classes, weights_dir=None, load_weights=False, name=name)
+    return model
+
+
 def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name, augmentation=None, seed=None):
     import keras
     from keras import layers

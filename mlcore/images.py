@@ -11,10 +11,10 @@ import io
 import warnings
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .aspect import fit_to_input
 from .options import RESIZE_MODES
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
@@ -181,19 +181,7 @@ def image_to_array(image: Image.Image, size: tuple[int, int], channels: int, res
     if resize not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize!r}")
     image = image.convert("L" if channels == 1 else "RGB")
-    array = np.asarray(image, dtype=np.uint8)
-    height, width = size
-    if array.shape[:2] != (height, width):
-        to_aspect = RESIZE_MODES[resize].shape
-        if to_aspect:
-            array = to_aspect(array, width / height)
-        shrinking = array.shape[0] > height or array.shape[1] > width
-        array = cv2.resize(
-            array, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        )
-    if array.ndim == 2:
-        array = array[:, :, np.newaxis]
-    return np.ascontiguousarray(array)
+    return fit_to_input(np.asarray(image, dtype=np.uint8), size, RESIZE_MODES[resize].shape)
 
 
 def load_model_input(data: bytes, size: tuple[int, int], channels: int,

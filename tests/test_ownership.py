@@ -16,7 +16,7 @@ from predict_app.models import Classification, ClassifiedImage
 from mlcore.pretrained import CATALOGUE
 from tests.conftest import PASSWORD, new_run
 from tests.images import image_bytes
-from training_app.models import TrainingRun
+from training_app.models import ModelExport, TrainingRun
 
 LOGIN = reverse("login")
 
@@ -67,6 +67,7 @@ OBJECT_BY_KWARG = {
 VALUE_BY_KWARG = {
     "index": 0,  # the number of a batch of a folder upload
     ("pretrained", "name"): next(iter(CATALOGUE)),  # a network of the catalogue
+    ("training", "kind"): "onnx",  # a format of a model (mlcore/formats.py)
 }
 
 # Pages the owner may get a 404 from, for the fixture's objects: {name: why}. Anywhere else an
@@ -183,6 +184,10 @@ def owned(user, settings):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.keras").write_bytes(b"model")
     (folder / "model.json").write_text("{}")
+    (folder / "exports").mkdir(exist_ok=True)
+    (folder / "exports" / "onnx.zip").write_bytes(b"zip")
+    ModelExport.objects.create(run=run, kind="onnx", status="ready", file="models/x/exports/onnx.zip", size_bytes=3,
+                               checked_pictures=1, max_difference=0.0)
     classification = Classification.objects.create(owner=user, run=run, name="holiday", status="done", total=1, done=1,
                                                     expected_batches=1, received_batches=[0])
     picture = ClassifiedImage(classification=classification, name="a/1.png", label="cats", confidence=0.9,
@@ -201,6 +206,7 @@ def state(owned):
             "classes": sorted(dataset.classes.values_list("id", "name")),
             "uploads": sorted(dataset.uploads.values_list("id", "status")),
             "runs": sorted(TrainingRun.objects.filter(dataset=dataset).values_list("id", "status", "cancel_requested")),
+            "exports": sorted(ModelExport.objects.filter(run__dataset=dataset).values_list("id", "status")),
             "classifications": sorted(Classification.objects.filter(run__dataset=dataset).values_list(
                 "id", "status", "unsure_below")),
             "tokens": sorted(ApiToken.objects.filter(owner=dataset.owner).values_list("id", "revoked_at"))}
@@ -288,7 +294,7 @@ def test_every_file_download_reaches_the_owner_and_no_one_else(client, owned, us
                  reverse("datasets:thumbnail", args=[d, owned["image"].pk]),
                  reverse("datasets:report_csv", args=[d, owned["upload"].pk]),
                  reverse("training:model", args=[r]), reverse("training:model_info", args=[r]),
-                 reverse("training:code_download", args=[r]),
+                 reverse("training:code_download", args=[r]), reverse("training:export_download", args=[r, "onnx"]),
                  reverse("predict:classification_csv", args=[c]), reverse("predict:classification_zip", args=[c]),
                  reverse("predict:classification_picture", args=[c, owned["picture"].pk]),
                  reverse("predict:classification_thumbnail", args=[c, owned["picture"].pk])]

@@ -1,16 +1,22 @@
-"""The "Show the code" page: a run written out as the plain Keras program that does the same training.
-
-The program is written by mlcore.export from the run's settings; these views only fetch the run
-through the one ownership check and show or send the text.
+"""What leaves the site from a run: the "Show the code" page (the run written out as the plain Keras
+program that does the same training, by mlcore.export) and the model in other formats (made and
+checked by a worker: mlcore/formats.py, training_app/exporting.py). These views only fetch the run
+through the one ownership check, queue, and show or send.
 """
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
-from django.shortcuts import render
-from django.urls import path
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
 from mlcore.export import keras_script
+from mlcore.formats import FORMATS
 
 from .access import get_run_for_user
+from .models import ModelExport
+from .presenters import export_rows
+from .tasks import make_export
 
 
 def class_names(run):
@@ -49,7 +55,53 @@ def code_download(request, pk):
     return response
 
 
+def _run_with_model(request, pk, kind):
+    run = get_run_for_user(request, pk)
+    if kind not in FORMATS:
+        raise Http404("There is no such format.")
+    if not run.has_model:
+        raise Http404("This run has no model.")
+    return run
+
+
+@login_required
+@require_POST
+def export_make(request, pk, kind):
+    run = _run_with_model(request, pk, kind)
+    export, send = ModelExport.request(run, kind)
+    if send:
+        make_export.delay(export.id)
+    if request.accepts("text/html"):
+        messages.info(request, f"{FORMATS[kind].label}: it is being made and checked; it will be offered below "
+                               "when it is ready.")
+        return redirect(reverse("training:detail", args=[run.pk]) + "#exports")
+    return JsonResponse({"exports": export_rows(run)})
+
+
+@login_required
+def export_state(request, pk):
+    return JsonResponse({"exports": export_rows(get_run_for_user(request, pk))})
+
+
+@login_required
+def export_download(request, pk, kind):
+    run = _run_with_model(request, pk, kind)
+    export = run.exports.filter(kind=kind, status=ModelExport.Status.READY).first()
+    if export is None:
+        raise Http404("This format has not been made yet.")
+    try:
+        archive = export.path.open("rb")
+    except FileNotFoundError:  # removed from disk (a clean-up, by hand) while the row still names it
+        export.fail("Its file was removed from the server's disk: make it again.")
+        messages.error(request, f"{FORMATS[kind].label}: its file is no longer on the server; make it again.")
+        return redirect(reverse("training:detail", args=[run.pk]) + "#exports")
+    return FileResponse(archive, as_attachment=True, filename=f"run-{run.id}-{kind}.zip")
+
+
 urlpatterns = [
     path("<int:pk>/code/", code_page, name="code"),
     path("<int:pk>/code.py", code_download, name="code_download"),
+    path("<int:pk>/exports/", export_state, name="export_state"),
+    path("<int:pk>/exports/<str:kind>/make/", export_make, name="export_make"),
+    path("<int:pk>/exports/<str:kind>/download/", export_download, name="export_download"),
 ]

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from mlcore import insights
+from mlcore.formats import FORMATS
 from mlcore.options import choices, default
 from mlcore.presets import PRESET_SPECS
 from mlcore.training import TrainingConfig
@@ -406,3 +407,74 @@ class EpochMetric(models.Model):
     class Meta:
         ordering = ["epoch"]
         constraints = [models.UniqueConstraint(fields=["run", "epoch"], name="one_row_per_epoch")]
+
+
+class ModelExport(models.Model):
+    """One format of a run's model (mlcore/formats.py): made by a worker, loaded again in a fresh process
+    by its own runtime and compared with the original before it is offered for download."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        MAKING = "making", "Being made and checked"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="exports")
+    kind = models.CharField(max_length=16, choices=[(key, f.label) for key, f in FORMATS.items()])
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    phase = models.CharField(max_length=64, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file = models.CharField(max_length=255, blank=True, help_text="Relative to MEDIA_ROOT")
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    # What the check found: on `checked_pictures` test pictures, the largest difference of any
+    # probability from the original's; for the 8-bit format, how often each was right instead.
+    checked_pictures = models.PositiveIntegerField(default=0)
+    max_difference = models.FloatField(null=True, blank=True)
+    accuracy = models.FloatField(null=True, blank=True)
+    original_accuracy = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "kind"]
+        constraints = [models.UniqueConstraint(fields=["run", "kind"], name="one_export_per_format")]
+
+    # A worker that died while making one leaves it "making": after this long it may be asked for again.
+    STALE_AFTER = timedelta(minutes=30)
+
+    @classmethod
+    def request(cls, run, kind):
+        """The export of `run` in format `kind`, queued to be made (again) unless it is on its way;
+        (export, whether a worker must be sent)."""
+        export, created = cls.objects.get_or_create(run=run, kind=kind)
+        if created:
+            return export, True
+        on_its_way = export.status in (cls.Status.QUEUED, cls.Status.MAKING)
+        if on_its_way and export.requested_at > timezone.now() - cls.STALE_AFTER:
+            return export, False
+        cls.objects.filter(id=export.id).update(
+            status=cls.Status.QUEUED, phase="", requested_at=timezone.now(), finished_at=None, file="",
+            size_bytes=None, checked_pictures=0, max_difference=None, accuracy=None, original_accuracy=None, error="")
+        export.refresh_from_db()
+        return export, True
+
+    @property
+    def folder(self):
+        return self.run.model_folder / "exports" / self.kind
+
+    @property
+    def path(self):
+        return settings.MEDIA_ROOT / self.file
+
+    def record(self, **fields):
+        ModelExport.objects.filter(id=self.id).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def finish(self, archive, checked_pictures, **check):
+        self.record(status=self.Status.READY, phase="", finished_at=timezone.now(),
+                    file=str(archive.relative_to(settings.MEDIA_ROOT)), size_bytes=archive.stat().st_size,
+                    checked_pictures=checked_pictures, **check)
+
+    def fail(self, message):
+        self.record(status=self.Status.FAILED, phase="", finished_at=timezone.now(), error=message)

@@ -214,3 +214,48 @@ def table_row(run, now):
         "time_taken": "" if taken is None else duration(taken, exact=True),
         "where": where_it_trains(run),
     }
+
+
+def export_rows(run):
+    """One row per format of mlcore/formats.py: what it is, and where its export stands, in words."""
+    from django.template.defaultfilters import filesizeformat
+    from django.urls import reverse
+
+    from mlcore.formats import FORMATS
+
+    from .models import ModelExport
+
+    made = {export.kind: export for export in run.exports.all()}
+    rows = []
+    for kind, fmt in FORMATS.items():
+        export = made.get(kind)
+        ready = export is not None and export.status == ModelExport.Status.READY
+        rows.append({
+            "kind": kind, "label": fmt.label, "words": fmt.words,
+            "status": export.status if export else "",
+            "state": _export_state(export, fmt),
+            "busy": export is not None and export.status in (ModelExport.Status.QUEUED, ModelExport.Status.MAKING),
+            "failed": export is not None and export.status == ModelExport.Status.FAILED,
+            "size": filesizeformat(export.size_bytes) if ready else "",
+            "download_url": reverse("training:export_download", args=[run.pk, kind]) if ready else "",
+            "make_url": reverse("training:export_make", args=[run.pk, kind]),
+        })
+    return rows
+
+
+def _export_state(export, fmt):
+    if export is None:
+        return ""
+    if export.status == export.Status.FAILED:
+        return export.error
+    if export.status != export.Status.READY:
+        return export.phase or export.get_status_display()
+    pictures = count(export.checked_pictures, "test picture")
+    if export.accuracy is not None:
+        return (f"Checked with {fmt.runtime}: right on {100 * export.accuracy:.1f} % of {pictures} "
+                f"(the original model: {100 * export.original_accuracy:.1f} %).")
+    if export.max_difference < 1e-4:
+        return (f"Checked with {fmt.runtime} on {pictures}: the same answers as the original (probabilities "
+                f"differ by at most {export.max_difference:.1g}).")
+    return (f"Checked with {fmt.runtime} on {pictures}: its probabilities differ from the original's by "
+            f"at most {export.max_difference:.4f}.")

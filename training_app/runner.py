@@ -36,23 +36,25 @@ def pack_folder(run) -> Path:
     return Path(settings.PACK_DIR) / name
 
 
-def load_arrays(run):
+def load_arrays(run, on_phase=None):
     """uint8 pixels, integer labels and image ids of each split of the run's dataset version,
-    from its pack, which is built first if no earlier run with the same input made it."""
+    from its pack, which is built first if no earlier run with the same input made it; the
+    building's progress goes to `on_phase(phase, done, total)` (the run's own, by default)."""
+    on_phase = on_phase or run.record_phase
     class_names = run.version.class_names
     folder = pack_folder(run)
     if not pack_is_ready(str(folder)):
         index = {name: i for i, name in enumerate(class_names)}
         items = [PackItem(default_storage.path(row["file"]), index[row["label"]], row["split"], row["image_id"])
                  for row in manifest_rows(run.version)]
-        run.record_phase("Preparing images", 0, len(items))
+        on_phase("Preparing images", 0, len(items))
         build_pack(
             items, PackSpec((run.image_size, run.image_size), run.channels, settings.MAX_IMAGE_PIXELS, run.resize_mode),
             str(folder),
             processes=settings.INGEST_PROCESSES if len(items) >= POOL_MIN_IMAGES else 1,
             # Spawned, not forked, for the reason given in datasets_app.sources.examine_all.
             pool_factory=lambda processes: billiard.get_context("spawn").Pool(processes),
-            on_progress=lambda done, total: run.record_phase("Preparing images", done, total),
+            on_progress=lambda done, total: on_phase("Preparing images", done, total),
         )
     return class_names, load_pack(str(folder))
 

@@ -2,8 +2,9 @@ import logging
 
 from celery import shared_task
 
+from . import exporting
 from .heartbeat import Heartbeat
-from .models import ClaimLost, TrainingRun
+from .models import ClaimLost, ModelExport, TrainingRun
 from .runner import train_run
 
 logger = logging.getLogger(__name__)
@@ -55,3 +56,16 @@ def _explain(exc):
         where = "The GPU ran out of memory" if on_gpu else "The worker ran out of memory"
         return f"{where}. Try a smaller batch size (half of it is a good start) or a smaller image size."
     return f"Training stopped with an error: {type(exc).__name__}: {text[:500]}"
+
+
+@shared_task(name="exports.make")
+def make_export(export_id: int):
+    """Make and check one format of a run's model (training_app/exporting.py)."""
+    export = ModelExport.objects.filter(id=export_id).select_related("run").first()
+    if export is None:  # the run was deleted in between
+        return
+    try:
+        exporting.make(export)
+    except Exception as exc:
+        logger.exception("Export %s failed", export_id)
+        export.fail(f"The export stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")

@@ -18,7 +18,8 @@ from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from .access import get_run_for_user
 from .forms import TrainingRunForm
 from .models import TrainingRun
-from .presenters import budget_facts, result_in_words, run_status, settings_in_words, table_row, time_estimate
+from .presenters import (budget_facts, export_rows, result_in_words, run_status, settings_in_words, table_row,
+                         time_estimate)
 from .starting import start_run
 
 
@@ -92,6 +93,7 @@ def run_detail(request, pk):
     return render(request, "training_app/detail.html", {
         "run": run, "status": status, "wrong": wrong, "summary": settings_in_words(run),
         "result": result_in_words(run), "verdict": status["verdict"] if status["learned_nothing"] else None,
+        "exports": export_rows(run) if run.has_model else [],
     })
 
 
