@@ -126,13 +126,16 @@ class Classify(APIView):
         responses={200: inline_serializer("Results", {"results": serializers.ListField()}), 400: MESSAGE},
     )
     def post(self, request, run_pk):
-        run = _model_of(request, run_pk)
+        # Only the columns predicting needs: the whole run row took a third of a one-picture request.
+        run = get_object_or_404(TrainingRun.objects.visible_to(request.user).with_model().only("id", "model_file"),
+                                pk=run_pk)
         files = _pictures_from(request)
         try:
             predictor = predictor_for(run)
         except FileNotFoundError:
             raise NotFound("The model file of this run is missing from the server.") from None
-        return Response({"model": run.id, "results": [_result_json(r) for r in classify_uploads(predictor, files)]})
+        results = classify_uploads(predictor, files, previews=False)
+        return Response({"model": run.id, "results": [_result_json(r) for r in results]})
 
 
 def _classification_json(job: Classification, request) -> dict:

@@ -34,15 +34,16 @@ class FileTooBig(Exception):
     pass
 
 
-def classify_uploads(predictor: Predictor, uploads) -> list[dict]:
+def classify_uploads(predictor: Predictor, uploads, previews: bool = True) -> list[dict]:
     """One result per uploaded file, in order: its class and every probability, or a plain reason
     why it could not be used (the other files are still classified).
 
-    Each picture is decoded small and turned at once into its model input and its preview, so only
-    one decoded picture is alive at a time; the model then sees the small inputs in batches."""
+    Each picture is decoded small and turned at once into its model input and (for the page, not
+    for programs) its preview, so only one decoded picture is alive at a time; the model then sees
+    the small inputs in batches."""
     results, inputs, waiting = [], [], []
     for upload in uploads:
-        result, pixels = _prepare(upload, predictor.info)
+        result, pixels = _prepare(upload, predictor.info, previews)
         results.append(result)
         if pixels is not None:
             inputs.append(pixels)
@@ -58,14 +59,14 @@ def classify_uploads(predictor: Predictor, uploads) -> list[dict]:
     return results
 
 
-def _prepare(upload, info: ModelInfo):
-    """({"name", "preview"} and the model input) for a usable file, ({"name", "error"}, None) otherwise."""
+def _prepare(upload, info: ModelInfo, preview: bool = True):
+    """({"name"[, "preview"]} and the model input) for a usable file, ({"name", "error"}, None) otherwise."""
     limit = settings.MAX_PREDICT_FILE_BYTES
     try:
         data = read_at_most(upload, limit)
         if not data:
             return {"name": upload.name, "error": "This file is empty."}, None
-        side = max(*info.image_size, PREVIEW_SIDE)
+        side = max(*info.image_size, PREVIEW_SIDE if preview else 0)
         image = decode_reduced(data, side, settings.MAX_PREDICT_PIXELS, settings.MAX_IMAGE_PIXELS).image
     except FileTooBig:
         return {"name": upload.name, "error": f"This file is larger than {_in_words(limit)}, the limit here. "
@@ -76,7 +77,7 @@ def _prepare(upload, info: ModelInfo):
     except ImageRejected as exc:
         return {"name": upload.name, "error": f"This file could not be used: {exc}."}, None
     pixels = image_to_array(image, info.image_size, info.channels, info.resize)
-    return {"name": upload.name, "preview": preview_data_url(image)}, pixels
+    return {"name": upload.name, **({"preview": preview_data_url(image)} if preview else {})}, pixels
 
 
 def read_at_most(upload, limit: int) -> bytearray:
