@@ -115,7 +115,7 @@ INSTALLED_APPS = [
 ]
 
 # The API for programs (api_app): a token per program, or the session of a person signed in; errors as
-# JSON with a plain `message`; API_RATE requests per token (counted per web process).
+# JSON with a plain `message`; API_RATE requests per token and minute, counted in the "shared" cache.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api_app.auth.TokenAuthentication",
                                        "rest_framework.authentication.SessionAuthentication"],
@@ -126,6 +126,13 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "api_app.auth.plain_errors",
 }
 API_RATE = os.environ.get("API_RATE") or "1200/min"
+# "shared": counts every web process must agree on (the API's requests per token), in files under
+# DATA_DIR, which every process of the site shares (docs/architecture.md). "default" stays in memory.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(DATA_DIR / "cache"),
+               "OPTIONS": {"MAX_ENTRIES": 10000}},
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Image classifier API",
     "DESCRIPTION": "Train image classifiers and use them from your programs. Authenticate with "

@@ -10,6 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from api_app.auth import TokenRateThrottle
 from api_app.models import ApiToken, digest
 from datasets_app.ingestion import ingest_upload
 from datasets_app.models import Dataset, Upload
@@ -128,14 +129,20 @@ def test_a_dataset_from_a_zip_then_a_run_with_chosen_settings(client, user, key)
     assert state["status"] == "succeeded" and len(state["metrics"]) == 2 and state["settings"]["optimizer"] == "sgd"
 
 
-def test_each_token_is_throttled(client, user, key, settings):
-    from django.core.cache import cache
+def test_each_token_is_throttled(client, user, key, settings, monkeypatch):
+    from django.core.cache import caches
 
+    cache = caches["shared"]
     cache.clear()
     settings.API_RATE = "3/min"
+    monkeypatch.setattr(TokenRateThrottle, "timer", lambda self: 120.5)  # inside one minute's window
     answers = [client.get(reverse("api:models"), **bearer(key)).status_code for _ in range(4)]
     assert answers == [200, 200, 200, 429]
-    assert "throttled" in client.get(reverse("api:models"), **bearer(key)).json()["message"].lower()
+    # Counted where every web process counts: files under DATA_DIR, not one process's memory.
+    assert list((settings.DATA_DIR / "cache").iterdir())
+    throttled = client.get(reverse("api:models"), **bearer(key))
+    assert throttled["Retry-After"] == "60"  # the window ends in 59.5 s
+    assert "throttled" in throttled.json()["message"].lower()
     other = ApiToken.objects.create_for(user, "another program")[1]
     assert client.get(reverse("api:models"), **bearer(other)).status_code == 200  # a token of its own
     cache.clear()
