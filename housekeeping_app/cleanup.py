@@ -8,10 +8,12 @@ before their rows. Besides those files:
   than UPLOAD_ABANDON_S ago: until then the person may retry);
 - folders still being received that got nothing for UPLOAD_ABANDON_S: the upload is marked failed;
 - models of runs that no longer exist;
+- pictures of classifications that no longer exist, and the zips of finished ones (their pictures
+  are stored one by one as they are read);
 - packs of versions that no longer exist, and, beyond PACK_CACHE_MAX_GB, the least recently used
   packs (never one of a version a queued or running run is using).
 
-Only the site's own folders under MEDIA_ROOT (datasets, uploads, versions, models) and PACK_DIR are
+Only the site's own folders under MEDIA_ROOT (datasets, uploads, versions, models, classifications) and PACK_DIR are
 looked at; no link is followed and nothing outside them is touched. A dry run lists and removes nothing.
 """
 from __future__ import annotations
@@ -31,6 +33,8 @@ from django.utils import timezone
 from mlcore.words import count
 
 from .diskuse import (
+    CLASSIFICATION_ZIPS_DIR,
+    CLASSIFICATIONS_DIR,
     IMAGES_DIR,
     MODELS_DIRNAME,
     STAGING_DIR,
@@ -92,6 +96,7 @@ class Cleanup:
         self.abandon_stale_uploads()
         self.remove_used_upload_files()
         self.remove_models_of_deleted_runs()
+        self.remove_classification_files()
         self.remove_orphan_files()
         self.remove_packs()
         self.result.seconds = time.monotonic() - started
@@ -170,6 +175,35 @@ class Cleanup:
         for number, entry in folders.items():
             if number not in existing:
                 self.remove("models", Path(entry.path), self.media / MODELS_DIRNAME)
+
+    # Classifications
+
+    def remove_classification_files(self) -> None:
+        """Folders of classifications that no longer exist; zips of finished ones; zips no row names
+        once past the grace (a crash between storing one and its row)."""
+        from predict_app.models import Classification
+
+        root = self.media / CLASSIFICATIONS_DIR
+        folders = numbered_folders(root)
+        existing = set(Classification.objects.filter(id__in=folders).values_list("id", flat=True))
+        for number, entry in folders.items():
+            if number not in existing:
+                self.remove("classifications", Path(entry.path), root)
+        named = Classification.objects.exclude(zip_file="")
+        # A failed one's zip stays: Retry reads it again.
+        for job_id, name in named.filter(status=Classification.Status.DONE).values_list("id", "zip_file"):
+            self.remove("classifications", self.media / name, root)
+            if not self.result.dry_run:
+                Classification.objects.filter(id=job_id, zip_file=name).update(zip_file="")
+        kept = set(named.values_list("zip_file", flat=True))
+        for entry, parts in walk_files(self.media / CLASSIFICATION_ZIPS_DIR):
+            name = "/".join((CLASSIFICATION_ZIPS_DIR, *parts))
+            try:
+                old = entry.stat(follow_symlinks=False).st_mtime < self.grace_cutoff
+            except OSError:
+                continue
+            if name not in kept and old:
+                self.remove("classifications", Path(entry.path), root)
 
     # Files no row refers to
 

@@ -14,6 +14,8 @@ from django.core.cache import cache
 # The folders under MEDIA_ROOT the site writes to; nothing else there is the site's to judge.
 IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME = "datasets", "uploads", "versions", "models"
 STAGING_DIR = "uploads/folders"  # datasets_app.models.STAGING_ROOT
+CLASSIFICATIONS_DIR = "classifications"  # predict_app.models.FOLDER: <id>/ pictures and thumbnails, zips/
+CLASSIFICATION_ZIPS_DIR = "classifications/zips"
 THUMBS_DIRNAME = "thumbs"  # datasets/<id>/thumbs/..., see mlcore.examine
 KIND_LABELS = {
     "images": "Images",
@@ -21,6 +23,7 @@ KIND_LABELS = {
     "uploads": "Uploaded zips",
     "staging": "Folders being received",
     "models": "Trained models",
+    "classifications": "Pictures classified with a model",
     "manifests": "Dataset versions (lists of images)",
     "packs": "Packed images for training (a cache)",
     "other": "Anything else",
@@ -95,6 +98,7 @@ def measure() -> dict:
     from django.contrib.auth import get_user_model
 
     from datasets_app.models import Dataset, Upload
+    from predict_app.models import Classification
     from training_app.models import TrainingRun
 
     started = time.monotonic()
@@ -104,7 +108,7 @@ def measure() -> dict:
 
     def add(owner_id, what, size):
         if owner_id is not None:
-            row = users.setdefault(owner_id, {"images": 0, "models": 0, "uploads": 0})
+            row = users.setdefault(owner_id, {"images": 0, "models": 0, "uploads": 0, "classified": 0})
             row[what] += size
 
     owners = dict(Dataset.objects.values_list("id", "owner_id"))
@@ -131,8 +135,19 @@ def measure() -> dict:
             kinds["uploads"] += size
             add(zip_owners.get("/".join((UPLOADS_DIR, *parts))), "uploads", size)
 
+    job_owners = dict(Classification.objects.values_list("id", "owner_id"))
+    for number, entry in numbered_folders(media / CLASSIFICATIONS_DIR).items():
+        size = tree_size(entry.path)
+        kinds["classifications"] += size
+        add(job_owners.get(number), "classified", size)
+    zip_owners = dict(Classification.objects.exclude(zip_file="").values_list("zip_file", "owner_id"))
+    for file, parts in walk_files(media / CLASSIFICATION_ZIPS_DIR):
+        size = entry_size(file)
+        kinds["classifications"] += size
+        add(zip_owners.get("/".join((CLASSIFICATION_ZIPS_DIR, *parts))), "classified", size)
+
     kinds["manifests"] = tree_size(media / VERSIONS_DIR)
-    known = {IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME}
+    known = {IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME, CLASSIFICATIONS_DIR}
     for entry in entries(media):
         if entry.name not in known:
             kinds["other"] += tree_size(entry.path)

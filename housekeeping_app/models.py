@@ -7,6 +7,7 @@ KINDS = {
     "zips": "Zips of uploads already read",
     "staging": "Folders of uploads that finished, failed or were abandoned",
     "models": "Models of deleted runs",
+    "classifications": "Pictures of deleted classifications, zips of finished ones",
     "packs": "Packed images for training",
 }
 

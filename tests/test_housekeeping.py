@@ -23,6 +23,7 @@ from datasets_app.versions import freeze
 from housekeeping_app.cleanup import run_cleanup
 from housekeeping_app.diskuse import measure
 from housekeeping_app.models import CleanupReport
+from predict_app.models import Classification
 from tests.conftest import ingest_shapes, new_run, wait_for
 from tests.images import image_bytes, labelled_zip
 from tests.test_train_form import new_page, plain_form_data
@@ -133,6 +134,17 @@ def scene(user, media, tmp_path):
     stay.append(write(run.model_folder / "model.keras", age_s=2 * DAY))
     go.append(write(media / "models" / "987654" / "model.keras", age_s=2 * DAY).parent)
 
+    # Classifications: a deleted one's pictures go; a finished one's zip goes (its pictures are stored one by
+    # one), a failed one's stays for Retry; a zip no row names goes once past the grace.
+    done = Classification.objects.create(owner=user, run=run, name="done", status="done")
+    done.zip_file.save("done.zip", ContentFile(b"c" * 200))
+    failed = Classification.objects.create(owner=user, run=run, name="failed", status="failed")
+    failed.zip_file.save("failed.zip", ContentFile(b"c" * 200))
+    stay += [write(done.folder / "0000000.png", age_s=2 * DAY), media / failed.zip_file.name]
+    go += [media / done.zip_file.name, write(media / "classifications" / "987654" / "0000000.png", age_s=2 * DAY).parent,
+           write(media / "classifications" / "zips" / "lost.zip", age_s=2 * DAY)]
+    stay.append(write(media / "classifications" / "zips" / "arriving.zip"))  # its row not yet committed?
+
     # Links: the link goes, never what it points to outside the media folder.
     outside = write(tmp_path / "outside" / "secret.txt", age_s=2 * DAY)
     write(tmp_path / "outside" / "folder" / "kept.txt", age_s=2 * DAY)
@@ -145,7 +157,7 @@ def scene(user, media, tmp_path):
     # Not one of the site's folders: never judged.
     stay.append(write(media / "notes.txt", age_s=5 * DAY))
     return {"go": go, "stay": stay, "frozen": frozen_file, "silent": silent, "read": read, "old": old_failure,
-            "recent": recent_failure}
+            "recent": recent_failure, "done": done}
 
 
 def folder_upload(dataset, status, created_days_ago=0):
@@ -179,7 +191,8 @@ def test_the_clean_up_removes_exactly_what_no_row_needs(scene):
     assert report.abandoned_uploads == 1
     assert report.figures["zips"] == {"count": 3, "bytes": 900}
     assert report.figures["models"]["count"] == 1 and report.figures["staging"]["count"] == 3
-    assert report.figures["orphans"]["count"] == 5
+    assert report.figures["orphans"]["count"] == 5 and report.figures["classifications"]["count"] == 3
+    assert Classification.objects.get(id=scene["done"].id).zip_file.name == ""
     # Once clean, a second pass finds nothing more.
     assert run_cleanup().removed == []
 
@@ -283,12 +296,17 @@ def test_disk_use_is_measured_per_person_and_per_kind(user, media, settings):
     write(Path(settings.PACK_DIR) / "version-1-abc" / "train_x.npy", b"p" * 400)
     images = sum(f.stat().st_size for f in (media / "datasets" / str(dataset.id)).rglob("*") if f.is_file())
 
+    job = Classification.objects.create(owner=user, run=run, name="holiday", status="queued")
+    job.zip_file.save("holiday.zip", ContentFile(b"c" * 200))
+    write(job.folder / "0000000.png", b"c" * 50)
+
     found = measure()
     assert found["users"] == [{"username": "alice", "images": images, "models": 5000, "uploads": 1000,
-                               "total": images + 6000}]
+                               "classified": 250, "total": images + 6250}]
     kinds = found["kinds"]
     assert kinds["images"] + kinds["thumbnails"] == images
     assert (kinds["models"], kinds["uploads"], kinds["staging"], kinds["packs"]) == (5000, 700, 300, 400)
+    assert kinds["classifications"] == 250 and kinds["other"] == 0
     assert kinds["manifests"] == sum(f.stat().st_size for f in (media / "versions").rglob("*") if f.is_file())
 
 
