@@ -20,6 +20,28 @@ def staging_folder(upload) -> Path:
 
 def save_batch(upload, index: int, files: list[tuple[str, object]]) -> bool:
     """Store one batch of (relative path, uploaded file); False when it was already stored."""
+    def write(target, uploaded):
+        with open(target, "wb") as out:
+            for chunk in uploaded.chunks():
+                out.write(chunk)
+
+    return _store_batch(upload, index, files, write)
+
+
+def link_batch(upload, index: int, files: list[tuple[str, Path]]) -> bool:
+    """save_batch for files already on this server (a classification's pictures): each is linked into
+    the batch, not copied (thousands at once, in a web request), or copied where a link cannot be
+    made (another disk). The ingestion only reads them, and removes its links when done."""
+    def link(target, source):
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+
+    return _store_batch(upload, index, files, link)
+
+
+def _store_batch(upload, index, files, put) -> bool:
     folder = staging_folder(upload)
     manifest = folder / f"{index:06d}.json"
     if manifest.exists():
@@ -27,11 +49,9 @@ def save_batch(upload, index: int, files: list[tuple[str, object]]) -> bool:
     batch = folder / f"{index:06d}"
     batch.mkdir(parents=True, exist_ok=True)
     entries = []
-    for number, (relative_path, uploaded) in enumerate(files):
+    for number, (relative_path, source) in enumerate(files):
         target = batch / f"{number:03d}"
-        with open(target, "wb") as out:
-            for chunk in uploaded.chunks():
-                out.write(chunk)
+        put(target, source)
         entries.append([relative_path, target.stat().st_size])
     partial = manifest.with_suffix(".part")
     partial.write_text(json.dumps(entries))

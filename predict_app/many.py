@@ -12,7 +12,7 @@ import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -20,11 +20,12 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from datasets_app.folder_upload import save_batch
+from datasets_app.folder_upload import link_batch
 from datasets_app.models import Upload
 from datasets_app.sources import fit_upload_name
 from datasets_app.tasks import ingest
 from dlsite.heartbeat import Heartbeat
+from housekeeping_app import quotas
 from mlcore.archive import ArchiveRejected, ZipPlan, plan_zip, read_entries, shown
 from mlcore.examine import store_file
 from mlcore.images import IMAGE_EXTENSIONS, ImageRejected, ImageTooLarge, decode_reduced, image_to_array, make_thumbnail
@@ -293,7 +294,7 @@ def sorted_zip(job: Classification):
 def send_to_inbox(job: Classification, pictures, dataset, user):
     """Queue `pictures` (of `job`) to be read into the inbox of `dataset`, each with the class the model
     gave it as a suggestion: an upload of loose files (no folder, so no label), read by the ingestion like
-    any other. Returns the upload."""
+    any other. Returns the upload; Refused when the person's storage limit would be passed."""
     files, suggestions, used, size = [], {}, set(), 0
     for picture in pictures.exclude(file=""):
         name = PurePosixPath(picture.name).name or f"picture-{picture.id}"
@@ -301,17 +302,25 @@ def send_to_inbox(job: Classification, pictures, dataset, user):
             stem, suffix = os.path.splitext(name)
             name = f"{stem}-{picture.id}{suffix}"
         used.add(name)
-        files.append((name, picture.file))
-        size += picture.file.size
+        path = Path(picture.file.path)
+        try:
+            size += path.stat().st_size
+        except OSError:  # gone from the disk: nothing to send
+            continue
+        files.append((name, path))
         if picture.label:
             suggestions[name] = picture.label
+    if not files:
+        raise Refused("Choose the pictures to send first: tick them in the gallery.")
+    if refusal := quotas.upload_refusal(user, size):
+        raise Refused(refusal)
     with transaction.atomic():
         upload = Upload.objects.create(
             dataset=dataset, kind=Upload.Kind.FOLDER, status=Upload.Status.QUEUED, created_by=user,
             original_name=fit_upload_name(f"{len(files)} pictures from the classification “{job.name}”"),
             expected_files=len(files), expected_batches=1, received_batches=[0], expected_bytes=size,
             received_bytes=size, suggestions=suggestions)
-        save_batch(upload, 0, files)
+        link_batch(upload, 0, files)
         ingest.delay_on_commit(upload.id)
     return upload
 

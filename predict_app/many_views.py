@@ -252,15 +252,12 @@ def classification_to_inbox(request, pk):
         pictures = job.unsure_pictures()
     else:
         pictures = job.images.filter(id__in=form.cleaned_data["pictures"])
-    pictures = pictures.exclude(file="")
-    if not pictures.exists():
-        messages.error(request, "Choose the pictures to send first: tick them in the gallery.")
-        return redirect("predict:classification", pk=pk)
     dataset = form.cleaned_data["dataset"]
-    if refusal := quotas.upload_refusal(request.user, sum(p.file.size for p in pictures)):
-        messages.error(request, refusal)
+    try:
+        upload = send_to_inbox(job, pictures, dataset, request.user)
+    except Refused as refused:
+        messages.error(request, str(refused))
         return redirect("predict:classification", pk=pk)
-    upload = send_to_inbox(job, pictures, dataset, request.user)
     messages.info(request, f"{count(upload.expected_files, 'picture')} are being added to the inbox of “{dataset.name}”, "
                            "each with the class the model gave it, to accept with one key.")
     return redirect("datasets:detail", pk=dataset.pk)
