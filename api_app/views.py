@@ -25,15 +25,17 @@ from datasets_app.models import Dataset
 from datasets_app.starting import start_zip_upload
 from datasets_app.sources import archive_limits, fit_upload_name
 from housekeeping_app import quotas
+from mlcore.formats import FORMATS
 from mlcore.words import whole_number
 from predict_app.many import Refused, check_zip
 from predict_app.models import Classification
 from predict_app.services import classify_uploads, predictor_for
 from predict_app.tasks import classify_many
 from training_app.forms import TrainingRunForm
-from training_app.models import TrainingRun
+from training_app.models import ModelExport, TrainingRun
 from training_app.presenters import run_status
 from training_app.starting import start_run
+from training_app.tasks import make_export
 
 MESSAGE = inline_serializer("Message", {"message": serializers.CharField()})
 
@@ -76,6 +78,62 @@ class ModelDownload(APIView):
         except FileNotFoundError:
             raise NotFound("The model file of this run is missing from the server.") from None
         return FileResponse(handle, as_attachment=True, filename=f"run-{run.id}.keras")
+
+
+def _export_json(run, kind, request) -> dict:
+    """A format of the model (mlcore/formats.py) and where its export stands."""
+    export = run.exports.filter(kind=kind).first()
+    ready = export is not None and export.status == ModelExport.Status.READY
+    return {"format": kind, "label": FORMATS[kind].label, "status": export.status if export else "not made",
+            "error": export.error if export else "", "bytes": export.size_bytes if ready else None,
+            "checked_pictures": export.checked_pictures if ready else 0,
+            "max_difference": export.max_difference if ready else None,
+            "accuracy": export.accuracy if ready else None, "original_accuracy": export.original_accuracy if ready else None,
+            "download": request.build_absolute_uri(f"/api/v1/models/{run.id}/exports/{kind}/download/") if ready else None}
+
+
+def _format_of(kind: str) -> str:
+    if kind not in FORMATS:
+        raise NotFound(f"There is no format “{kind[:40]}”; the formats are: {', '.join(FORMATS)}.")
+    return kind
+
+
+class ExportList(APIView):
+    @extend_schema(operation_id="exports", summary="The model's formats and where each export stands",
+                   responses={200: inline_serializer("Exports", {"exports": serializers.ListField()})})
+    def get(self, request, run_pk):
+        run = _model_of(request, run_pk)
+        return Response({"exports": [_export_json(run, kind, request) for kind in FORMATS]})
+
+
+class ExportMake(APIView):
+    @extend_schema(operation_id="export_make", summary="Make (or make again) the model in one format",
+                   description="A worker makes it, loads it again with its own runtime and compares its answers "
+                               "with the original's; read its state until `status` is `ready` (or `failed`).",
+                   request=None, responses={202: inline_serializer("Export", {"status": serializers.CharField()}),
+                                            404: MESSAGE})
+    def post(self, request, run_pk, kind):
+        run = _model_of(request, run_pk)
+        export, send = ModelExport.request(run, _format_of(kind))
+        if send:
+            make_export.delay(export.id)
+        return Response(_export_json(run, kind, request), status=202)
+
+
+class ExportDownload(APIView):
+    @extend_schema(operation_id="export_download", summary="The export as a zip (the model, about.json, a README)",
+                   responses={(200, "application/zip"): bytes, 404: MESSAGE})
+    def get(self, request, run_pk, kind):
+        run = _model_of(request, run_pk)
+        export = run.exports.filter(kind=_format_of(kind), status=ModelExport.Status.READY).first()
+        if export is None:
+            raise NotFound("This format has not been made yet: POST to its address first.")
+        try:
+            handle = open(export.path, "rb")
+        except FileNotFoundError:
+            export.fail("Its file was removed from the server's disk: make it again.")
+            raise NotFound("Its file is no longer on the server: make it again.") from None
+        return FileResponse(handle, as_attachment=True, filename=f"run-{run.id}-{kind}.zip")
 
 
 def _pictures_from(request) -> list:

@@ -4,6 +4,7 @@ classifications, datasets and runs; and, last, a program driving it with `reques
 server."""
 import base64
 import io
+import json
 import zipfile
 
 import pytest
@@ -19,7 +20,7 @@ from predict_app.tasks import classify_many
 from tests.conftest import new_run
 from tests.images import CLASSES, image_bytes, labelled_zip, make_zip
 from training_app.models import TrainingRun
-from training_app.tasks import train
+from training_app.tasks import make_export, train
 
 
 @pytest.fixture
@@ -104,6 +105,28 @@ def test_many_pictures_in_a_zip_become_a_classification(client, model, key):
                           {"file": SimpleUploadedFile("p.zip", b"not a zip")}, **bearer(key))
     assert refused.status_code == 400 and "not a zip archive" in refused.json()["message"]
     assert Classification.objects.count() == 1
+
+
+def test_a_program_asks_for_an_export_and_downloads_it_once_checked(client, model, key):
+    url = reverse("api:exports", args=[model.pk])
+    listed = {row["format"]: row for row in client.get(url, **bearer(key)).json()["exports"]}
+    assert listed["onnx"]["status"] == "not made" and listed["onnx"]["download"] is None
+    assert set(listed) == {"keras", "h5", "saved_model", "tflite", "tflite_int8", "onnx", "flask"}
+
+    asked = client.post(reverse("api:export_make", args=[model.pk, "onnx"]), **bearer(key))
+    assert asked.status_code == 202 and asked.json()["status"] == "queued"
+    missing = client.get(reverse("api:export_download", args=[model.pk, "onnx"]), **bearer(key))
+    assert missing.status_code == 404 and "not been made yet" in missing.json()["message"]
+    make_export(model.exports.get(kind="onnx").id)  # what the default worker does with the message
+
+    made = {row["format"]: row for row in client.get(url, **bearer(key)).json()["exports"]}["onnx"]
+    assert made["status"] == "ready" and made["max_difference"] < 1e-4 and made["checked_pictures"] > 0
+    download = client.get(made["download"], **bearer(key))
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as contents:
+        assert json.loads(contents.read("about.json"))["class_names"] == model.class_names
+    unknown = client.post(reverse("api:export_make", args=[model.pk, "exe"]), **bearer(key))
+    assert unknown.status_code == 404 and "the formats are: keras" in unknown.json()["message"]
 
 
 def test_a_dataset_from_a_zip_then_a_run_with_chosen_settings(client, user, key):

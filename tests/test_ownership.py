@@ -68,6 +68,7 @@ VALUE_BY_KWARG = {
     "index": 0,  # the number of a batch of a folder upload
     ("pretrained", "name"): next(iter(CATALOGUE)),  # a network of the catalogue
     ("training", "kind"): "onnx",  # a format of a model (mlcore/formats.py)
+    ("api", "kind"): "onnx",
 }
 
 # Pages the owner may get a 404 from, for the fixture's objects: {name: why}. Anywhere else an
