@@ -16,7 +16,7 @@ from datasets_app.forms import FolderBatchForm
 from datasets_app.sources import archive_limits, fit_upload_name
 from dlsite.uploads import refusing_too_many_files, too_many_files_message
 from housekeeping_app import quotas
-from mlcore.words import count, whole_number
+from mlcore.words import count, duration, whole_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
 from .many import Refused, check_zip, finish_receiving, receive_batch, results_csv, send_to_inbox, sorted_zip
@@ -149,6 +149,9 @@ def _status(job: Classification) -> dict:
     elif job.status == job.Status.RUNNING:
         text = (f"Classified {job.done:,} of {count(job.total, 'picture')}" if job.total
                 else "Reading the pictures…")
+        left = job.seconds_left()
+        if left is not None:
+            text += f", about {duration(left)} left"
     elif job.status == job.Status.DONE:
         text = f"Done: {job.summary()}."
     else:

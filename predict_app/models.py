@@ -105,6 +105,13 @@ class Classification(models.Model):
     def is_finished(self):
         return self.status in self.ENDED
 
+    def seconds_left(self) -> float | None:
+        """About how long the rest takes at the pace so far; None before the first pictures are done."""
+        if self.status != self.Status.RUNNING or not self.done or not self.total or self.started_at is None:
+            return None
+        elapsed = (timezone.now() - self.started_at).total_seconds()
+        return max(0.0, elapsed * (self.total - self.done) / self.done)
+
     def missing_batches(self):
         return sorted(set(range(self.expected_batches)) - set(self.received_batches))
 

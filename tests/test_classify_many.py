@@ -160,6 +160,31 @@ def test_a_lost_worker_is_replaced_and_the_next_attempt_goes_on_where_it_stopped
     assert job.images.exclude(label="").count() == 6
 
 
+def test_an_attempt_cut_off_while_reading_a_zip_goes_on_after_the_pictures_it_stored(alice, model, settings):
+    job = start_zip(alice, model, pictures(6))
+    classify_many(job.id)
+    names = list(job.images.order_by("id").values_list("name", flat=True))
+    kept = list(job.images.order_by("id")[:3].values_list("id", "confidence"))
+    job.images.exclude(id__in=[i for i, _ in kept]).delete()  # the first attempt stored three, then died
+    Classification.objects.filter(pk=job.pk).update(status="running", done=3, heartbeat_at=timezone.now() - timedelta(
+        seconds=settings.HEARTBEAT_STALE_S + 5))
+    reap_stale_classifications()
+    classify_many(job.id)
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.done, job.total) == ("done", 2, 6, 6)
+    assert list(job.images.order_by("id").values_list("name", flat=True)) == names  # each once, in order
+    assert list(job.images.order_by("id")[:3].values_list("id", "confidence")) == kept  # not done again
+    assert job.images.exclude(label="").count() == 6
+
+
+def test_a_running_classification_says_how_long_is_left(alice, model):
+    job = start_zip(alice, model, pictures(3))
+    Classification.objects.filter(pk=job.pk).update(status="running", done=50, total=200,
+                                                    started_at=timezone.now() - timedelta(seconds=20))
+    state = alice.get(reverse("predict:classification_status", args=[job.pk])).json()
+    assert state["percent"] == 25 and state["text"] == "Classified 50 of 200 pictures, about 1 min left"
+
+
 def test_after_the_last_attempt_it_fails_and_retry_goes_on(alice, model, settings):
     job = start_zip(alice, model, pictures(3))
     Classification.objects.filter(pk=job.pk).update(status="running", attempts=settings.MAX_PREDICT_ATTEMPTS,
