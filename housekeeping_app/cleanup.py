@@ -94,6 +94,7 @@ class Cleanup:
     def run(self) -> CleanupResult:
         started = time.monotonic()
         self.abandon_stale_uploads()
+        self.abandon_stale_classifications()
         self.remove_used_upload_files()
         self.remove_models_of_deleted_runs()
         self.remove_classification_files()
@@ -143,6 +144,21 @@ class Cleanup:
                     continue
             self.result.abandoned_uploads += 1
             self.remove("staging", folder, self.media / STAGING_DIR)
+
+    def abandon_stale_classifications(self) -> None:
+        """Folders sent to be classified whose sending stopped: they fail, keeping what arrived (Retry
+        classifies it)."""
+        from predict_app.models import Classification
+
+        cutoff = self.now - settings.UPLOAD_ABANDON_S
+        for job in Classification.objects.filter(status=Classification.Status.RECEIVING):
+            last = max(job.created_at.timestamp(), last_touched(job.folder) if job.folder.exists() else 0.0)
+            if last >= cutoff or self.result.dry_run:
+                continue
+            Classification.objects.filter(id=job.id, status=Classification.Status.RECEIVING).update(
+                status=Classification.Status.FAILED, finished_at=timezone.now(),
+                error=abandoned_message("pictures", "Pick the folder again to send it, or press Retry to "
+                                                    "classify the pictures that arrived."))
 
     def remove_used_upload_files(self) -> None:
         """Zips already read, and received folders of finished uploads (of failed or cancelled ones once they
@@ -297,12 +313,12 @@ class Cleanup:
             total -= sizes[path]
 
 
-def abandoned_message() -> str:
+def abandoned_message(things="files", advice="Pick the folder again to send it.") -> str:
     seconds = settings.UPLOAD_ABANDON_S
     span = (count(seconds // 86400, "day") if seconds % 86400 == 0
             else count(seconds // 3600, "hour") if seconds % 3600 == 0
             else count(seconds // 60, "minute"))
-    return f"Abandoned: no files arrived for {span}. Pick the folder again to send it."
+    return f"Abandoned: no {things} arrived for {span}. {advice}"
 
 
 def run_cleanup(dry_run=False) -> CleanupResult:

@@ -197,6 +197,23 @@ def test_the_clean_up_removes_exactly_what_no_row_needs(scene):
     assert run_cleanup().removed == []
 
 
+def test_a_folder_to_classify_whose_sending_stopped_fails_and_keeps_what_arrived(user, media):
+    run = new_run(ingest_shapes(user))
+    silent = Classification.objects.create(owner=user, run=run, name="holiday", status="receiving",
+                                           created_at=timezone.now() - timedelta(days=3))
+    arrived = write(silent.folder / "00000-000.png")
+    age(silent.folder, 3 * DAY)
+    arriving = Classification.objects.create(owner=user, run=run, name="today", status="receiving")
+    run_cleanup(dry_run=True)
+    assert Classification.objects.get(id=silent.id).status == "receiving"  # a dry run changes nothing
+    run_cleanup()
+    silent.refresh_from_db()
+    assert silent.status == "failed" and silent.error == (
+        "Abandoned: no pictures arrived for 2 days. Pick the folder again to send it, or press Retry to classify "
+        "the pictures that arrived.")
+    assert arrived.exists() and Classification.objects.get(id=arriving.id).status == "receiving"
+
+
 def test_files_of_a_dataset_being_read_into_are_left_alone(user, media):
     dataset = Dataset.objects.create(owner=user, name="busy")
     Upload.objects.create(dataset=dataset, original_name="big.zip", status=Upload.Status.RUNNING)
