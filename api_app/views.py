@@ -34,8 +34,7 @@ from predict_app.tasks import classify_many
 from training_app.forms import TrainingRunForm
 from training_app.models import ModelExport, TrainingRun
 from training_app.presenters import run_status
-from training_app.starting import start_run
-from training_app.tasks import make_export
+from training_app.starting import start_export, start_run
 
 MESSAGE = inline_serializer("Message", {"message": serializers.CharField()})
 
@@ -114,9 +113,7 @@ class ExportMake(APIView):
                                             404: MESSAGE})
     def post(self, request, run_pk, kind):
         run = _model_of(request, run_pk)
-        export, send = ModelExport.request(run, _format_of(kind))
-        if send:
-            make_export.delay(export.id)
+        start_export(run, _format_of(kind))
         return Response(_export_json(run, kind, request), status=202)
 
 
@@ -128,11 +125,9 @@ class ExportDownload(APIView):
         export = run.exports.filter(kind=_format_of(kind), status=ModelExport.Status.READY).first()
         if export is None:
             raise NotFound("This format has not been made yet: POST to its address first.")
-        try:
-            handle = open(export.path, "rb")
-        except FileNotFoundError:
-            export.fail("Its file was removed from the server's disk: make it again.")
-            raise NotFound("Its file is no longer on the server: make it again.") from None
+        handle = export.open()
+        if handle is None:
+            raise NotFound("Its file is no longer on the server: make it again.")
         return FileResponse(handle, as_attachment=True, filename=f"run-{run.id}-{kind}.zip")
 
 

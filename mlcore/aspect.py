@@ -1,7 +1,7 @@
 """Making a picture the shape and size of the network's input: the pixel work behind the "crop" and
 "pad" ways of mlcore.options.RESIZE_MODES, and the resize itself.
 
-It needs only NumPy and OpenCV: the "serve it yourself" bundle (mlcore/exports.py) ships this very
+It needs only NumPy and OpenCV: the "serve it yourself" bundle (mlcore/formats.py) ships this very
 file, so that its server resizes pictures exactly as training did."""
 from __future__ import annotations
 

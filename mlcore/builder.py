@@ -386,7 +386,7 @@ def build_model(spec, input_shape: tuple[int, int, int], num_classes: int, weigh
 
 def build_without_weights(spec, input_shape: tuple[int, int, int], num_classes: int, *, name="network"):
     """The network of a spec with no random-change layers and no pretrained weights loaded: a shell to
-    copy a trained model's weights into, for the exports (mlcore/exports.py)."""
+    copy a trained model's weights into, for the exports (mlcore/formats.py)."""
     model, _ = _assemble(spec, input_shape, num_classes, weights_dir=None, load_weights=False, name=name)
     return model
 

@@ -10,6 +10,7 @@ knows Django.
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import socket
@@ -17,13 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import requests
 
 from . import aspect
 from .serving import ModelInfo
@@ -291,26 +291,19 @@ def _wait_for_server(server, url, timeout_s=120):
         if server.poll() is not None:
             raise ExportFailed(f"The bundle's server did not start: {_last_line(server.stderr.read())}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return json.load(response)
-        except OSError:
+            return requests.get(url, timeout=5).json()
+        except requests.ConnectionError:
             time.sleep(0.25)
     raise ExportFailed("The bundle's server did not answer within two minutes.")
 
 
 def post_picture(url: str, image) -> dict:
-    """POST `image` (a Pillow image) as the multipart form field "image", as curl -F does."""
-    import io
-
+    """POST `image` (a Pillow image) as a PNG in the multipart form field "image", as curl -F does."""
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"picture.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + buffer.getvalue() + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.load(response)
+    answer = requests.post(url, files={"image": ("picture.png", buffer.getvalue(), "image/png")}, timeout=60)
+    answer.raise_for_status()
+    return answer.json()
 
 
 def _last_line(text: str) -> str:

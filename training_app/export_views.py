@@ -16,7 +16,7 @@ from mlcore.formats import FORMATS
 from .access import get_run_for_user
 from .models import ModelExport
 from .presenters import export_rows
-from .tasks import make_export
+from .starting import start_export
 
 
 def class_names(run):
@@ -68,9 +68,7 @@ def _run_with_model(request, pk, kind):
 @require_POST
 def export_make(request, pk, kind):
     run = _run_with_model(request, pk, kind)
-    export, send = ModelExport.request(run, kind)
-    if send:
-        make_export.delay(export.id)
+    start_export(run, kind)
     if request.accepts("text/html"):
         messages.info(request, f"{FORMATS[kind].label}: it is being made and checked; it will be offered below "
                                "when it is ready.")
@@ -89,10 +87,8 @@ def export_download(request, pk, kind):
     export = run.exports.filter(kind=kind, status=ModelExport.Status.READY).first()
     if export is None:
         raise Http404("This format has not been made yet.")
-    try:
-        archive = export.path.open("rb")
-    except FileNotFoundError:  # removed from disk (a clean-up, by hand) while the row still names it
-        export.fail("Its file was removed from the server's disk: make it again.")
+    archive = export.open()
+    if archive is None:
         messages.error(request, f"{FORMATS[kind].label}: its file is no longer on the server; make it again.")
         return redirect(reverse("training:detail", args=[run.pk]) + "#exports")
     return FileResponse(archive, as_attachment=True, filename=f"run-{run.id}-{kind}.zip")

@@ -478,3 +478,12 @@ class ModelExport(models.Model):
 
     def fail(self, message):
         self.record(status=self.Status.FAILED, phase="", finished_at=timezone.now(), error=message)
+
+    def open(self):
+        """Its zip, open for reading; None (the export marked failed, to be made again) when the file
+        went from the disk (a clean-up, by hand) while the row still names it."""
+        try:
+            return self.path.open("rb")
+        except FileNotFoundError:
+            self.fail("Its file was removed from the server's disk: make it again.")
+            return None

@@ -1,11 +1,13 @@
-"""Starting a run from a filled-in training form: the one way the training page and the API start one."""
+"""Starting a run from a filled-in training form, and an export of a run's model: the one way the pages
+and the API start either."""
 from django.db import transaction
 
 from datasets_app.versions import freeze
 from housekeeping_app.quotas import queued_runs_refusal
 
+from .models import ModelExport
 from .presenters import budget_facts
-from .tasks import train
+from .tasks import make_export, train
 
 
 def start_run(form, dataset, user, suggested):
@@ -23,3 +25,11 @@ def start_run(form, dataset, user, suggested):
         run.save()
         train.delay_on_commit(run.id)  # the worker must never read an uncommitted row
     return run
+
+
+def start_export(run, kind) -> ModelExport:
+    """The export of `run` in format `kind`, sent to a worker unless it is on its way already."""
+    export, send = ModelExport.request(run, kind)
+    if send:
+        make_export.delay(export.id)
+    return export
