@@ -18,6 +18,30 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a-long-test-password"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """A test that starts the workers or a browser is marked so, whatever its module says: `make test`
+    runs the unmarked ones on every core at once, and these one at a time, since what they wait for is
+    timed (scripts/test.py). Before pytest's own hook, which deselects by marker.
+
+    The tests with workers run last, those of a module with workers of its own at the very end: the
+    modules that use the shared workers then run one after another, and tests without workers never
+    see them (celery_workers)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "celery_workers" in fixtures:
+            item.add_marker(pytest.mark.worker)
+        if "browser_page" in fixtures:
+            item.add_marker(pytest.mark.browser)
+    items.sort(key=_when_its_workers_run)
+
+
+def _when_its_workers_run(item):
+    if "celery_workers" not in getattr(item, "fixturenames", ()):
+        return 0
+    return 2 if getattr(item.module, "OWN_WORKERS", False) else 1
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_test_data_dir():
     yield
@@ -98,12 +122,23 @@ test_database_url.__test__ = False  # a helper, not a test
 WORKER_SETTINGS = {"HEARTBEAT_INTERVAL_S": "1", "HEARTBEAT_STALE_S": "6", "REAPER_INTERVAL_S": "2"}
 
 
+WORKER_PROGRAMS = ("default", "training", "beat")
+
+
+def _is_stopped(pid):
+    """Whether the process is stopped (SIGSTOP), as a test that freezes a worker leaves it if it fails."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError):
+        return False
+
+
 class Workers:
     """The worker processes of supervisord.conf (all but web), each in its own process group."""
 
     def __init__(self, env, log_dir):
         self.env, self.log_dir = env, log_dir
-        self.processes, self.logs = {}, {}
+        self.processes, self.logs, self.offsets = {}, {}, {}
 
     def start(self, name):
         bin_dir = Path(sys.executable).parent
@@ -116,30 +151,62 @@ class Workers:
     def alive(self):
         return all(p.poll() is None for p in self.processes.values())
 
+    def complete(self):
+        """Every program running, none stopped or frozen by a test."""
+        return set(self.processes) >= set(WORKER_PROGRAMS) and self.alive() and not any(
+            _is_stopped(process.pid) for process in self.processes.values())
+
+    def mark(self):
+        """From here on, log() returns only what the workers write next: a module sharing the workers
+        reads its own part."""
+        self.offsets = {name: path.stat().st_size if path.exists() else 0 for name, path in self.logs.items()}
+
     def kill(self, name, sig=signal.SIGKILL):
         """Signal the worker and every process it started, as a crash or a reboot would."""
         os.killpg(self.processes[name].pid, sig)
         self.processes[name].wait(30)
 
     def log(self, name):
-        return self.logs[name].read_text(errors="replace")
+        with self.logs[name].open("rb") as log:
+            log.seek(self.offsets.get(name, 0))
+            return log.read().decode(errors="replace")
 
-    def stop_all(self):
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+    def stop_all(self, wait_s=15):
+        """A warm shutdown, as supervisord gives: SIGTERM to each worker's main process, which stops its
+        own pool (signalled as a group, the pool's processes died under a main process that then waited
+        for them until it was killed, 30 s each time); after `wait_s` the groups are killed."""
+        running = [process for process in self.processes.values() if process.poll() is None]
+        for process in running:
+            process.terminate()
+        deadline = time.monotonic() + wait_s
+        for process in running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
         for process in self.processes.values():
             try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)  # what is left of the group: a stuck pool, a server it started
+            except ProcessLookupError:
+                pass
+            process.wait(30)
 
 
-@pytest.fixture(scope="module")
-def celery_workers(django_db_setup, django_db_blocker, tmp_path_factory):
-    """The Celery workers and beat of `make run`, as real processes on the real broker,
-    reading and writing the test database. Per module, so that tests elsewhere
-    see a site with no workers."""
+@pytest.fixture(scope="session")
+def _worker_sets():
+    """The set of workers the modules share, once started; stopped when the session ends."""
+    sets = {}
+    yield sets
+    _stop_shared_workers(sets)
+
+
+def _stop_shared_workers(sets):
+    workers = sets.pop("shared", None)
+    if workers is not None:
+        workers.stop_all()
+
+
+def _start_workers(tmp_path_factory):
     from dlsite.celery import app
 
     env = dict(os.environ, DATABASE_URL=test_database_url(), DJANGO_SETTINGS_MODULE="dlsite.settings",
@@ -147,15 +214,54 @@ def celery_workers(django_db_setup, django_db_blocker, tmp_path_factory):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     app.control.purge()  # messages left on a shared Redis by an earlier run refer to other databases
     workers = Workers(env, tmp_path_factory.mktemp("worker-logs"))
-    for name in ("default", "training", "beat"):
-        workers.start(name)
     try:
+        for name in WORKER_PROGRAMS:
+            workers.start(name)
         wait_for(lambda: _queues_served(app) >= {"default", "training"} or not workers.alive(),
                  timeout=90, interval=1, what="the workers to start")
         assert workers.alive(), workers.log("default") + workers.log("training") + workers.log("beat")
-        yield workers
-    finally:
+    except BaseException:
         workers.stop_all()
+        raise
+    return workers
+
+
+@pytest.fixture(scope="module")
+def celery_workers(request, django_db_setup, django_db_blocker, tmp_path_factory, _worker_sets):
+    """The Celery workers and beat of `make run`, as real processes on the real broker, reading and
+    writing the test database.
+
+    Started once and shared by the modules that only use them: starting and stopping a set took about
+    20 s a module. The tests with workers run after the others (pytest_collection_modifyitems), so
+    tests elsewhere see a site with no workers. A module that leaves a worker dead, or a task still
+    running, leaves the next one a fresh set. A module that sets the workers' environment up first
+    says `OWN_WORKERS = True`: it gets a set of its own, and the shared one is stopped meanwhile (two
+    sets on one broker would share its messages out between them)."""
+    from dlsite.celery import app
+
+    if getattr(request.module, "OWN_WORKERS", False):
+        _stop_shared_workers(_worker_sets)
+        workers = _start_workers(tmp_path_factory)
+        try:
+            yield workers
+        finally:
+            workers.stop_all()
+        return
+    workers = _worker_sets.get("shared")
+    if workers is not None and workers.complete() and not _busy(app):
+        app.control.purge()
+    else:
+        _stop_shared_workers(_worker_sets)
+        workers = _worker_sets["shared"] = _start_workers(tmp_path_factory)
+    workers.mark()
+    yield workers
+    if not workers.complete() or _busy(app):
+        _stop_shared_workers(_worker_sets)
+
+
+def _busy(app):
+    replies = app.control.inspect(timeout=1).active() or {}
+    return any(replies.values())
 
 
 def _queues_served(app):

@@ -12,6 +12,7 @@ from tests.conftest import PASSWORD, wait_for
 from tests.test_pretrained import FileServer, stand_in
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+OWN_WORKERS = True  # they start after weights_env has set their environment (tests/conftest.py)
 
 
 @pytest.fixture(scope="module", autouse=True)
