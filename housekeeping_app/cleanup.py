@@ -32,6 +32,8 @@ from django.utils import timezone
 
 from mlcore.words import count
 
+from dlsite.disk import entries, last_touched, numbered_folders, tree_size, walk_files
+
 from .diskuse import (
     CLASSIFICATION_ZIPS_DIR,
     CLASSIFICATIONS_DIR,
@@ -40,11 +42,6 @@ from .diskuse import (
     STAGING_DIR,
     UPLOADS_DIR,
     VERSIONS_DIR,
-    entries,
-    last_touched,
-    numbered_folders,
-    tree_size,
-    walk_files,
 )
 from .models import KINDS
 
