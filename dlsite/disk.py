@@ -51,7 +51,7 @@ def tree_size(path) -> int:
 def last_touched(path, reads_count=False) -> float:
     """The newest modification time of a folder and of everything in it; with `reads_count`, the
     newest access time of its files too (when a pack was last read). The folder's own access time
-    never counts: it changes whenever the folder is listed, by this clean-up too."""
+    never counts: it changes whenever the folder is listed, by the clean-up too."""
     path = Path(path)
     try:
         newest = path.lstat().st_mtime

@@ -30,9 +30,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from mlcore.words import count
-
 from dlsite.disk import entries, last_touched, numbered_folders, tree_size, walk_files
+from mlcore.words import count
 
 from .diskuse import (
     CLASSIFICATION_ZIPS_DIR,
