@@ -24,7 +24,7 @@ from datasets_app.forms import ZipUploadForm
 from datasets_app.models import Dataset
 from datasets_app.starting import start_zip_upload
 from datasets_app.sources import archive_limits, fit_upload_name
-from housekeeping_app import quotas
+from dlsite import quotas
 from mlcore.formats import FORMATS
 from mlcore.words import whole_number
 from predict_app.many import Refused, check_zip

@@ -15,10 +15,9 @@ import zipfile
 from django.conf import settings
 from django.db import transaction
 
-from dlsite import bulk
+from dlsite import bulk, quotas
 from mlcore.archive import ArchiveRejected, ELLIPSIS, fit_name, shorten, without_control_characters
 from mlcore.splits import stratified_split
-from housekeeping_app import quotas
 
 from .models import Image, ImageClass, Upload, UploadOutcome
 from .sources import archive_limits, examine_all, open_source

@@ -37,7 +37,7 @@ from .sample_data import sample_digits_zip
 from .starting import start_zip_upload
 from .sources import archive_limits, fit_upload_name
 from dlsite.uploads import refusing_too_many_files, too_many_files_message
-from housekeeping_app import quotas
+from dlsite import quotas
 
 from .models import Dataset, Upload
 from .tasks import ingest
@@ -45,7 +45,7 @@ from .access import get_dataset_for_user
 
 
 def _within_quota(form, user, field):
-    """Valid, and within the person's limits (housekeeping_app.quotas); else the form says which limit."""
+    """Valid, and within the person's limits (dlsite/quotas.py); else the form says which limit."""
     if not form.is_valid():
         return False
     sent = form.cleaned_data[field]

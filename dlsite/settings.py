@@ -342,7 +342,7 @@ CLEANUP_GRACE_S = env_int("CLEANUP_GRACE_S", 24 * 3600)
 UPLOAD_ABANDON_S = env_int("UPLOAD_ABANDON_S", 2 * 24 * 3600)
 PACK_CACHE_MAX_GB = float(os.environ.get("PACK_CACHE_MAX_GB") or 20)
 CELERY_BEAT_SCHEDULE["cleanup"] = {"task": "housekeeping.cleanup", "schedule": float(CLEANUP_INTERVAL_S)}
-# Per-person limits (housekeeping_app/quotas.py); 0 means no limit. Bytes count stored images
+# Per-person limits (dlsite/quotas.py); 0 means no limit. Bytes count stored images
 # (with thumbnails) and uploads; runs count those waiting or training.
 QUOTA_IMAGES = env_int("QUOTA_IMAGES", 0)
 QUOTA_BYTES = env_int("QUOTA_BYTES", 0)

@@ -1,15 +1,11 @@
-"""Pages that belong to the site as a whole: home, sign-up, health."""
+"""Pages that belong to the site as a whole: home and health (sign-up is accounts_app/views.py)."""
 import secrets
 
 from django.conf import settings
-from django.contrib.auth import login
-from django.contrib.auth.forms import UserCreationForm
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
-
-from accounts_app.forms import InvitedUserCreationForm
 
 from .reporting import hide_url_passwords
 from .workers import QUEUES, check_broker, live_workers
@@ -21,22 +17,6 @@ def home(request):
     if request.user.is_authenticated:
         return redirect("datasets:list")
     return render(request, "home.html")
-
-
-def signup(request):
-    """Sign-up as SIGNUP_MODE says: open to anyone, with an invitation code, or closed."""
-    mode = settings.SIGNUP_MODE
-    if mode == "closed":
-        return render(request, "registration/signup.html", {"closed": True})
-    form_class = InvitedUserCreationForm if mode == "invite" else UserCreationForm
-    form = form_class(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        if user is not None:  # None: the invitation was used by someone else meanwhile
-            # Two backends are set (django-axes and Django's), so say which one checked the user.
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect("datasets:list")
-    return render(request, "registration/signup.html", {"form": form, "invite": mode == "invite"})
 
 
 def healthz(request):

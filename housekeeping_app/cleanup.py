@@ -30,6 +30,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from dlsite.disk import entries, last_touched, numbered_folders, tree_size, walk_files
 from mlcore.words import count
 
 from .diskuse import (
@@ -40,11 +41,6 @@ from .diskuse import (
     STAGING_DIR,
     UPLOADS_DIR,
     VERSIONS_DIR,
-    entries,
-    last_touched,
-    numbered_folders,
-    tree_size,
-    walk_files,
 )
 from .models import KINDS
 

@@ -1,15 +1,17 @@
-"""Measuring what the site keeps on disk, from the files themselves (os.scandir, no symlink followed).
+"""What the site keeps on disk, per kind of file and per person, measured from the files themselves.
 
-Used by the staff page "Disk use", by the per-user byte quota, and by the clean-up for its figures.
+Used by the staff page "Disk use" and by the clean-up for its folders; the walking and sizing of files
+is dlsite/disk.py, shared with the per-person byte quota.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from django.conf import settings
 from django.core.cache import cache
+
+from dlsite.disk import entries, entry_size, numbered_folders, tree_size, walk_files
 
 # The folders under MEDIA_ROOT the site writes to; nothing else there is the site's to judge.
 IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME = "datasets", "uploads", "versions", "models"
@@ -29,68 +31,6 @@ KIND_LABELS = {
     "other": "Anything else",
 }
 CACHE_KEY, CACHE_SECONDS = "housekeeping:disk-use", 60
-
-
-def entries(folder) -> list[os.DirEntry]:
-    """The entries of a folder; none when it is missing or unreadable."""
-    try:
-        with os.scandir(folder) as found:
-            return list(found)
-    except OSError:
-        return []
-
-
-def entry_size(entry: os.DirEntry) -> int:
-    try:
-        return entry.stat(follow_symlinks=False).st_size
-    except OSError:
-        return 0
-
-
-def walk_files(folder):
-    """(DirEntry, relative parts) of every file or link under `folder`, never entering a linked folder."""
-    stack = [(folder, ())]
-    while stack:
-        current, parts = stack.pop()
-        for entry in entries(current):
-            if entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, (*parts, entry.name)))
-            else:
-                yield entry, (*parts, entry.name)
-
-
-def tree_size(path) -> int:
-    """Bytes of a file, or of every file under a folder."""
-    path = Path(path)
-    if path.is_symlink() or path.is_file():
-        try:
-            return path.lstat().st_size
-        except OSError:
-            return 0
-    return sum(entry_size(entry) for entry, _ in walk_files(path))
-
-
-def last_touched(path, reads_count=False) -> float:
-    """The newest modification time of a folder and of everything in it; with `reads_count`, the
-    newest access time of its files too (when a pack was last read). The folder's own access time
-    never counts: it changes whenever the folder is listed, by this clean-up too."""
-    path = Path(path)
-    try:
-        newest = path.lstat().st_mtime
-    except OSError:
-        return 0.0
-    for entry, _ in walk_files(path):
-        try:
-            stat = entry.stat(follow_symlinks=False)
-            newest = max(newest, stat.st_mtime, stat.st_atime if reads_count else 0.0)
-        except OSError:
-            pass
-    return newest
-
-
-def numbered_folders(folder) -> dict[int, os.DirEntry]:
-    """{number: entry} of the sub-folders of `folder` named by a number (a row's id)."""
-    return {int(e.name): e for e in entries(folder) if e.name.isdigit() and e.is_dir(follow_symlinks=False)}
 
 
 def measure() -> dict:
@@ -166,25 +106,3 @@ def measure_cached() -> dict:
         found = measure()
         cache.set(CACHE_KEY, found, CACHE_SECONDS)
     return found
-
-
-def user_bytes(user) -> int:
-    """Bytes of one person's stored images (thumbnails included) and uploads (zips and received folders)."""
-    from datasets_app.models import Upload
-
-    media = Path(settings.MEDIA_ROOT)
-    total = sum(tree_size(media / IMAGES_DIR / str(id)) for id in user.datasets.values_list("id", flat=True))
-    uploads = Upload.objects.filter(dataset__owner=user)
-    total += sum(tree_size(media / name) for name in uploads.exclude(file="").values_list("file", flat=True))
-    total += sum(tree_size(media / STAGING_DIR / str(id))
-                 for id in uploads.filter(kind=Upload.Kind.FOLDER).exclude(status=Upload.Status.DONE)
-                 .values_list("id", flat=True))
-    return total
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if abs(count) < 1024 or unit == "GB":
-            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1024
-    return f"{count:,.1f} GB"

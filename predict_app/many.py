@@ -24,8 +24,8 @@ from datasets_app.folder_upload import link_batch
 from datasets_app.models import Upload
 from datasets_app.sources import fit_upload_name
 from datasets_app.tasks import ingest
+from dlsite import quotas
 from dlsite.heartbeat import Heartbeat
-from housekeeping_app import quotas
 from mlcore.archive import ArchiveRejected, ZipPlan, plan_zip, read_entries, shown
 from mlcore.examine import store_file
 from mlcore.images import IMAGE_EXTENSIONS, ImageRejected, ImageTooLarge, decode_reduced, image_to_array, make_thumbnail

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from datasets_app.forms import FolderBatchForm
 from datasets_app.sources import archive_limits, fit_upload_name
+from dlsite import quotas
 from dlsite.uploads import refusing_too_many_files, too_many_files_message
-from housekeeping_app import quotas
 from mlcore.words import count, duration, whole_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm

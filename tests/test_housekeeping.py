@@ -1,4 +1,5 @@
-"""Clean-up of files on disk, the staff page "Disk use", and per-person quotas (housekeeping_app).
+"""Clean-up of files on disk, the staff page "Disk use" (housekeeping_app), and per-person quotas
+(dlsite/quotas.py, counted by the apps that registered how).
 
 The clean-up tests make real files and rows in a media folder of their own, age the files with
 os.utime, and check that exactly the right ones go, and that a dry run removes nothing."""
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -20,6 +22,7 @@ from datasets_app.folder_upload import staging_folder
 from datasets_app.ingestion import ingest_upload
 from datasets_app.models import Dataset, Image, Upload, UploadOutcome
 from datasets_app.versions import freeze
+from dlsite import quotas
 from housekeeping_app.cleanup import run_cleanup
 from housekeeping_app.diskuse import measure
 from housekeeping_app.models import CleanupReport
@@ -360,6 +363,18 @@ def test_a_run_beyond_the_limit_of_runs_at_once_is_refused(alice, shapes, settin
     assert alice.post(reverse("training:new", args=[shapes.pk]), data).status_code == 302
     settings.QUOTA_QUEUED_RUNS = 0  # no limit
     assert alice.post(reverse("training:new", args=[shapes.pk]), data).status_code == 302
+
+
+def test_each_limit_counts_what_its_apps_registered(user, shapes, settings, monkeypatch):
+    assert quotas.used("images", user) == 30 and quotas.used("queued_runs", user) == 0
+    assert quotas.used("bytes", user) == sum(f.stat().st_size for f in shapes.media_folder.rglob("*") if f.is_file())
+    new_run(shapes)
+    assert quotas.used("queued_runs", user) == 1
+    # A limit nobody counts for would never refuse anything: that is a mistake in the code, said loudly.
+    monkeypatch.setitem(quotas.COUNTERS, "queued_runs", {})
+    settings.QUOTA_QUEUED_RUNS = 1
+    with pytest.raises(ImproperlyConfigured, match="queued_runs"):
+        quotas.queued_runs_refusal(user)
 
 
 def zip_file(name="more.zip"):

@@ -3,7 +3,7 @@ and the API start either."""
 from django.db import transaction
 
 from datasets_app.versions import freeze
-from housekeeping_app.quotas import queued_runs_refusal
+from dlsite.quotas import queued_runs_refusal
 
 from .models import ModelExport
 from .presenters import budget_facts

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand
 
+from dlsite.disk import human_bytes
 from housekeeping_app.cleanup import run_cleanup
 from housekeeping_app.models import KINDS
-from housekeeping_app.diskuse import human_bytes
 
 
 class Command(BaseCommand):
