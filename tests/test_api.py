@@ -63,7 +63,7 @@ def test_only_the_owner_reaches_a_model(client, model, key, other_user):
     mine = client.get(reverse("api:models"), **bearer(key)).json()["models"]
     assert [m["id"] for m in mine] == [model.id] and mine[0]["classes"] == sorted(CLASSES)
     theirs = ApiToken.objects.create_for(other_user, "theirs")[1]
-    assert client.get(reverse("api:models"), **bearer(theirs)).json() == {"models": []}
+    assert client.get(reverse("api:models"), **bearer(theirs)).json() == {"models": [], "next": None, "previous": None}
     refused = client.get(reverse("api:model", args=[model.id]), **bearer(theirs))
     assert refused.status_code == 404 and "message" in refused.json()
     download = client.get(reverse("api:model_download", args=[model.id]), **bearer(key))
