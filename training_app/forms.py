@@ -3,15 +3,8 @@ import json
 from django import forms
 from django.conf import settings
 
-from mlcore.builder import (
-    BASE_PARAMS,
-    BASES,
-    LAYER_TYPES,
-    SpecError,
-    missing_weights_message,
-    normalise_spec,
-    summarise,
-)
+from mlcore.builder import (BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message, normalise_spec,
+                            summarise)
 from mlcore.defaults import suggest
 from mlcore.json_input import UnreadableJson, read_json
 from mlcore.options import AUGMENTATIONS, SETTINGS, normalise_augmentation

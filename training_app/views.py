@@ -17,15 +17,8 @@ from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from .access import get_run_for_user
 from .forms import TrainingRunForm
 from .models import TrainingRun
-from .presenters import (
-    budget_facts,
-    export_rows,
-    result_in_words,
-    run_status,
-    settings_in_words,
-    table_row,
-    time_estimate,
-)
+from .presenters import (budget_facts, export_rows, result_in_words, run_status, settings_in_words, table_row,
+                         time_estimate)
 from .starting import start_run
 
 
