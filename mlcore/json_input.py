@@ -11,16 +11,20 @@ class UnreadableJson(ValueError):
     """JSON that was refused; its text is the message for the person or program that sent it."""
 
 
+class TooDeep(UnreadableJson):
+    """JSON nested more than `max_depth` levels."""
+
+
 def read_json(text: str | bytes, what: str = "The request", max_depth: int = MAX_DEPTH):
     """`text` parsed, or UnreadableJson saying why not (`what` names it in the message)."""
     try:
         value = json.loads(text)
     except RecursionError:
-        raise UnreadableJson(_too_deep(what, max_depth)) from None
+        raise TooDeep(_too_deep(what, max_depth)) from None
     except ValueError as error:  # UnicodeDecodeError included
         raise UnreadableJson(f"{what} is not JSON: {error}.") from None
     if _depth(value) > max_depth:
-        raise UnreadableJson(_too_deep(what, max_depth))
+        raise TooDeep(_too_deep(what, max_depth))
     return value
 
 

@@ -202,3 +202,35 @@ def test_a_program_uses_the_api_with_requests_against_the_running_server(live_se
     assert model_file.status_code == 200 and zipfile.is_zipfile(io.BytesIO(model_file.content))
     missing = session.get(f"{base}/models/999999/", timeout=30)
     assert missing.status_code == 404 and missing.json()["message"]
+
+
+@pytest.mark.parametrize("depth", [40, 1_000, 100_000])
+def test_json_nested_too_deeply_is_a_400_with_a_message(client, model, key, depth):
+    """About a thousand `[` made DRF's JSON parser raise RecursionError: a 500 on every operation reading JSON."""
+    nested = "[" * depth + "]" * depth
+    for url in (reverse("api:classify", args=[model.id]), reverse("api:run_start", args=[model.dataset_id])):
+        for body in (nested, '{"images": ' + nested + "}"):
+            refused = client.post(url, body, content_type="application/json", **bearer(key))
+            assert refused.status_code == 400, url
+            assert "nested more than 32 levels deep" in refused.json()["message"]
+
+
+def test_a_json_body_over_the_limit_is_refused_before_it_is_read(client, model, key, settings):
+    settings.API_MAX_JSON_BYTES = 1000
+    picture = base64.b64encode(image_bytes("spot", 16)).decode()
+    body = json.dumps({"images": [{"name": "a.png", "data": picture}] * 10})
+    assert len(body) > 1000
+    refused = client.post(reverse("api:classify", args=[model.id]), body, content_type="application/json", **bearer(key))
+    assert refused.status_code == 413 and "at most 1,000 bytes" in refused.json()["message"]
+    settings.API_MAX_JSON_BYTES = len(body)
+    accepted = client.post(reverse("api:classify", args=[model.id]), body, content_type="application/json", **bearer(key))
+    assert accepted.status_code == 200 and len(accepted.json()["results"]) == 10
+
+
+@pytest.mark.parametrize("path", ["models/abc/", "models/-1/", "models/1.5/exports/", "datasets/%C2%B2/",
+                                  "classifications/-3/results/", "no-such-thing/"])
+def test_an_address_that_is_not_the_apis_answers_json(client, key, path):
+    """A non-integer or negative id matched no route: Django's HTML 404."""
+    answer = client.get(f"/api/v1/{path}", **bearer(key))
+    assert answer.status_code == 404 and answer["Content-Type"] == "application/json"
+    assert "nothing at this address" in answer.json()["message"]

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from datasets_app.access import get_dataset_for_user
 from mlcore.builder import SpecError, summarise
-from mlcore.json_input import UnreadableJson, read_json
+from mlcore.json_input import TooDeep, UnreadableJson, read_json
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, whole
 from mlcore.words import LARGEST_WHOLE
 
@@ -40,8 +40,10 @@ def builder_check(request):
     """
     try:
         body = read_json(request.body)
-    except UnreadableJson as error:
+    except TooDeep as error:
         return JsonResponse({"ok": False, "message": str(error)}, status=400)
+    except UnreadableJson:
+        body = None
     if not isinstance(body, dict):
         return JsonResponse({"ok": False, "message": "The request must be a JSON object."}, status=400)
 
