@@ -45,8 +45,9 @@ class Pages(CursorPagination):
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             if parameter["name"] == self.page_size_query_param:
-                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
-                parameter["description"] = f"how many on a page, at most {self.max_page_size} ({self.page_size} if left out)"
+                parameter["schema"] = {"type": "integer", "minimum": 1}
+                parameter["description"] = (f"how many on a page ({self.page_size} if left out); more than "
+                                            f"{self.max_page_size} reads as {self.max_page_size}")
         return parameters
 
 
