@@ -208,7 +208,7 @@ class RunSettingsSerializer(serializers.ModelSerializer):
         fields = TrainingRun.SETTINGS
 
 
-class RunSettingsRequest(RunSettingsSerializer):
+class NewRunSerializer(RunSettingsSerializer):
     """Any setting of the training form; each one left out is the one the page would suggest."""
 
     class Meta(RunSettingsSerializer.Meta):

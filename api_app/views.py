@@ -285,7 +285,7 @@ class RunStart(APIView):
                    description="Any setting of the training form (mlcore/options.py lists them: epochs, "
                                "learning_rate, optimizer, preset, model_spec, augment_flip, ...); the ones left "
                                "out are the settings the page would suggest for this dataset.",
-                   request=s.RunSettingsRequest, responses={201: s.RunSerializer})
+                   request={"application/json": s.NewRunSerializer}, responses={201: s.RunSerializer})
     def post(self, request, dataset_pk):
         dataset = get_dataset_for_user(request, dataset_pk)
         posted = QueryDict(mutable=True)
