@@ -5,6 +5,7 @@ server."""
 import base64
 import io
 import json
+import re
 import zipfile
 
 import pytest
@@ -259,3 +260,25 @@ def test_concurrent_clients_get_no_more_than_the_limit_through(live_server, user
         answers = [status for statuses in pool.map(client, range(8)) for status in statuses]
     assert answers.count(200) == 60 and answers.count(429) == 8 * 25 - 60
     caches["shared"].clear()
+
+
+def test_the_api_page_gives_a_copyable_example_for_each_common_task(alice, model):
+    page = alice.get(reverse("api:tokens")).content.decode()
+    for task, address in [("List your models", reverse("api:models")),
+                          ("Classify one picture", reverse("api:classify", args=[model.id])),
+                          ("Classify a zip", reverse("api:classification_start", args=[model.id])),
+                          ("Start a training run", reverse("api:run_start", args=[model.dataset_id])),
+                          ("download it", reverse("api:export_download", args=[model.id, "onnx"]))]:
+        assert task in page and address in page
+    assert page.count('<pre class="command">') == 5 and "js/api_tokens.js" in page  # its Copy buttons
+
+
+def test_the_api_page_has_no_inline_script_or_style():
+    """The site's Content-Security-Policy allows scripts and styles from its own files only."""
+    from pathlib import Path
+
+    for template in (Path(__file__).parent.parent / "api_app" / "templates").rglob("*.html"):
+        text = template.read_text()
+        assert "<style" not in text and "style=" not in text, template
+        assert re.search(r"<script(?![^>]*\bsrc=)", text) is None, template
+        assert re.search(r"\son[a-z]+=", text) is None, template  # onclick=, onsubmit=, ...
