@@ -33,7 +33,7 @@ SKIPPED = {
 }
 
 # Pages for anyone, logged in or not; checked only for never failing.
-PUBLIC = {"home", "signup", "login", "logout", "api:schema", "api:docs"}
+PUBLIC = {"home", "signup", "login", "logout", "api:schema", "api:docs", "api:not_found"}
 
 # Pages that name no object: each logged-in user sees, or makes, their own things there.
 PERSONAL = {
