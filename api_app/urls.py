@@ -26,6 +26,7 @@ urlpatterns = [
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The docs page's script is a file of its own (the "split" view), so that it runs under the
     # site's Content-Security-Policy, which allows no inline script.
-    path("v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    path("v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api_app/swagger_ui.html"),
+         name="docs"),
     re_path(r"^v1/", views.not_found, name="not_found"),  # last: any other address under the API answers JSON too
 ]

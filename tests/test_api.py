@@ -273,12 +273,13 @@ def test_the_api_page_gives_a_copyable_example_for_each_common_task(alice, model
     assert page.count('<pre class="command">') == 5 and "js/api_tokens.js" in page  # its Copy buttons
 
 
-def test_the_api_page_has_no_inline_script_or_style():
+def test_the_api_pages_have_no_inline_script_or_style(client):
     """The site's Content-Security-Policy allows scripts and styles from its own files only."""
     from pathlib import Path
 
-    for template in (Path(__file__).parent.parent / "api_app" / "templates").rglob("*.html"):
-        text = template.read_text()
-        assert "<style" not in text and "style=" not in text, template
-        assert re.search(r"<script(?![^>]*\bsrc=)", text) is None, template
-        assert re.search(r"\son[a-z]+=", text) is None, template  # onclick=, onsubmit=, ...
+    templates = [path.read_text() for path in (Path(__file__).parent.parent / "api_app" / "templates").rglob("*.html")]
+    docs = client.get(reverse("api:docs")).content.decode()  # public, as the schema
+    for text in [*templates, docs]:
+        assert "<style" not in text and "style=" not in text, text
+        assert re.search(r"<script(?![^>]*\bsrc=)", text) is None, text
+        assert re.search(r"\son[a-z]+=", text) is None, text  # onclick=, onsubmit=, ...
