@@ -80,11 +80,9 @@ class TokenRateThrottle(SimpleRateThrottle):
         window = int(now // self.duration)
         self.window_ends = (window + 1) * self.duration - now
         count_key = f"{self.get_cache_key(request, view)}-{window}"
-        if self.cache.add(count_key, 1, self.duration + 1):
-            return True
         try:
-            count = self.cache.incr(count_key)
-        except ValueError:  # it expired between the two
+            count = self.cache.incr(count_key)  # the usual case: the window's count exists
+        except ValueError:  # the window's first request; or, if another process made it meanwhile, a later one
             count = 1 if self.cache.add(count_key, 1, self.duration + 1) else self.cache.incr(count_key)
         return count <= self.num_requests
 
