@@ -46,15 +46,15 @@ def examples(request) -> list[tuple[str, str]]:
         ("Classify one picture (or several: one -F each)",
          f"{auth} \\\n     -F images=@photo.jpg \\\n     {url('api:classify', run_id)}"),
         ("Classify a zip of many pictures, then read the results when it is done",
-         f"{auth} \\\n     -F file=@pictures.zip \\\n     {url('api:classification_start', run_id)}\n"
-         "JOB=12   # the \"id\" it answered; read its state until \"status\" is \"done\"\n"
-         f"{auth} \\\n     {url('api:classification_results', 0).replace('/0/results/', '/$JOB/results/')}"),
+         (f"{auth} \\\n     -F file=@pictures.zip \\\n     {url('api:classification_start', run_id)}\n"
+          "JOB=12   # the \"id\" it answered; read its state until \"status\" is \"done\"\n"
+          f"{auth} \\\n     {url('api:classification_results', 0).replace('/0/results/', '/$JOB/results/')}")),
         ("Start a training run on a dataset (settings left out are the suggested ones)",
-         f"{auth} \\\n     -H \"Content-Type: application/json\" -d '{{\"epochs\": 10}}' \\\n"
-         f"     {url('api:run_start', dataset_id)}"),
+         (f"{auth} \\\n     -H \"Content-Type: application/json\" -d '{{\"epochs\": 10}}' \\\n"
+          f"     {url('api:run_start', dataset_id)}")),
         ("Make the model in a format (here ONNX), then download it once it is ready",
-         f"{auth} -X POST \\\n     {url('api:export_make', run_id, 'onnx')}\n"
-         f"{auth} -o model-onnx.zip \\\n     {url('api:export_download', run_id, 'onnx')}"),
+         (f"{auth} -X POST \\\n     {url('api:export_make', run_id, 'onnx')}\n"
+          f"{auth} -o model-onnx.zip \\\n     {url('api:export_download', run_id, 'onnx')}")),
     ]
 
 
