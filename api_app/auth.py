@@ -52,7 +52,8 @@ class TokenRateThrottle(SimpleRateThrottle):
     """API_RATE requests per token (a person signed in on the site counts as one token), counted in
     fixed windows in the cache all web processes share (settings.CACHES["shared"]): one small count
     a window, not DRF's list of every request's time (1,200 of them a minute, read and written on
-    each request)."""
+    each request). The count is atomic (Redis' SET NX and INCR, or dlsite/cache.py's lock), so no
+    more than the limit get through however many clients ask at once."""
 
     scope = "token"
 
@@ -75,15 +76,14 @@ class TokenRateThrottle(SimpleRateThrottle):
     def allow_request(self, request, view):
         if self.rate is None:
             return True
-        key = self.get_cache_key(request, view)
         now = self.timer()
         window = int(now // self.duration)
         self.window_ends = (window + 1) * self.duration - now
-        count_key = f"{key}-{window}"
-        # One read and one write: the files' own increment is no more atomic, and costs twice that.
-        # Two processes counting at the same moment may count one request less, never refuse one too many.
-        count = self.cache.get(count_key, 0) + 1
-        self.cache.set(count_key, count, self.duration + 1)
+        count_key = f"{self.get_cache_key(request, view)}-{window}"
+        try:
+            count = self.cache.incr(count_key)  # the usual case: the window's count exists
+        except ValueError:  # the window's first request; or, if another process made it meanwhile, a later one
+            count = 1 if self.cache.add(count_key, 1, self.duration + 1) else self.cache.incr(count_key)
         return count <= self.num_requests
 
     def wait(self):

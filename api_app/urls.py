@@ -1,5 +1,5 @@
-from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import token_views, views
 
@@ -22,6 +22,11 @@ urlpatterns = [
     path("v1/datasets/<int:dataset_pk>/", views.DatasetDetail.as_view(), name="dataset"),
     path("v1/datasets/<int:dataset_pk>/runs/", views.RunStart.as_view(), name="run_start"),
     path("v1/runs/<int:run_pk>/", views.RunDetail.as_view(), name="run"),
+    path("v1/tokens/", views.TokenList.as_view(), name="token_list"),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("v1/docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # The docs page's script is a file of its own (the "split" view), so that it runs under the
+    # site's Content-Security-Policy, which allows no inline script.
+    path("v1/docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api_app/swagger_ui.html"),
+         name="docs"),
+    re_path(r"^v1/", views.not_found, name="not_found"),  # last: any other address under the API answers JSON too
 ]

@@ -1,7 +1,8 @@
 """The API for programs (Django REST framework): the same things as the pages, with the same ownership
 rules (another person's dataset, run, model or classification is a 404), answered as JSON. A program
 authenticates with a token made on the "API tokens" page (api_app/auth.py); every error is JSON with a
-plain-words `message`. The schema (OpenAPI 3) is at /api/v1/schema/, its browsable docs at /api/v1/docs/.
+plain-words `message`. Each answer's fields are its serializer's (api_app/serializers.py), from which the
+schema (OpenAPI 3, /api/v1/schema/, public) is made; its browsable docs are at /api/v1/docs/.
 """
 import base64
 import binascii
@@ -10,68 +11,65 @@ import json
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
-from django.http import FileResponse, QueryDict
-from django.shortcuts import get_object_or_404
+from django.http import FileResponse, JsonResponse, QueryDict
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from datasets_app.access import get_dataset_for_user
 from datasets_app.forms import ZipUploadForm
 from datasets_app.models import Dataset
-from datasets_app.starting import start_zip_upload
 from datasets_app.sources import archive_limits, fit_upload_name
+from datasets_app.starting import start_zip_upload
 from dlsite import quotas
 from mlcore.formats import FORMATS
-from mlcore.words import whole_number
 from predict_app.many import Refused, check_zip
+from predict_app.many_views import get_classification_for_user
 from predict_app.models import Classification
 from predict_app.services import classify_uploads, predictor_for
 from predict_app.tasks import classify_many
+from training_app.access import get_model_for_user, get_run_for_user
 from training_app.forms import TrainingRunForm
 from training_app.models import ModelExport, TrainingRun
 from training_app.presenters import run_status
 from training_app.starting import start_export, start_run
 
-MESSAGE = inline_serializer("Message", {"message": serializers.CharField()})
+from . import serializers as s
+from .models import ApiToken
+from .pagination import pages
+from .parsers import JSONParser
 
 
-def _model_of(request, run_pk) -> TrainingRun:
-    return get_object_or_404(TrainingRun.objects.visible_to(request.user).with_model().select_related("dataset"),
-                             pk=run_pk)
+class ModelList(generics.ListAPIView):
+    serializer_class = s.ModelSerializer
+    pagination_class = pages("models")
 
-
-def _model_json(run: TrainingRun, request) -> dict:
-    return {
-        "id": run.id, "dataset": {"id": run.dataset_id, "name": run.dataset.name},
-        "network": run.get_preset_display(), "classes": run.class_names,
-        "image_size": run.image_size, "channels": run.channels, "resize": run.resize_mode,
-        "test_accuracy": run.test_accuracy, "finished_at": run.finished_at,
-        "download": request.build_absolute_uri(f"/api/v1/models/{run.id}/download/"),
-    }
-
-
-class ModelList(APIView):
-    @extend_schema(operation_id="models_list", summary="Your trained models", responses=inline_serializer("Models", {"models": serializers.ListField()}))
+    @extend_schema(operation_id="models_list", summary="Your trained models")
     def get(self, request):
-        runs = TrainingRun.objects.visible_to(request.user).with_model().select_related("dataset")
-        return Response({"models": [_model_json(run, request) for run in runs]})
+        return self.list(request)
+
+    def get_queryset(self):
+        return TrainingRun.objects.visible_to(self.request.user).with_model().select_related("dataset")
 
 
 class ModelDetail(APIView):
     @extend_schema(operation_id="model_read", summary="One trained model: its classes and the pictures it takes",
-                   responses={200: OpenApiTypes.OBJECT, 404: MESSAGE})
+                   responses=s.ModelSerializer)
     def get(self, request, run_pk):
-        return Response(_model_json(_model_of(request, run_pk), request))
+        return Response(s.ModelSerializer(get_model_for_user(request, run_pk), context={"request": request}).data)
 
 
 class ModelDownload(APIView):
-    @extend_schema(operation_id="model_download", summary="The model as a .keras file", responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(operation_id="model_download", summary="The model as a .keras file",
+                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, run_pk):
-        run = _model_of(request, run_pk)
+        run = get_model_for_user(request, run_pk)
         try:
             handle = open(run.model_path, "rb")
         except FileNotFoundError:
@@ -79,7 +77,7 @@ class ModelDownload(APIView):
         return FileResponse(handle, as_attachment=True, filename=f"run-{run.id}.keras")
 
 
-def _export_json(run, kind, request) -> dict:
+def _export(run, kind, request) -> dict:
     """A format of the model (mlcore/formats.py) and where its export stands."""
     export = run.exports.filter(kind=kind).first()
     ready = export is not None and export.status == ModelExport.Status.READY
@@ -88,7 +86,7 @@ def _export_json(run, kind, request) -> dict:
             "checked_pictures": export.checked_pictures if ready else 0,
             "max_difference": export.max_difference if ready else None,
             "accuracy": export.accuracy if ready else None, "original_accuracy": export.original_accuracy if ready else None,
-            "download": request.build_absolute_uri(f"/api/v1/models/{run.id}/exports/{kind}/download/") if ready else None}
+            "download": s.link(request, "api:export_download", run.id, kind) if ready else None}
 
 
 def _format_of(kind: str) -> str:
@@ -99,29 +97,28 @@ def _format_of(kind: str) -> str:
 
 class ExportList(APIView):
     @extend_schema(operation_id="exports", summary="The model's formats and where each export stands",
-                   responses={200: inline_serializer("Exports", {"exports": serializers.ListField()})})
+                   responses=s.ExportListSerializer)
     def get(self, request, run_pk):
-        run = _model_of(request, run_pk)
-        return Response({"exports": [_export_json(run, kind, request) for kind in FORMATS]})
+        run = get_model_for_user(request, run_pk)
+        return Response(s.ExportListSerializer({"exports": [_export(run, kind, request) for kind in FORMATS]}).data)
 
 
 class ExportMake(APIView):
     @extend_schema(operation_id="export_make", summary="Make (or make again) the model in one format",
                    description="A worker makes it, loads it again with its own runtime and compares its answers "
                                "with the original's; read its state until `status` is `ready` (or `failed`).",
-                   request=None, responses={202: inline_serializer("Export", {"status": serializers.CharField()}),
-                                            404: MESSAGE})
+                   request=None, responses={202: s.ExportSerializer})
     def post(self, request, run_pk, kind):
-        run = _model_of(request, run_pk)
+        run = get_model_for_user(request, run_pk)
         start_export(run, _format_of(kind))
-        return Response(_export_json(run, kind, request), status=202)
+        return Response(s.ExportSerializer(_export(run, kind, request)).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ExportDownload(APIView):
     @extend_schema(operation_id="export_download", summary="The export as a zip (the model, about.json, a README)",
-                   responses={(200, "application/zip"): bytes, 404: MESSAGE})
+                   responses={(200, "application/zip"): OpenApiTypes.BINARY})
     def get(self, request, run_pk, kind):
-        run = _model_of(request, run_pk)
+        run = get_model_for_user(request, run_pk)
         export = run.exports.filter(kind=_format_of(kind), status=ModelExport.Status.READY).first()
         if export is None:
             raise NotFound("This format has not been made yet: POST to its address first.")
@@ -157,7 +154,7 @@ def _pictures_from(request) -> list:
     return files
 
 
-def _result_json(result: dict) -> dict:
+def _result(result: dict) -> dict:
     if "error" in result:
         return {"name": result["name"], "error": result["error"]}
     return {"name": result["name"], "class": result["label"], "confidence": round(result["probability"], 6),
@@ -173,40 +170,29 @@ class Classify(APIView):
         description="Multipart with the files in `images`, or JSON `{\"images\": [{\"name\": \"a.jpg\", "
                     "\"data\": \"<base64>\"}]}`. Each picture gets its class, how sure the model is (0 to 1), "
                     "whether it is not sure and why, and every class's probability; or its own `error`.",
-        request={"multipart/form-data": inline_serializer("Pictures", {"images": serializers.ListField(
-            child=serializers.FileField())}), "application/json": inline_serializer("PicturesBase64", {
-                "images": serializers.ListField(child=serializers.DictField())})},
-        responses={200: inline_serializer("Results", {"results": serializers.ListField()}), 400: MESSAGE},
+        request={"multipart/form-data": s.PicturesMultipart, "application/json": s.PicturesBase64},
+        responses=s.ClassifyAnswerSerializer,
     )
     def post(self, request, run_pk):
         # Only the columns predicting needs: the whole run row took a third of a one-picture request.
-        run = get_object_or_404(TrainingRun.objects.visible_to(request.user).with_model().only("id", "model_file"),
-                                pk=run_pk)
+        run = get_model_for_user(request, run_pk, columns=("id", "model_file"))
         files = _pictures_from(request)
         try:
             predictor = predictor_for(run)
         except FileNotFoundError:
             raise NotFound("The model file of this run is missing from the server.") from None
         results = classify_uploads(predictor, files, previews=False)
-        return Response({"model": run.id, "results": [_result_json(r) for r in results]})
-
-
-def _classification_json(job: Classification, request) -> dict:
-    return {"id": job.id, "model": job.run_id, "name": job.name, "status": job.status, "done": job.done,
-            "total": job.total, "error": job.error, "created_at": job.created_at, "finished_at": job.finished_at,
-            "results": request.build_absolute_uri(f"/api/v1/classifications/{job.id}/results/"),
-            "page": request.build_absolute_uri(f"/predict/many/{job.id}/")}
+        return Response(s.ClassifyAnswerSerializer({"model": run.id, "results": [_result(r) for r in results]}).data)
 
 
 class ClassificationStart(APIView):
     parser_classes = [MultiPartParser]
 
-    @extend_schema(operation_id="classification_start", summary="Classify many pictures: a zip, read and classified by a worker",
-                   request={"multipart/form-data": inline_serializer("Zip", {"file": serializers.FileField()})},
-                   responses={201: inline_serializer("Classification", {"id": serializers.IntegerField()}),
-                              400: MESSAGE})
+    @extend_schema(operation_id="classification_start",
+                   summary="Classify many pictures: a zip, read and classified by a worker",
+                   request={"multipart/form-data": s.ZipSerializer}, responses={201: s.ClassificationSerializer})
     def post(self, request, run_pk):
-        run = _model_of(request, run_pk)
+        run = get_model_for_user(request, run_pk)
         upload = request.FILES.get("file")
         if upload is None:
             raise ValidationError({"file": ["Send the zip of pictures in the field “file”."]})
@@ -225,73 +211,52 @@ class ClassificationStart(APIView):
             job.zip_file.save("pictures.zip", upload, save=False)
             job.save()
             classify_many.delay_on_commit(job.id)
-        return Response(_classification_json(job, request), status=status.HTTP_201_CREATED)
-
-
-def _classification_of(request, classification_pk) -> Classification:
-    return get_object_or_404(Classification.objects.visible_to(request.user), pk=classification_pk)
+        return Response(s.ClassificationSerializer(job, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class ClassificationDetail(APIView):
-    @extend_schema(operation_id="classification_read", summary="A classification's state: waiting, classifying (done of total), done or failed",
-                   responses={200: OpenApiTypes.OBJECT, 404: MESSAGE})
+    @extend_schema(operation_id="classification_read",
+                   summary="A classification's state: waiting, classifying (done of total), done or failed",
+                   responses=s.ClassificationSerializer)
     def get(self, request, classification_pk):
-        return Response(_classification_json(_classification_of(request, classification_pk), request))
+        job = get_classification_for_user(request, classification_pk)
+        return Response(s.ClassificationSerializer(job, context={"request": request}).data)
 
 
-class ClassificationResults(APIView):
-    @extend_schema(operation_id="classification_results", summary="What the model said of each picture, a page at a time",
-                   parameters=[OpenApiParameter("after", int, description="the last id of the page before"),
-                               OpenApiParameter("limit", int, description="pictures per page, at most 1000")],
-                   responses={200: OpenApiTypes.OBJECT, 404: MESSAGE})
+class ClassificationResults(generics.ListAPIView):
+    serializer_class = s.ClassifiedPictureSerializer
+    pagination_class = pages("pictures", ordering="id", page_size=500, status={
+        "type": "string", "description": "the classification's status: results of a running one are still coming"})
+
+    @extend_schema(operation_id="classification_results",
+                   summary="What the model said of each picture, a page at a time")
     def get(self, request, classification_pk):
-        job = _classification_of(request, classification_pk)
-        after, limit = _whole(request, "after", 0), min(_whole(request, "limit", 500), 1000) or 500
-        rows = list(job.images.filter(id__gt=after).order_by("id")[:limit])
-        names = job.run.class_names
-        pictures = [{"id": row.id, "name": row.name, "class": row.label or None, "confidence": row.confidence,
-                     "not_sure": row.is_unsure() if row.label else None, "why_not_sure": row.doubt_in_words,
-                     "probabilities": dict(zip(names, row.probabilities)) if row.probabilities else None,
-                     "error": row.error or None} for row in rows]
-        more = len(rows) == limit
-        return Response({"status": job.status, "pictures": pictures,
-                         "next": request.build_absolute_uri(f"?after={rows[-1].id}&limit={limit}") if more else None})
+        self.job = get_classification_for_user(request, classification_pk)
+        self.paginator.extra["status"] = self.job.status
+        return self.list(request)
+
+    def get_queryset(self):
+        return self.job.images.all()
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "class_names": self.job.run.class_names}
 
 
-def _whole(request, name, default):
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    number = whole_number(value, clamp=True)
-    if number is None:
-        raise ValidationError({name: ["Must be a whole number."]})
-    return number
-
-
-def _dataset_json(dataset: Dataset, request) -> dict:
-    upload = dataset.uploads.first()
-    return {"id": dataset.id, "name": dataset.name, "created_at": dataset.created_at,
-            "images": dataset.images.count(), "classes": dataset.class_counts(),
-            "busy": dataset.is_busy(),
-            "last_upload": None if upload is None else {
-                "id": upload.id, "name": upload.original_name, "status": upload.status, "done": upload.done,
-                "total": upload.total, "accepted": upload.accepted, "error": upload.error},
-            "page": request.build_absolute_uri(f"/datasets/{dataset.id}/")}
-
-
-class DatasetList(APIView):
+class DatasetList(generics.ListAPIView):
+    serializer_class = s.DatasetSerializer
+    pagination_class = pages("datasets")
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(operation_id="datasets_list", summary="Your datasets", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="datasets_list", summary="Your datasets")
     def get(self, request):
-        return Response({"datasets": [_dataset_json(d, request) for d in Dataset.objects.visible_to(request.user)]})
+        return self.list(request)
+
+    def get_queryset(self):
+        return Dataset.objects.visible_to(self.request.user)
 
     @extend_schema(operation_id="dataset_create", summary="A new dataset from a zip (one folder per class)",
-                   request={"multipart/form-data": inline_serializer("NewDataset", {
-                       "file": serializers.FileField(), "name": serializers.CharField(required=False),
-                       "val_percent": serializers.IntegerField(required=False),
-                       "test_percent": serializers.IntegerField(required=False)})},
-                   responses={201: inline_serializer("Dataset", {"id": serializers.IntegerField()}), 400: MESSAGE})
+                   request={"multipart/form-data": s.NewDatasetSerializer}, responses={201: s.DatasetSerializer})
     def post(self, request):
         form = ZipUploadForm(request.data, request.FILES)
         if not form.is_valid():
@@ -302,15 +267,15 @@ class DatasetList(APIView):
         with transaction.atomic():
             dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name(), **form.split_fractions())
             start_zip_upload(dataset, upload.name, upload, request.user)
-        return Response(_dataset_json(dataset, request), status=status.HTTP_201_CREATED)
+        return Response(s.DatasetSerializer(dataset, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetDetail(APIView):
-    @extend_schema(operation_id="dataset_read", summary="A dataset's state: its classes, and how its last upload is being read",
-                   responses={200: OpenApiTypes.OBJECT, 404: MESSAGE})
+    @extend_schema(operation_id="dataset_read",
+                   summary="A dataset's state: its classes, and how its last upload is being read",
+                   responses=s.DatasetSerializer)
     def get(self, request, dataset_pk):
-        return Response(_dataset_json(get_object_or_404(Dataset.objects.visible_to(request.user), pk=dataset_pk),
-                                      request))
+        return Response(s.DatasetSerializer(get_dataset_for_user(request, dataset_pk), context={"request": request}).data)
 
 
 class RunStart(APIView):
@@ -320,10 +285,9 @@ class RunStart(APIView):
                    description="Any setting of the training form (mlcore/options.py lists them: epochs, "
                                "learning_rate, optimizer, preset, model_spec, augment_flip, ...); the ones left "
                                "out are the settings the page would suggest for this dataset.",
-                   request=inline_serializer("RunSettings", {"epochs": serializers.IntegerField(required=False)}),
-                   responses={201: inline_serializer("Run", {"id": serializers.IntegerField()}), 400: MESSAGE})
+                   request={"application/json": s.NewRunSerializer}, responses={201: s.RunSerializer})
     def post(self, request, dataset_pk):
-        dataset = get_object_or_404(Dataset.objects.visible_to(request.user), pk=dataset_pk)
+        dataset = get_dataset_for_user(request, dataset_pk)
         posted = QueryDict(mutable=True)
         for key, value in (request.data.items() if hasattr(request.data, "items") else []):
             posted[key] = _as_form_text(value)
@@ -333,7 +297,7 @@ class RunStart(APIView):
         if run is None:
             raise ValidationError({"settings" if field == "__all__" else field: list(errors)
                                    for field, errors in form.errors.items()})
-        return Response(_run_json(run, request), status=status.HTTP_201_CREATED)
+        return Response(_run(run, request), status=status.HTTP_201_CREATED)
 
 
 def _as_form_text(value) -> str:
@@ -348,14 +312,37 @@ def _as_form_text(value) -> str:
     return str(value)
 
 
-def _run_json(run: TrainingRun, request) -> dict:
-    return {**run_status(run), "dataset": run.dataset_id, "settings": run.settings(),
-            "test_accuracy": run.test_accuracy, "page": request.build_absolute_uri(f"/runs/{run.id}/")}
+def _run(run: TrainingRun, request) -> dict:
+    return s.RunSerializer({
+        **run_status(run), "dataset": run.dataset_id, "settings": run, "test_accuracy": run.test_accuracy,
+        "classes": run.class_names or [], "confusion": run.confusion, "per_class": run.per_class,
+        "page": s.link(request, "training:detail", run.id)}).data
 
 
 class RunDetail(APIView):
-    @extend_schema(operation_id="run_read", summary="A run's state and its metrics, epoch by epoch",
-                   responses={200: OpenApiTypes.OBJECT, 404: MESSAGE})
+    @extend_schema(operation_id="run_read", summary="A run's state, its settings, its metrics epoch by epoch "
+                                                    "and its confusion matrix once tested",
+                   responses=s.RunSerializer)
     def get(self, request, run_pk):
-        return Response(_run_json(get_object_or_404(TrainingRun.objects.visible_to(request.user), pk=run_pk),
-                                  request))
+        return Response(_run(get_run_for_user(request, run_pk), request))
+
+
+class TokenList(generics.ListAPIView):
+    serializer_class = s.TokenSerializer
+    pagination_class = pages("tokens")
+
+    @extend_schema(operation_id="tokens_list", summary="Your API tokens: when each was made and last used")
+    def get(self, request):
+        return self.list(request)
+
+    def get_queryset(self):
+        return ApiToken.objects.filter(owner=self.request.user)
+
+
+@csrf_exempt  # a program's POST to a wrong address is told so, not refused for a missing CSRF token
+def not_found(request, *args, **kwargs):
+    """Any other address under /api/: a JSON 404 like the API's own (a number that is not a whole
+    number, or negative, in a path matches no route)."""
+    return JsonResponse({"message": "There is nothing at this address; the API's addresses are listed at "
+                                    f"{request.build_absolute_uri(reverse('api:docs'))}"}, status=404)
+

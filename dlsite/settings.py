@@ -5,6 +5,7 @@ With nothing set, everything lives in a local data folder (DATA_DIR, default
 uploaded media. DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and
 Redis.
 """
+import hashlib
 import importlib.util
 import os
 import secrets
@@ -122,24 +123,37 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["api_app.auth.TokenRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api_app.schema.AutoSchema",
     "EXCEPTION_HANDLER": "api_app.auth.plain_errors",
+    "DEFAULT_PARSER_CLASSES": ["api_app.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
 }
 API_RATE = os.environ.get("API_RATE") or "1200/min"
-# "shared": counts every web process must agree on (the API's requests per token), in files under
-# DATA_DIR, which every process of the site shares (docs/architecture.md). "default" stays in memory.
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "shared": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(DATA_DIR / "cache"),
-               "OPTIONS": {"MAX_ENTRIES": 10000}},
-}
+# The largest JSON body the API reads (pictures in base64 included); larger is refused with a 413.
+API_MAX_JSON_BYTES = env_int("API_MAX_JSON_BYTES", 32 * 1024**2)
+# "shared": counts every web process must agree on (the API's requests per token): in Redis when the
+# broker is Redis (every machine of the site shares it), else in files under DATA_DIR, which every
+# process of one machine shares (dlsite/cache.py makes counting there atomic). "default" stays in memory.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if (os.environ.get("CELERY_BROKER_URL") or "").startswith(("redis://", "rediss://")):
+    CACHES["shared"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                        "LOCATION": os.environ["CELERY_BROKER_URL"],
+                        # Another site on the same Redis database counts its own tokens.
+                        "KEY_PREFIX": hashlib.sha256(SECRET_KEY.encode()).hexdigest()[:12]}
+else:
+    CACHES["shared"] = {"BACKEND": "dlsite.cache.FileCache", "LOCATION": str(DATA_DIR / "cache"),
+                        "OPTIONS": {"MAX_ENTRIES": 10000}}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Image classifier API",
     "DESCRIPTION": "Train image classifiers and use them from your programs. Authenticate with "
                    "`Authorization: Bearer <token>`, a token made on the site's “API tokens” page.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # the docs are for people with an account
+    # Public, like the README: the schema says what the API takes and answers, nothing of anyone's
+    # data, and a program or a client generator can read it before it has a token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -62,7 +62,7 @@ FORMATS = {
                                   "probabilities = session.run(None, {'pixels': pixels})[0]"),
     "flask": Format("Serve it yourself (a small Flask web app)",
                     "A web server with the model: post a picture, get its class back. Needs Python, not this site.",
-                    "its own Flask server", "python app.py  # then: curl -F image=@photo.jpg "
+                    "its own Flask server", "python app.py  # then: curl -F images=@photo.jpg "
                                             "http://127.0.0.1:5000/classify"),
 }
 
@@ -298,10 +298,10 @@ def _wait_for_server(server, url, timeout_s=120):
 
 
 def post_picture(url: str, image) -> dict:
-    """POST `image` (a Pillow image) as a PNG in the multipart form field "image", as curl -F does."""
+    """POST `image` (a Pillow image) as a PNG in the multipart form field "images", as curl -F does."""
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
-    answer = requests.post(url, files={"image": ("picture.png", buffer.getvalue(), "image/png")}, timeout=60)
+    answer = requests.post(url, files={"images": ("picture.png", buffer.getvalue(), "image/png")}, timeout=60)
     answer.raise_for_status()
     return answer.json()
 

@@ -5,6 +5,7 @@ server."""
 import base64
 import io
 import json
+import re
 import zipfile
 
 import pytest
@@ -63,7 +64,7 @@ def test_only_the_owner_reaches_a_model(client, model, key, other_user):
     mine = client.get(reverse("api:models"), **bearer(key)).json()["models"]
     assert [m["id"] for m in mine] == [model.id] and mine[0]["classes"] == sorted(CLASSES)
     theirs = ApiToken.objects.create_for(other_user, "theirs")[1]
-    assert client.get(reverse("api:models"), **bearer(theirs)).json() == {"models": []}
+    assert client.get(reverse("api:models"), **bearer(theirs)).json() == {"models": [], "next": None, "previous": None}
     refused = client.get(reverse("api:model", args=[model.id]), **bearer(theirs))
     assert refused.status_code == 404 and "message" in refused.json()
     download = client.get(reverse("api:model_download", args=[model.id]), **bearer(key))
@@ -161,8 +162,8 @@ def test_each_token_is_throttled(client, user, key, settings, monkeypatch):
     monkeypatch.setattr(TokenRateThrottle, "timer", lambda self: 120.5)  # inside one minute's window
     answers = [client.get(reverse("api:models"), **bearer(key)).status_code for _ in range(4)]
     assert answers == [200, 200, 200, 429]
-    # Counted where every web process counts: files under DATA_DIR, not one process's memory.
-    assert list((settings.DATA_DIR / "cache").iterdir())
+    # Counted where every web process counts (files under DATA_DIR, or Redis), not one process's memory.
+    assert cache.get(f"throttle_token_token-{ApiToken.objects.get().pk}-2") == 4 and "LocMem" not in type(cache).__name__
     throttled = client.get(reverse("api:models"), **bearer(key))
     assert throttled["Retry-After"] == "60"  # the window ends in 59.5 s
     assert "throttled" in throttled.json()["message"].lower()
@@ -202,3 +203,83 @@ def test_a_program_uses_the_api_with_requests_against_the_running_server(live_se
     assert model_file.status_code == 200 and zipfile.is_zipfile(io.BytesIO(model_file.content))
     missing = session.get(f"{base}/models/999999/", timeout=30)
     assert missing.status_code == 404 and missing.json()["message"]
+
+
+@pytest.mark.parametrize("depth", [40, 1_000, 100_000])
+def test_json_nested_too_deeply_is_a_400_with_a_message(client, model, key, depth):
+    """About a thousand `[` made DRF's JSON parser raise RecursionError: a 500 on every operation reading JSON."""
+    nested = "[" * depth + "]" * depth
+    for url in (reverse("api:classify", args=[model.id]), reverse("api:run_start", args=[model.dataset_id])):
+        for body in (nested, '{"images": ' + nested + "}"):
+            refused = client.post(url, body, content_type="application/json", **bearer(key))
+            assert refused.status_code == 400, url
+            assert "nested more than 32 levels deep" in refused.json()["message"]
+
+
+def test_a_json_body_over_the_limit_is_refused_before_it_is_read(client, model, key, settings):
+    settings.API_MAX_JSON_BYTES = 1000
+    picture = base64.b64encode(image_bytes("spot", 16)).decode()
+    body = json.dumps({"images": [{"name": "a.png", "data": picture}] * 10})
+    assert len(body) > 1000
+    refused = client.post(reverse("api:classify", args=[model.id]), body, content_type="application/json", **bearer(key))
+    assert refused.status_code == 413 and "at most 1,000 bytes" in refused.json()["message"]
+    settings.API_MAX_JSON_BYTES = len(body)
+    accepted = client.post(reverse("api:classify", args=[model.id]), body, content_type="application/json", **bearer(key))
+    assert accepted.status_code == 200 and len(accepted.json()["results"]) == 10
+
+
+@pytest.mark.parametrize("path", ["models/abc/", "models/-1/", "models/1.5/exports/", "datasets/%C2%B2/",
+                                  "classifications/-3/results/", "no-such-thing/"])
+def test_an_address_that_is_not_the_apis_answers_json(client, key, path):
+    """A non-integer or negative id matched no route: Django's HTML 404."""
+    answer = client.get(f"/api/v1/{path}", **bearer(key))
+    assert answer.status_code == 404 and answer["Content-Type"] == "application/json"
+    assert "nothing at this address" in answer.json()["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_clients_get_no_more_than_the_limit_through(live_server, user, settings, monkeypatch):
+    """Counting with a read and then a write let about 20 % more through when clients asked at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from django.core.cache import caches
+
+    caches["shared"].clear()
+    settings.API_RATE = "60/min"
+    monkeypatch.setattr(TokenRateThrottle, "timer", lambda self: 600.5)  # all inside one minute's window
+    key = ApiToken.objects.create_for(user, "busy program")[1]
+    url = f"{live_server.url}{reverse('api:token_list')}"
+
+    def client(_):
+        with requests.Session() as session:
+            session.headers["Authorization"] = f"Bearer {key}"
+            return [session.get(url, timeout=30).status_code for _ in range(25)]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [status for statuses in pool.map(client, range(8)) for status in statuses]
+    assert answers.count(200) == 60 and answers.count(429) == 8 * 25 - 60
+    caches["shared"].clear()
+
+
+def test_the_api_page_gives_a_copyable_example_for_each_common_task(alice, model):
+    page = alice.get(reverse("api:tokens")).content.decode()
+    for task, address in [("List your models", reverse("api:models")),
+                          ("Classify one picture", reverse("api:classify", args=[model.id])),
+                          ("Classify a zip", reverse("api:classification_start", args=[model.id])),
+                          ("Start a training run", reverse("api:run_start", args=[model.dataset_id])),
+                          ("download it", reverse("api:export_download", args=[model.id, "onnx"]))]:
+        assert task in page and address in page
+    assert page.count('<pre class="command">') == 5 and "js/api_tokens.js" in page  # its Copy buttons
+
+
+def test_the_api_pages_have_no_inline_script_or_style(client):
+    """The site's Content-Security-Policy allows scripts and styles from its own files only."""
+    from pathlib import Path
+
+    templates = [path.read_text() for path in (Path(__file__).parent.parent / "api_app" / "templates").rglob("*.html")]
+    docs = client.get(reverse("api:docs")).content.decode()  # public, as the schema
+    for text in [*templates, docs]:
+        assert "<style" not in text and "style=" not in text, text
+        assert re.search(r"<script(?![^>]*\bsrc=)", text) is None, text
+        assert re.search(r"\son[a-z]+=", text) is None, text  # onclick=, onsubmit=, ...

@@ -423,3 +423,13 @@ def test_the_builder_page_offers_transfer_learning_when_the_weights_are_there(al
 def test_the_builder_page_of_another_persons_dataset_is_not_found(alice, other_user):
     theirs = Dataset.objects.create(owner=other_user, name="Theirs")
     assert alice.get(reverse("training:builder", args=[theirs.pk])).status_code == 404
+
+
+@pytest.mark.parametrize("depth", [40, 1_000, 100_000])
+def test_the_check_refuses_json_nested_too_deeply_with_a_message(alice, depth):
+    """About a thousand `[` made Python's parser raise RecursionError: a 500."""
+    nested = "[" * depth + "]" * depth
+    for raw in (nested, '{"spec": ' + nested + "}"):
+        response = alice.post(reverse("training:builder_check"), raw, content_type="application/json")
+        assert response.status_code == 400
+        assert "nested more than 32 levels deep" in response.json()["message"]

@@ -132,7 +132,7 @@ def test_the_worker_makes_checks_and_offers_each_export_and_the_bundle_serves(ce
         about = wait_for(lambda: _get_json(url), timeout=60, interval=0.25, what="the bundle's server")
         assert about["class_names"] == run.class_names
         wide = picture(30, 12)
-        answer = requests.post(f"{url}/classify", files={"image": ("wide.png", wide, "image/png")}, timeout=30)
+        answer = requests.post(f"{url}/classify", files={"images": ("wide.png", wide, "image/png")}, timeout=30)
         assert answer.status_code == 200
         result = answer.json()["results"][0]
         site = Predictor(run.model_path, ModelInfo(run.class_names, (run.image_size,) * 2, run.channels,
@@ -140,9 +140,9 @@ def test_the_worker_makes_checks_and_offers_each_export_and_the_bundle_serves(ce
         expected = site.predict_image(decode_image(wide).image)
         served = np.array([result["probabilities"][name] for name in run.class_names])
         assert np.abs(served - expected).max() < 1e-4  # resized exactly as the site does
-        assert result["class"] == run.class_names[int(np.argmax(expected))] and result["file"] == "wide.png"
+        assert result["class"] == run.class_names[int(np.argmax(expected))] and result["name"] == "wide.png"
 
-        refused = requests.post(f"{url}/classify", files={"image": ("notes.png", b"not a picture")}, timeout=30)
+        refused = requests.post(f"{url}/classify", files={"images": ("notes.png", b"not a picture")}, timeout=30)
         assert refused.status_code == 400 and "not a picture this server can read" in refused.json()["message"]
         assert requests.post(f"{url}/classify", timeout=30).json()["message"].startswith("Send one or more")
     finally:

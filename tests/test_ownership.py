@@ -33,14 +33,14 @@ SKIPPED = {
 }
 
 # Pages for anyone, logged in or not; checked only for never failing.
-PUBLIC = {"home", "signup", "login", "logout"}
+PUBLIC = {"home", "signup", "login", "logout", "api:schema", "api:docs", "api:not_found"}
 
 # Pages that name no object: each logged-in user sees, or makes, their own things there.
 PERSONAL = {
     "datasets:list", "datasets:sample", "datasets:folder_start_new",
     "training:list", "training:queue", "training:queue_status", "training:builder_check",
     "predict:index", "predict:many_zip", "predict:folder_start",
-    "api:tokens", "api:models", "api:datasets", "api:schema", "api:docs",
+    "api:tokens", "api:models", "api:datasets", "api:token_list",
 }
 
 # Pages only for staff: everyone else gets a 404 (or 403).
@@ -358,7 +358,7 @@ def test_sign_up_log_in_and_log_out(client, db):
 # which PostgreSQL refuses in text: a page must treat it as any other value it does not know.
 QUERY_PARAMETERS = ("after", "held", "page", "class", "split", "status", "token", "run", "from", "preset",
                     "channels", "resize", "image_size", "epochs", "time_budget_s", "model_spec", "augment_flip",
-                    "unsure", "sort", "limit")
+                    "unsure", "sort", "limit", "cursor")
 
 
 @pytest.mark.parametrize("name", sorted(name for name in URLS if kind_of(name, *URLS[name]) not in (None, "skipped")))

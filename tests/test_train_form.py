@@ -302,3 +302,13 @@ def test_png_round_trip_in_grey_and_colour():
         picture = Image.open(io.BytesIO(png_bytes(array)))
         assert picture.mode == mode and np.array_equal(np.asarray(picture).reshape(shape), array)
         assert data_url_image(png_data_url(array)).size == (7, 5)
+
+
+@pytest.mark.parametrize("depth", [40, 1_000])
+def test_a_network_description_nested_too_deeply_is_refused_in_plain_words(alice, shapes, depth):
+    """About a thousand `[` in `model_spec` made the form's json.loads raise RecursionError: a 500."""
+    response = alice.post(reverse("training:new", args=[shapes.pk]), plain_form_data(
+        new_page(alice, shapes), preset="custom", model_spec='{"layers": ' + "[" * depth + "]" * depth + "}"))
+    assert response.status_code == 200
+    assert "The network description is nested more than 32 levels deep" in response.content.decode()
+    assert not TrainingRun.objects.exists()

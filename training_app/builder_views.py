@@ -4,8 +4,6 @@ The checking (mlcore.builder.summarise) works the shapes and parameters out with
 leaves nothing behind in the web process; these views only read the request, fetch the dataset
 through the one ownership check, and answer.
 """
-import json
-
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -14,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from datasets_app.access import get_dataset_for_user
 from mlcore.builder import SpecError, summarise
+from mlcore.json_input import TooDeep, UnreadableJson, read_json
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, whole
 from mlcore.words import LARGEST_WHOLE
 
@@ -40,8 +39,10 @@ def builder_check(request):
     that is not a JSON object is a 400.
     """
     try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        body = read_json(request.body)
+    except TooDeep as error:
+        return JsonResponse({"ok": False, "message": str(error)}, status=400)
+    except UnreadableJson:
         body = None
     if not isinstance(body, dict):
         return JsonResponse({"ok": False, "message": "The request must be a JSON object."}, status=400)

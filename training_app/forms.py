@@ -6,6 +6,7 @@ from django.conf import settings
 from mlcore.builder import (BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message, normalise_spec,
                             summarise)
 from mlcore.defaults import suggest
+from mlcore.json_input import UnreadableJson, read_json
 from mlcore.options import AUGMENTATIONS, SETTINGS, normalise_augmentation
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 from mlcore.words import whole_number
@@ -121,7 +122,7 @@ class TrainingRunForm(forms.ModelForm):
         if isinstance(value, dict):
             return value
         try:
-            spec = json.loads(value or "")
+            spec = read_json(value or "")
         except (TypeError, ValueError):
             return None
         return spec if isinstance(spec, dict) else None
@@ -159,9 +160,9 @@ class TrainingRunForm(forms.ModelForm):
         if not text:
             return None  # the preset's own network
         try:
-            return json.loads(text)
-        except ValueError:
-            raise forms.ValidationError("The network description could not be read; open a preset again.") from None
+            return read_json(text, "The network description")
+        except UnreadableJson as error:
+            raise forms.ValidationError(f"{error} Open a preset again.") from None
 
     def clean(self):
         cleaned = super().clean()

@@ -1,5 +1,3 @@
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Max
@@ -13,6 +11,7 @@ from datasets_app.access import get_dataset_for_user
 from datasets_app.models import Image
 from mlcore.builder import SpecError, normalise_spec
 from mlcore.familiarity import sure_in_words
+from mlcore.json_input import read_json
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 from .access import get_run_for_user
@@ -53,7 +52,7 @@ def run_estimate(request, dataset_pk):
             chosen[name] = int(request.GET.get(name, chosen[name]))
         chosen["preset"] = request.GET.get("preset", chosen["preset"])
         if "model_spec" in request.GET:
-            chosen["model_spec"] = normalise_spec(json.loads(request.GET["model_spec"]))
+            chosen["model_spec"] = normalise_spec(read_json(request.GET["model_spec"]))
         chosen["augmentation"] = {"flip": request.GET.get(TrainingRunForm.AUGMENTATION_PREFIX + "flip", "none")}
     except (ValueError, TypeError, SpecError):
         return JsonResponse({"text": "", "image_size": None})

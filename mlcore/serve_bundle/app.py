@@ -2,10 +2,11 @@
 
     pip install -r requirements.txt
     python app.py            # or: python app.py 8080   (the port; 5000 by default)
-    curl -F image=@photo.jpg http://127.0.0.1:5000/classify
+    curl -F images=@photo.jpg http://127.0.0.1:5000/classify
 
-POST one or more pictures in the form field "image" to /classify; the answer is JSON with each
-picture's class, how sure the model is, and every class's probability. GET / says what the model
+POST one or more pictures in the form field "images" to /classify; the answer is JSON with each
+picture's name, its class, how sure the model is, and every class's probability: the same names as the
+site's own API. GET / says what the model
 knows. Written by the image-classifier site, which checked this server before offering it.
 """
 import json
@@ -51,9 +52,9 @@ def about():
 
 @app.post("/classify")
 def classify():
-    files = request.files.getlist("image")
+    files = request.files.getlist("images")
     if not files:
-        return jsonify(message='Send one or more pictures in the form field "image".'), 400
+        return jsonify(message='Send one or more pictures in the form field "images".'), 400
     try:
         pixels = np.stack([model_input(file) for file in files]).astype(np.float32)
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as error:
@@ -61,7 +62,7 @@ def classify():
     probabilities = SESSION.run(None, {INPUT_NAME: pixels})[0]
     names = ABOUT["class_names"]
     return jsonify(results=[{
-        "file": file.filename,
+        "name": file.filename,
         "class": names[int(np.argmax(row))],
         "confidence": round(float(np.max(row)), 6),
         "probabilities": {name: round(float(p), 6) for name, p in zip(names, row)},
