@@ -31,21 +31,43 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 FAKE_CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
+class Chromiums:
+    """One Chromium for the whole session per set of launch arguments (starting one took a second or
+    more a test), started when first asked for (tests/conftest.py `_chromium`); each test gets a fresh
+    context of its own, so no cookies, storage or cache carry over."""
+
+    def __init__(self):
+        self.playwright = sync_playwright().start()
+        self.browsers = {}
+
+    def __call__(self, args):
+        key = tuple(args)
+        if key not in self.browsers or not self.browsers[key].is_connected():
+            self.browsers[key] = self.playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                                 args=list(args))
+        return self.browsers[key]
+
+    def close(self):
+        for browser in self.browsers.values():
+            if browser.is_connected():
+                browser.close()
+        self.playwright.stop()
+
+
 @pytest.fixture
-def browser_page(request):
+def browser_page(request, _chromium):
     """A fresh page in headless Chromium, and the list its JavaScript errors are collected in. A test
     marked `fake_camera` gets Chromium's test camera."""
     args = CHROMIUM_ARGS + (FAKE_CAMERA_ARGS if request.node.get_closest_marker("fake_camera") else [])
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("console", lambda message: _record_console_error(errors, message))
-        page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-        try:
-            yield page, errors
-        finally:
-            browser.close()
+    context = _chromium(args).new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda message: _record_console_error(errors, message))
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    try:
+        yield page, errors
+    finally:
+        context.close()
 
 
 def _record_console_error(errors, message):

@@ -65,6 +65,16 @@ def _no_heartbeat_inside_a_test_transaction(request):
     settings.HEARTBEAT_INTERVAL_S = before
 
 
+@pytest.fixture(scope="session")
+def _chromium():
+    """The session's Chromium launches (tests/browser.py `Chromiums`), for `browser_page`."""
+    from tests.browser import Chromiums
+
+    chromiums = Chromiums()
+    yield chromiums
+    chromiums.close()
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user("alice", password=PASSWORD)
