@@ -4,8 +4,6 @@ the views call the receiving.
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import tempfile
@@ -252,22 +250,15 @@ def _stem(row: ClassifiedImage) -> str:
 # Results
 
 
-def results_csv(job: Classification) -> str:
-    """One line per picture: its name, the class, how sure (0 to 1), and every class's probability.
-    Names that a spreadsheet would take for a formula are written as text (a leading ')."""
+def results_rows(job: Classification):
+    """The spreadsheet's rows (dlsite/spreadsheets.py writes them): a heading, then one line per picture:
+    its name, the class, how sure (0 to 1), and every class's probability."""
     names = job.run.class_names
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["file", "class", "confidence", *names, "not sure", "problem"])
+    yield ["file", "class", "confidence", *names, "not sure", "problem"]
     for row in job.images.order_by("name", "id").iterator():
         probabilities = row.probabilities or [""] * len(names)
-        writer.writerow([_cell(row.name), _cell(row.label), "" if row.confidence is None else f"{row.confidence:.6f}",
-                         *probabilities, row.doubt_in_words, row.error])
-    return out.getvalue()
-
-
-def _cell(text: str) -> str:
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+        yield [row.name, row.label, "" if row.confidence is None else f"{row.confidence:.6f}",
+               *probabilities, row.doubt_in_words, row.error]
 
 
 def sorted_zip(job: Classification):

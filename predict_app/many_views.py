@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.text import slugify
@@ -14,12 +14,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from datasets_app.forms import FolderBatchForm
 from datasets_app.sources import archive_limits, fit_upload_name
+from dlsite.spreadsheets import csv_download
 from dlsite.uploads import refusing_too_many_files, too_many_files_message
 from housekeeping_app import quotas
 from mlcore.words import count, duration, whole_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
-from .many import Refused, check_zip, finish_receiving, receive_batch, results_csv, send_to_inbox, sorted_zip
+from .many import Refused, check_zip, finish_receiving, receive_batch, results_rows, send_to_inbox, sorted_zip
 from .models import Classification
 from .tasks import classify_many
 
@@ -213,9 +214,7 @@ def classification_unsure(request, pk):
 @require_GET
 def classification_csv(request, pk):
     job = get_classification_for_user(request, pk)
-    response = HttpResponse(results_csv(job), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="classification-{job.id}.csv"'
-    return response
+    return csv_download(results_rows(job), f"classification-{job.id}.csv")
 
 
 @login_required

@@ -62,7 +62,7 @@ def test_the_spreadsheet_has_every_picture_and_every_probability(alice, model):
     job = start_zip(alice, model, pictures(6) + [("=cmd.png", b"x")])
     classify_many(job.id)
     response = alice.get(reverse("predict:classification_csv", args=[job.pk]))
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == ["file", "class", "confidence", *sorted(CLASSES), "not sure", "problem"]
     assert len(rows) == 8
     by_name = {row[0]: row for row in rows[1:]}
