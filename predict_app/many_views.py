@@ -13,16 +13,17 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from datasets_app.forms import FolderBatchForm
-from datasets_app.sources import archive_limits, fit_upload_name
+from datasets_app.sources import fit_upload_name
 from dlsite.spreadsheets import csv_download
 from dlsite.uploads import refusing_too_many_files, too_many_files_message
 from housekeeping_app import quotas
 from mlcore.words import count, duration, whole_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
-from .many import Refused, check_zip, finish_receiving, receive_batch, results_rows, send_to_inbox, sorted_zip
+from .many import Refused, finish_receiving, receive_batch, results_rows, send_to_inbox, sorted_zip
 from .models import Classification
 from .tasks import classify_many
+from .views import predict_page
 
 PAGE_SIZE = 120  # pictures on one page of results
 
@@ -38,20 +39,14 @@ def _refuse(message, status=400, **extra):
 @login_required
 @require_POST
 def start_zip(request):
+    """A zip to classify; refused, the page comes back with the form saying why (as a dataset's zip does),
+    at this address, so that the page's script shows that form in place."""
     form = ManyZipForm(request.POST, request.FILES, user=request.user)
-    if form.is_valid():
-        upload = form.cleaned_data["file"]
-        try:
-            check_zip(upload, archive_limits())
-        except Refused as refused:
-            form.add_error("file", str(refused))
-        else:
-            if refusal := quotas.upload_refusal(request.user, upload.size):
-                form.add_error(None, refusal)
+    if form.is_valid() and (refusal := quotas.upload_refusal(request.user, form.cleaned_data["file"].size)):
+        form.add_error(None, refusal)
     if not form.is_valid():
-        messages.error(request, " ".join(m for errors in form.errors.values() for m in errors))
-        return redirect(reverse("predict:index") + "#many")
-    upload.seek(0)
+        return predict_page(request, many_form=form)
+    upload = form.cleaned_data["file"]
     with transaction.atomic():
         job = Classification(owner=request.user, run=form.cleaned_data["run"], name=fit_upload_name(upload.name))
         job.zip_file.save(f"{slugify(upload.name.rsplit('.', 1)[0])[:60] or 'pictures'}.zip", upload, save=False)

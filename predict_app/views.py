@@ -18,10 +18,18 @@ def predict(request):
             results = classify_uploads(predictor, form.cleaned_data["images"])
     else:
         form = PredictForm(user=request.user, initial={"run": request.GET.get("run")})
+    return predict_page(request, form, results)
+
+
+def predict_page(request, form=None, results=(), many_form=None):
+    """The page, with `many_form` when a zip to classify was refused: its messages show in it."""
+    form = form or PredictForm(user=request.user, initial={"run": request.GET.get("run")})
     has_models = form.fields["run"].queryset.exists()
+    if has_models and many_form is None:
+        many_form = ManyZipForm(user=request.user, initial={"run": request.GET.get("run")})
     return render(request, "predict_app/predict.html", {
         "form": form, "results": results,
-        "many_form": ManyZipForm(user=request.user, initial={"run": request.GET.get("run")}) if has_models else None,
+        "many_form": many_form if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
                    "max_file_bytes": settings.MAX_PREDICT_FILE_BYTES},

@@ -94,3 +94,24 @@ def test_the_camera_shows_what_the_model_sees_and_keeps_a_photo(live_server, bro
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_role("button", name="Start the camera")).to_be_visible()
     assert errors == []
+
+
+def test_a_zip_that_cannot_be_classified_says_why_on_the_page(live_server, browser_page, tmp_path):  # noqa: F811
+    """A zip of documents, or an empty file: the form says what was wrong, in place, and nothing is made."""
+    page, errors = browser_page
+    documents = tmp_path / "documents.zip"
+    documents.write_bytes(make_zip({"report.pdf": b"%PDF-1.4 a report", "notes.pdf": b"%PDF-1.4 notes"}))
+    empty = tmp_path / "empty.zip"
+    empty.write_bytes(b"")
+    sign_up(page, live_server.url)
+    run = trained_model_for("browser-user")
+
+    page.goto(f"{live_server.url}/predict/?run={run.pk}")
+    for sent, words in ((documents, "This zip holds no pictures"), (empty, "The submitted file is empty.")):
+        page.set_input_files("#many-form input[name=file]", str(sent))
+        page.get_by_role("button", name="Classify the zip").click()
+        expect(page.locator("#many-form .errorlist")).to_contain_text(words)
+        # The form that came back works like the first: the folder picker is there again.
+        expect(page.locator("#many-form .folder-upload")).to_be_visible()
+    assert not Classification.objects.exists()
+    assert errors == []
