@@ -1,9 +1,8 @@
 from django import forms
 from django.conf import settings
 
-from datasets_app.forms import FolderStartForm
 from datasets_app.models import Dataset
-from datasets_app.sources import archive_limits
+from dlsite.uploads import FolderStartForm, archive_limits
 from mlcore.words import whole_number
 from training_app.models import TrainingRun
 

@@ -1,6 +1,6 @@
 """Classifying many pictures: a zip or a folder in, a job on the default worker, and the results to look
-through and download. A folder arrives in parts exactly as a dataset's folder does (static/js/upload.js
-sends both; datasets_app/upload_views.py describes the start / part / state / finish steps).
+through and download. A folder arrives in parts exactly as a dataset's folder does (dlsite/uploads.py
+describes the start / part / state / finish steps; static/js/upload.js sends both).
 """
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,15 +12,14 @@ from django.urls import path, reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
-from datasets_app.forms import FolderBatchForm
 from datasets_app.sources import fit_upload_name
 from dlsite.spreadsheets import csv_download
-from dlsite.uploads import refusing_too_many_files, too_many_files_message
+from dlsite.uploads import folder_answer, refuse, refuse_form
 from housekeeping_app import quotas
 from mlcore.words import count, duration, whole_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
-from .many import Refused, finish_receiving, receive_batch, results_rows, send_to_inbox, sorted_zip
+from .many import Refused, receiver, results_rows, send_to_inbox, sorted_zip
 from .models import Classification
 from .tasks import classify_many
 from .views import predict_page
@@ -30,10 +29,6 @@ PAGE_SIZE = 120  # pictures on one page of results
 
 def get_classification_for_user(request, pk) -> Classification:
     return get_object_or_404(Classification.objects.visible_to(request.user).select_related("run"), pk=pk)
-
-
-def _refuse(message, status=400, **extra):
-    return JsonResponse({"message": message, **extra}, status=status)
 
 
 @login_required
@@ -56,13 +51,8 @@ def start_zip(request):
 
 
 def _folder_answer(job, resumed=False, status=200):
-    state_url = reverse("predict:folder_state", args=[job.id])
-    return JsonResponse({
-        "upload": job.id, "resumed": resumed, "expected_batches": job.expected_batches,
-        "received_batches": job.received_batches, "state_url": state_url,
-        "batch_url_prefix": state_url,  # part <i> is at <prefix><i>/
-        "finish_url": reverse("predict:folder_finish", args=[job.id]),
-    }, status=status)
+    return folder_answer(job, reverse("predict:folder_state", args=[job.id]),
+                         reverse("predict:folder_finish", args=[job.id]), resumed, status)
 
 
 @login_required
@@ -71,7 +61,7 @@ def start_folder(request):
     """A new classification of a folder; or, for a folder whose sending was cut off, that one again."""
     form = ManyFolderStartForm(request.POST, user=request.user)
     if not form.is_valid():
-        return _refuse(form.message(), 413 if form.is_too_large() else 400)
+        return refuse_form(form)
     data = form.cleaned_data
     job = (Classification.objects.visible_to(request.user)
            .filter(status=Classification.Status.RECEIVING, run=data["run"], name=data["folder_name"],
@@ -79,7 +69,7 @@ def start_folder(request):
     if job is not None:
         return _folder_answer(job, resumed=True)
     if refusal := quotas.upload_refusal(request.user, data["total_bytes"]):
-        return _refuse(refusal, 413)
+        return refuse(refusal, 413)
     job = Classification.objects.create(
         owner=request.user, run=data["run"], name=data["folder_name"], status=Classification.Status.RECEIVING,
         expected_batches=data["batch_count"], fingerprint=data["fingerprint"])
@@ -93,44 +83,12 @@ def _receiving(request, pk) -> Classification:
     return job
 
 
-@login_required
-@require_GET
-def folder_state(request, pk):
-    job = _receiving(request, pk)
-    return JsonResponse({"status": job.status, "expected_batches": job.expected_batches,
-                         "received_batches": job.received_batches})
+def _queue(job):
+    classify_many.delay_on_commit(job.id)
 
 
-def _too_many_files_in_part(request, *args, **kwargs):
-    return _refuse(too_many_files_message())
-
-
-@refusing_too_many_files(_too_many_files_in_part)
-@login_required
-@require_POST
-def folder_batch(request, pk, index):
-    job = _receiving(request, pk)
-    form = FolderBatchForm(job, index, request.POST, request.FILES)
-    if not form.is_valid():
-        return _refuse(form.message(), 413 if form.is_too_large() else 400)
-    try:
-        stored, job = receive_batch(job, index, form.batch)
-    except Refused as refused:
-        return _refuse(str(refused), refused.status)
-    return JsonResponse({"stored": stored, "received_batches": job.received_batches})
-
-
-@login_required
-@require_POST
-def folder_finish(request, pk):
-    try:
-        job, ready_now = finish_receiving(_receiving(request, pk))
-    except Refused as refused:
-        job = _receiving(request, pk)
-        return _refuse(str(refused), refused.status, missing_batches=job.missing_batches())
-    if ready_now:  # finishing twice (the answer to the first was lost) queues it once
-        classify_many.delay_on_commit(job.id)
-    return JsonResponse({"status": job.status, "url": reverse("predict:classification", args=[job.id])})
+folder_state, folder_batch, folder_finish = receiver.views(
+    _receiving, _queue, lambda job: reverse("predict:classification", args=[job.id]))
 
 
 # ---------------------------------------------------------------------------------------------
