@@ -1,23 +1,13 @@
-import math
-
 from django import forms
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS
 
+from dlsite.uploads import MAX_BATCH_BYTES, FolderStartForm, archive_limits, megabytes
 from mlcore.archive import ArchiveRejected, plan_files
 
-from .sources import archive_limits, check_zip, fit_dataset_name
+from .sources import check_zip, fit_dataset_name
 
 DEFAULT_SPLIT_PERCENT = 10
 SMALLEST_TRAINING_PERCENT = 10
-# The browser sends about 20 MB per request; a single large photo may travel alone. This
-# bounds what one request can write to the disk.
-MAX_BATCH_BYTES = 128 * 1024**2
-MAX_PATH_LENGTH = 1000  # the longest file name an image row keeps
-
-
-def _megabytes(size):
-    return f"{size / 1024**2:,.0f} MB"
 
 
 class SplitPercentForm(forms.Form):
@@ -58,7 +48,7 @@ class AddZipForm(forms.Form):
         upload = self.cleaned_data["file"]
         if upload.size > settings.MAX_UPLOAD_BYTES:
             raise forms.ValidationError(
-                f"This file is {_megabytes(upload.size)}; the limit is {_megabytes(settings.MAX_UPLOAD_BYTES)}."
+                f"This file is {megabytes(upload.size)}; the limit is {megabytes(settings.MAX_UPLOAD_BYTES)}."
             )
         if not upload.name.lower().endswith(".zip"):
             raise forms.ValidationError("Please upload a .zip file of class folders.")
@@ -82,47 +72,6 @@ class ZipUploadForm(SplitPercentForm, AddZipForm):
         return fit_dataset_name(name or self.cleaned_data["file"].name.rsplit("/", 1)[-1][:-4] or "My dataset")
 
 
-class FolderStartForm(forms.Form):
-    """What the browser announces before it sends a folder in batches."""
-
-    folder_name = forms.CharField(max_length=255)
-    file_count = forms.IntegerField(min_value=1)
-    batch_count = forms.IntegerField(min_value=1)
-    total_bytes = forms.IntegerField(min_value=0)
-    # The browser's hash of the sorted file list; optional, so an older page still works.
-    fingerprint = forms.CharField(max_length=64, required=False)
-
-    def clean_file_count(self):
-        count = self.cleaned_data["file_count"]
-        if count > settings.MAX_ZIP_ENTRIES:
-            raise forms.ValidationError(f"This folder has {count:,} files; the limit is {settings.MAX_ZIP_ENTRIES:,}.")
-        return count
-
-    def clean_total_bytes(self):
-        size = self.cleaned_data["total_bytes"]
-        if size > settings.MAX_UPLOAD_BYTES:
-            raise forms.ValidationError(
-                f"These files hold {_megabytes(size)}; the limit is {_megabytes(settings.MAX_UPLOAD_BYTES)}. "
-                "Send the folder in parts, adding each to the dataset.", code="too_large"
-            )
-        return size
-
-    def clean(self):
-        cleaned = super().clean()
-        files, batches = cleaned.get("file_count"), cleaned.get("batch_count")
-        fewest_batches = math.ceil((files or 0) / settings.DATA_UPLOAD_MAX_NUMBER_FILES)
-        if files and batches and not fewest_batches <= batches <= files:
-            raise forms.ValidationError(f"{files} files cannot be sent in {batches} parts.")
-        return cleaned
-
-    def is_too_large(self):
-        return self.has_error("total_bytes", "too_large")
-
-    def message(self):
-        """Every error in one plain sentence or two, for the page to show."""
-        return " ".join(message for messages in self.errors.values() for message in messages)
-
-
 class NewFolderDatasetForm(SplitPercentForm, FolderStartForm):
     """A new dataset from a folder the browser sends."""
 
@@ -130,50 +79,6 @@ class NewFolderDatasetForm(SplitPercentForm, FolderStartForm):
 
     def dataset_name(self):
         return fit_dataset_name(self.cleaned_data["name"].strip() or self.cleaned_data["folder_name"])
-
-
-class FolderBatchForm(forms.Form):
-    """One batch of a folder: the files, and each file's path inside the folder in `paths`, in the same order.
-
-    The paths carry the labels, and they come from the browser, so they are checked
-    with the same rules as the names in a zip.
-    """
-
-    def __init__(self, upload, index, data, files):
-        super().__init__(data, files)
-        self.upload, self.index = upload, index
-
-    def clean(self):
-        files, paths = self.files.getlist("files"), self.data.getlist("paths")
-        if self.index >= self.upload.expected_batches:
-            raise forms.ValidationError(
-                f"This folder was announced in {self.upload.expected_batches} parts; part {self.index + 1} is not one of them.")
-        # More than DATA_UPLOAD_MAX_NUMBER_FILES files never get here: Django refuses them
-        # while reading the request (see dlsite.uploads.refusing_too_many_files).
-        if not files:
-            raise forms.ValidationError("This part holds no files.")
-        if len(paths) != len(files):
-            raise forms.ValidationError(
-                f"This part has {len(files)} files but {len(paths)} file paths; each file needs its path.")
-        size = sum(f.size for f in files)
-        if size > MAX_BATCH_BYTES:
-            raise forms.ValidationError(f"This part holds {_megabytes(size)}; one part may hold at most "
-                                        f"{_megabytes(MAX_BATCH_BYTES)}.", code="too_large")
-        try:
-            plan_files([(path, f.size) for path, f in zip(paths, files)], archive_limits())
-        except ArchiveRejected as exc:  # a path that climbs out, is absolute, or has a backslash or null character
-            raise forms.ValidationError(str(exc)) from None
-        for path in paths:
-            if not path or len(path) > MAX_PATH_LENGTH or "" in path.split("/"):
-                raise forms.ValidationError(f"The file path “{path[:200]}” is empty, too long or has an empty folder name.")
-        self.batch = list(zip(paths, files))
-        return {}
-
-    def message(self):
-        return " ".join(self.non_field_errors())
-
-    def is_too_large(self):
-        return self.has_error(NON_FIELD_ERRORS, "too_large")
 
 
 class MultipleImageInput(forms.ClearableFileInput):
@@ -205,8 +110,8 @@ class LooseImagesForm(forms.Form):
         files = self.cleaned_data["images"]
         size = sum(f.size for f in files)
         if size > MAX_BATCH_BYTES:
-            raise forms.ValidationError(f"These images hold {_megabytes(size)}; send at most "
-                                        f"{_megabytes(MAX_BATCH_BYTES)} at a time.")
+            raise forms.ValidationError(f"These images hold {megabytes(size)}; send at most "
+                                        f"{megabytes(MAX_BATCH_BYTES)} at a time.")
         try:
             plan_files([(f.name, f.size) for f in files], archive_limits())
         except ArchiveRejected as exc:

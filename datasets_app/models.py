@@ -275,9 +275,6 @@ class Upload(models.Model):
     def percent(self):
         return round(100 * self.done / self.total) if self.total else 0
 
-    def missing_batches(self):
-        return sorted(set(range(self.expected_batches)) - set(self.received_batches))
-
     @property
     def is_finished(self):
         return self.status in self.ENDED

@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils.text import slugify
 
-from mlcore.archive import ArchiveLimits, ArchiveRejected, ZipPlan, fit_name, list_folder, plan_files, plan_zip
+from dlsite.uploads import archive_limits  # noqa: F401 (imported from here by others)
+from mlcore.archive import ArchiveRejected, ZipPlan, fit_name, list_folder, plan_files, plan_zip
 from mlcore.examine import Chunk, examine_chunk, examine_chunk_in_worker, open_worker_zip
 
 from .folder_upload import staged_files, staging_folder
@@ -36,10 +37,6 @@ def zip_storage_name(name: str) -> str:
 
 def fit_dataset_name(name: str) -> str:
     return fit_name(name, Dataset._meta.get_field("name").max_length)
-
-
-def archive_limits():
-    return ArchiveLimits(max_entries=settings.MAX_ZIP_ENTRIES, max_total_bytes=settings.MAX_ZIP_UNPACKED_BYTES)
 
 
 def check_zip(fileobj):

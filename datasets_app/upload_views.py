@@ -1,17 +1,7 @@
 """Getting images in: new datasets from a zip, a folder or the sample; adding images to a dataset.
 
-A folder from the browser arrives in batches (Django takes at most
-DATA_UPLOAD_MAX_NUMBER_FILES files per request, and keeps only a file's base name,
-so each file's path inside the folder travels in a parallel field):
-
-  start   announces the folder (name, file count, batch count, bytes) and answers the
-          upload, with the batches the server already has when the same folder is
-          sent again after a page reload or a lost connection;
-  batch   stores batch <index> once; sending it again is harmless;
-  state   which batches have arrived, asked before retrying after a network error;
-  finish  once every batch is there, queues the ingestion.
-
-Refusals are JSON with a plain-words `message` and a 4xx status.
+A folder from the browser arrives in parts, as dlsite/uploads.py describes; the start views here make
+(or find again) the upload, the receiver in folder_upload.py stores the parts.
 """
 
 from django.conf import settings
@@ -19,24 +9,24 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST
 
-from .forms import (
-    AddZipForm,
-    FolderBatchForm,
-    FolderStartForm,
-    LooseImagesForm,
-    NewFolderDatasetForm,
-    ZipUploadForm,
-)
-from .folder_upload import BatchRefused, discard_receiving, finish_receiving, receive_batch, save_batch
+from .forms import AddZipForm, LooseImagesForm, NewFolderDatasetForm, ZipUploadForm
+from .folder_upload import receiver, save_batch
 from .sample_data import sample_digits_zip
 from .starting import start_zip_upload
-from .sources import archive_limits, fit_upload_name
-from dlsite.uploads import refusing_too_many_files, too_many_files_message
+from .sources import fit_upload_name
+from dlsite.uploads import (
+    FolderStartForm,
+    archive_limits,
+    folder_answer,
+    refuse,
+    refuse_form,
+    refusing_too_many_files,
+    too_many_files_message,
+)
 from dlsite import quotas
 
 from .models import Dataset, Upload
@@ -142,24 +132,12 @@ def _loose_images_name(first_name, count):
     return fit_upload_name(first_name if count == 1 else f"{first_name} and {count - 1} more")
 
 
-def _refuse(message, status=400, **extra):
-    return JsonResponse({"message": message, **extra}, status=status)
-
-
 def _folder_answer(upload, resumed=False, status=200):
     dataset_id = upload.dataset_id
-    state_url = reverse("datasets:folder_state", args=[dataset_id, upload.id])
-    return JsonResponse({
-        "upload": upload.id,
-        "resumed": resumed,
-        "expected_batches": upload.expected_batches,
-        "received_batches": upload.received_batches,
-        "dataset_name": upload.dataset.name,
-        "state_url": state_url,
-        "batch_url_prefix": state_url,  # batch <i> is at <prefix><i>/
-        "finish_url": reverse("datasets:folder_finish", args=[dataset_id, upload.id]),
-        "dataset_url": reverse("datasets:detail", args=[dataset_id]),
-    }, status=status)
+    return folder_answer(
+        upload, reverse("datasets:folder_state", args=[dataset_id, upload.id]),
+        reverse("datasets:folder_finish", args=[dataset_id, upload.id]), resumed, status,
+        dataset_name=upload.dataset.name, dataset_url=reverse("datasets:detail", args=[dataset_id]))
 
 
 def _unfinished_folder(uploads, form):
@@ -179,22 +157,18 @@ def _new_folder_upload(dataset, form, user):
         fingerprint=form.cleaned_data["fingerprint"])
 
 
-def _refuse_form(form):
-    return _refuse(form.message(), 413 if form.is_too_large() else 400)
-
-
 @login_required
 @require_POST
 def start_folder_dataset(request):
     """A new dataset from a folder; or, for a folder whose sending was cut off, that dataset's upload again."""
     form = NewFolderDatasetForm(request.POST)
     if not form.is_valid():
-        return _refuse_form(form)
+        return refuse_form(form)
     upload = _unfinished_folder(Upload.objects.filter(dataset__in=Dataset.objects.visible_to(request.user)), form)
     if upload is not None:
         return _folder_answer(upload, resumed=True)
     if refusal := quotas.upload_refusal(request.user, form.cleaned_data["total_bytes"]):
-        return _refuse(refusal, 413)
+        return refuse(refusal, 413)
     with transaction.atomic():
         dataset = Dataset.objects.create(owner=request.user, name=form.dataset_name(), **form.split_fractions())
         upload = _new_folder_upload(dataset, form, request.user)
@@ -208,12 +182,12 @@ def start_folder(request, pk):
     dataset = get_dataset_for_user(request, pk)
     form = FolderStartForm(request.POST)
     if not form.is_valid():
-        return _refuse_form(form)
+        return refuse_form(form)
     upload = _unfinished_folder(dataset.uploads.all(), form)
     if upload is not None:
         return _folder_answer(upload, resumed=True)
     if refusal := quotas.upload_refusal(request.user, form.cleaned_data["total_bytes"]):
-        return _refuse(refusal, 413)
+        return refuse(refusal, 413)
     return _folder_answer(_new_folder_upload(dataset, form, request.user), status=201)
 
 
@@ -222,51 +196,18 @@ def _folder_upload(request, pk, upload_pk):
     return get_object_or_404(dataset.uploads, pk=upload_pk, kind=Upload.Kind.FOLDER)
 
 
-@login_required
-@require_GET
-def folder_state(request, pk, upload_pk):
-    upload = _folder_upload(request, pk, upload_pk)
-    return JsonResponse({"status": upload.status, "expected_batches": upload.expected_batches,
-                         "received_batches": upload.received_batches})
+def _queue(upload):
+    ingest.delay_on_commit(upload.id)
 
 
-def _too_many_files_in_batch(request, *args, **kwargs):
-    return _refuse(too_many_files_message())
-
-
-@refusing_too_many_files(_too_many_files_in_batch)
-@login_required
-@require_POST
-def folder_batch(request, pk, upload_pk, index):
-    upload = _folder_upload(request, pk, upload_pk)
-    form = FolderBatchForm(upload, index, request.POST, request.FILES)
-    if not form.is_valid():
-        return _refuse_form(form)
-    try:
-        stored, upload = receive_batch(upload, index, form.batch)
-    except BatchRefused as refused:
-        return _refuse(str(refused), refused.status)
-    return JsonResponse({"stored": stored, "received_batches": upload.received_batches})
-
-
-@login_required
-@require_POST
-def folder_finish(request, pk, upload_pk):
-    try:
-        upload, ready_now = finish_receiving(_folder_upload(request, pk, upload_pk))
-    except BatchRefused as refused:
-        upload = _folder_upload(request, pk, upload_pk)
-        return _refuse(str(refused), refused.status, missing_batches=upload.missing_batches())
-    # Finishing twice (the answer to the first was lost) is harmless: the images are read once.
-    if ready_now:
-        ingest.delay_on_commit(upload.id)
-    return JsonResponse({"status": upload.status, "url": reverse("datasets:detail", args=[upload.dataset_id])})
+folder_state, folder_batch, folder_finish = receiver.views(
+    _folder_upload, _queue, lambda upload: reverse("datasets:detail", args=[upload.dataset_id]))
 
 
 @login_required
 @require_POST
 def folder_discard(request, pk, upload_pk):
-    if discard_receiving(_folder_upload(request, pk, upload_pk)):
+    if receiver.discard(_folder_upload(request, pk, upload_pk)):
         messages.info(request, "The unfinished folder was removed; nothing from it was added.")
     return redirect("datasets:detail", pk=pk)
 

@@ -1,13 +1,12 @@
-import csv
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from dlsite.spreadsheets import csv_download
 from mlcore.words import count
 
 from .access import get_dataset_for_user
@@ -125,36 +124,13 @@ def upload_report(request, pk, upload_pk):
     })
 
 
-class _Echo:
-    """A file-like object whose write returns the line, so csv.writer can feed a streaming response."""
-
-    def write(self, value):
-        return value
-
-
-# A spreadsheet program runs a cell that starts with one of these as a formula
-# (=HYPERLINK(...), +cmd|...); OWASP's advice is to start such a cell with a quote.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value):
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 @login_required
 def upload_report_csv(request, pk, upload_pk):
     """Every file of the upload, one row each: accepted ones from its images, the rest from its outcomes."""
     upload = get_upload_for_user(request, pk, upload_pk)
-    writer = csv.writer(_Echo())
-
-    def row(cells):
-        return writer.writerow([spreadsheet_safe(cell) for cell in cells])
 
     def rows():
-        yield row(["file", "outcome", "detail", "class", "split", "width", "height", "sha256"])
+        yield ["file", "outcome", "detail", "class", "split", "width", "height", "sha256"]
         conflicts = dict(upload.outcomes.filter(kind=UploadOutcome.Kind.CONFLICT).values_list("file_name", "detail"))
         images = upload.images.order_by("id").values_list(
             "original_name", "image_class__name", "split", "width", "height", "sha256")
@@ -163,14 +139,12 @@ def upload_report_csv(request, pk, upload_pk):
                 outcome, detail = "label conflict", conflicts[name]
             else:
                 outcome, detail = ("accepted" if label else "accepted, unlabelled"), ""
-            yield row([name, outcome, detail, label or "", split, width, height, sha])
+            yield [name, outcome, detail, label or "", split, width, height, sha]
         for outcome in upload.outcomes.exclude(kind=UploadOutcome.Kind.CONFLICT).iterator(chunk_size=2000):
-            yield row([outcome.file_name, outcome.get_kind_display().lower(), outcome.detail, "", "", "", "", ""])
+            yield [outcome.file_name, outcome.get_kind_display().lower(), outcome.detail, "", "", "", "", ""]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     stem = slugify(upload.original_name.rsplit(".", 1)[0]) or "upload"
-    response["Content-Disposition"] = f'attachment; filename="report-{upload.id}-{stem}.csv"'
-    return response
+    return csv_download(rows(), f"report-{upload.id}-{stem}.csv")
 
 
 @login_required

@@ -31,7 +31,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from dlsite.disk import entries, last_touched, numbered_folders, tree_size, walk_files
-from mlcore.words import count
 
 from .diskuse import (
     CLASSIFICATION_ZIPS_DIR,
@@ -89,8 +88,7 @@ class Cleanup:
 
     def run(self) -> CleanupResult:
         started = time.monotonic()
-        self.abandon_stale_uploads()
-        self.abandon_stale_classifications()
+        self.abandon_stale_folders()
         self.remove_used_upload_files()
         self.remove_models_of_deleted_runs()
         self.remove_classification_files()
@@ -122,39 +120,20 @@ class Cleanup:
 
     # Uploads
 
-    def abandon_stale_uploads(self) -> None:
-        """Folders whose sending stopped: nothing arrived for UPLOAD_ABANDON_S."""
-        from datasets_app.folder_upload import staging_folder
-        from datasets_app.models import Upload
+    def abandon_stale_folders(self) -> None:
+        """Folders whose sending stopped (dlsite/uploads.py says when): a dataset's fails and its files
+        go; one sent to be classified fails, keeping what arrived (Retry classifies it)."""
+        from datasets_app.folder_upload import receiver as dataset_folders
+        from predict_app.many import receiver as classification_folders
 
-        cutoff = self.now - settings.UPLOAD_ABANDON_S
-        for upload in Upload.objects.filter(status=Upload.Status.RECEIVING):
-            folder = staging_folder(upload)
-            last = max(upload.created_at.timestamp(), last_touched(folder) if folder.exists() else 0.0)
-            if last >= cutoff:
-                continue
-            if not self.result.dry_run:
-                # Conditional: a batch arriving right now moves nothing, and finishing wins.
-                if not Upload.objects.filter(id=upload.id, status=Upload.Status.RECEIVING).update(
-                        status=Upload.Status.FAILED, finished_at=timezone.now(), error=abandoned_message()):
+        for receiver in (dataset_folders, classification_folders):
+            for row in receiver.abandoned(self.now):
+                # Conditional: a part arriving right now moves nothing, and finishing wins.
+                if not self.result.dry_run and not receiver.abandon(row):
                     continue
-            self.result.abandoned_uploads += 1
-            self.remove("staging", folder, self.media / STAGING_DIR)
-
-    def abandon_stale_classifications(self) -> None:
-        """Folders sent to be classified whose sending stopped: they fail, keeping what arrived (Retry
-        classifies it)."""
-        from predict_app.models import Classification
-
-        cutoff = self.now - settings.UPLOAD_ABANDON_S
-        for job in Classification.objects.filter(status=Classification.Status.RECEIVING):
-            last = max(job.created_at.timestamp(), last_touched(job.folder) if job.folder.exists() else 0.0)
-            if last >= cutoff or self.result.dry_run:
-                continue
-            Classification.objects.filter(id=job.id, status=Classification.Status.RECEIVING).update(
-                status=Classification.Status.FAILED, finished_at=timezone.now(),
-                error=abandoned_message("pictures", "Pick the folder again to send it, or press Retry to "
-                                                    "classify the pictures that arrived."))
+                self.result.abandoned_uploads += 1
+                if not receiver.keeps_abandoned_parts:
+                    self.remove("staging", receiver.folder(row), self.media / STAGING_DIR)
 
     def remove_used_upload_files(self) -> None:
         """Zips already read, and received folders of finished uploads (of failed or cancelled ones once they
@@ -307,14 +286,6 @@ class Cleanup:
                 continue
             self.remove("packs", path, self.packs)
             total -= sizes[path]
-
-
-def abandoned_message(things="files", advice="Pick the folder again to send it.") -> str:
-    seconds = settings.UPLOAD_ABANDON_S
-    span = (count(seconds // 86400, "day") if seconds % 86400 == 0
-            else count(seconds // 3600, "hour") if seconds % 3600 == 0
-            else count(seconds // 60, "minute"))
-    return f"Abandoned: no {things} arrived for {span}. {advice}"
 
 
 def run_cleanup(dry_run=False) -> CleanupResult:

@@ -11,8 +11,10 @@ file never changes.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 import zipfile
 from dataclasses import dataclass
 
@@ -90,19 +92,37 @@ def _examine(name, data, reason, chunk) -> Examined:
 def store_file(root: str, name: str, data: bytes) -> None:
     """Write a content-addressed file unless it is there already.
 
-    A file of the right name and size holds these bytes (its name is their hash);
-    one of another size is what a crash mid-write left behind, and is rewritten.
-    One open per new file: creating files is the slowest part of storing 70,000 of them.
+    A file of the right name and size holds these bytes (its name is their hash). One of another
+    size is being written by another process storing the same picture (the same bytes under
+    several classes), or is what a crash mid-write left behind: it is replaced whole, by a rename,
+    so that no reader ever sees it part-written. One open per new file: creating files is the
+    slowest part of storing 70,000 of them.
     """
     path = os.path.join(root, name)
     try:
         out = open(path, "xb")
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        out = open(path, "xb")
+        try:
+            out = open(path, "xb")
+        except FileExistsError:  # another process stored it in between
+            return _keep_or_replace(path, data)
     except FileExistsError:
-        if os.path.getsize(path) == len(data):
-            return
-        out = open(path, "wb")
+        return _keep_or_replace(path, data)
     with out:
         out.write(data)
+
+
+def _keep_or_replace(path: str, data: bytes) -> None:
+    if os.path.getsize(path) == len(data):
+        return
+    # A name of this process and thread alone (not mkstemp, whose files only their owner may read).
+    partial = f"{path}.{os.getpid()}-{threading.get_ident()}.part"
+    try:
+        with open(partial, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise

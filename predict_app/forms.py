@@ -1,11 +1,12 @@
 from django import forms
 from django.conf import settings
 
-from datasets_app.forms import FolderStartForm
 from datasets_app.models import Dataset
+from dlsite.uploads import FolderStartForm, archive_limits
 from mlcore.words import whole_number
 from training_app.models import TrainingRun
 
+from .many import Refused, check_zip
 from .models import Classification
 
 
@@ -66,6 +67,11 @@ class ManyZipForm(forms.Form):
                                         f"{settings.MAX_UPLOAD_BYTES:,}.")
         if not upload.name.lower().endswith(".zip"):
             raise forms.ValidationError("Please choose a .zip file.")
+        try:
+            check_zip(upload, archive_limits())
+        except Refused as refused:
+            raise forms.ValidationError(str(refused)) from None
+        upload.seek(0)
         return upload
 
 

@@ -1,11 +1,9 @@
-"""Classifying many pictures: receiving a folder's batches, reading a zip, and the worker's pass that
-classifies the pictures not yet classified, a batch at a time. predict_app/tasks.py calls the job;
-the views call the receiving.
+"""Classifying many pictures: receiving a folder's parts (dlsite/uploads.py), reading a zip, and the
+worker's pass that classifies the pictures not yet classified, a batch at a time. predict_app/tasks.py
+calls the job; the views call the receiving.
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import tempfile
@@ -26,6 +24,7 @@ from datasets_app.sources import fit_upload_name
 from datasets_app.tasks import ingest
 from dlsite import quotas
 from dlsite.heartbeat import Heartbeat
+from dlsite.uploads import FolderReceiver, Refused
 from mlcore.archive import ArchiveRejected, ZipPlan, plan_zip, read_entries, shown
 from mlcore.examine import store_file
 from mlcore.images import IMAGE_EXTENSIONS, ImageRejected, ImageTooLarge, decode_reduced, image_to_array, make_thumbnail
@@ -41,14 +40,6 @@ UNSURE_FOLDER = "not sure"  # in the sorted zip, the pictures below the classifi
 
 class ClaimLost(Exception):
     """Another attempt holds the classification now: this one writes nothing more."""
-
-
-class Refused(Exception):
-    """What was sent cannot be taken; the message says why in plain words."""
-
-    def __init__(self, message, status=400):
-        super().__init__(message)
-        self.status = status
 
 
 class ClassificationHeartbeat(Heartbeat):
@@ -80,37 +71,31 @@ def _new_picture(job: Classification, stem: str, name: str, data, batch: int = 0
     return ClassifiedImage(classification=job, name=name[:1000], batch=batch, file=stored)
 
 
-def receive_batch(job: Classification, index: int, files: list[tuple[str, object]]) -> tuple[bool, Classification]:
-    """Store part `index` of a folder being sent, once: (stored now?, the classification). The row lock
-    makes a retry racing a slow first try wait, so the part's pictures are stored once."""
-    with transaction.atomic():
-        job = Classification.objects.select_for_update().get(pk=job.pk)
-        if job.status != Classification.Status.RECEIVING:
-            raise Refused("This folder has been sent completely already. To classify more pictures, start again.",
-                          status=409)
-        if index in job.received_batches:
-            return False, job
+class ClassificationFolders(FolderReceiver):
+    """A folder sent to be classified: each part's pictures stored at once, a row each, to be classified
+    by the worker; an abandoned folder keeps what arrived (Retry classifies it)."""
+
+    model = Classification
+    things = "pictures"
+    abandoned_advice = "Pick the folder again to send it, or press Retry to classify the pictures that arrived."
+
+    def store(self, job, index, files):
         rows = [_new_picture(job, f"{index:05d}-{number:03d}", path, uploaded, batch=index)
                 for number, (path, uploaded) in enumerate(files)]
         ClassifiedImage.objects.bulk_create(rows)
-        job.received_batches = sorted([*job.received_batches, index])
-        job.save(update_fields=["received_batches"])
-    return True, job
+        return True
+
+    def folder(self, job):
+        return job.folder
+
+    def sent_already(self, job):
+        return "This folder has been sent completely already. To classify more pictures, start again."
+
+    def when_ready(self, job):
+        return {"total": job.images.count()}
 
 
-def finish_receiving(job: Classification) -> tuple[Classification, bool]:
-    """Queue a folder once every part is there: (the classification, whether this call queued it)."""
-    with transaction.atomic():
-        job = Classification.objects.select_for_update().get(pk=job.pk)
-        if job.status != Classification.Status.RECEIVING:
-            return job, False
-        missing = job.missing_batches()
-        if missing:
-            raise Refused(f"{len(missing)} of the {job.expected_batches} parts of this folder have not arrived "
-                          "yet. Press Resume, or pick the same folder again, to send them.", status=409)
-        job.status, job.total = Classification.Status.QUEUED, job.images.count()
-        job.save(update_fields=["status", "total"])
-    return job, True
+receiver = ClassificationFolders()
 
 
 def check_zip(fileobj, limits):
@@ -252,22 +237,15 @@ def _stem(row: ClassifiedImage) -> str:
 # Results
 
 
-def results_csv(job: Classification) -> str:
-    """One line per picture: its name, the class, how sure (0 to 1), and every class's probability.
-    Names that a spreadsheet would take for a formula are written as text (a leading ')."""
+def results_rows(job: Classification):
+    """The spreadsheet's rows (dlsite/spreadsheets.py writes them): a heading, then one line per picture:
+    its name, the class, how sure (0 to 1), and every class's probability."""
     names = job.run.class_names
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["file", "class", "confidence", *names, "not sure", "problem"])
+    yield ["file", "class", "confidence", *names, "not sure", "problem"]
     for row in job.images.order_by("name", "id").iterator():
         probabilities = row.probabilities or [""] * len(names)
-        writer.writerow([_cell(row.name), _cell(row.label), "" if row.confidence is None else f"{row.confidence:.6f}",
-                         *probabilities, row.doubt_in_words, row.error])
-    return out.getvalue()
-
-
-def _cell(text: str) -> str:
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+        yield [row.name, row.label, "" if row.confidence is None else f"{row.confidence:.6f}",
+               *probabilities, row.doubt_in_words, row.error]
 
 
 def sorted_zip(job: Classification):

@@ -1,27 +1,28 @@
 """Classifying many pictures: a zip or a folder in, a job on the default worker, and the results to look
-through and download. A folder arrives in parts exactly as a dataset's folder does (static/js/upload.js
-sends both; datasets_app/upload_views.py describes the start / part / state / finish steps).
+through and download. A folder arrives in parts exactly as a dataset's folder does (dlsite/uploads.py
+describes the start / part / state / finish steps; static/js/upload.js sends both).
 """
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
-from datasets_app.forms import FolderBatchForm
-from datasets_app.sources import archive_limits, fit_upload_name
+from datasets_app.sources import fit_upload_name
+from dlsite.spreadsheets import csv_download
+from dlsite.uploads import folder_answer, refuse, refuse_form
 from dlsite import quotas
-from dlsite.uploads import refusing_too_many_files, too_many_files_message
 from mlcore.words import count, duration, whole_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
-from .many import Refused, check_zip, finish_receiving, receive_batch, results_csv, send_to_inbox, sorted_zip
+from .many import Refused, receiver, results_rows, send_to_inbox, sorted_zip
 from .models import Classification
 from .tasks import classify_many
+from .views import predict_page
 
 PAGE_SIZE = 120  # pictures on one page of results
 
@@ -30,27 +31,17 @@ def get_classification_for_user(request, pk) -> Classification:
     return get_object_or_404(Classification.objects.visible_to(request.user).select_related("run"), pk=pk)
 
 
-def _refuse(message, status=400, **extra):
-    return JsonResponse({"message": message, **extra}, status=status)
-
-
 @login_required
 @require_POST
 def start_zip(request):
+    """A zip to classify; refused, the page comes back with the form saying why (as a dataset's zip does),
+    at this address, so that the page's script shows that form in place."""
     form = ManyZipForm(request.POST, request.FILES, user=request.user)
-    if form.is_valid():
-        upload = form.cleaned_data["file"]
-        try:
-            check_zip(upload, archive_limits())
-        except Refused as refused:
-            form.add_error("file", str(refused))
-        else:
-            if refusal := quotas.upload_refusal(request.user, upload.size):
-                form.add_error(None, refusal)
+    if form.is_valid() and (refusal := quotas.upload_refusal(request.user, form.cleaned_data["file"].size)):
+        form.add_error(None, refusal)
     if not form.is_valid():
-        messages.error(request, " ".join(m for errors in form.errors.values() for m in errors))
-        return redirect(reverse("predict:index") + "#many")
-    upload.seek(0)
+        return predict_page(request, many_form=form)
+    upload = form.cleaned_data["file"]
     with transaction.atomic():
         job = Classification(owner=request.user, run=form.cleaned_data["run"], name=fit_upload_name(upload.name))
         job.zip_file.save(f"{slugify(upload.name.rsplit('.', 1)[0])[:60] or 'pictures'}.zip", upload, save=False)
@@ -60,13 +51,8 @@ def start_zip(request):
 
 
 def _folder_answer(job, resumed=False, status=200):
-    state_url = reverse("predict:folder_state", args=[job.id])
-    return JsonResponse({
-        "upload": job.id, "resumed": resumed, "expected_batches": job.expected_batches,
-        "received_batches": job.received_batches, "state_url": state_url,
-        "batch_url_prefix": state_url,  # part <i> is at <prefix><i>/
-        "finish_url": reverse("predict:folder_finish", args=[job.id]),
-    }, status=status)
+    return folder_answer(job, reverse("predict:folder_state", args=[job.id]),
+                         reverse("predict:folder_finish", args=[job.id]), resumed, status)
 
 
 @login_required
@@ -75,7 +61,7 @@ def start_folder(request):
     """A new classification of a folder; or, for a folder whose sending was cut off, that one again."""
     form = ManyFolderStartForm(request.POST, user=request.user)
     if not form.is_valid():
-        return _refuse(form.message(), 413 if form.is_too_large() else 400)
+        return refuse_form(form)
     data = form.cleaned_data
     job = (Classification.objects.visible_to(request.user)
            .filter(status=Classification.Status.RECEIVING, run=data["run"], name=data["folder_name"],
@@ -83,7 +69,7 @@ def start_folder(request):
     if job is not None:
         return _folder_answer(job, resumed=True)
     if refusal := quotas.upload_refusal(request.user, data["total_bytes"]):
-        return _refuse(refusal, 413)
+        return refuse(refusal, 413)
     job = Classification.objects.create(
         owner=request.user, run=data["run"], name=data["folder_name"], status=Classification.Status.RECEIVING,
         expected_batches=data["batch_count"], fingerprint=data["fingerprint"])
@@ -97,44 +83,12 @@ def _receiving(request, pk) -> Classification:
     return job
 
 
-@login_required
-@require_GET
-def folder_state(request, pk):
-    job = _receiving(request, pk)
-    return JsonResponse({"status": job.status, "expected_batches": job.expected_batches,
-                         "received_batches": job.received_batches})
+def _queue(job):
+    classify_many.delay_on_commit(job.id)
 
 
-def _too_many_files_in_part(request, *args, **kwargs):
-    return _refuse(too_many_files_message())
-
-
-@refusing_too_many_files(_too_many_files_in_part)
-@login_required
-@require_POST
-def folder_batch(request, pk, index):
-    job = _receiving(request, pk)
-    form = FolderBatchForm(job, index, request.POST, request.FILES)
-    if not form.is_valid():
-        return _refuse(form.message(), 413 if form.is_too_large() else 400)
-    try:
-        stored, job = receive_batch(job, index, form.batch)
-    except Refused as refused:
-        return _refuse(str(refused), refused.status)
-    return JsonResponse({"stored": stored, "received_batches": job.received_batches})
-
-
-@login_required
-@require_POST
-def folder_finish(request, pk):
-    try:
-        job, ready_now = finish_receiving(_receiving(request, pk))
-    except Refused as refused:
-        job = _receiving(request, pk)
-        return _refuse(str(refused), refused.status, missing_batches=job.missing_batches())
-    if ready_now:  # finishing twice (the answer to the first was lost) queues it once
-        classify_many.delay_on_commit(job.id)
-    return JsonResponse({"status": job.status, "url": reverse("predict:classification", args=[job.id])})
+folder_state, folder_batch, folder_finish = receiver.views(
+    _receiving, _queue, lambda job: reverse("predict:classification", args=[job.id]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,9 +167,7 @@ def classification_unsure(request, pk):
 @require_GET
 def classification_csv(request, pk):
     job = get_classification_for_user(request, pk)
-    response = HttpResponse(results_csv(job), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="classification-{job.id}.csv"'
-    return response
+    return csv_download(results_rows(job), f"classification-{job.id}.csv")
 
 
 @login_required

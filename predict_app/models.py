@@ -112,9 +112,6 @@ class Classification(models.Model):
         elapsed = (timezone.now() - self.started_at).total_seconds()
         return max(0.0, elapsed * (self.total - self.done) / self.done)
 
-    def missing_batches(self):
-        return sorted(set(range(self.expected_batches)) - set(self.received_batches))
-
     def claim_fence(self) -> dict:
         """The row as this attempt holds it: writes conditional on it stop matching once another
         attempt has it."""

@@ -10,18 +10,25 @@ from .services import classify_uploads, predictor_for
 @login_required
 def predict(request):
     """A few pictures classified at once, for a quick check; and the way in to classify many."""
-    results = []
+    form, results = None, []
     if request.method == "POST":
         form = PredictForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
             predictor = predictor_for(form.cleaned_data["run"])
             results = classify_uploads(predictor, form.cleaned_data["images"])
-    else:
+    return predict_page(request, form, results)
+
+
+def predict_page(request, form=None, results=(), many_form=None):
+    """The page, with `many_form` when a zip to classify was refused: its messages show in it."""
+    if form is None:
         form = PredictForm(user=request.user, initial={"run": request.GET.get("run")})
     has_models = form.fields["run"].queryset.exists()
+    if has_models and many_form is None:
+        many_form = ManyZipForm(user=request.user, initial={"run": request.GET.get("run")})
     return render(request, "predict_app/predict.html", {
         "form": form, "results": results,
-        "many_form": ManyZipForm(user=request.user, initial={"run": request.GET.get("run")}) if has_models else None,
+        "many_form": many_form if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
                    "max_file_bytes": settings.MAX_PREDICT_FILE_BYTES},

@@ -366,7 +366,7 @@ def test_the_report_csv_never_starts_a_cell_with_a_formula(alice, user, media_ro
     ("\t=1", "'\t=1"), ("\r=1", "'\r=1"), ("cats/=1.png", "cats/=1.png"), ("plain", "plain"), (12, 12),
 ])
 def test_cells_a_spreadsheet_would_run_are_quoted(cell, written):
-    from datasets_app.views import spreadsheet_safe
+    from dlsite.spreadsheets import spreadsheet_safe
 
     assert spreadsheet_safe(cell) == written
 

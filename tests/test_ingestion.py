@@ -1,4 +1,7 @@
 """The ingestion task's work, called directly (the worker path is in test_journey_worker)."""
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -88,3 +91,49 @@ def test_the_sample_is_scikit_learns_digits_as_class_folders(dataset):
     assert upload.accepted == 1797
     assert [name for name, _ in dataset.class_counts()] == [str(d) for d in range(10)]
     assert dataset.typical_size() == 8 and dataset.channels() == 1
+
+
+# Two ingestion processes storing the same content-addressed file at once (the same picture under
+# several classes): whoever comes second must find the work done, not fail the upload.
+
+
+def test_storing_a_file_another_process_created_between_the_check_and_the_write_succeeds(tmp_path, monkeypatch):
+    from mlcore import examine
+
+    data = b"the same picture, twice" * 100
+    real_makedirs = os.makedirs
+
+    def other_process_wins(path, exist_ok=False):
+        real_makedirs(path, exist_ok=exist_ok)
+        Path(path, "ab.png").write_bytes(data)  # the other process stores it first
+
+    monkeypatch.setattr(examine.os, "makedirs", other_process_wins)
+    examine.store_file(str(tmp_path), "datasets/1/ab/ab.png", data)
+    assert (tmp_path / "datasets/1/ab/ab.png").read_bytes() == data
+
+
+def test_storing_a_file_another_process_is_still_writing_leaves_it_whole(tmp_path):
+    from mlcore import examine
+
+    data = b"a picture" * 1000
+    target = tmp_path / "datasets/1/ab/ab.png"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(data[:100])  # the other process has written only its start (or crashed there)
+    examine.store_file(str(tmp_path), "datasets/1/ab/ab.png", data)
+    assert target.read_bytes() == data
+    assert [p.name for p in target.parent.iterdir()] == ["ab.png"]  # no temporary file left behind
+
+
+def test_many_threads_storing_the_same_file_at_once_all_succeed(tmp_path):
+    from mlcore import examine
+
+    data = b"one picture under many classes" * 5000
+    start = threading.Barrier(8)
+
+    def store(_):
+        start.wait()
+        examine.store_file(str(tmp_path), "datasets/1/cd/cd.png", data)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(store, range(8)))  # re-raises what a thread raised
+    assert (tmp_path / "datasets/1/cd/cd.png").read_bytes() == data

@@ -4,7 +4,7 @@
 // A folder travels in batches because Django takes at most DATA_UPLOAD_MAX_NUMBER_FILES
 // files per request and keeps only each file's base name: the path inside the folder,
 // which carries the class, goes in a parallel `paths` field. The server's side and its
-// answers are described in datasets_app/upload_views.py.
+// answers are described in dlsite/uploads.py (the same for a dataset and a classification).
 (function () {
   "use strict";
 
