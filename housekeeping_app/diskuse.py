@@ -11,6 +11,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 
+from mlcore.words import whole_number
+
 # The folders under MEDIA_ROOT the site writes to; nothing else there is the site's to judge.
 IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME = "datasets", "uploads", "versions", "models"
 STAGING_DIR = "uploads/folders"  # datasets_app.models.STAGING_ROOT
@@ -90,7 +92,8 @@ def last_touched(path, reads_count=False) -> float:
 
 def numbered_folders(folder) -> dict[int, os.DirEntry]:
     """{number: entry} of the sub-folders of `folder` named by a number (a row's id)."""
-    return {int(e.name): e for e in entries(folder) if e.name.isdigit() and e.is_dir(follow_symlinks=False)}
+    numbered = ((whole_number(e.name), e) for e in entries(folder) if e.is_dir(follow_symlinks=False))
+    return {number: e for number, e in numbered if number is not None}
 
 
 def measure() -> dict:
@@ -130,7 +133,7 @@ def measure() -> dict:
         size = entry_size(file)
         if parts[0] == "folders" and len(parts) > 2:
             kinds["staging"] += size
-            add(upload_owners.get(int(parts[1])) if parts[1].isdigit() else None, "uploads", size)
+            add(upload_owners.get(whole_number(parts[1])), "uploads", size)
         else:
             kinds["uploads"] += size
             add(zip_owners.get("/".join((UPLOADS_DIR, *parts))), "uploads", size)

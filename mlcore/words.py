@@ -54,3 +54,9 @@ def whole_number(value, low: int = 0, high: int = LARGEST_WHOLE, clamp: bool = F
         return None
     return number
 
+
+
+def page_number(value) -> int:
+    """The page of a list that an address asks for: 1 for anything that is not a page number (a page
+    past the last one is the last, as Django's paginator shows it)."""
+    return whole_number(value, 1, clamp=True) or 1

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
+from mlcore.words import whole_number
+
 from .forms import ManyZipForm, PredictForm
 from .models import Classification
 from .services import classify_uploads, predictor_for
@@ -11,17 +13,19 @@ from .services import classify_uploads, predictor_for
 def predict(request):
     """A few pictures classified at once, for a quick check; and the way in to classify many."""
     results = []
+    # "Classify with this model" links name the run; a wrong number just leaves nothing chosen.
+    chosen_run = whole_number(request.GET.get("run"))
     if request.method == "POST":
         form = PredictForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
             predictor = predictor_for(form.cleaned_data["run"])
             results = classify_uploads(predictor, form.cleaned_data["images"])
     else:
-        form = PredictForm(user=request.user, initial={"run": request.GET.get("run")})
+        form = PredictForm(user=request.user, initial={"run": chosen_run})
     has_models = form.fields["run"].queryset.exists()
     return render(request, "predict_app/predict.html", {
         "form": form, "results": results,
-        "many_form": ManyZipForm(user=request.user, initial={"run": request.GET.get("run")}) if has_models else None,
+        "many_form": ManyZipForm(user=request.user, initial={"run": chosen_run}) if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
                    "max_file_bytes": settings.MAX_PREDICT_FILE_BYTES},
