@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS
 
 from mlcore.archive import ArchiveRejected, plan_files
+from mlcore.words import file_size
 
 from .sources import archive_limits, check_zip, fit_dataset_name
 
@@ -14,10 +15,6 @@ SMALLEST_TRAINING_PERCENT = 10
 # bounds what one request can write to the disk.
 MAX_BATCH_BYTES = 128 * 1024**2
 MAX_PATH_LENGTH = 1000  # the longest file name an image row keeps
-
-
-def _megabytes(size):
-    return f"{size / 1024**2:,.0f} MB"
 
 
 class SplitPercentForm(forms.Form):
@@ -58,7 +55,7 @@ class AddZipForm(forms.Form):
         upload = self.cleaned_data["file"]
         if upload.size > settings.MAX_UPLOAD_BYTES:
             raise forms.ValidationError(
-                f"This file is {_megabytes(upload.size)}; the limit is {_megabytes(settings.MAX_UPLOAD_BYTES)}."
+                f"This file is {file_size(upload.size)}; the limit is {file_size(settings.MAX_UPLOAD_BYTES)}."
             )
         if not upload.name.lower().endswith(".zip"):
             raise forms.ValidationError("Please upload a .zip file of class folders.")
@@ -102,7 +99,7 @@ class FolderStartForm(forms.Form):
         size = self.cleaned_data["total_bytes"]
         if size > settings.MAX_UPLOAD_BYTES:
             raise forms.ValidationError(
-                f"These files hold {_megabytes(size)}; the limit is {_megabytes(settings.MAX_UPLOAD_BYTES)}. "
+                f"These files hold {file_size(size)}; the limit is {file_size(settings.MAX_UPLOAD_BYTES)}. "
                 "Send the folder in parts, adding each to the dataset.", code="too_large"
             )
         return size
@@ -157,8 +154,8 @@ class FolderBatchForm(forms.Form):
                 f"This part has {len(files)} files but {len(paths)} file paths; each file needs its path.")
         size = sum(f.size for f in files)
         if size > MAX_BATCH_BYTES:
-            raise forms.ValidationError(f"This part holds {_megabytes(size)}; one part may hold at most "
-                                        f"{_megabytes(MAX_BATCH_BYTES)}.", code="too_large")
+            raise forms.ValidationError(f"This part holds {file_size(size)}; one part may hold at most "
+                                        f"{file_size(MAX_BATCH_BYTES)}.", code="too_large")
         try:
             plan_files([(path, f.size) for path, f in zip(paths, files)], archive_limits())
         except ArchiveRejected as exc:  # a path that climbs out, is absolute, or has a backslash or null character
@@ -205,8 +202,8 @@ class LooseImagesForm(forms.Form):
         files = self.cleaned_data["images"]
         size = sum(f.size for f in files)
         if size > MAX_BATCH_BYTES:
-            raise forms.ValidationError(f"These images hold {_megabytes(size)}; send at most "
-                                        f"{_megabytes(MAX_BATCH_BYTES)} at a time.")
+            raise forms.ValidationError(f"These images hold {file_size(size)}; send at most "
+                                        f"{file_size(MAX_BATCH_BYTES)} at a time.")
         try:
             plan_files([(f.name, f.size) for f in files], archive_limits())
         except ArchiveRejected as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 
-from mlcore.words import whole_number
+from mlcore.words import file_size, whole_number
 
 # The folders under MEDIA_ROOT the site writes to; nothing else there is the site's to judge.
 IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME = "datasets", "uploads", "versions", "models"
@@ -185,9 +185,5 @@ def user_bytes(user) -> int:
     return total
 
 
-def human_bytes(count: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if abs(count) < 1024 or unit == "GB":
-            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1024
-    return f"{count:,.1f} GB"
+# The site's one wording of sizes (mlcore.words.file_size), under the name housekeeping's quotas import.
+human_bytes = file_size

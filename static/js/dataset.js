@@ -17,7 +17,7 @@
       const largest = Math.max(...sizes.count);
       Plotly.newPlot("size-chart", [{
         type: "scatter", mode: "markers", x: sizes.width, y: sizes.height,
-        text: sizes.count.map((n, i) => `${sizes.width[i]} × ${sizes.height[i]}: ${n} image${n === 1 ? "" : "s"}`),
+        text: sizes.count.map((n, i) => `${sizes.width[i]} × ${sizes.height[i]}: ${site.count(n, "image")}`),
         hoverinfo: "text",
         marker: { size: sizes.count.map((n) => 6 + 30 * Math.sqrt(n / largest)), color: "#2563eb", opacity: 0.6 },
       }], {

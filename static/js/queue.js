@@ -58,8 +58,7 @@
     if (queue.warning) {
       return el("li", { className: "none" }, title, where, el("span", { className: "warning", textContent: queue.warning }));
     }
-    const count = queue.count === 1 ? "1 worker" : `${queue.count} workers`;
-    return el("li", null, title, where, `${count}: `, el("span", { className: "names", textContent: queue.workers.join(", ") }));
+    return el("li", null, title, where, `${site.count(queue.count, "worker")}: `, el("span", { className: "names", textContent: queue.workers.join(", ") }));
   }
 
   function show(data) {
