@@ -154,9 +154,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The site's own 404, 400 and 500 pages also with DEBUG on (`make run`); details go to the log.
+    "dlsite.error_pages.OwnErrorPages",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+# A form sent without its page's security token gets the site's page, in plain words.
+CSRF_FAILURE_VIEW = "dlsite.views.csrf_failure"
 
 ROOT_URLCONF = "dlsite.urls"
 WSGI_APPLICATION = "dlsite.wsgi.application"
