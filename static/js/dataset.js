@@ -1,5 +1,6 @@
 // The dataset page: the class chart, and live progress while uploads are read.
 (function () {
+  const { progressUrl } = document.currentScript.dataset;
   const data = document.getElementById("class-data");
   if (data && window.Plotly) {
     const chart = JSON.parse(data.textContent);
@@ -48,5 +49,5 @@
     if (!running) window.location.reload(); // the dataset page shows what the finished uploads added
     return running;
   }
-  site.poll(window.datasetProgressUrl, show, { every: 1000, delay: 500 });
+  site.poll(progressUrl, show, { every: 1000, delay: 500 });
 })();

@@ -62,12 +62,6 @@
     showSelection();
   });
 
-  // Deleting cannot be undone from here, so it asks first; the other actions can be moved back.
-  actionBar.addEventListener("submit", (event) => {
-    const button = event.submitter;
-    if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) event.preventDefault();
-  });
-
   const viewer = document.getElementById("viewer");
   const viewerImage = document.getElementById("viewer-image");
   const VIEWER_WIDTH = 512; // CSS pixels, as in gallery.css
