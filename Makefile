@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 PORT ?= 8000
 HOST ?= 127.0.0.1
 DATA_DIR ?= $(CURDIR)/var
-# `make run` is for a computer of your own: error pages with details. `DEBUG=0 make run` turns
+# `make run` is for a computer of your own: errors' details in the terminal. `DEBUG=0 make run` turns
 # that off; a server needs the settings of "Running in production" in the README.
 DEBUG ?= 1
 
@@ -25,7 +25,7 @@ run: $(INSTALLED)
 	DATA_DIR="$(abspath $(DATA_DIR))" $(BIN)/python manage.py migrate --noinput
 	@echo ""
 	@echo "  Open http://$(HOST):$(PORT)/ in your browser (Ctrl-C stops everything)."
-	@if [ "$(DEBUG)" = "1" ]; then echo "  DEBUG=1: error pages show technical details, for use on your own computer only."; \
+	@if [ "$(DEBUG)" = "1" ]; then echo "  DEBUG=1: errors are written in detail here, for use on your own computer only."; \
 	  echo "  To serve other people, see \"Running in production\" in the README."; fi
 	@echo "  \"make status\" in another terminal shows each process."
 	@echo ""

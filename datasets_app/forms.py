@@ -1,8 +1,9 @@
 from django import forms
 from django.conf import settings
 
-from dlsite.uploads import MAX_BATCH_BYTES, FolderStartForm, archive_limits, megabytes
+from dlsite.uploads import MAX_BATCH_BYTES, FolderStartForm, archive_limits
 from mlcore.archive import ArchiveRejected, plan_files
+from mlcore.words import file_size
 
 from .sources import check_zip, fit_dataset_name
 
@@ -48,7 +49,7 @@ class AddZipForm(forms.Form):
         upload = self.cleaned_data["file"]
         if upload.size > settings.MAX_UPLOAD_BYTES:
             raise forms.ValidationError(
-                f"This file is {megabytes(upload.size)}; the limit is {megabytes(settings.MAX_UPLOAD_BYTES)}."
+                f"This file is {file_size(upload.size)}; the limit is {file_size(settings.MAX_UPLOAD_BYTES)}."
             )
         if not upload.name.lower().endswith(".zip"):
             raise forms.ValidationError("Please upload a .zip file of class folders.")
@@ -110,8 +111,8 @@ class LooseImagesForm(forms.Form):
         files = self.cleaned_data["images"]
         size = sum(f.size for f in files)
         if size > MAX_BATCH_BYTES:
-            raise forms.ValidationError(f"These images hold {megabytes(size)}; send at most "
-                                        f"{megabytes(MAX_BATCH_BYTES)} at a time.")
+            raise forms.ValidationError(f"These images hold {file_size(size)}; send at most "
+                                        f"{file_size(MAX_BATCH_BYTES)} at a time.")
         try:
             plan_files([(f.name, f.size) for f in files], archive_limits())
         except ArchiveRejected as exc:

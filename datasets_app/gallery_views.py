@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from mlcore.words import count, whole_number
+from mlcore.words import count, page_number, whole_number
 
 from .labelling import LabelError, delete_images, move_to_split, relabel
 from .models import SPLIT_CHOICES, SPLITS
@@ -79,7 +79,7 @@ def gallery(request, pk):
     # otherwise load the deferred column once per image.
     images = (_filtered_images(dataset, filters).select_related("image_class").order_by("id")
               .only("dataset", "original_name", "width", "height", "split", "label_conflict", "image_class__name"))
-    page = Paginator(images, IMAGES_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(images, IMAGES_PER_PAGE).get_page(page_number(request.GET.get("page")))
     return render(request, "datasets_app/gallery.html", {
         "dataset": dataset,
         "classes": classes,

@@ -18,6 +18,7 @@ from django.db import transaction
 from dlsite import bulk, quotas
 from mlcore.archive import ArchiveRejected, ELLIPSIS, fit_name, shorten, without_control_characters
 from mlcore.splits import stratified_split
+from mlcore.words import file_size
 
 from .models import Image, ImageClass, Upload, UploadOutcome
 from .sources import archive_limits, examine_all, open_source
@@ -92,7 +93,7 @@ class Ingestion:
             if read_bytes > limits.max_total_bytes:  # counted as read: the sizes a zip declares can lie
                 raise ArchiveRejected(
                     "These files unpack to more bytes than declared and than the limit "
-                    f"({limits.max_total_bytes / 1024**2:,.0f} MB); the upload was stopped."
+                    f"({file_size(limits.max_total_bytes)}); the upload was stopped."
                 )
             if result.reason:
                 self._reject(planned.name, result.reason)

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from mlcore.words import count, whole_number
+from mlcore.words import count, page_number, whole_number
 
 from .labelling import (
     LabelError,
@@ -247,7 +247,7 @@ def conflict_groups(dataset, page_number):
 @login_required
 def conflicts(request, pk):
     dataset = get_dataset_for_user(request, pk)
-    page, groups = conflict_groups(dataset, request.GET.get("page"))
+    page, groups = conflict_groups(dataset, page_number(request.GET.get("page")))
     return render(request, "datasets_app/conflicts.html", {"dataset": dataset, "page": page, "groups": groups})
 
 
@@ -271,8 +271,8 @@ def conflict_resolve(request, pk):
         messages.info(request, f"Settled: the picture is now only in “{image_class.name}”." if image_class
                       else "Settled: the picture was removed from the dataset.")
     url = reverse("datasets:conflicts", args=[dataset.pk])
-    page = request.POST.get("page", "")
-    return redirect(f"{url}?page={page}" if page.isdigit() else url)
+    page = whole_number(request.POST.get("page"), 1, clamp=True)
+    return redirect(f"{url}?page={page}" if page else url)
 
 
 # History
@@ -281,7 +281,7 @@ def conflict_resolve(request, pk):
 def history(request, pk):
     dataset = get_dataset_for_user(request, pk)
     changes = dataset.label_changes.select_related("user").order_by("-at", "-id")
-    page = Paginator(changes, CHANGES_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(changes, CHANGES_PER_PAGE).get_page(page_number(request.GET.get("page")))
     for change in page.object_list:
         change.action_words = ACTION_WORDS.get(change.action, change.action)
     return render(request, "datasets_app/history.html", {"dataset": dataset, "page": page})

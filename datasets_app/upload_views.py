@@ -31,7 +31,7 @@ from dlsite import quotas
 
 from .models import Dataset, Upload
 from .tasks import ingest
-from .access import get_dataset_for_user
+from .access import datasets_for_user, get_dataset_for_user
 
 
 def _within_quota(form, user, field):
@@ -61,7 +61,7 @@ def dataset_list(request):
                                                  **form.split_fractions())
                 start_zip_upload(dataset, form.cleaned_data["file"].name, form.cleaned_data["file"], request.user)
             return redirect("datasets:detail", pk=dataset.pk)
-    datasets = Dataset.objects.visible_to(request.user).prefetch_related("uploads")
+    datasets = datasets_for_user(request).prefetch_related("uploads")
     return render(request, "datasets_app/list.html", {"datasets": datasets, "form": form, "limits": _limits()})
 
 

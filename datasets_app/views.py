@@ -7,11 +7,11 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from dlsite.spreadsheets import csv_download
-from mlcore.words import count
+from mlcore.words import count, whole_number
 
-from .access import get_dataset_for_user
+from .access import get_dataset_for_user, images_for_user
 from .labelling import LabelError, delete_upload, resplit
-from .models import SPLITS, Image, UploadOutcome
+from .models import SPLITS, UploadOutcome
 from .tasks import ingest
 
 UPLOADS_SHOWN = 10
@@ -57,15 +57,15 @@ def dataset_detail(request, pk):
 @require_POST
 def dataset_resplit(request, pk):
     dataset = get_dataset_for_user(request, pk)
+    val, test = (whole_number(request.POST.get(name), 0, 90) for name in ("val_percent", "test_percent"))
     try:
-        val, test = float(request.POST.get("val_percent", "")), float(request.POST.get("test_percent", ""))
+        if val is None or test is None:
+            raise LabelError("Enter the shares as whole numbers from 0 to 90, such as 10 and 10.")
         resplit(dataset, val / 100, test / 100)
     except LabelError as exc:
         messages.error(request, str(exc))
-    except ValueError:
-        messages.error(request, "Enter the shares as numbers, such as 10 and 10.")
     else:
-        messages.info(request, f"Split again: {100 - val - test:g} % training, {val:g} % validation, {test:g} % test. "
+        messages.info(request, f"Split again: {100 - val - test} % training, {val:g} % validation, {test:g} % test. "
                                "Images in train/val/test folders, or moved by hand, kept their split.")
     return redirect("datasets:detail", pk=pk)
 
@@ -82,7 +82,7 @@ def dataset_progress(request, pk):
 
 def _image_response(request, pk, image_pk, thumbnail):
     """An image's file, only for its owner. Image files never change, so browsers may keep them."""
-    names = Image.objects.filter(pk=image_pk, dataset_id=pk, dataset__owner_id=request.user.id).values_list(
+    names = images_for_user(request).filter(pk=image_pk, dataset_id=pk).values_list(
         "file", "thumbnail").first()
     if names is None:
         raise Http404("No such image.")

@@ -1,4 +1,4 @@
-"""Measuring files on disk (os.scandir, no symlink followed), and the site's one wording of a size.
+"""Measuring files on disk (os.scandir, no symlink followed).
 
 Shared by the per-person byte quota (dlsite/quotas.py, counted by datasets_app/usage.py), the staff
 page "Disk use" (housekeeping_app/diskuse.py) and the clean-up (housekeeping_app/cleanup.py).
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from mlcore.words import whole_number
 
 
 def entries(folder) -> list[os.DirEntry]:
@@ -68,12 +70,5 @@ def last_touched(path, reads_count=False) -> float:
 
 def numbered_folders(folder) -> dict[int, os.DirEntry]:
     """{number: entry} of the sub-folders of `folder` named by a number (a row's id)."""
-    return {int(e.name): e for e in entries(folder) if e.name.isdigit() and e.is_dir(follow_symlinks=False)}
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if abs(count) < 1024 or unit == "GB":
-            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
-        count /= 1024
-    return f"{count:,.1f} GB"
+    numbered = ((whole_number(e.name), e) for e in entries(folder) if e.is_dir(follow_symlinks=False))
+    return {number: e for number, e in numbered if number is not None}

@@ -12,9 +12,8 @@ from typing import Callable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from mlcore.words import count
+from mlcore.words import count, file_size
 
-from .disk import human_bytes
 
 # What a limit counts -> {name of the counter: counter(user) -> int}; a figure is the sum of its counters.
 COUNTERS: dict[str, dict[str, Callable]] = {"images": {}, "bytes": {}, "queued_runs": {}}
@@ -56,12 +55,12 @@ def bytes_refusal(user, adding: int = 0) -> str | None:
     taken = used("bytes", user)
     if taken + adding <= settings.QUOTA_BYTES:
         return None
-    limit = human_bytes(settings.QUOTA_BYTES)
+    limit = file_size(settings.QUOTA_BYTES)
     if taken >= settings.QUOTA_BYTES:
-        return (f"Your images and uploads already take {human_bytes(taken)}, and your limit is {limit}. "
+        return (f"Your images and uploads already take {file_size(taken)}, and your limit is {limit}. "
                 "Delete datasets you no longer need to make room.")
-    return (f"This upload ({human_bytes(adding)}) would take your images and uploads to "
-            f"{human_bytes(taken + adding)}, over your limit of {limit}. Send fewer files, or delete "
+    return (f"This upload ({file_size(adding)}) would take your images and uploads to "
+            f"{file_size(taken + adding)}, over your limit of {limit}. Send fewer files, or delete "
             "datasets you no longer need.")
 
 

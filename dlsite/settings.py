@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -161,6 +162,7 @@ SPECTACULAR_SETTINGS = {
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -168,9 +170,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The site's own 404, 400 and 500 pages also with DEBUG on (`make run`); details go to the log.
+    "dlsite.error_pages.OwnErrorPages",
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+# A form sent without its page's security token gets the site's page, in plain words.
+CSRF_FAILURE_VIEW = "dlsite.views.csrf_failure"
+
+# The pages load nothing from elsewhere and run no inline script or style (templates and
+# static/js/site.js keep it so; tests/test_browser_csp.py walks the pages in Chromium and fails on
+# any violation), so a script injected into a page cannot run. data: images are the previews and
+# thumbnails the server sends as data URLs (mlcore/preview.py), and the empty favicon.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "img-src": [csp.SELF, "data:"],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    },
+}
 
 ROOT_URLCONF = "dlsite.urls"
 WSGI_APPLICATION = "dlsite.wsgi.application"

@@ -33,7 +33,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from mlcore.archive import ArchiveLimits, ArchiveRejected, plan_files
-from mlcore.words import count
+from mlcore.words import count, file_size
 
 # The browser sends about 20 MB per part; a single large photo may travel alone. This bounds what
 # one request can write to the disk.
@@ -44,10 +44,6 @@ MAX_PATH_LENGTH = 1000  # the longest file name an image row keeps
 def archive_limits() -> ArchiveLimits:
     """The limits on what one upload holds, a zip's or a folder's (mlcore/archive.py checks them)."""
     return ArchiveLimits(max_entries=settings.MAX_ZIP_ENTRIES, max_total_bytes=settings.MAX_ZIP_UNPACKED_BYTES)
-
-
-def megabytes(size) -> str:
-    return f"{size / 1024**2:,.0f} MB"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +100,7 @@ class FolderStartForm(forms.Form):
         size = self.cleaned_data["total_bytes"]
         if size > settings.MAX_UPLOAD_BYTES:
             raise forms.ValidationError(
-                f"These files hold {megabytes(size)}; the limit is {megabytes(settings.MAX_UPLOAD_BYTES)}. "
+                f"These files hold {file_size(size)}; the limit is {file_size(settings.MAX_UPLOAD_BYTES)}. "
                 "Send the folder in parts, adding each to the dataset.", code="too_large"
             )
         return size
@@ -150,8 +146,8 @@ class FolderBatchForm(forms.Form):
                 f"This part has {len(files)} files but {len(paths)} file paths; each file needs its path.")
         size = sum(f.size for f in files)
         if size > MAX_BATCH_BYTES:
-            raise forms.ValidationError(f"This part holds {megabytes(size)}; one part may hold at most "
-                                        f"{megabytes(MAX_BATCH_BYTES)}.", code="too_large")
+            raise forms.ValidationError(f"This part holds {file_size(size)}; one part may hold at most "
+                                        f"{file_size(MAX_BATCH_BYTES)}.", code="too_large")
         try:
             plan_files([(path, f.size) for path, f in zip(paths, files)], archive_limits())
         except ArchiveRejected as exc:  # a path that climbs out, is absolute, or has a backslash or null character

@@ -1,10 +1,12 @@
-"""Pages that belong to the site as a whole: home and health (sign-up is accounts_app/views.py)."""
+"""Pages that belong to the site as a whole: home, health, a form refused for its security token
+(sign-up is accounts_app/views.py)."""
 import secrets
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
+from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import redirect, render
 
 from .reporting import hide_url_passwords
@@ -17,6 +19,12 @@ def home(request):
     if request.user.is_authenticated:
         return redirect("datasets:list")
     return render(request, "home.html")
+
+
+def csrf_failure(request, reason=""):
+    """A form that arrived without the security token of the page it came from (CSRF_FAILURE_VIEW):
+    in plain words, with what to do; Django logs the technical reason."""
+    return render(request, "403_csrf.html", {"no_cookie": reason == REASON_NO_CSRF_COOKIE}, status=403)
 
 
 def healthz(request):

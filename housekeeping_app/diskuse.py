@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from dlsite.disk import entries, entry_size, numbered_folders, tree_size, walk_files
+from mlcore.words import whole_number
 
 # The folders under MEDIA_ROOT the site writes to; nothing else there is the site's to judge.
 IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME = "datasets", "uploads", "versions", "models"
@@ -70,7 +71,7 @@ def measure() -> dict:
         size = entry_size(file)
         if parts[0] == "folders" and len(parts) > 2:
             kinds["staging"] += size
-            add(upload_owners.get(int(parts[1])) if parts[1].isdigit() else None, "uploads", size)
+            add(upload_owners.get(whole_number(parts[1])), "uploads", size)
         else:
             kinds["uploads"] += size
             add(zip_owners.get("/".join((UPLOADS_DIR, *parts))), "uploads", size)

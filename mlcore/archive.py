@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Iterator
 
 from .images import IMAGE_EXTENSIONS
+from .words import file_size
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 ARCHIVE_EXTENSIONS = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar"}
@@ -148,8 +149,8 @@ def plan_files(files: list[tuple[str, int]], limits: ArchiveLimits = ArchiveLimi
         total += size
     if total > limits.max_total_bytes:
         raise ArchiveRejected(
-            f"This upload would unpack to {total / 1024**2:,.0f} MB; the limit is "
-            f"{limits.max_total_bytes / 1024**2:,.0f} MB."
+            f"This upload would unpack to {file_size(total)}; the limit is "
+            f"{file_size(limits.max_total_bytes)}."
         )
 
     files = [(number, name, size) for number, (name, size) in enumerate(files) if not _is_hidden(name)]
@@ -211,7 +212,7 @@ def read_entries(source: str | BinaryIO | zipfile.ZipFile, plan: ZipPlan,
             if total > limits.max_total_bytes:
                 raise ArchiveRejected(
                     "This zip unpacks to more bytes than its directory declares and than the limit "
-                    f"({limits.max_total_bytes / 1024**2:,.0f} MB); the upload was stopped."
+                    f"({file_size(limits.max_total_bytes)}); the upload was stopped."
                 )
             if len(data) > limits.max_entry_bytes:
                 yield planned, None, "the file is larger than the per-file limit"
@@ -271,7 +272,7 @@ def read_files(paths: dict[str, str], plan: ZipPlan,
         total += len(data)
         if total > limits.max_total_bytes:
             raise ArchiveRejected(
-                f"These files hold more than the limit of {limits.max_total_bytes / 1024**2:,.0f} MB; "
+                f"These files hold more than the limit of {file_size(limits.max_total_bytes)}; "
                 "the upload was stopped."
             )
         if len(data) > limits.max_entry_bytes:

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base_facts import FACTS as BASE_FACTS, BaseFacts
-from .options import SpecError, augmentation_is_on, augmentation_layers, check, choice_param, number_param, whole_param
+from .efficientnet_lite import PIXEL_OFFSET, PIXEL_SCALE
+from .options import (Code, KerasCall, SpecError, augmentation_is_on, augmentation_layers, check, choice_param,
+                      number_param, whole_param)
 
 MAX_PARAMS = 50_000_000  # a network bigger than this would take far too long on this kind of machine
 MAX_LAYERS = 40
@@ -124,28 +126,34 @@ class Base:
     # itself (mlcore/efficientnet_lite.py).
     application: str | None
     weights_file: str  # the "no top" file name that Keras itself downloads for weights="imagenet"
-    # Rescaling(scale, offset) that turns 0-255 pixels into what the base expects; None when the
-    # base rescales by itself.
-    scale: tuple[float, float] | None
+    # The Rescaling that turns 0-255 pixels into what the base expects (the worker builds it, the
+    # exported program writes it); None when the base rescales by itself.
+    rescaling: KerasCall | None
     about: str
     # True when the weights come inside an installed Python package (converted once into the weights
     # folder on first use), so every site has them without downloading anything.
     bundled: bool = False
+    scaling_words: str = "it scales the pixels itself: it takes them as they are, 0 to 255"
+
+
+# No pretrained base: pixels from 0-255 to 0-1, which networks learn from more easily.
+PIXELS_TO_0_1 = KerasCall("layers.Rescaling", (Code("1.0 / 255", 1 / 255),))
 
 
 BASES = {
     "efficientnet_lite0": Base(
         "EfficientNet-Lite0", None, "efficientnet_lite0_notop.weights.h5",
-        (1 / 128, -127 / 128),  # (x - 127) / 128: the scaling its ImageNet weights were trained with
+        KerasCall("layers.Rescaling", (Code("PIXEL_SCALE", PIXEL_SCALE),), {"offset": Code("PIXEL_OFFSET", PIXEL_OFFSET)}),
         "A network already trained on 1.4 million photos (ImageNet), whose weights come with this site: it "
         "works without an internet connection.",
-        bundled=True,
+        bundled=True, scaling_words="it expects pixels scaled as its ImageNet weights were: (x - 127) / 128",
     ),
     "mobilenetv2": Base(
         "MobileNetV2", "MobileNetV2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-        # keras.applications.mobilenet_v2.preprocess_input: x / 127.5 - 1, i.e. pixels in [-1, 1].
-        (1 / 127.5, -1.0),
+        # what keras.applications.mobilenet_v2.preprocess_input does: x / 127.5 - 1
+        KerasCall("layers.Rescaling", (Code("1.0 / 127.5", 1 / 127.5),), {"offset": -1.0}),
         "A small, fast network already trained on 1.4 million photos (ImageNet).",
+        scaling_words="it expects pixels from -1 to 1: x / 127.5 - 1",
     ),
     "efficientnetb0": Base(
         "EfficientNetB0", "EfficientNetB0", "efficientnetb0_notop.h5",
@@ -158,9 +166,6 @@ BASE_PARAMS = {"fine_tune_layers": whole_param(
     "After the new top has learned, retrain this many of the pretrained network's top layers at a "
     "lower learning rate. 0 keeps the pretrained network as it is.")}
 
-# Keras' EfficientNet divides by the ImageNet standard deviation once more when it is built with
-# weights="imagenet", but not when the same file is given as a path (tensorflow/tensorflow#62193).
-_IMAGENET_STDDEV_RGB = [0.229, 0.224, 0.225]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,7 +339,7 @@ def _summarise_base(base_spec, shape, rows):
     height, width, channels = shape
     base_info, facts = BASES[base_spec["name"]], BASE_FACTS[base_spec["name"]]
     _check_base_size(base_info, height, width)
-    if base_info.scale:
+    if base_info.rescaling:
         rows.append(_row(None, "rescale", "Rescaling", shape))
     if channels == 1:
         rows.append(_row(None, "grey_to_rgb", "Concatenate", (height, width, 3)))
@@ -405,7 +410,7 @@ def _assemble(spec, input_shape, num_classes, *, weights_dir, load_weights, name
         first = keras.Sequential(random_changes, name="augmentation")(inputs)
     total = 0
     if clean["base"] is None:
-        x = layers.Rescaling(1.0 / 255, name="rescale")(first)
+        x = PIXELS_TO_0_1.build(name="rescale")(first)
         maps_from = None  # the image itself
     else:
         x, base = _add_base(first, clean["base"], input_shape, weights_dir, load_weights)
@@ -454,9 +459,8 @@ def _add_base(inputs, base_spec, input_shape, weights_dir, load_weights):
         if path is None:
             raise SpecError(missing_weights_message(base_spec["name"], weights_dir))
     x = inputs
-    if base_info.scale:
-        scale, offset = base_info.scale
-        x = layers.Rescaling(scale, offset=offset, name="rescale")(x)
+    if base_info.rescaling:
+        x = base_info.rescaling.build(name="rescale")(x)
     if channels == 1:
         # The pretrained filters expect colour: grey repeated three times is how ImageNet networks are
         # usually given grayscale images, and it keeps the pretrained first layer intact.
@@ -470,48 +474,72 @@ def _add_base(inputs, base_spec, input_shape, weights_dir, load_weights):
         base = constructor(include_top=False, weights=str(path) if path else None,
                            input_shape=(height, width, 3), name=base_spec["name"])
     if path and base_spec["name"] == "efficientnetb0":
-        _match_imagenet_normalisation(base)
+        match_imagenet_normalisation(base)
     _check_fine_tune_layers(base_info, base_spec["fine_tune_layers"], len(base.layers))
     base.trainable = False
     # training=False keeps the base's BatchNormalization layers in inference mode even when some of
-    # its layers are unfrozen for fine-tuning (the Keras transfer-learning guide).
+    # its layers are unfrozen for fine-tuning: their ImageNet statistics stay as they are.
     return base(x, training=False), base
 
 
-def _match_imagenet_normalisation(base):
-    """Make an EfficientNet loaded from a file normalise its input as Keras' weights="imagenet" does.
+# The two functions below are copied as they are into the exported program (mlcore/export.py), so
+# they import what they use and read nothing else of this module.
 
-    With "imagenet", Keras adds Rescaling(1 / sqrt(stddev)) after the Normalization layer; from a
-    path it does not (tensorflow/tensorflow#62193), and the pretrained features would see inputs
-    on the wrong scale. (x - mean) / sqrt(var) / sqrt(stddev) equals (x - mean) / sqrt(var * stddev),
-    so multiplying the loaded variance by the standard deviation gives the same numbers.
-    """
+def match_imagenet_normalisation(base):
+    """Make Keras' EfficientNet, loaded from a weights file, normalise its input as it does when Keras
+    downloads the weights itself (weights="imagenet"): only then does Keras divide by sqrt(stddev)
+    after its Normalization layer, and without it the pretrained features see their
+    input on the wrong scale. (x - mean) / sqrt(var) / sqrt(stddev) is (x - mean) / sqrt(var * stddev),
+    so multiplying the loaded variance by the ImageNet standard deviation gives the same numbers."""
     import numpy as np
     from keras import layers
 
+    imagenet_stddev_rgb = [0.229, 0.224, 0.225]
     normalisation = next(layer for layer in base.layers if isinstance(layer, layers.Normalization))
-    variance = next(w for w in normalisation.weights if w.name == "variance")
-    variance.assign(np.asarray(variance) * np.asarray(_IMAGENET_STDDEV_RGB, dtype="float32"))
+    variance = next(weight for weight in normalisation.weights if weight.name == "variance")
+    variance.assign(np.asarray(variance) * np.asarray(imagenet_stddev_rgb, dtype="float32"))
+
+
+def unfreeze_base_top(base, count):
+    """Let the top `count` layers of the pretrained network learn again (0: none), except its
+    BatchNormalization layers: unfreezing those would let a small dataset overwrite the statistics
+    they learned on ImageNet and wreck what the network knows."""
+    from keras import layers
+
+    base.trainable = count > 0
+    for position, layer in enumerate(base.layers):
+        top = position >= len(base.layers) - count
+        layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
+
+
+def layer_call(layer: dict) -> KerasCall:
+    """One checked spec layer as a Keras call: the worker builds it, the exported program writes it.
+    Arguments at Keras' default are left out, which keeps the program short and builds the same layer."""
+    kind = layer["type"]
+    function = f"layers.{kind}"
+    if kind == "Conv2D":
+        kwargs = {"strides": layer["strides"]} if layer["strides"] != 1 else {}
+        kwargs["padding"] = layer["padding"]
+        if layer["activation"] != "linear":
+            kwargs["activation"] = layer["activation"]
+        return KerasCall(function, (layer["filters"], layer["kernel_size"]), kwargs)
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        return KerasCall(function, (layer["pool_size"],),
+                         {"padding": layer["padding"]} if layer["padding"] != "valid" else {})
+    if kind == "Dense":
+        return KerasCall(function, (layer["units"],),
+                         {"activation": layer["activation"]} if layer["activation"] != "linear" else {})
+    if kind == "Dropout":
+        return KerasCall(function, (layer["rate"],))
+    if kind == "Activation":
+        return KerasCall(function, (layer["activation"],))
+    if kind == "BatchNormalization":
+        return KerasCall(function, (), {"momentum": BATCHNORM_MOMENTUM})
+    return KerasCall(function)  # Flatten, GlobalAveragePooling2D
 
 
 def _keras_layer(layer: dict, number: int):
-    from keras import layers
-
-    kind, name = layer["type"], f"{_snake(layer['type'])}_{number}"
-    if kind == "Conv2D":
-        return layers.Conv2D(layer["filters"], layer["kernel_size"], strides=layer["strides"],
-                             padding=layer["padding"], activation=layer["activation"], name=name)
-    if kind in ("MaxPooling2D", "AveragePooling2D"):
-        return getattr(layers, kind)(layer["pool_size"], padding=layer["padding"], name=name)
-    if kind == "Dense":
-        return layers.Dense(layer["units"], activation=layer["activation"], name=name)
-    if kind == "Dropout":
-        return layers.Dropout(layer["rate"], name=name)
-    if kind == "Activation":
-        return layers.Activation(layer["activation"], name=name)
-    if kind == "BatchNormalization":
-        return layers.BatchNormalization(momentum=BATCHNORM_MOMENTUM, name=name)
-    return getattr(layers, kind)(name=name)  # Flatten, GlobalAveragePooling2D
+    return layer_call(layer).build(name=f"{_snake(layer['type'])}_{number}")
 
 
 def _check_size(keras_layer, kind, number, shape):
@@ -643,21 +671,13 @@ def unfreeze_top(model, n: int) -> int:
     """Make the top `n` layers of the model's pretrained base trainable, for the fine-tuning phase;
     n = 0 freezes the whole base again. Returns the number of trainable parameters.
 
-    BatchNormalization layers stay frozen, as the Keras transfer-learning guide says: unfreezing
-    them would let the small new dataset overwrite the statistics learned on ImageNet and wreck
-    what the base has learned. Compile the model again afterwards, with a lower learning rate
-    (the presets carry one), for the change to take effect.
+    BatchNormalization layers stay frozen (`unfreeze_base_top`). Compile the model again afterwards,
+    with a lower learning rate (the presets carry one), for the change to take effect.
     """
-    from keras import layers
-
     base = next((layer for layer in model.layers if layer.name in BASES), None)
     if base is None:
         raise ValueError("this model has no pretrained base to fine-tune")
-    base.trainable = n > 0
-    if n > 0:
-        for position, layer in enumerate(base.layers):
-            top = position >= len(base.layers) - n
-            layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
+    unfreeze_base_top(base, n)
     return _trainable_count(model)
 
 

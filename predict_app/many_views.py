@@ -16,7 +16,7 @@ from datasets_app.sources import fit_upload_name
 from dlsite.spreadsheets import csv_download
 from dlsite.uploads import folder_answer, refuse, refuse_form
 from dlsite import quotas
-from mlcore.words import count, duration, whole_number
+from mlcore.words import count, duration, page_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
 from .many import Refused, receiver, results_rows, send_to_inbox, sorted_zip
@@ -138,7 +138,7 @@ def classification_detail(request, pk):
     if only_unsure:
         pictures = pictures & job.unsure_pictures()
     page = Paginator(pictures.order_by(*SORTS[sort]), PAGE_SIZE).get_page(
-        whole_number(request.GET.get("page"), 1, clamp=True) or 1)
+        page_number(request.GET.get("page")))
     counts = job.class_counts() if job.is_finished else []
     most = max((n for _, n in counts), default=0) or 1
     return render(request, "predict_app/classification.html", {

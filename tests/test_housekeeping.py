@@ -337,7 +337,7 @@ def test_the_disk_page_is_for_staff_only(staff, user, client):
     assert page.status_code == 200
     text = page.content.decode()
     assert "alice" in text and "Last clean-up" in text and "Files no row refers to" in text
-    assert 'class="bar" style="width: 100' in text
+    assert 'class="bar" data-percent="100' in text
     assert 'href="/housekeeping/disk/"' in text  # in the staff menu
 
     client.force_login(user)

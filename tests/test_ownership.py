@@ -5,9 +5,12 @@ staff pages refuse everyone who is not staff, and no one ever gets a server erro
 The addresses are read from the URL patterns of the whole site (dlsite.urls, every app), not from a
 list kept by hand, so a new page is checked the day it is added. A page this test cannot fill in or
 does not know how to judge makes it fail, with the page's name in the message."""
+from urllib.parse import urlencode
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.http import QueryDict
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from api_app.models import ApiToken
@@ -369,3 +372,74 @@ def test_a_nul_character_in_the_address_is_never_a_server_error(name, client, ow
     for value in ("\x00", "1\x00", "cats\x00dogs"):
         query = "&".join(f"{parameter}={value}" for parameter in QUERY_PARAMETERS).replace("\x00", "%00")
         assert fetch(client, "get", f"{url}?{query}")[0] < 500, (name, value)
+
+
+# Numbers as people and old links write them: not digits 0-9 (superscript two, Arabic-Indic three,
+# an exponent), negative, padded, and far past any row or any int a database column holds.
+ODD_NUMBERS = ("²", "٣", "-1", "1e3", " 7", "1.5", "9" * 30, "9" * 5000)
+
+
+@pytest.fixture
+def parameters_read(monkeypatch):
+    """Records the name of every query or form parameter that a view looks up."""
+    read = set()
+    for method in ("get", "getlist", "__getitem__", "__contains__"):
+        original = getattr(QueryDict, method)
+
+        def recording(self, key, *args, _original=original, **kwargs):
+            read.add(key)
+            return _original(self, key, *args, **kwargs)
+        monkeypatch.setattr(QueryDict, method, recording)
+    return read
+
+
+@pytest.mark.parametrize("name", sorted(name for name in URLS if kind_of(name, *URLS[name]) not in (None, "skipped")))
+def test_an_odd_number_in_any_query_parameter_gets_the_page(name, client, owned, user, staff_user, parameters_read):
+    namespace, kwargs = URLS[name]
+    url = address(name, namespace, kwargs, owned)
+    client.force_login(staff_user if kind_of(name, namespace, kwargs) == "staff" else user)
+    # Which parameters the page reads: with none given, and with every known one given.
+    fetch(client, "get", url)
+    fetch(client, "get", url + "?" + "&".join(f"{parameter}=1" for parameter in QUERY_PARAMETERS))
+    for parameter in sorted(parameters_read):
+        for value in ODD_NUMBERS:
+            status = fetch(client, "get", f"{url}?{urlencode({parameter: value})}")[0]
+            assert status < 500, (name, parameter, value, status)
+
+
+@pytest.mark.parametrize("value", ODD_NUMBERS)
+def test_train_again_from_an_odd_run_number_opens_the_form(value, client, owned, user):
+    client.force_login(user)
+    response = client.get(reverse("training:new", args=[owned["dataset"].pk]) + "?" + urlencode({"from": value}))
+    assert response.status_code == 200
+    assert response.context["cloned_from"] is None
+
+
+def test_train_again_from_a_run_fills_the_form_only_for_its_owner(client, owned, user, other_user):
+    url = reverse("training:new", args=[owned["dataset"].pk]) + f"?from={owned['run'].pk}"
+    client.force_login(user)
+    assert client.get(url).context["cloned_from"] == owned["run"]
+    other = Dataset.objects.create(owner=other_user, name="Theirs")
+    client.force_login(other_user)
+    response = client.get(reverse("training:new", args=[other.pk]) + f"?from={owned['run'].pk}")
+    assert response.status_code == 200 and response.context["cloned_from"] is None
+
+
+@pytest.mark.parametrize("value", [number for number in ODD_NUMBERS if number.strip() != "7"] + ["nan", "inf", "95"])
+def test_an_odd_split_share_is_refused_with_a_message(value, client, owned, user):
+    client.force_login(user)
+    response = client.post(reverse("datasets:resplit", args=[owned["dataset"].pk]),
+                           {"val_percent": value, "test_percent": "10"}, follow=True)
+    assert response.status_code == 200
+    assert "whole numbers from 0 to 90" in response.content.decode()
+    owned["dataset"].refresh_from_db()
+    assert owned["dataset"].val_fraction != 0.95
+
+
+def test_whole_split_shares_split_again(client, owned, user):
+    client.force_login(user)
+    response = client.post(reverse("datasets:resplit", args=[owned["dataset"].pk]),
+                           {"val_percent": "20", "test_percent": "10"}, follow=True)
+    assert "Split again: 70 % training, 20 % validation, 10 % test." in response.content.decode()
+    owned["dataset"].refresh_from_db()
+    assert (owned["dataset"].val_fraction, owned["dataset"].test_fraction) == (0.2, 0.1)

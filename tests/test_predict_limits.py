@@ -76,7 +76,7 @@ def test_a_file_over_the_size_limit_is_refused_and_the_others_are_classified(ali
     Image.fromarray(noise, "L").save(buffer, "PNG")  # about 4.2 KB
     heavy = SimpleUploadedFile("noise.png", buffer.getvalue(), "image/png")
     refused, classified = post(alice, trained, [heavy, small_png()])
-    assert refused == {"name": "noise.png", "error": "This file is larger than 4,000 bytes, the limit here. "
+    assert refused == {"name": "noise.png", "error": "This file is larger than 3.9 KB, the limit here. "
                                                      "Resize the picture or save it smaller, and try again."}
     assert classified["label"] in {"horizontal", "spot", "vertical"}
 

@@ -267,7 +267,7 @@ def test_staff_see_each_network_and_the_link_to_the_page(staff, folder, server, 
     page = staff.get(reverse("pretrained:page")).content.decode()
     assert f'href="{reverse("pretrained:page")}">Pretrained networks</a>' in page
     assert "Not available yet: its weights file is not on this site." in page
-    assert "Available: networks built on EfficientNetB0 can be trained on this site. (0.7 MB)" in page
+    assert "Available: networks built on EfficientNetB0 can be trained on this site. (683.6 KB)" in page
     assert server.url + CATALOGUE["mobilenetv2"].path in page  # where downloads come from: PRETRAINED_WEIGHTS_URL
     assert str(folder) in page and "fetch_pretrained" in page
     networks = {row["name"]: row for row in staff.get(reverse("pretrained:status")).json()["networks"]}
@@ -322,7 +322,7 @@ def test_the_status_shows_a_running_download_and_a_silent_one(staff, folder):
                                              bytes_total=10_000_000)
     row = next(row for row in staff.get(reverse("pretrained:status")).json()["networks"] if row["name"] == "mobilenetv2")
     assert row["download"]["active"] and row["download"]["percent"] == 25.0
-    assert row["download"]["text"] == "Downloading: 2.5 MB of 10.0 MB (25 %)"
+    assert row["download"]["text"] == "Downloading: 2.4 MB of 9.5 MB (25 %)"
     WeightsDownload.objects.filter(id=running.id).update(updated_at=timezone.now() - timezone.timedelta(hours=1))
     status = staff.get(reverse("pretrained:status")).json()
     row = next(row for row in status["networks"] if row["name"] == "mobilenetv2")

@@ -127,7 +127,7 @@ def test_a_training_run_shows_where_and_how_far(alice, shapes):
     assert row["heartbeat_text"] in {"5 s ago", "6 s ago"}
     assert row["stale"] is False and row["stale_text"] == ""
     page = response.content.decode()
-    assert "gpu-1" in page and "Training · Epoch 2 of 5" in page and 'style="width: 30.0%"' in page
+    assert "gpu-1" in page and "Training · Epoch 2 of 5" in page and 'data-percent="30.0"' in page
     assert "Not heard from" not in page
 
 

@@ -49,7 +49,7 @@ def test_a_failed_stopped_or_waiting_run_can_be_deleted(alice, shapes, status, d
     run = new_run(shapes)
     folder = with_model_files(run, status)
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
-    assert "Delete this run" in page and "return confirm('Delete this run" in page
+    assert "Delete this run" in page and 'data-confirm="Delete this run' in page
     with django_capture_on_commit_callbacks(execute=True):
         alice.post(reverse("training:delete", args=[run.pk]))
     assert not TrainingRun.objects.filter(id=run.id).exists() and not folder.exists()

@@ -1,5 +1,4 @@
 """Sign-up as SIGNUP_MODE says (open, by invitation, closed) and login throttling (django-axes)."""
-import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 

@@ -1,7 +1,9 @@
 """The plain words for numbers that every page shares (mlcore/words.py)."""
 import pytest
 
-from mlcore.words import LARGEST_WHOLE, colour, count, duration, whole_number
+from django.template.defaultfilters import filesizeformat
+
+from mlcore.words import LARGEST_WHOLE, ago, colour, count, duration, file_size, whole_number
 
 
 @pytest.mark.parametrize("n, one, many, expected", [
@@ -52,3 +54,23 @@ def test_whole_number_clamped_reads_a_number_past_the_largest_as_the_largest():
     assert whole_number("9" * 30, clamp=True) == LARGEST_WHOLE
     assert whole_number(str(LARGEST_WHOLE + 1), clamp=True) == LARGEST_WHOLE
     assert whole_number("x", clamp=True) is None
+
+
+def test_ago():
+    assert ago(185) == "3 min ago"
+
+
+# Sizes around each unit's edges, halves that round to even, and the largest units.
+SIZES = [0, 1, 2, 1023, 1024, 1025, 1280, 1331, 1536, 10_000, 1024**2 - 1, 1024**2, int(1.25 * 1024**2),
+         2_500_000, 20 * 1024**2, 1024**3 - 1, 4 * 1024**3, 3 * 1024**4, 7 * 1024**5, 1024**6, -1, -2048]
+
+
+@pytest.mark.parametrize("size, expected", [(1, "1 byte"), (1000, "1000 bytes"), (1280, "1.2 KB"),
+                                            (1536, "1.5 KB"), (20 * 1024**2, "20.0 MB"), (4 * 1024**3, "4.0 GB")])
+def test_file_size(size, expected):
+    assert file_size(size) == expected
+
+
+def test_file_size_says_what_the_templates_filesizeformat_says():
+    for size in SIZES + list(range(0, 5 * 1024**2, 7919)):
+        assert file_size(size) == filesizeformat(size).replace("\xa0", " "), size

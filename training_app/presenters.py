@@ -7,7 +7,7 @@ from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
 from mlcore import options
 from mlcore.builder import BASES, SpecError
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
-from mlcore.words import colour as colour_word, count, duration
+from mlcore.words import colour as colour_word, count, duration, file_size
 
 from .models import TrainingRun
 
@@ -218,7 +218,6 @@ def table_row(run, now):
 
 def export_rows(run):
     """One row per format of mlcore/formats.py: what it is, and where its export stands, in words."""
-    from django.template.defaultfilters import filesizeformat
     from django.urls import reverse
 
     from mlcore.formats import FORMATS
@@ -236,7 +235,7 @@ def export_rows(run):
             "state": _export_state(export, fmt),
             "busy": export is not None and export.status in (ModelExport.Status.QUEUED, ModelExport.Status.MAKING),
             "failed": export is not None and export.status == ModelExport.Status.FAILED,
-            "size": filesizeformat(export.size_bytes) if ready else "",
+            "size": file_size(export.size_bytes) if ready else "",
             "download_url": reverse("training:export_download", args=[run.pk, kind]) if ready else "",
             "make_url": reverse("training:export_make", args=[run.pk, kind]),
         })

@@ -45,13 +45,13 @@ def _whole(request, name, low, high, default=None, label=None):
 
 def _input_settings(request):
     size = _whole(request, "size", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, label="The image size")
-    channels = request.GET.get("channels", "3")
-    if channels not in ("1", "3"):
+    channels = whole_number(request.GET.get("channels", "3"))
+    if channels not in (1, 3):
         raise BadParameter("The colour must be 1 (grayscale) or 3 (colour).")
     resize = request.GET.get("resize", "squash")
     if resize not in RESIZE_MODES:
         raise BadParameter(f"The way to make pictures square must be one of {', '.join(RESIZE_MODES)}.")
-    return size, int(channels), resize
+    return size, channels, resize
 
 
 def _augmentation(request):

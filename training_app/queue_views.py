@@ -23,7 +23,7 @@ from supervisor import childutils
 from supervisor.xmlrpc import UnixStreamHTTPConnection
 
 from dlsite.workers import QUEUES, check_broker, live_workers
-from mlcore.words import colour as colour_word, count, duration
+from mlcore.words import ago, colour as colour_word, count, duration
 
 from .models import TrainingRun
 
@@ -161,7 +161,7 @@ def _running_row(run, now):
         "seconds_left": None if seconds_left is None else round(seconds_left),
         "time_left_text": f"about {duration(seconds_left)} left" if seconds_left is not None else "",
         "heartbeat_at": heard.isoformat(), "heartbeat_seconds_ago": round(silent_s),
-        "heartbeat_text": f"{duration(silent_s)} ago", "stale": stale,
+        "heartbeat_text": ago(silent_s), "stale": stale,
         "stale_text": (f"Not heard from since {_moment(heard, now)}: the computer training it may have "
                        "stopped or lost its connection.") if stale else "",
     }
@@ -196,7 +196,7 @@ def _moment(when, now):
     """14:05 (3 min ago), with the day when it was not today."""
     local = timezone.localtime(when)
     clock = format_date(local, "H:i" if local.date() == timezone.localtime(now).date() else "j M, H:i")
-    return f"{clock} ({duration((now - when).total_seconds())} ago)"
+    return f"{clock} ({ago((now - when).total_seconds())})"
 
 
 # The processes of `make run`, as supervisord (supervisord.conf) reports them over its socket.

@@ -13,8 +13,9 @@ from mlcore.builder import SpecError, normalise_spec
 from mlcore.familiarity import sure_in_words
 from mlcore.json_input import read_json
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from mlcore.words import whole_number
 
-from .access import get_run_for_user
+from .access import find_run_for_user, get_run_for_user, runs_for_user
 from .forms import TrainingRunForm
 from .models import TrainingRun
 from .presenters import (budget_facts, export_rows, result_in_words, run_status, settings_in_words, table_row,
@@ -49,7 +50,9 @@ def run_estimate(request, dataset_pk):
     chosen = TrainingRunForm.defaults_for(dataset)
     try:  # only what the estimate reads; the form checks everything when it is sent
         for name in ("image_size", "channels", "epochs", "time_budget_s"):
-            chosen[name] = int(request.GET.get(name, chosen[name]))
+            chosen[name] = whole_number(request.GET.get(name, chosen[name]))
+            if chosen[name] is None:
+                raise ValueError(name)
         chosen["preset"] = request.GET.get("preset", chosen["preset"])
         if "model_spec" in request.GET:
             chosen["model_spec"] = normalise_spec(read_json(request.GET["model_spec"]))
@@ -63,17 +66,14 @@ def run_estimate(request, dataset_pk):
 
 
 def _run_to_clone(request, dataset):
-    run_id = request.GET.get("from", "")
-    if not run_id.isdigit():
-        return None
-    return TrainingRun.objects.visible_to(request.user).filter(dataset=dataset, pk=int(run_id)).first()
+    return find_run_for_user(request, whole_number(request.GET.get("from")), dataset=dataset)
 
 
 @login_required
 def run_list(request):
     # The best epoch's validation accuracy lets the table tell a run without a test result that
     # learned nothing (TrainingRun.verdict); a query with GROUP BY leaves Meta.ordering out.
-    runs = (TrainingRun.objects.visible_to(request.user).select_related("dataset", "version")
+    runs = (runs_for_user(request).select_related("dataset", "version")
             .annotate(best_val_accuracy=Max("epoch_metrics__val_accuracy")).order_by("-created_at", "-id"))
     return render(request, "training_app/list.html", {"runs": runs})
 
@@ -146,7 +146,7 @@ def model_download(request, pk, kind):
 def dataset_runs(request, dataset_pk):
     """Every run of one dataset in one sortable table: three queries however many runs there are."""
     dataset = get_dataset_for_user(request, dataset_pk)
-    runs = (TrainingRun.objects.visible_to(request.user).filter(dataset=dataset)
+    runs = (runs_for_user(request).filter(dataset=dataset)
             .annotate(best_val_accuracy=Max("epoch_metrics__val_accuracy"))
             .order_by("-created_at", "-id"))  # a query with GROUP BY leaves Meta.ordering out
     now = timezone.now()

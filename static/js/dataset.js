@@ -1,5 +1,6 @@
 // The dataset page: the class chart, and live progress while uploads are read.
 (function () {
+  const { progressUrl } = document.currentScript.dataset;
   const data = document.getElementById("class-data");
   if (data && window.Plotly) {
     const chart = JSON.parse(data.textContent);
@@ -17,7 +18,7 @@
       const largest = Math.max(...sizes.count);
       Plotly.newPlot("size-chart", [{
         type: "scatter", mode: "markers", x: sizes.width, y: sizes.height,
-        text: sizes.count.map((n, i) => `${sizes.width[i]} × ${sizes.height[i]}: ${n} image${n === 1 ? "" : "s"}`),
+        text: sizes.count.map((n, i) => `${sizes.width[i]} × ${sizes.height[i]}: ${site.count(n, "image")}`),
         hoverinfo: "text",
         marker: { size: sizes.count.map((n) => 6 + 30 * Math.sqrt(n / largest)), color: "#2563eb", opacity: 0.6 },
       }], {
@@ -48,5 +49,5 @@
     if (!running) window.location.reload(); // the dataset page shows what the finished uploads added
     return running;
   }
-  site.poll(window.datasetProgressUrl, show, { every: 1000, delay: 500 });
+  site.poll(progressUrl, show, { every: 1000, delay: 500 });
 })();

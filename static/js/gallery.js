@@ -20,10 +20,10 @@
   let lastClicked = null; // the index a Shift-click range starts from
 
   function showSelection() {
-    const count = ticks.filter((tick) => tick.checked).length;
-    selectedCount.textContent = `${count} selected`;
-    actionCount.textContent = `With the ${count} selected image${count === 1 ? "" : "s"}:`;
-    actionBar.hidden = count === 0;
+    const selected = ticks.filter((tick) => tick.checked).length;
+    selectedCount.textContent = `${selected} selected`;
+    actionCount.textContent = `With the ${site.count(selected, "selected image")}:`;
+    actionBar.hidden = selected === 0;
     tiles.forEach((tile, index) => tile.classList.toggle("selected", ticks[index].checked));
   }
 
@@ -60,12 +60,6 @@
     ticks.forEach((tick) => { tick.checked = false; });
     lastClicked = null;
     showSelection();
-  });
-
-  // Deleting cannot be undone from here, so it asks first; the other actions can be moved back.
-  actionBar.addEventListener("submit", (event) => {
-    const button = event.submitter;
-    if (button && button.dataset.confirm && !window.confirm(button.dataset.confirm)) event.preventDefault();
   });
 
   const viewer = document.getElementById("viewer");

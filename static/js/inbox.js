@@ -6,6 +6,7 @@
 (function () {
   const data = JSON.parse(document.getElementById("inbox-data").textContent);
   const byId = (id) => document.getElementById(id);
+  const { el } = window.site;
 
   const NUMBER_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]; // the tenth is 0, as on a keyboard
   const COMMAND_KEYS = new Set(["s", "z"]); // skip and undo: never a class's key
@@ -76,18 +77,11 @@
     box.replaceChildren();
     keyOfClass = classKeys();
     classes.forEach((imageClass) => {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "inbox-class";
-      button.dataset.classId = imageClass.id;
       const keyName = keyOfClass.get(imageClass.id);
-      if (keyName) {
-        const key = document.createElement("kbd");
-        key.textContent = keyName.toUpperCase(); // as printed on the keyboard
-        button.append(key, " ");
-        button.title = `Key: ${key.textContent}`;
-      }
-      button.append(imageClass.name);
+      const shown = keyName ? keyName.toUpperCase() : null; // as printed on the keyboard
+      const button = el("button", { type: "button", className: "inbox-class", "data-class-id": imageClass.id,
+                                    title: shown && `Key: ${shown}` },
+                        shown && el("kbd", { text: shown }), shown && " ", imageClass.name);
       button.addEventListener("click", () => label(imageClass.id));
       box.append(button);
     });

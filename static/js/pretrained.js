@@ -2,6 +2,7 @@
 // how far it is and redraw each network's card from the JSON. The texts come ready-made from
 // the server, so nothing is worded twice; once no download is going on, the page stops asking.
 (function () {
+  const { statusUrl, pollMs } = document.currentScript.dataset;
   function field(card, name) {
     return card.querySelector(`[data-field="${name}"]`);
   }
@@ -33,5 +34,5 @@
   }
 
   const going = Array.from(document.querySelectorAll('[data-field="progress"]')).some((bar) => !bar.hidden);
-  if (going) site.poll(window.pretrainedStatusUrl, show, { every: window.pretrainedPollMs });
+  if (going) site.poll(statusUrl, show, { every: Number(pollMs) });
 })();

@@ -2,6 +2,7 @@
 // second, too long to hold up the page) and redraws every section from the polled JSON.
 // The texts come ready-made from the server, so nothing is worded or timed twice.
 (function () {
+  const { statusUrl } = document.currentScript.dataset;
   const POLL_MS = 2500;
   const { el, csrfToken } = window.site;
 
@@ -58,8 +59,7 @@
     if (queue.warning) {
       return el("li", { className: "none" }, title, where, el("span", { className: "warning", textContent: queue.warning }));
     }
-    const count = queue.count === 1 ? "1 worker" : `${queue.count} workers`;
-    return el("li", null, title, where, `${count}: `, el("span", { className: "names", textContent: queue.workers.join(", ") }));
+    return el("li", null, title, where, `${site.count(queue.count, "worker")}: `, el("span", { className: "names", textContent: queue.workers.join(", ") }));
   }
 
   function show(data) {
@@ -76,5 +76,5 @@
     document.getElementById("workers-list").replaceChildren(...(data.workers.error ? [] : data.workers.queues.map(workerItem)));
   }
 
-  site.poll(window.queueStatusUrl, show, { every: POLL_MS });
+  site.poll(statusUrl, show, { every: POLL_MS });
 })();

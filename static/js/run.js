@@ -1,5 +1,6 @@
 // The live run page: polls the run's JSON and redraws progress and curves without reloading.
 (function () {
+  const { statusUrl } = document.currentScript.dataset;
   const layout = (yTitle) => ({
     margin: { t: 10, r: 10, b: 45, l: 55 }, xaxis: { title: { text: "Epoch" }, dtick: 1 }, yaxis: { title: { text: yTitle } },
     legend: { orientation: "h", y: -0.25 },
@@ -14,6 +15,11 @@
     drawLearningRate(metrics);
   }
 
+  const SUPERSCRIPT_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹";
+  function superscript(number) {
+    return String(number).replace("-", "⁻").replace(/\d/g, (digit) => SUPERSCRIPT_DIGITS[digit]);
+  }
+
   // The step size of each epoch; on a log scale when a schedule has shrunk it tenfold or more.
   function drawLearningRate(metrics) {
     const known = metrics.filter((m) => m.learning_rate !== null && m.learning_rate !== undefined);
@@ -21,8 +27,13 @@
     const lrLayout = layout("Step size");
     const positive = rates.filter((r) => r > 0);
     if (positive.length && Math.max(...positive) / Math.min(...positive) >= 10) {
-      lrLayout.yaxis.type = "log";
-      lrLayout.yaxis.exponentformat = "power";
+      // One tick a power of ten, written with superscript characters: Plotly's own "power" format
+      // raises the exponent with a style="" attribute, which the Content-Security-Policy refuses.
+      const low = Math.floor(Math.log10(Math.min(...positive)));
+      const high = Math.ceil(Math.log10(Math.max(...positive)));
+      const powers = Array.from({ length: high - low + 1 }, (_, i) => low + i);
+      Object.assign(lrLayout.yaxis, { type: "log", tickvals: powers.map((p) => 10 ** p),
+                                      ticktext: powers.map((p) => `10${superscript(p)}`) });
     }
     lrLayout.showlegend = false;
     Plotly.react("lr-chart", [{
@@ -89,7 +100,9 @@
     const matrix = JSON.parse(data.textContent);
     const names = JSON.parse(document.getElementById("class-names").textContent);
     Plotly.newPlot("confusion-chart", [{
-      type: "heatmap", z: matrix, x: names, y: names, showscale: false,
+      // A pixel between cells keeps Plotly off its "fast" drawing, which sets a style="" attribute
+      // that the pages' Content-Security-Policy refuses; it also sets the cells apart.
+      type: "heatmap", z: matrix, x: names, y: names, showscale: false, xgap: 1, ygap: 1,
       colorscale: [[0, "#f8fafc"], [1, "#1d4ed8"]],
       text: matrix, texttemplate: "%{text}", hovertemplate: "true %{y}, predicted %{x}: %{z}<extra></extra>",
     }], {
@@ -104,7 +117,7 @@
   drawConfusion();
   if (status.is_final) return;
 
-  site.poll(window.runStatusUrl, (answer) => {
+  site.poll(statusUrl, (answer) => {
     status = answer;
     show(status);
     if (!status.is_final) return true;

@@ -4,6 +4,7 @@
 // always go last. A header with data-sort="none" is left alone; data-sort-first="descending"
 // makes its first click sort from the highest. The header sorted by carries aria-sort.
 (function () {
+  const { el } = window.site;
   const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
   const NUMBER = /^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?\s*%?$/i;
 
@@ -46,11 +47,8 @@
     const headers = table.tHead ? Array.from(table.tHead.rows[0].cells) : [];
     headers.forEach((header, index) => {
       if (header.dataset.sort === "none") return;
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "sort";
-      button.title = "Sort by this column";
-      while (header.firstChild) button.appendChild(header.firstChild);
+      const button = el("button", { type: "button", className: "sort", title: "Sort by this column" },
+                        Array.from(header.childNodes));
       header.appendChild(button);
       button.addEventListener("click", () => sortBy(table, header, index));
     });

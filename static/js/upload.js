@@ -10,19 +10,9 @@
 
   const BATCH_BYTES = 20 * 1024 * 1024; // small enough that resending a failed batch is quick
   const RETRY_DELAYS_S = [1, 2, 4, 8];
-  const MB = 1024 * 1024;
+  const { count, fileSize } = window.site;
 
   // ---- Words and numbers for people ---------------------------------------------------
-
-  function megabytes(bytes) {
-    if (bytes < MB) return `${Math.ceil(bytes / 1024).toLocaleString()} KB`;
-    const value = bytes / MB;
-    return `${value < 10 ? value.toFixed(1) : Math.round(value).toLocaleString()} MB`;
-  }
-
-  function count(n, word) {
-    return `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
-  }
 
   function timeLeft(seconds) {
     if (!Number.isFinite(seconds)) return "";
@@ -232,7 +222,7 @@
       else loose += 1;
     }
     const bytes = items.reduce((sum, item) => sum + item.file.size, 0);
-    const text = `${name ? `“${name}”: ` : ""}${count(items.length, "file")} (${megabytes(bytes)})`;
+    const text = `${name ? `“${name}”: ` : ""}${count(items.length, "file")} (${fileSize(bytes)})`;
     if (!folders.size) return `${text} with no folder: they go to the inbox.`;
     const shown = [...folders].sort().slice(0, 8);
     return `${text} in ${count(folders.size, "folder")}: ${shown.join(", ")}${folders.size > shown.length ? ", …" : ""}`
@@ -382,7 +372,7 @@
       this.showProgress(0);
       if (error instanceof RetryableError) {
         const arrived = this.filesArrived();
-        this.transfer.error(`${error.message} ${arrived.toLocaleString()} of ${count(this.items.length, "file")} `
+        this.transfer.error(`${error.message} ${arrived.toLocaleString("en-US")} of ${count(this.items.length, "file")} `
           + "have arrived and are kept. Check the connection, then press Resume to send the rest.");
         this.transfer.offerResume(() => this.run());
       } else {
@@ -404,8 +394,8 @@
       const bytes = done.reduce((sum, batch) => sum + batch.bytes, 0) + inFlight;
       const fraction = this.totalBytes ? bytes / this.totalBytes : files / this.items.length;
       const left = files < this.items.length ? timeLeft(this.meter.secondsLeft(this.totalBytes - bytes)) : "";
-      const status = `${files.toLocaleString()} of ${count(this.items.length, "file")} sent · `
-        + `${megabytes(bytes)} of ${megabytes(this.totalBytes)}${left ? ` · ${left}` : ""}`;
+      const status = `${files.toLocaleString("en-US")} of ${count(this.items.length, "file")} sent · `
+        + `${fileSize(bytes)} of ${fileSize(this.totalBytes)}${left ? ` · ${left}` : ""}`;
       this.transfer.show(fraction, `${this.continuing || ""}${note || status}`);
     }
   }
@@ -441,7 +431,7 @@
       }
       chosen = { items: kept, name };
       summary.textContent = describe(kept, name)
-        + (tooLarge.length ? ` ${count(tooLarge.length, "file")} larger than ${megabytes(maxFileBytes)} are left out.` : "");
+        + (tooLarge.length ? ` ${count(tooLarge.length, "file")} larger than ${fileSize(maxFileBytes)} are left out.` : "");
       summary.hidden = false;
       sendButton.hidden = false;
     }
@@ -528,7 +518,7 @@
         meter.bytes = progress.loaded;
         const left = timeLeft(meter.secondsLeft(progress.total - progress.loaded));
         transfer.show(progress.loaded / progress.total,
-          `${megabytes(progress.loaded)} of ${megabytes(progress.total)} sent${left ? ` · ${left}` : ""}`);
+          `${fileSize(progress.loaded)} of ${fileSize(progress.total)} sent${left ? ` · ${left}` : ""}`);
       };
       xhr.upload.onload = () => transfer.show(1, "Sent. Checking the zip…");
       xhr.onerror = () => {

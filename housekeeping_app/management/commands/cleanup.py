@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand
 
-from dlsite.disk import human_bytes
 from housekeeping_app.cleanup import run_cleanup
 from housekeeping_app.models import KINDS
+from mlcore.words import file_size
 
 
 class Command(BaseCommand):
@@ -16,10 +16,10 @@ class Command(BaseCommand):
         result = run_cleanup(dry_run=dry_run)
         if dry_run:
             for item in result.removed:
-                self.stdout.write(f"would remove ({item.kind}, {human_bytes(item.bytes)}): {item.path}")
+                self.stdout.write(f"would remove ({item.kind}, {file_size(item.bytes)}): {item.path}")
         verb = "Would remove" if dry_run else "Removed"
         for kind, figures in result.figures().items():
-            self.stdout.write(f"{verb}: {KINDS[kind]}: {figures['count']} ({human_bytes(figures['bytes'])})")
+            self.stdout.write(f"{verb}: {KINDS[kind]}: {figures['count']} ({file_size(figures['bytes'])})")
         if result.abandoned_uploads:
             self.stdout.write(f"{'Would mark' if dry_run else 'Marked'} {result.abandoned_uploads} abandoned "
                               "upload(s) as failed.")
