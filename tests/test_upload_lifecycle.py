@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from datasets_app import ingestion
-from datasets_app.heartbeat import UploadHeartbeat
+from dlsite.heartbeat import Heartbeat
 from datasets_app.folder_upload import save_batch
 from datasets_app.ingestion import ingest_upload
 from datasets_app.models import Dataset, Upload
@@ -235,7 +235,7 @@ def test_the_heartbeat_survives_a_database_error(user, settings, monkeypatch):
         return real_update(queryset, **values)
 
     monkeypatch.setattr(QuerySet, "update", update_failing_once)
-    with UploadHeartbeat(upload, interval_s=0.05) as heartbeat:
+    with Heartbeat(upload, interval_s=0.05) as heartbeat:
         wait_for(lambda: Upload.objects.get(id=upload.id).heartbeat_at > timezone.now() - timedelta(minutes=1),
                  timeout=10, what="a beat after the error")
     assert failures and not heartbeat.lost.is_set()

@@ -2,9 +2,11 @@ import logging
 
 from celery import shared_task
 
+from dlsite.heartbeat import Heartbeat
+from dlsite.jobs import ClaimLost
+
 from . import exporting
-from .heartbeat import Heartbeat
-from .models import ClaimLost, ModelExport, TrainingRun
+from .models import ModelExport, TrainingRun
 from .runner import train_run
 
 logger = logging.getLogger(__name__)

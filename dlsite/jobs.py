@@ -1,0 +1,215 @@
+"""What every job has in common: reading an upload, a training run, classifying many pictures, making
+an export, downloading pretrained weights (docs/architecture.md, "Jobs: a row is the truth").
+
+The row is the truth about a job; the broker's message carries only its id. A worker *claims* a queued
+row with a conditional update (queued -> running, attempt + 1), so a second delivery of one message
+finds nothing to claim. Every later write of that worker is fenced: conditional on the claim (running,
+at this attempt, started then), so a worker that froze, and wakes after the reaper gave its job to
+another attempt, changes nothing and stops (ClaimLost). A heartbeat thread (dlsite/heartbeat.py)
+proves the worker alive; the reaper on beat queues again a running job whose beats stopped, and
+fails it after its last attempt.
+
+Each job is a subclass that says only what differs: its status words, its limits, what "done" means.
+This module imports no app: the apps import it.
+"""
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.apps import apps
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+
+class ClaimLost(Exception):
+    """This attempt no longer holds its job: the reaper gave it to another attempt (or ended it), it
+    was cancelled or deleted, while this one was frozen or cut off. The worker writes nothing more."""
+
+    def __init__(self, job=None):
+        super().__init__(f"{job.kind_name()} {job.id}: attempt {job.attempts} no longer holds it"
+                         if job is not None else "Another attempt holds this job now")
+
+
+def job_kinds():
+    """Every kind of job on this site: the concrete subclasses of Job, in the order the apps load."""
+    return [model for model in apps.get_models() if issubclass(model, Job)]
+
+
+def stale_after() -> timedelta:
+    """A running job silent for longer lost its worker: for the reapers and the queue page alike."""
+    return timedelta(seconds=settings.HEARTBEAT_STALE_S)
+
+
+class JobQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The jobs `user` owns; none for someone not signed in."""
+        return self.filter(**{self.model.OWNER: user}) if user.is_authenticated else self.none()
+
+    def active(self):
+        """Waiting or running."""
+        return self.filter(status__in=[self.model.Status.QUEUED, self.model.Status.RUNNING])
+
+    def claim(self, job_id):
+        """Take a queued job for this worker; None when another delivery already has it, or it was
+        cancelled or deleted meanwhile. The attempt number it sets is this worker's claim.
+        `started_at` stays the first attempt's (a retry clears it)."""
+        model = self.model
+        now = timezone.now()
+        claimed = self.filter(id=job_id, status=model.Status.QUEUED).update(
+            status=model.Status.RUNNING, attempts=F("attempts") + 1, heartbeat_at=now,
+            started_at=Coalesce(F("started_at"), now), **model.fields_when_claimed())
+        return self.get(id=job_id) if claimed else None
+
+    def stale(self, now=None):
+        """Running jobs not heard from within the stale limit: their worker died."""
+        cutoff = (now or timezone.now()) - stale_after()
+        return (self.filter(status=self.model.Status.RUNNING)
+                .alias(last_sign=Coalesce("heartbeat_at", "started_at", "created_at")).filter(last_sign__lt=cutoff))
+
+    def reap_stale(self):
+        """Queue again the jobs whose worker stopped beating, or end them after their last attempt.
+        Returns the ids to send to a worker again.
+
+        Each change is conditional on the row as it was read, so two reapers at once (or a heartbeat
+        arriving late) cannot both act on one job."""
+        now = timezone.now()
+        requeued = []
+        for job in self.stale(now):
+            unchanged = self.filter(id=job.id, heartbeat_at=job.heartbeat_at, **job.claim_fence())
+            ending = job.end_when_stale()
+            with transaction.atomic():
+                if ending is not None:
+                    status, error = ending
+                    if unchanged.update(status=status, finished_at=now, **({"error": error} if error else {}),
+                                        **job.fields_when_ended()):
+                        job.ended_by_reaper()
+                elif unchanged.update(status=self.model.Status.QUEUED, **job.fields_when_requeued()):
+                    requeued.append(job.id)
+        return requeued
+
+
+class Job(models.Model):
+    """A job's row. A subclass defines `status` with its `Status` choices, which hold at least QUEUED,
+    RUNNING and FAILED (their words are the subclass's), and says what differs below."""
+
+    attempts = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Written every HEARTBEAT_INTERVAL_S while a worker has it; silence means the worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    # What a subclass says
+    OWNER = "owner"  # the lookup from the job to the person it belongs to
+    MAX_ATTEMPTS = "MAX_JOB_ATTEMPTS"  # the setting with its attempt limit
+    ENDED_STATUSES = ()  # where a failed or cancelled job may be retried from; empty: no retry
+
+    class Meta:
+        abstract = True
+
+    # Set by the heartbeat thread when its beat found the claim gone (dlsite/heartbeat.py).
+    claim_lost = False
+
+    @classmethod
+    def kind_name(cls) -> str:
+        return str(cls._meta.verbose_name).capitalize()
+
+    @classmethod
+    def max_attempts(cls) -> int:
+        return getattr(settings, cls.MAX_ATTEMPTS)
+
+    # The claim and the fence
+
+    def claim_fence(self) -> dict:
+        """The row as this attempt holds it: a write conditional on it matches nothing once the reaper,
+        a cancel or another attempt has the job (started_at tells a retried job's attempts apart)."""
+        return {"status": self.Status.RUNNING, "attempts": self.attempts, "started_at": self.started_at}
+
+    def claimed_row(self):
+        return type(self)._default_manager.filter(id=self.id, **self.claim_fence())
+
+    def holds_claim(self) -> bool:
+        return not self.claim_lost and self.claimed_row().exists()
+
+    def record(self, **fields):
+        """Write `fields` to the row if this attempt still holds its claim; else raise ClaimLost."""
+        if self.claim_lost:
+            raise ClaimLost(self)
+        if not self.claimed_row().update(**fields):
+            self.claim_lost = True
+            raise ClaimLost(self)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    @contextmanager
+    def holding_claim(self):
+        """A transaction in which this attempt still holds the job (its row locked), else ClaimLost."""
+        with transaction.atomic():
+            if self.claim_lost or not self.claimed_row().select_for_update().exists():
+                self.claim_lost = True
+                raise ClaimLost(self)
+            yield
+
+    # The reaper's choices; a subclass changes what it must
+
+    @classmethod
+    def fields_when_claimed(cls) -> dict:
+        return {}
+
+    def fields_when_requeued(self) -> dict:
+        return {}
+
+    def fields_when_ended(self) -> dict:
+        return {}
+
+    def end_when_stale(self):
+        """(status, error) to end a job whose worker died, or None to queue it again."""
+        if self.attempts >= self.max_attempts():
+            return self.Status.FAILED, self.gave_up_message()
+        return None
+
+    def gave_up_message(self) -> str:
+        return (f"The worker stopped {self.attempts} times before it finished. "
+                "Press Retry to try again.")
+
+    def ended_by_reaper(self):
+        """Called in the reaper's transaction once it ended the job: undo what the attempts wrote."""
+
+    # Retry and cancel
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in self.ENDED_STATUSES
+
+    def retry(self, **fields) -> bool:
+        """Make a failed (or cancelled) job wait for a worker again, with its attempts counted anew;
+        True when it did (the caller sends it)."""
+        return bool(type(self)._default_manager.filter(id=self.id, status__in=self.ENDED_STATUSES).update(
+            status=self.Status.QUEUED, error="", finished_at=None, started_at=None, attempts=0, **fields))
+
+    def cancel_queued(self, **fields) -> bool:
+        """End a job no worker has taken yet; the worker then finds nothing to claim."""
+        return bool(type(self)._default_manager.filter(id=self.id, status=self.Status.QUEUED).update(
+            status=self.Status.CANCELLED, finished_at=timezone.now(), **fields))
+
+    # How long is left
+
+    def fraction_done(self) -> float:
+        """From 0 to 1; 0 while nothing is known."""
+        return 0.0
+
+    def progress_started_at(self):
+        """When the work that `fraction_done` measures began."""
+        return self.started_at
+
+    def seconds_left(self) -> float | None:
+        """About how long the rest takes at the pace so far; None before there is a pace."""
+        fraction, began = self.fraction_done(), self.progress_started_at()
+        if self.status != self.Status.RUNNING or not began or fraction <= 0.0:
+            return None
+        elapsed = (timezone.now() - began).total_seconds()
+        return max(0.0, elapsed / fraction - elapsed)
