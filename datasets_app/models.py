@@ -224,6 +224,7 @@ class Upload(Job):
 
     objects = JobQuerySet.as_manager()
 
+    TASK = "datasets.ingest_upload"
     OWNER = "dataset__owner"
     MAX_ATTEMPTS = "MAX_INGEST_ATTEMPTS"
     ENDED_STATUSES = (Status.FAILED, Status.CANCELLED)
@@ -306,10 +307,9 @@ class Upload(Job):
     def can_delete(self) -> bool:
         return self.status in self.ENDED
 
-    def retry(self) -> bool:
-        """Make a failed or cancelled upload wait to be read again from the start; True when it did
-        (the caller queues the ingestion)."""
-        return super().retry(done=0, total=0, accepted=0, rejected=0, duplicates=0, conflicts=0, unlabelled=0)
+    def fields_when_retried(self):
+        """A retried upload is read again from the start."""
+        return dict.fromkeys(("done", "total", "accepted", "rejected", "duplicates", "conflicts", "unlabelled"), 0)
 
     def cancel(self) -> bool:
         """End a queued upload before a worker takes it; the worker then finds nothing to claim.

@@ -12,15 +12,20 @@ fails it after its last attempt.
 Each job is a subclass that says only what differs: its status words, its limits, what "done" means.
 This module imports no app: the apps import it.
 """
+import logging
 from contextlib import contextmanager
 from datetime import timedelta
 
+from celery import current_app, shared_task
 from django.apps import apps
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+
+logger = logging.getLogger(__name__)
 
 
 class ClaimLost(Exception):
@@ -104,6 +109,7 @@ class Job(models.Model):
     objects = JobQuerySet.as_manager()
 
     # What a subclass says
+    TASK = ""  # the name of the Celery task that does the job, given its id
     OWNER = "owner"  # the lookup from the job to the person it belongs to
     MAX_ATTEMPTS = "MAX_JOB_ATTEMPTS"  # the setting with its attempt limit
     ENDED_STATUSES = ()  # where a failed or cancelled job may be retried from; empty: no retry
@@ -121,6 +127,19 @@ class Job(models.Model):
     @classmethod
     def max_attempts(cls) -> int:
         return getattr(settings, cls.MAX_ATTEMPTS)
+
+    @classmethod
+    def send(cls, job_id):
+        """Send the job to a worker (again): its task's message carries only the id."""
+        current_app.send_task(cls.TASK, args=[job_id])
+
+    def last_heard(self):
+        """The last sign of its worker: a beat, the claim, or its creation."""
+        return self.heartbeat_at or self.started_at or self.created_at
+
+    def is_silent(self, now=None) -> bool:
+        """Running, and not heard from within the stale limit: its worker died (the reaper acts soon)."""
+        return self.status == self.Status.RUNNING and self.last_heard() < (now or timezone.now()) - stale_after()
 
     # The claim and the fence
 
@@ -185,11 +204,15 @@ class Job(models.Model):
     def can_retry(self) -> bool:
         return self.status in self.ENDED_STATUSES
 
-    def retry(self, **fields) -> bool:
+    def fields_when_retried(self) -> dict:
+        return {}
+
+    def retry(self) -> bool:
         """Make a failed (or cancelled) job wait for a worker again, with its attempts counted anew;
         True when it did (the caller sends it)."""
         return bool(type(self)._default_manager.filter(id=self.id, status__in=self.ENDED_STATUSES).update(
-            status=self.Status.QUEUED, error="", finished_at=None, started_at=None, attempts=0, **fields))
+            status=self.Status.QUEUED, error="", finished_at=None, started_at=None, attempts=0,
+            **self.fields_when_retried()))
 
     def cancel_queued(self, **fields) -> bool:
         """End a job no worker has taken yet; the worker then finds nothing to claim."""
@@ -213,3 +236,13 @@ class Job(models.Model):
             return None
         elapsed = (timezone.now() - began).total_seconds()
         return max(0.0, elapsed / fraction - elapsed)
+
+
+@shared_task(name="jobs.reap")
+def reap_jobs():
+    """Run by the beat process every REAPER_INTERVAL_S: every kind of job whose worker died goes back
+    to a worker, or ends after its last attempt."""
+    for kind in job_kinds():
+        for job_id in kind.objects.reap_stale():
+            logger.warning("%s %s lost its worker; sent to a worker again", kind.kind_name(), job_id)
+            kind.send(job_id)

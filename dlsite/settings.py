@@ -285,9 +285,8 @@ else:
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# The reaper is light work for the default queue; every other training.* task trains.
-CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "datasets.reap_stale_uploads": {"queue": "default"},
-                      "training.*": {"queue": "training"},
+# The reaper (jobs.reap) is light work for the default queue; every training.* task trains.
+CELERY_TASK_ROUTES = {"jobs.*": {"queue": "default"}, "training.*": {"queue": "training"},
                       "pretrained.*": {"queue": "default"}, "housekeeping.*": {"queue": "default"},
                       "predict.*": {"queue": "default"}, "exports.*": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
@@ -327,12 +326,9 @@ MAX_TRAINING_ATTEMPTS = env_int("MAX_TRAINING_ATTEMPTS", 3)
 MAX_INGEST_ATTEMPTS = env_int("MAX_INGEST_ATTEMPTS", 3)
 # Classifications of many pictures too (predict_app): a second attempt goes on where the first stopped.
 MAX_PREDICT_ATTEMPTS = env_int("MAX_PREDICT_ATTEMPTS", 3)
-CELERY_BEAT_SCHEDULE = {
-    "reap-stale-runs": {"task": "training.reap_stale_runs", "schedule": float(REAPER_INTERVAL_S)},
-    "reap-stale-uploads": {"task": "datasets.reap_stale_uploads", "schedule": float(REAPER_INTERVAL_S)},
-    "reap-stale-classifications": {"task": "predict.reap_stale_classifications",
-                                   "schedule": float(REAPER_INTERVAL_S)},
-}
+# And every other job (making an export, downloading pretrained weights).
+MAX_JOB_ATTEMPTS = env_int("MAX_JOB_ATTEMPTS", 3)
+CELERY_BEAT_SCHEDULE = {"reap-jobs": {"task": "jobs.reap", "schedule": float(REAPER_INTERVAL_S)}}
 # Clean-up (housekeeping_app/cleanup.py, `manage.py cleanup`): every CLEANUP_INTERVAL_S the files no
 # row refers to go once older than CLEANUP_GRACE_S (an upload writes files before their rows), with
 # zips already read, models of deleted runs, and the least recently used packs beyond

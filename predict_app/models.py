@@ -52,8 +52,9 @@ class Classification(Job):
 
     objects = JobQuerySet.as_manager()
 
+    TASK = "predict.classify_many"
     MAX_ATTEMPTS = "MAX_PREDICT_ATTEMPTS"
-    ENDED_STATUSES = (Status.FAILED,)
+    ENDED_STATUSES = (Status.FAILED,)  # a retry goes on with the pictures not yet classified
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -92,10 +93,6 @@ class Classification(Job):
         return bool(self.claimed_row().update(
             status=status, error=error, finished_at=timezone.now(), heartbeat_at=None, done=self.done,
             total=self.total))
-
-    def retry(self) -> bool:
-        """Queue a failed classification again: it goes on with the pictures not yet classified."""
-        return super().retry()
 
     def unsure_pictures(self):
         """The pictures the model doubted (mlcore/familiarity.py), and those below the owner's threshold."""

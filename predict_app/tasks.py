@@ -34,11 +34,3 @@ def classify_many(classification_id: int):
                          "could be classified.")
         return
     job.finish()
-
-
-@shared_task(name="predict.reap_stale_classifications")
-def reap_stale_classifications():
-    """Run by the beat process every REAPER_INTERVAL_S: classifications whose worker died go on."""
-    for classification_id in Classification.objects.reap_stale():
-        logger.warning("Classification %s lost its worker; queued to go on", classification_id)
-        classify_many.delay(classification_id)

@@ -18,7 +18,7 @@ from dlsite.heartbeat import Heartbeat
 from datasets_app.folder_upload import save_batch
 from datasets_app.ingestion import ingest_upload
 from datasets_app.models import Dataset, Upload
-from datasets_app.tasks import reap_stale_uploads
+from dlsite.jobs import reap_jobs
 from tests.conftest import new_run, wait_for
 from tests.images import image_bytes, labelled_zip, make_zip
 from training_app.models import TrainingRun
@@ -178,7 +178,7 @@ def test_after_the_last_attempt_the_upload_fails_keeping_nothing(user, settings)
     ingest_upload(Upload.objects.claim(upload.id))  # as if the third attempt had written its rows and died
     assert dataset.images.count() == 15
     upload = stale(upload, 120, attempts=3)
-    reap_stale_uploads()
+    reap_jobs()
     upload.refresh_from_db()
     assert upload.status == "failed" and not dataset.is_busy()
     assert upload.error.startswith("The worker stopped while reading these files, 3 times; nothing from them was kept.")

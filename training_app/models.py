@@ -1,7 +1,6 @@
 import math
 import shutil
 import socket
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import models, transaction
@@ -128,6 +127,7 @@ class TrainingRun(Job):
 
     objects = TrainingRunQuerySet.as_manager()
 
+    TASK = "training.train_run"
     MAX_ATTEMPTS = "MAX_TRAINING_ATTEMPTS"
 
     class Meta:
@@ -357,13 +357,13 @@ class EpochMetric(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "epoch"], name="one_row_per_epoch")]
 
 
-class ModelExport(models.Model):
+class ModelExport(Job):
     """One format of a run's model (mlcore/formats.py): made by a worker, loaded again in a fresh process
     by its own runtime and compared with the original before it is offered for download."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Waiting for a worker"
-        MAKING = "making", "Being made and checked"
+        RUNNING = "making", "Being made and checked"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 
@@ -371,8 +371,7 @@ class ModelExport(models.Model):
     kind = models.CharField(max_length=16, choices=[(key, f.label) for key, f in FORMATS.items()])
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     phase = models.CharField(max_length=64, blank=True)
-    requested_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)  # when it was last asked for
     file = models.CharField(max_length=255, blank=True, help_text="Relative to MEDIA_ROOT")
     size_bytes = models.BigIntegerField(null=True, blank=True)
     # What the check found: on `checked_pictures` test pictures, the largest difference of any
@@ -381,28 +380,30 @@ class ModelExport(models.Model):
     max_difference = models.FloatField(null=True, blank=True)
     accuracy = models.FloatField(null=True, blank=True)
     original_accuracy = models.FloatField(null=True, blank=True)
-    error = models.TextField(blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    TASK = "exports.make"
+    OWNER = "run__owner"
 
     class Meta:
         ordering = ["run", "kind"]
         constraints = [models.UniqueConstraint(fields=["run", "kind"], name="one_export_per_format")]
 
-    # A worker that died while making one leaves it "making": after this long it may be asked for again.
-    STALE_AFTER = timedelta(minutes=30)
-
     @classmethod
     def request(cls, run, kind):
-        """The export of `run` in format `kind`, queued to be made (again) unless it is on its way;
+        """The export of `run` in format `kind`, queued to be made (again) unless it is on its way (the
+        reapers keep a job on its way only while a worker has it or it waits for one);
         (export, whether a worker must be sent)."""
         export, created = cls.objects.get_or_create(run=run, kind=kind)
         if created:
             return export, True
-        on_its_way = export.status in (cls.Status.QUEUED, cls.Status.MAKING)
-        if on_its_way and export.requested_at > timezone.now() - cls.STALE_AFTER:
+        if export.status in (cls.Status.QUEUED, cls.Status.RUNNING):
             return export, False
         cls.objects.filter(id=export.id).update(
-            status=cls.Status.QUEUED, phase="", requested_at=timezone.now(), finished_at=None, file="",
-            size_bytes=None, checked_pictures=0, max_difference=None, accuracy=None, original_accuracy=None, error="")
+            status=cls.Status.QUEUED, phase="", created_at=timezone.now(), started_at=None, heartbeat_at=None,
+            attempts=0, finished_at=None, file="", size_bytes=None, checked_pictures=0, max_difference=None,
+            accuracy=None, original_accuracy=None, error="")
         export.refresh_from_db()
         return export, True
 
@@ -414,10 +415,8 @@ class ModelExport(models.Model):
     def path(self):
         return settings.MEDIA_ROOT / self.file
 
-    def record(self, **fields):
-        ModelExport.objects.filter(id=self.id).update(**fields)
-        for name, value in fields.items():
-            setattr(self, name, value)
+    def fields_when_ended(self):
+        return {"phase": ""}
 
     def finish(self, archive, checked_pictures, **check):
         self.record(status=self.Status.READY, phase="", finished_at=timezone.now(),
@@ -433,5 +432,7 @@ class ModelExport(models.Model):
         try:
             return self.path.open("rb")
         except FileNotFoundError:
-            self.fail("Its file was removed from the server's disk: make it again.")
+            ModelExport.objects.filter(id=self.id, status=self.Status.READY).update(
+                status=self.Status.FAILED, finished_at=timezone.now(), error="Its file was removed from the server's disk: make it again.")
+            self.refresh_from_db()
             return None
