@@ -20,7 +20,7 @@ from celery import current_app, shared_task
 from django.apps import apps
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -45,6 +45,18 @@ def job_kinds():
 def stale_after() -> timedelta:
     """A running job silent for longer lost its worker: for the reapers and the queue page alike."""
     return timedelta(seconds=settings.HEARTBEAT_STALE_S)
+
+
+def job_counts(now=None) -> list[dict]:
+    """Per kind of job: how many wait for a worker, how many a worker has, and how many of those are
+    silent (their worker died; the reaper acts soon). For the queue page and /healthz."""
+    rows = []
+    for kind in job_kinds():
+        counts = dict(kind.objects.active().values_list("status").annotate(n=Count("id")))
+        rows.append({"kind": kind._meta.model_name, "label": str(kind._meta.verbose_name_plural).capitalize(),
+                     "queued": counts.get(kind.Status.QUEUED, 0), "running": counts.get(kind.Status.RUNNING, 0),
+                     "silent": kind.objects.stale(now).count()})
+    return rows
 
 
 class JobQuerySet(models.QuerySet):

@@ -313,10 +313,10 @@ INGEST_PROCESSES = env_int("INGEST_PROCESSES", 0) or os.cpu_count() or 1
 # shared by runs; a cache local to the training worker, safe to delete.
 PACK_DIR = Path(os.environ.get("PACK_DIR") or DATA_DIR / "packs").resolve()
 
-# A training process writes a heartbeat every HEARTBEAT_INTERVAL_S. A run whose heartbeat is older
-# than HEARTBEAT_STALE_S lost its worker (killed, out of memory, host restarted): every
-# REAPER_INTERVAL_S the beat process has it queued again, to continue from its last finished
-# epoch, up to MAX_TRAINING_ATTEMPTS attempts in all.
+# A worker writes a heartbeat for its job (any kind: dlsite/jobs.py) every HEARTBEAT_INTERVAL_S. A
+# job whose heartbeat is older than HEARTBEAT_STALE_S lost its worker (killed, out of memory, host
+# restarted): every REAPER_INTERVAL_S the beat process has it queued again (a run continues from
+# its last finished epoch), up to MAX_*_ATTEMPTS attempts in all. The queue page reads the same limit.
 HEARTBEAT_INTERVAL_S = env_int("HEARTBEAT_INTERVAL_S", 10)
 HEARTBEAT_STALE_S = env_int("HEARTBEAT_STALE_S", 90)
 REAPER_INTERVAL_S = env_int("REAPER_INTERVAL_S", 30)
