@@ -76,7 +76,7 @@ class JobQuerySet(models.QuerySet):
         now = timezone.now()
         claimed = self.filter(id=job_id, status=model.Status.QUEUED).update(
             status=model.Status.RUNNING, attempts=F("attempts") + 1, heartbeat_at=now,
-            started_at=Coalesce(F("started_at"), now), **model.fields_when_claimed())
+            started_at=Coalesce(F("started_at"), now), resends=0, **model.fields_when_claimed())
         return self.get(id=job_id) if claimed else None
 
     def stale(self, now=None):
@@ -102,9 +102,49 @@ class JobQuerySet(models.QuerySet):
                     if unchanged.update(status=status, finished_at=now, **({"error": error} if error else {}),
                                         **job.fields_when_ended()):
                         job.ended_by_reaper()
-                elif unchanged.update(status=self.model.Status.QUEUED, **job.fields_when_requeued()):
+                elif unchanged.update(status=self.model.Status.QUEUED, queued_at=now, **job.fields_when_requeued()):
                     requeued.append(job.id)
         return requeued
+
+    def unclaimed(self, now=None):
+        """Queued jobs sent to a worker longer than UNCLAIMED_AFTER_S ago that none has taken, while
+        no worker of their queue did anything else of their kind or another (a queue that is busy is
+        a line to wait in, not a lost message)."""
+        now = now or timezone.now()
+        cutoff = now - timedelta(seconds=settings.UNCLAIMED_AFTER_S)
+        if queue_was_busy(self.model.QUEUE, cutoff):
+            return self.none()
+        return (self.filter(status=self.model.Status.QUEUED)
+                .alias(sent_at=Coalesce("queued_at", "created_at")).filter(sent_at__lt=cutoff))
+
+    def reap_unclaimed(self):
+        """Send again the queued jobs no worker took (their message was lost: another site's worker
+        on the same broker took it, or the filesystem broker lost it to a killed worker); after the
+        last attempt, fail them with a message. The claim makes a second delivery harmless.
+        Returns the ids to send again."""
+        now = timezone.now()
+        resent = []
+        for job in self.unclaimed(now):
+            unchanged = self.filter(id=job.id, status=self.model.Status.QUEUED, queued_at=job.queued_at,
+                                    resends=job.resends)
+            with transaction.atomic():
+                if job.resends + 1 >= job.max_attempts():
+                    if unchanged.update(status=self.model.Status.FAILED, finished_at=now,
+                                        error=job.unclaimed_message(), **job.fields_when_ended()):
+                        job.ended_by_reaper()
+                elif unchanged.update(queued_at=now, resends=F("resends") + 1):
+                    resent.append(job.id)
+        return resent
+
+
+def queue_was_busy(queue, since) -> bool:
+    """Whether a worker of this Celery queue was heard from (working on, or finishing, a job) since then."""
+    for kind in job_kinds():
+        if kind.QUEUE == queue:
+            recent_here = models.Q(status=kind.Status.RUNNING, heartbeat_at__gte=since) | models.Q(finished_at__gte=since)
+            if kind.objects.filter(recent_here).exists():
+                return True
+    return False
 
 
 class Job(models.Model):
@@ -117,11 +157,17 @@ class Job(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # When it was last sent to a worker (empty: when it was made), and how often it was sent again
+    # since because no worker took it (the broker's message was lost).
+    queued_at = models.DateTimeField(null=True, blank=True)
+    resends = models.PositiveSmallIntegerField(default=0)
 
     objects = JobQuerySet.as_manager()
 
     # What a subclass says
     TASK = ""  # the name of the Celery task that does the job, given its id
+    QUEUE = "default"  # the Celery queue CELERY_TASK_ROUTES sends that task to
+    AGAIN = "press Retry"  # what a person does to try a failed job again, in words
     OWNER = "owner"  # the lookup from the job to the person it belongs to
     MAX_ATTEMPTS = "MAX_JOB_ATTEMPTS"  # the setting with its attempt limit
     ENDED_STATUSES = ()  # where a failed or cancelled job may be retried from; empty: no retry
@@ -204,8 +250,14 @@ class Job(models.Model):
         return None
 
     def gave_up_message(self) -> str:
-        return (f"The worker stopped {self.attempts} times before it finished. "
-                "Press Retry to try again.")
+        return f"The worker stopped {self.attempts} times before it finished. To try again, {self.AGAIN}."
+
+    def unclaimed_message(self) -> str:
+        tries = self.resends + 1
+        minutes = max(1, round(settings.UNCLAIMED_AFTER_S / 60))
+        return (f"No worker took it: it was sent to the workers {tries} times, {minutes} min apart, and none "
+                "answered. Check that the workers are running (the queue page lists them); then, "
+                f"{self.AGAIN}.")
 
     def ended_by_reaper(self):
         """Called in the reaper's transaction once it ended the job: undo what the attempts wrote."""
@@ -224,7 +276,7 @@ class Job(models.Model):
         True when it did (the caller sends it)."""
         return bool(type(self)._default_manager.filter(id=self.id, status__in=self.ENDED_STATUSES).update(
             status=self.Status.QUEUED, error="", finished_at=None, started_at=None, attempts=0,
-            **self.fields_when_retried()))
+            queued_at=timezone.now(), resends=0, **self.fields_when_retried()))
 
     def cancel_queued(self, **fields) -> bool:
         """End a job no worker has taken yet; the worker then finds nothing to claim."""
@@ -252,9 +304,13 @@ class Job(models.Model):
 
 @shared_task(name="jobs.reap")
 def reap_jobs():
-    """Run by the beat process every REAPER_INTERVAL_S: every kind of job whose worker died goes back
-    to a worker, or ends after its last attempt."""
+    """Run by the beat process every REAPER_INTERVAL_S: every kind of job whose worker died, or that
+    no worker took, goes to a worker again, or ends after its last attempt."""
     for kind in job_kinds():
         for job_id in kind.objects.reap_stale():
             logger.warning("%s %s lost its worker; sent to a worker again", kind.kind_name(), job_id)
+            kind.send(job_id)
+        for job_id in kind.objects.reap_unclaimed():
+            logger.warning("%s %s waited for a worker too long (its message may be lost); sent again",
+                           kind.kind_name(), job_id)
             kind.send(job_id)

@@ -328,6 +328,10 @@ MAX_INGEST_ATTEMPTS = env_int("MAX_INGEST_ATTEMPTS", 3)
 MAX_PREDICT_ATTEMPTS = env_int("MAX_PREDICT_ATTEMPTS", 3)
 # And every other job (making an export, downloading pretrained weights).
 MAX_JOB_ATTEMPTS = env_int("MAX_JOB_ATTEMPTS", 3)
+# A queued job that no worker took within UNCLAIMED_AFTER_S, while its queue's workers did nothing
+# else, lost its message (another site's worker on the same broker, a killed worker on the
+# filesystem broker): the reaper sends it again, and fails it after the kind's last attempt.
+UNCLAIMED_AFTER_S = env_int("UNCLAIMED_AFTER_S", 300)
 CELERY_BEAT_SCHEDULE = {"reap-jobs": {"task": "jobs.reap", "schedule": float(REAPER_INTERVAL_S)}}
 # Clean-up (housekeeping_app/cleanup.py, `manage.py cleanup`): every CLEANUP_INTERVAL_S the files no
 # row refers to go once older than CLEANUP_GRACE_S (an upload writes files before their rows), with

@@ -38,6 +38,7 @@ class WeightsDownload(Job):
     objects = WeightsDownloadQuerySet.as_manager()
 
     TASK = "pretrained.download_weights"
+    AGAIN = "start the download again"
     OWNER = "requested_by"
 
     class Meta:

@@ -279,5 +279,19 @@ def test_an_upload_whose_worker_is_killed_is_read_again_and_counted_once(celery_
     assert upload.status == "done", upload.error + celery_workers.log("default") + celery_workers.log("beat")
     assert upload.attempts == 2
     assert (upload.accepted, upload.duplicates, dataset.images.count()) == (6000, 0, 6000)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_whose_message_never_reached_a_worker_is_sent_again_and_read(celery_workers, user):
+    """A queued upload whose broker message was lost (here: never sent) does not wait for ever: the
+    reaper on beat sends it again once no worker has taken it within UNCLAIMED_AFTER_S."""
+    dataset = Dataset.objects.create(owner=user, name="lost")
+    upload = zip_upload(dataset)  # queued, and no message sent
+    upload = wait_for(lambda: Upload.objects.filter(id=upload.id, status__in=Upload.ENDED).first(),
+                      timeout=180, what="the reaper to send the upload again and a worker to read it")
+    assert upload.status == "done", upload.error + celery_workers.log("default")
+    assert (upload.attempts, upload.resends, dataset.images.count()) == (1, 0, 15)
+    assert f"Upload {upload.id} waited for a worker too long" in celery_workers.log("default")
     assert len(set(dataset.images.values_list("original_name", flat=True))) == 6000
     assert not dataset.is_busy() and not zip_path.exists()

@@ -128,6 +128,8 @@ class TrainingRun(Job):
     objects = TrainingRunQuerySet.as_manager()
 
     TASK = "training.train_run"
+    QUEUE = "training"
+    AGAIN = "use “Train again with changes” to start it again"
     MAX_ATTEMPTS = "MAX_TRAINING_ATTEMPTS"
 
     class Meta:
@@ -384,6 +386,7 @@ class ModelExport(Job):
     objects = JobQuerySet.as_manager()
 
     TASK = "exports.make"
+    AGAIN = "press “Make again”"
     OWNER = "run__owner"
 
     class Meta:
@@ -402,7 +405,7 @@ class ModelExport(Job):
             return export, False
         cls.objects.filter(id=export.id).update(
             status=cls.Status.QUEUED, phase="", created_at=timezone.now(), started_at=None, heartbeat_at=None,
-            attempts=0, finished_at=None, file="", size_bytes=None, checked_pictures=0, max_difference=None,
+            attempts=0, queued_at=None, resends=0, finished_at=None, file="", size_bytes=None, checked_pictures=0, max_difference=None,
             accuracy=None, original_accuracy=None, error="")
         export.refresh_from_db()
         return export, True
