@@ -138,11 +138,13 @@ class JobQuerySet(models.QuerySet):
 
 
 def queue_was_busy(queue, since) -> bool:
-    """Whether a worker of this Celery queue was heard from (working on, or finishing, a job) since then."""
+    """Whether a worker of this Celery queue was heard from since then: working on a job, or ending
+    one it had taken (a job cancelled or given up while it waited was no worker's)."""
     for kind in job_kinds():
         if kind.QUEUE == queue:
-            recent_here = models.Q(status=kind.Status.RUNNING, heartbeat_at__gte=since) | models.Q(finished_at__gte=since)
-            if kind.objects.filter(recent_here).exists():
+            heard = (models.Q(status=kind.Status.RUNNING, heartbeat_at__gte=since)
+                     | models.Q(finished_at__gte=since, started_at__isnull=False))
+            if kind.objects.filter(heard).exists():
                 return True
     return False
 

@@ -279,6 +279,8 @@ def test_an_upload_whose_worker_is_killed_is_read_again_and_counted_once(celery_
     assert upload.status == "done", upload.error + celery_workers.log("default") + celery_workers.log("beat")
     assert upload.attempts == 2
     assert (upload.accepted, upload.duplicates, dataset.images.count()) == (6000, 0, 6000)
+    assert len(set(dataset.images.values_list("original_name", flat=True))) == 6000
+    assert not dataset.is_busy() and not zip_path.exists()
 
 
 @pytest.mark.worker
@@ -293,5 +295,3 @@ def test_an_upload_whose_message_never_reached_a_worker_is_sent_again_and_read(c
     assert upload.status == "done", upload.error + celery_workers.log("default")
     assert (upload.attempts, upload.resends, dataset.images.count()) == (1, 0, 15)
     assert f"Upload {upload.id} waited for a worker too long" in celery_workers.log("default")
-    assert len(set(dataset.images.values_list("original_name", flat=True))) == 6000
-    assert not dataset.is_busy() and not zip_path.exists()
