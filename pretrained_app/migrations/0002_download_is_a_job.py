@@ -26,4 +26,14 @@ class Migration(migrations.Migration):
             name='attempts',
             field=models.PositiveIntegerField(default=0),
         ),
+        migrations.AddField(
+            model_name='weightsdownload',
+            name='queued_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='weightsdownload',
+            name='resends',
+            field=models.PositiveSmallIntegerField(default=0),
+        ),
     ]

@@ -30,4 +30,24 @@ class Migration(migrations.Migration):
             name='started_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
+        migrations.AddField(
+            model_name='modelexport',
+            name='queued_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='modelexport',
+            name='resends',
+            field=models.PositiveSmallIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name='trainingrun',
+            name='queued_at',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='trainingrun',
+            name='resends',
+            field=models.PositiveSmallIntegerField(default=0),
+        ),
     ]
