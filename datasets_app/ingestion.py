@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import transaction
 
 from dlsite import bulk, quotas
+from dlsite.heartbeat import Heartbeat
+from dlsite.jobs import ClaimLost
 from mlcore.archive import ArchiveRejected, ELLIPSIS, fit_name, shorten, without_control_characters
 from mlcore.splits import stratified_split
 from mlcore.words import file_size
@@ -43,14 +45,8 @@ def insert_image_rows(rows):
     bulk.insert(Image, IMAGE_COLUMNS, rows)
 
 
-class ClaimLost(Exception):
-    """The reaper, a cancel or another attempt took the upload while this attempt read it."""
-
-
 class Ingestion:
     """One upload's pass over its files, with the counts of its report."""
-
-    claim_lost = None  # set by ingest_upload: the heartbeat's event, set once the claim is gone
 
     def __init__(self, upload: Upload, plan, on_progress=None):
         self.upload, self.dataset, self.plan = upload, upload.dataset, plan
@@ -197,8 +193,8 @@ class Ingestion:
         return self.classes[label]
 
     def _flush(self):
-        if self.claim_lost is not None and self.claim_lost.is_set():
-            raise ClaimLost  # another attempt has this upload now: write nothing more
+        if self.upload.claim_lost:
+            raise ClaimLost(self.upload)  # another attempt has this upload now: write nothing more
         if self.rows:
             insert_image_rows(self.rows)
             self.rows = []
@@ -229,17 +225,14 @@ def ingest_upload(upload: Upload, on_progress=None, processes=None):
     shows the worker alive; if another attempt takes the upload meanwhile, this one
     stops at its next batch and writes nothing more.
     """
-    from .heartbeat import UploadHeartbeat
-
     limits = archive_limits()
     processes = processes or settings.INGEST_PROCESSES
     ingestion = None
     upload.discard_rows()  # what an earlier attempt, killed midway, left
     try:
-        with UploadHeartbeat(upload) as heartbeat:
+        with Heartbeat(upload):
             source = open_source(upload, limits)
             ingestion = Ingestion(upload, source.plan, on_progress)
-            ingestion.claim_lost = heartbeat.lost
             examined = examine_all(source, f"datasets/{upload.dataset_id}", limits, processes)
             counts = ingestion.run(examined, limits)
     except ClaimLost:
@@ -259,7 +252,7 @@ def _discard(upload, ingestion, message):
     the rows are another attempt's). Files shared with other images stay; the source stays,
     so that Retry can read it again."""
     with transaction.atomic():
-        if Upload.objects.select_for_update().filter(id=upload.id, **upload.claim_fence()).exists():
+        if upload.claimed_row().select_for_update().exists():
             upload.discard_rows(ingestion.created_classes if ingestion is not None else ())
             upload.fail(message)
 

@@ -1,16 +1,15 @@
 import shutil
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import models, transaction
-from django.db.models import Count, F
-from django.db.models.functions import Coalesce
+from django.db.models import Count
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
+from dlsite.jobs import Job, JobQuerySet
 from mlcore.words import count
 
 SPLITS = ("train", "val", "test")
@@ -173,41 +172,7 @@ class ImageClass(models.Model):
         return self.name
 
 
-class UploadQuerySet(models.QuerySet):
-    def claim(self, upload_id):
-        """Mark a queued upload as running; None if another delivery already has it."""
-        now = timezone.now()
-        claimed = self.filter(id=upload_id, status=Upload.Status.QUEUED).update(
-            status=Upload.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
-        )
-        return self.get(id=upload_id) if claimed else None
-
-    def reap_stale(self):
-        """Uploads whose ingestion worker stopped sending heartbeats: queue them again, or give up
-        after MAX_INGEST_ATTEMPTS (removing what the last attempt wrote). Returns the ids to send
-        to a worker again.
-
-        Each change is a conditional update on the row as it was read, so two reapers at once
-        (or a heartbeat arriving late) cannot both act on one upload.
-        """
-        now = timezone.now()
-        cutoff = now - timedelta(seconds=settings.HEARTBEAT_STALE_S)
-        last_sign = Coalesce("heartbeat_at", "started_at", "created_at")
-        requeued = []
-        for upload in self.filter(status=Upload.Status.RUNNING).alias(last_sign=last_sign).filter(last_sign__lt=cutoff):
-            unchanged = self.filter(id=upload.id, **upload.claim_fence())
-            if upload.attempts >= settings.MAX_INGEST_ATTEMPTS:
-                with transaction.atomic():
-                    if unchanged.update(status=Upload.Status.FAILED, finished_at=now, error=(
-                            f"The worker stopped while reading these files, {upload.attempts} times; nothing from "
-                            "them was kept. Press Retry to read them again.")):
-                        upload.discard_rows()
-            elif unchanged.update(status=Upload.Status.QUEUED):
-                requeued.append(upload.id)
-        return requeued
-
-
-class Upload(models.Model):
+class Upload(Job):
     """One batch of files given to a dataset (a zip, a folder from the browser, or a
     folder on the server), and the job that ingests it."""
 
@@ -237,11 +202,6 @@ class Upload(models.Model):
     original_name = models.CharField(max_length=255)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    # Written every HEARTBEAT_INTERVAL_S while a worker reads it; silence means the worker died.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Receiving a folder: what the browser announced, and what has arrived.
     expected_files = models.PositiveIntegerField(default=0)
     expected_batches = models.PositiveIntegerField(default=0)
@@ -261,9 +221,13 @@ class Upload(models.Model):
     duplicates = models.PositiveIntegerField(default=0)
     conflicts = models.PositiveIntegerField(default=0)
     unlabelled = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
 
-    objects = UploadQuerySet.as_manager()
+    objects = JobQuerySet.as_manager()
+
+    TASK = "datasets.ingest_upload"
+    OWNER = "dataset__owner"
+    MAX_ATTEMPTS = "MAX_INGEST_ATTEMPTS"
+    ENDED_STATUSES = (Status.FAILED, Status.CANCELLED)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -279,27 +243,25 @@ class Upload(models.Model):
     def is_finished(self):
         return self.status in self.ENDED
 
-    def claim_fence(self) -> dict:
-        """The row as this attempt holds it: a write conditional on it fails once the reaper, a
-        cancel or another attempt has taken the upload (started_at tells a retried upload's
-        attempts apart)."""
-        fence = {"status": self.status, "attempts": self.attempts}
-        if self.started_at is None:
-            fence["started_at__isnull"] = True
-        else:
-            fence["started_at"] = self.started_at
-        return fence
+    def fraction_done(self):
+        return self.done / self.total if self.total else 0.0
+
+    def gave_up_message(self):
+        return (f"The worker stopped while reading these files, {self.attempts} times; nothing from "
+                "them was kept. Press Retry to read them again.")
+
+    def ended_by_reaper(self):
+        self.discard_rows()
 
     def record_progress(self, done, total):
         self.done, self.total = done, total
-        Upload.objects.filter(id=self.id, **self.claim_fence()).update(done=done, total=total)
+        self.claimed_row().update(done=done, total=total)
 
     def finish(self, **counts) -> bool:
         """Mark it done, if this attempt still holds it; False when another has taken it."""
         counts |= {"done": self.done, "total": self.total}
         now = timezone.now()
-        if not Upload.objects.filter(id=self.id, **self.claim_fence()).update(
-                status=self.Status.DONE, finished_at=now, **counts):
+        if not self.claimed_row().update(status=self.Status.DONE, finished_at=now, **counts):
             return False
         for name, value in counts.items():
             setattr(self, name, value)
@@ -336,26 +298,21 @@ class Upload(models.Model):
 
     @property
     def can_retry(self) -> bool:
-        return self.status in (self.Status.FAILED, self.Status.CANCELLED) and self.source_exists()
+        return super().can_retry and self.source_exists()
 
     @property
     def can_delete(self) -> bool:
         return self.status in self.ENDED
 
-    def retry(self) -> bool:
-        """Make a failed or cancelled upload wait to be read again from the start; True when it did
-        (the caller queues the ingestion)."""
-        requeued = Upload.objects.filter(id=self.id, status__in=[self.Status.FAILED, self.Status.CANCELLED]).update(
-            status=self.Status.QUEUED, error="", finished_at=None, done=0, total=0, accepted=0, rejected=0,
-            duplicates=0, conflicts=0, unlabelled=0, attempts=0)
-        return bool(requeued)
+    def fields_when_retried(self):
+        """A retried upload is read again from the start."""
+        return dict.fromkeys(("done", "total", "accepted", "rejected", "duplicates", "conflicts", "unlabelled"), 0)
 
     def cancel(self) -> bool:
         """End a queued upload before a worker takes it; the worker then finds nothing to claim.
         One queued again after its worker died loses what that worker had written."""
         with transaction.atomic():
-            cancelled = Upload.objects.filter(id=self.id, status=self.Status.QUEUED).update(
-                status=self.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled before it was read.")
+            cancelled = self.cancel_queued(error="Cancelled before it was read.")
             if cancelled:
                 self.discard_rows()
         return bool(cancelled)

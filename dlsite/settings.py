@@ -320,9 +320,8 @@ else:
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# The reaper is light work for the default queue; every other training.* task trains.
-CELERY_TASK_ROUTES = {"training.reap_stale_runs": {"queue": "default"}, "datasets.reap_stale_uploads": {"queue": "default"},
-                      "training.*": {"queue": "training"},
+# The reaper (jobs.reap) is light work for the default queue; every training.* task trains.
+CELERY_TASK_ROUTES = {"jobs.*": {"queue": "default"}, "training.*": {"queue": "training"},
                       "pretrained.*": {"queue": "default"}, "housekeeping.*": {"queue": "default"},
                       "predict.*": {"queue": "default"}, "exports.*": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
@@ -349,10 +348,10 @@ INGEST_PROCESSES = env_int("INGEST_PROCESSES", 0) or os.cpu_count() or 1
 # shared by runs; a cache local to the training worker, safe to delete.
 PACK_DIR = Path(os.environ.get("PACK_DIR") or DATA_DIR / "packs").resolve()
 
-# A training process writes a heartbeat every HEARTBEAT_INTERVAL_S. A run whose heartbeat is older
-# than HEARTBEAT_STALE_S lost its worker (killed, out of memory, host restarted): every
-# REAPER_INTERVAL_S the beat process has it queued again, to continue from its last finished
-# epoch, up to MAX_TRAINING_ATTEMPTS attempts in all.
+# A worker writes a heartbeat for its job (any kind: dlsite/jobs.py) every HEARTBEAT_INTERVAL_S. A
+# job whose heartbeat is older than HEARTBEAT_STALE_S lost its worker (killed, out of memory, host
+# restarted): every REAPER_INTERVAL_S the beat process has it queued again (a run continues from
+# its last finished epoch), up to MAX_*_ATTEMPTS attempts in all. The queue page reads the same limit.
 HEARTBEAT_INTERVAL_S = env_int("HEARTBEAT_INTERVAL_S", 10)
 HEARTBEAT_STALE_S = env_int("HEARTBEAT_STALE_S", 90)
 REAPER_INTERVAL_S = env_int("REAPER_INTERVAL_S", 30)
@@ -362,12 +361,13 @@ MAX_TRAINING_ATTEMPTS = env_int("MAX_TRAINING_ATTEMPTS", 3)
 MAX_INGEST_ATTEMPTS = env_int("MAX_INGEST_ATTEMPTS", 3)
 # Classifications of many pictures too (predict_app): a second attempt goes on where the first stopped.
 MAX_PREDICT_ATTEMPTS = env_int("MAX_PREDICT_ATTEMPTS", 3)
-CELERY_BEAT_SCHEDULE = {
-    "reap-stale-runs": {"task": "training.reap_stale_runs", "schedule": float(REAPER_INTERVAL_S)},
-    "reap-stale-uploads": {"task": "datasets.reap_stale_uploads", "schedule": float(REAPER_INTERVAL_S)},
-    "reap-stale-classifications": {"task": "predict.reap_stale_classifications",
-                                   "schedule": float(REAPER_INTERVAL_S)},
-}
+# And every other job (making an export, downloading pretrained weights).
+MAX_JOB_ATTEMPTS = env_int("MAX_JOB_ATTEMPTS", 3)
+# A queued job that no worker took within UNCLAIMED_AFTER_S, while its queue's workers did nothing
+# else, lost its message (another site's worker on the same broker, a killed worker on the
+# filesystem broker): the reaper sends it again, and fails it after the kind's last attempt.
+UNCLAIMED_AFTER_S = env_int("UNCLAIMED_AFTER_S", 300)
+CELERY_BEAT_SCHEDULE = {"reap-jobs": {"task": "jobs.reap", "schedule": float(REAPER_INTERVAL_S)}}
 # Clean-up (housekeeping_app/cleanup.py, `manage.py cleanup`): every CLEANUP_INTERVAL_S the files no
 # row refers to go once older than CLEANUP_GRACE_S (an upload writes files before their rows), with
 # zips already read, models of deleted runs, and the least recently used packs beyond

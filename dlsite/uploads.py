@@ -280,7 +280,8 @@ class FolderReceiver:
                 raise Refused(f"{len(missing)} of the {row.expected_batches} parts of this folder have not arrived "
                               "yet. Press Resume, or pick the same folder again, to send them.", status=409,
                               missing_batches=missing)
-            fields = {"status": self.model.Status.QUEUED, **self.when_ready(row)}
+            # queued_at: the reaper of lost messages counts from here, not from when the sending began
+            fields = {"status": self.model.Status.QUEUED, "queued_at": timezone.now(), **self.when_ready(row)}
             for name, value in fields.items():
                 setattr(row, name, value)
             row.save(update_fields=list(fields))

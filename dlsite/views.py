@@ -9,6 +9,7 @@ from django.http import JsonResponse
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import redirect, render
 
+from .jobs import job_counts
 from .reporting import hide_url_passwords
 from .workers import QUEUES, check_broker, live_workers
 
@@ -30,8 +31,8 @@ def csrf_failure(request, reason=""):
 def healthz(request):
     """The state of the site: 200 with {"status": "ok"}, or 503 with "degraded".
 
-    Staff and callers with HEALTHZ_TOKEN also see the database, the broker and the number of
-    workers per queue. The answer is shared for HEALTHZ_CACHE_S seconds: asking the workers
+    Staff and callers with HEALTHZ_TOKEN also see the database, the broker, the number of
+    workers per queue and the jobs of every kind (waiting, running, silent). The answer is shared for HEALTHZ_CACHE_S seconds: asking the workers
     takes a second, and monitors or many clients polling must not cost one each."""
     health = cache.get(HEALTHZ_CACHE_KEY)
     if health is None:
@@ -49,6 +50,8 @@ def _health():
     health["workers"] = {queue: len(workers.get(queue, [])) for queue in QUEUES}
     healthy = health["database"] == "ok" and health["broker"] == "ok" and all(health["workers"].values())
     health["status"] = "ok" if healthy else "degraded"
+    # Every kind of job: how many wait, run, and went silent (a worker that died; the reaper acts soon).
+    health["jobs"] = {row["kind"]: {key: row[key] for key in ("queued", "running", "silent")} for row in job_counts()}
     # The errors can hold the broker's or the database's address with its password.
     for part in ("database", "broker"):
         health[part] = hide_url_passwords(health[part])

@@ -9,14 +9,12 @@ import os
 import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.utils import timezone
 
 from datasets_app.folder_upload import link_batch
 from datasets_app.models import Upload
@@ -24,6 +22,7 @@ from datasets_app.sources import fit_upload_name
 from datasets_app.tasks import ingest
 from dlsite import quotas
 from dlsite.heartbeat import Heartbeat
+from dlsite.jobs import ClaimLost
 from dlsite.uploads import FolderReceiver, Refused
 from mlcore.archive import ArchiveRejected, ZipPlan, plan_zip, read_entries, shown
 from mlcore.examine import store_file
@@ -38,17 +37,6 @@ BATCH = 256  # pictures decoded and classified in one step, then written in one 
 UNSURE_FOLDER = "not sure"  # in the sorted zip, the pictures below the classification's threshold
 
 
-class ClaimLost(Exception):
-    """Another attempt holds the classification now: this one writes nothing more."""
-
-
-class ClassificationHeartbeat(Heartbeat):
-    def __init__(self, job: Classification, interval_s=None):
-        super().__init__(f"classification {job.id}", interval_s)
-        self.job_id, self.fence = job.id, job.claim_fence()
-
-    def beat_once(self) -> bool:
-        return bool(Classification.objects.filter(id=self.job_id, **self.fence).update(heartbeat_at=timezone.now()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,11 +120,11 @@ def _classify_zip(job: Classification, predictor, limits, heartbeat: Heartbeat) 
         plan = plan_zip(handle, limits)
         total = len(plan.images)
         if not job.record_progress(stored, total):
-            raise ClaimLost
+            raise ClaimLost(job)
         entries = read_entries(handle, ZipPlan(images=plan.images[stored:]), limits)
         for first in range(stored, total, BATCH):
             if heartbeat.lost.is_set():
-                raise ClaimLost
+                raise ClaimLost(job)
             rows, datas = [], []
             for number, (planned, data, reason) in zip(range(first, min(first + BATCH, total)), entries):
                 if data is None:
@@ -146,7 +134,7 @@ def _classify_zip(job: Classification, predictor, limits, heartbeat: Heartbeat) 
                     rows.append(_new_picture(job, f"{number:07d}", planned.name, data))
                 datas.append(data)
             _judge(job, predictor, rows, datas)
-            with _holding_claim(job):
+            with job.holding_claim():
                 ClassifiedImage.objects.insert(rows)
                 job.record_progress(first + len(rows), total)
 
@@ -157,24 +145,15 @@ def _classify_stored(job: Classification, predictor, heartbeat: Heartbeat) -> No
     done = total - job.images.filter(confidence__isnull=True, error="").count()  # an earlier attempt's work
     while True:
         if heartbeat.lost.is_set():
-            raise ClaimLost
+            raise ClaimLost(job)
         rows = list(job.images.filter(confidence__isnull=True, error="").order_by("id")[:BATCH])
         if not rows:
             break
         _judge(job, predictor, rows, [None] * len(rows))
-        with _holding_claim(job):
+        with job.holding_claim():
             ClassifiedImage.objects.write_results(rows)
             done += len(rows)  # each row of the step is classified now, or has its error
             job.record_progress(done, total)
-
-
-@contextmanager
-def _holding_claim(job: Classification):
-    """A transaction in which this attempt still holds the job (its row locked), else ClaimLost."""
-    with transaction.atomic():
-        if not Classification.objects.select_for_update().filter(id=job.id, **job.claim_fence()).exists():
-            raise ClaimLost
-        yield
 
 
 def _judge(job: Classification, predictor, rows: list[ClassifiedImage], datas: list) -> None:

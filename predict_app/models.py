@@ -7,17 +7,16 @@ queues again one whose worker died. Its pictures are rows that say what the mode
 attempt classifies only the rows the first one left, so none is done twice.
 """
 import shutil
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
 from dlsite import bulk
+from dlsite.jobs import Job, JobQuerySet
 from mlcore.familiarity import sure_in_words
 from mlcore.words import count
 
@@ -25,36 +24,7 @@ FOLDER = "classifications"  # under the media root: classifications/<id>/ holds 
 DOUBTS = {"far": "unlike the pictures it learned from", "spread": "between several classes"}
 
 
-class ClassificationQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        return self.filter(owner=user) if user.is_authenticated else self.none()
-
-    def claim(self, classification_id):
-        """Take a queued classification for this worker; None when another delivery already has it."""
-        now = timezone.now()
-        claimed = self.filter(id=classification_id, status=Classification.Status.QUEUED).update(
-            status=Classification.Status.RUNNING, attempts=F("attempts") + 1, heartbeat_at=now,
-            started_at=models.functions.Coalesce(F("started_at"), now))
-        return self.get(id=classification_id) if claimed else None
-
-    def reap_stale(self):
-        """Classifications whose worker stopped beating: queued again (they go on where it stopped), or
-        failed after MAX_PREDICT_ATTEMPTS. Returns the ids to send to a worker again."""
-        now = timezone.now()
-        cutoff = now - timedelta(seconds=settings.HEARTBEAT_STALE_S)
-        requeued = []
-        for job in self.filter(status=Classification.Status.RUNNING, heartbeat_at__lt=cutoff):
-            unchanged = self.filter(id=job.id, status=Classification.Status.RUNNING, heartbeat_at=job.heartbeat_at)
-            if job.attempts >= settings.MAX_PREDICT_ATTEMPTS:
-                unchanged.update(status=Classification.Status.FAILED, finished_at=now, error=(
-                    f"The worker stopped {job.attempts} times before it finished. The pictures classified so far "
-                    "are kept; press Retry to classify the rest."))
-            elif unchanged.update(status=Classification.Status.QUEUED):
-                requeued.append(job.id)
-        return requeued
-
-
-class Classification(models.Model):
+class Classification(Job):
     class Status(models.TextChoices):
         RECEIVING = "receiving", "Receiving pictures"
         QUEUED = "queued", "Waiting"
@@ -77,15 +47,14 @@ class Classification(models.Model):
     unsure_below = models.FloatField(default=0.6)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    attempts = models.PositiveIntegerField(default=0)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
 
-    objects = ClassificationQuerySet.as_manager()
+    objects = JobQuerySet.as_manager()
+
+    TASK = "predict.classify_many"
+    MAX_ATTEMPTS = "MAX_PREDICT_ATTEMPTS"
+    ENDED_STATUSES = (Status.FAILED,)  # a retry goes on with the pictures not yet classified
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -105,35 +74,23 @@ class Classification(models.Model):
     def is_finished(self):
         return self.status in self.ENDED
 
-    def seconds_left(self) -> float | None:
-        """About how long the rest takes at the pace so far; None before the first pictures are done."""
-        if self.status != self.Status.RUNNING or not self.done or not self.total or self.started_at is None:
-            return None
-        elapsed = (timezone.now() - self.started_at).total_seconds()
-        return max(0.0, elapsed * (self.total - self.done) / self.done)
+    def fraction_done(self):
+        return self.done / self.total if self.total else 0.0
 
-    def claim_fence(self) -> dict:
-        """The row as this attempt holds it: writes conditional on it stop matching once another
-        attempt has it."""
-        return {"status": self.Status.RUNNING, "attempts": self.attempts}
+    def gave_up_message(self):
+        return (f"The worker stopped {self.attempts} times before it finished. The pictures classified so far "
+                "are kept; press Retry to classify the rest.")
 
-    def holds_claim(self) -> bool:
-        return Classification.objects.filter(id=self.id, **self.claim_fence()).exists()
 
     def record_progress(self, done: int, total: int) -> bool:
         self.done, self.total = done, total
-        return bool(Classification.objects.filter(id=self.id, **self.claim_fence()).update(done=done, total=total))
+        return bool(self.claimed_row().update(done=done, total=total))
 
     def finish(self, error: str = "") -> bool:
         status = self.Status.FAILED if error else self.Status.DONE
-        return bool(Classification.objects.filter(id=self.id, **self.claim_fence()).update(
+        return bool(self.claimed_row().update(
             status=status, error=error, finished_at=timezone.now(), heartbeat_at=None, done=self.done,
             total=self.total))
-
-    def retry(self) -> bool:
-        """Queue a failed classification again: it goes on with the pictures not yet classified."""
-        return bool(Classification.objects.filter(id=self.id, status=self.Status.FAILED).update(
-            status=self.Status.QUEUED, error="", attempts=0, finished_at=None))
 
     def unsure_pictures(self):
         """The pictures the model doubted (mlcore/familiarity.py), and those below the owner's threshold."""

@@ -10,4 +10,4 @@ class WeightsDownloadAdmin(admin.ModelAdmin):
     list_display = ("base", "status", "bytes_done", "bytes_total", "requested_by", "created_at", "finished_at")
     list_filter = ("status", "base")
     readonly_fields = ("base", "requested_by", "status", "bytes_done", "bytes_total", "error", "created_at",
-                       "started_at", "updated_at", "finished_at")
+                       "started_at", "heartbeat_at", "finished_at")

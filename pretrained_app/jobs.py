@@ -5,6 +5,7 @@ import time
 
 from django.conf import settings
 
+from dlsite.jobs import ClaimLost
 from mlcore.pretrained import CATALOGUE, WeightsRefused, fetch
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def download_url(name):
 
 def run_download(download):
     """Download the file a WeightsDownload row asks for, writing its progress on the row as it goes.
-    Ends with the row done, or failed with the reason in plain words."""
+    Ends with the row done, or failed with the reason in plain words; ClaimLost when another
+    attempt has it."""
     last = 0.0
 
     def progress(done, total):
@@ -39,6 +41,8 @@ def run_download(download):
 
     try:
         path = fetch(download.base, weights_folder(), settings.PRETRAINED_WEIGHTS_URL or None, progress)
+    except ClaimLost:
+        raise
     except WeightsRefused as refusal:
         logger.warning("Download of the %s weights refused: %s", download.base, refusal)
         download.finish(str(refusal))

@@ -1,28 +1,17 @@
-"""One download of a pretrained network's weights file, asked for on the staff page: the row is the
-truth about it, written by the worker as the bytes arrive and polled by the page."""
-from datetime import timedelta
-
+"""One download of a pretrained network's weights file, asked for on the staff page: a job
+(dlsite/jobs.py) written by the worker as the bytes arrive and polled by the page."""
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-# A download writes its progress at least this often; one silent for longer lost its worker (or
-# never found one), and no longer stops a new download of the same file.
-STALE_AFTER = timedelta(minutes=10)
+from dlsite.jobs import Job, JobQuerySet
 
 
-class WeightsDownloadQuerySet(models.QuerySet):
+class WeightsDownloadQuerySet(JobQuerySet):
     def active(self):
-        """Queued or running, and heard from lately."""
-        return self.filter(status__in=[WeightsDownload.Status.QUEUED, WeightsDownload.Status.RUNNING],
-                           updated_at__gte=timezone.now() - STALE_AFTER)
-
-    def claim(self, download_id):
-        """Take a queued download for this worker; None when another delivery already has it."""
-        now = timezone.now()
-        claimed = self.filter(id=download_id, status=WeightsDownload.Status.QUEUED).update(
-            status=WeightsDownload.Status.RUNNING, started_at=now, updated_at=now)
-        return self.get(id=download_id) if claimed else None
+        """Queued, or running and heard from lately: a silent one no longer stops a new download of
+        the same file."""
+        return super().active().exclude(id__in=self.stale().values("id"))
 
     def latest_per_base(self):
         """{base name: its most recent download}."""
@@ -32,7 +21,7 @@ class WeightsDownloadQuerySet(models.QuerySet):
         return latest
 
 
-class WeightsDownload(models.Model):
+class WeightsDownload(Job):
     class Status(models.TextChoices):
         QUEUED = "queued", "Waiting for a worker"
         RUNNING = "running", "Downloading"
@@ -44,13 +33,13 @@ class WeightsDownload(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
     bytes_done = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(null=True, blank=True)
-    error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     objects = WeightsDownloadQuerySet.as_manager()
+
+    TASK = "pretrained.download_weights"
+    AGAIN = "start the download again"
+    OWNER = "requested_by"
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -58,13 +47,12 @@ class WeightsDownload(models.Model):
     def __str__(self):
         return f"{self.base} download {self.id} ({self.status})"
 
+    def fraction_done(self):
+        return min(1.0, self.bytes_done / self.bytes_total) if self.bytes_total else 0.0
+
     def record_progress(self, done, total):
-        now = timezone.now()
-        WeightsDownload.objects.filter(id=self.id).update(bytes_done=done, bytes_total=total, updated_at=now)
-        self.bytes_done, self.bytes_total, self.updated_at = done, total, now
+        self.record(bytes_done=done, bytes_total=total, heartbeat_at=timezone.now())
 
     def finish(self, error=""):
-        now = timezone.now()
         status = self.Status.FAILED if error else self.Status.DONE
-        WeightsDownload.objects.filter(id=self.id).update(status=status, error=error, finished_at=now, updated_at=now)
-        self.status, self.error, self.finished_at, self.updated_at = status, error, now, now
+        self.record(status=status, error=error, finished_at=timezone.now())

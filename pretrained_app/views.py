@@ -21,7 +21,7 @@ from mlcore.pretrained import CATALOGUE, WeightsRefused, store_verified, target_
 from mlcore.words import file_size
 
 from .jobs import download_url, weights_folder
-from .models import STALE_AFTER, WeightsDownload
+from .models import WeightsDownload
 from .tasks import download_weights
 
 POLL_MS = 1000
@@ -71,7 +71,7 @@ def _download_row(download, now):
     if download is None:
         return None
     waiting = download.status in (WeightsDownload.Status.QUEUED, WeightsDownload.Status.RUNNING)
-    active = waiting and download.updated_at >= now - STALE_AFTER
+    active = waiting and not download.is_silent(now)
     done, total = download.bytes_done, download.bytes_total
     percent = 100.0 if download.status == WeightsDownload.Status.DONE else (
         round(min(100.0, 100 * done / total), 1) if total else 0.0)
@@ -81,11 +81,11 @@ def _download_row(download, now):
         text = (f"Downloading: {file_size(done)} of {file_size(total)} ({percent:.0f} %)" if total
                 else f"Downloading: {file_size(done)} so far")
     elif download.status == WeightsDownload.Status.DONE:
-        text = f"Downloaded and checked {_moment(download.finished_at or download.updated_at, now)}."
+        text = f"Downloaded and checked {_moment(download.finished_at or download.last_heard(), now)}."
     else:
-        text = f"The download {_moment(download.finished_at or download.updated_at, now)} failed."
+        text = f"The download {_moment(download.finished_at or download.last_heard(), now)} failed."
     if waiting and not active:
-        text = (f"No word from this download since {_moment(download.updated_at, now)}: the worker doing it may "
+        text = (f"No word from this download since {_moment(download.last_heard(), now)}: the worker doing it may "
                 "have stopped. Start it again.")
     return {"id": download.id, "status": download.status, "status_label": download.get_status_display(),
             "active": active, "bytes_done": done, "bytes_total": total, "percent": percent, "text": text,

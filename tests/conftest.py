@@ -129,7 +129,10 @@ test_database_url.__test__ = False  # a helper, not a test
 
 # What the test workers run with: heartbeats and the reaper on a short clock, so that a
 # killed worker is noticed within seconds (the defaults are minutes).
-WORKER_SETTINGS = {"HEARTBEAT_INTERVAL_S": "1", "HEARTBEAT_STALE_S": "6", "REAPER_INTERVAL_S": "2"}
+# A queued job no worker took is sent again after UNCLAIMED_AFTER_S: longer than a worker takes to
+# start again after a test kills it, or a job waiting for it would fail.
+WORKER_SETTINGS = {"HEARTBEAT_INTERVAL_S": "1", "HEARTBEAT_STALE_S": "6", "REAPER_INTERVAL_S": "2",
+                   "UNCLAIMED_AFTER_S": "15"}
 
 
 WORKER_PROGRAMS = ("default", "training", "beat")

@@ -13,7 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from predict_app.models import Classification
-from predict_app.tasks import classify_many, reap_stale_classifications
+from dlsite.jobs import reap_jobs
+from predict_app.tasks import classify_many
 from tests.images import CLASSES, image_bytes, make_zip
 
 
@@ -150,7 +151,7 @@ def test_a_lost_worker_is_replaced_and_the_next_attempt_goes_on_where_it_stopped
     job.images.exclude(id__in=[i for i, _ in first]).update(label="", confidence=None, probabilities=None)
     Classification.objects.filter(pk=job.pk).update(status="running", done=3, heartbeat_at=timezone.now() - timedelta(
         seconds=settings.HEARTBEAT_STALE_S + 5))
-    reap_stale_classifications()
+    reap_jobs()
     job.refresh_from_db()
     assert job.status == "queued"
     classify_many(job.id)
@@ -168,7 +169,7 @@ def test_an_attempt_cut_off_while_reading_a_zip_goes_on_after_the_pictures_it_st
     job.images.exclude(id__in=[i for i, _ in kept]).delete()  # the first attempt stored three, then died
     Classification.objects.filter(pk=job.pk).update(status="running", done=3, heartbeat_at=timezone.now() - timedelta(
         seconds=settings.HEARTBEAT_STALE_S + 5))
-    reap_stale_classifications()
+    reap_jobs()
     classify_many(job.id)
     job.refresh_from_db()
     assert (job.status, job.attempts, job.done, job.total) == ("done", 2, 6, 6)
@@ -189,7 +190,7 @@ def test_after_the_last_attempt_it_fails_and_retry_goes_on(alice, model, setting
     job = start_zip(alice, model, pictures(3))
     Classification.objects.filter(pk=job.pk).update(status="running", attempts=settings.MAX_PREDICT_ATTEMPTS,
                                                     heartbeat_at=timezone.now() - timedelta(hours=1))
-    reap_stale_classifications()
+    reap_jobs()
     job.refresh_from_db()
     assert job.status == "failed" and "press Retry" in job.error
     page = alice.get(reverse("predict:classification", args=[job.pk])).content.decode()

@@ -15,8 +15,9 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from tests.conftest import ROOT, new_run, test_database_url, wait_for
-from training_app.heartbeat import Heartbeat
-from training_app.models import ClaimLost, EpochMetric, TrainingRun
+from dlsite.heartbeat import Heartbeat
+from dlsite.jobs import ClaimLost
+from training_app.models import EpochMetric, TrainingRun
 from training_app.tasks import train
 
 @pytest.fixture(autouse=True)
@@ -128,7 +129,7 @@ def test_the_heartbeat_keeps_beating_after_a_database_error(shapes, monkeypatch,
     with Heartbeat(run, interval_s=0.05):
         wait_for(lambda: failures and TrainingRun.objects.get(id=run.id).heartbeat_at > failures[0], timeout=10,
                  interval=0.05, what="a beat after the failed one")
-    assert f"Run {run.id}: a heartbeat failed (server closed the connection unexpectedly)" in caplog.text
+    assert f"Training run {run.id}: a heartbeat failed (server closed the connection unexpectedly)" in caplog.text
     assert not run.claim_lost
 
 

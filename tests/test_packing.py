@@ -48,7 +48,7 @@ def test_a_pool_of_processes_packs_the_same_arrays(tmp_path, monkeypatch):
 
 
 def test_runs_with_the_same_input_share_one_pack_built_once(shapes):
-    # Claimed, as a worker takes them: a run's writes need the claim (training_app.models.ClaimLost).
+    # Claimed, as a worker takes them: a run's writes need the claim (dlsite.jobs.ClaimLost).
     first, second = (TrainingRun.objects.claim(new_run(shapes, image_size=12).id) for _ in range(2))
     other_size = new_run(shapes, image_size=10)
     assert pack_folder(first) == pack_folder(second) != pack_folder(other_size)

@@ -36,7 +36,9 @@ def fresh_health():
     cache.delete(HEALTHZ_CACHE_KEY)
 
 
-DETAILS = {"database": "ok", "broker": "ok", "workers": {"default": 0, "training": 0}, "status": "degraded"}
+NO_JOBS = {"queued": 0, "running": 0, "silent": 0}
+DETAILS = {"database": "ok", "broker": "ok", "workers": {"default": 0, "training": 0}, "status": "degraded",
+           "jobs": dict.fromkeys(["upload", "trainingrun", "modelexport", "classification", "weightsdownload"], NO_JOBS)}
 
 
 def test_health_is_503_and_only_the_status_for_anonymous_callers(client, db, fresh_health):

@@ -323,7 +323,7 @@ def test_the_status_shows_a_running_download_and_a_silent_one(staff, folder):
     row = next(row for row in staff.get(reverse("pretrained:status")).json()["networks"] if row["name"] == "mobilenetv2")
     assert row["download"]["active"] and row["download"]["percent"] == 25.0
     assert row["download"]["text"] == "Downloading: 2.4 MB of 9.5 MB (25 %)"
-    WeightsDownload.objects.filter(id=running.id).update(updated_at=timezone.now() - timezone.timedelta(hours=1))
+    WeightsDownload.objects.filter(id=running.id).update(heartbeat_at=timezone.now() - timezone.timedelta(hours=1))
     status = staff.get(reverse("pretrained:status")).json()
     row = next(row for row in status["networks"] if row["name"] == "mobilenetv2")
     assert not status["active"] and row["can_download"] and "the worker doing it may have stopped" in row["download"]["text"]

@@ -95,7 +95,7 @@ def test_the_json_has_every_section_and_leaks_nothing_of_other_people(alice, sha
 
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     data = response.json()
-    assert set(data) == {"waiting", "training", "finished", "workers"}
+    assert set(data) == {"waiting", "training", "finished", "jobs", "workers"}
     assert set(data["waiting"]) == {"rows", "total", "mine", "summary"}
     assert (data["waiting"]["total"], data["waiting"]["mine"]) == (6, 2)
     other, own = data["waiting"]["rows"][:2]
@@ -131,11 +131,11 @@ def test_a_training_run_shows_where_and_how_far(alice, shapes):
     assert "Not heard from" not in page
 
 
-def test_a_run_not_heard_from_for_two_minutes_says_so(alice, shapes):
+def test_a_run_not_heard_from_past_the_stale_limit_says_so(alice, shapes):
     now = timezone.now()
     quiet = run_at(shapes, 30, status="running", worker_host="gpu-2", started_at=now - timedelta(minutes=20),
                    heartbeat_at=now - timedelta(minutes=10), phase="Packing images", phase_done=3, phase_total=9)
-    run_at(shapes, 20, status="running", worker_host="gpu-3", started_at=now, heartbeat_at=now - timedelta(seconds=90))
+    run_at(shapes, 20, status="running", worker_host="gpu-3", started_at=now, heartbeat_at=now - timedelta(seconds=60))
 
     response = alice.get(QUEUE)
 
@@ -149,6 +149,25 @@ def test_a_run_not_heard_from_for_two_minutes_says_so(alice, shapes):
     page = response.content.decode()
     assert page.count("Not heard from since") == 1 and 'class="stale"' in page
     assert alice.get(STATUS).json()["training"]["rows"][0]["stale"] is True
+
+
+def test_the_queue_lists_every_kind_of_job_with_the_reapers_stale_limit(alice, shapes, settings):
+    now = timezone.now()
+    settings.HEARTBEAT_STALE_S = 30
+    run_at(shapes, 20, status="running", started_at=now, heartbeat_at=now - timedelta(seconds=45))
+    run_at(shapes, 10)  # waiting
+    shapes.uploads.create(original_name="more.zip", status="queued")
+
+    response = alice.get(QUEUE)
+
+    jobs = {row["kind"]: row for row in response.context["queue"]["jobs"]}
+    assert set(jobs) == {"upload", "trainingrun", "classification", "modelexport", "weightsdownload"}
+    assert (jobs["trainingrun"]["queued"], jobs["trainingrun"]["running"], jobs["trainingrun"]["silent"]) == (1, 1, 1)
+    assert (jobs["upload"]["queued"], jobs["classification"]["queued"]) == (1, 0)
+    assert response.context["queue"]["training"]["rows"][0]["stale"] is True  # the same limit as the reaper's
+    page = response.content.decode()
+    assert '<tr data-kind="trainingrun">' in page and "Training runs" in page
+    assert alice.get(STATUS).json()["jobs"] == response.context["queue"]["jobs"]
 
 
 def test_finished_lists_the_last_twenty_of_ones_own_newest_first(alice, shapes, secret):

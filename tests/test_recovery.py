@@ -10,7 +10,7 @@ from mlcore.presets import preset_spec
 from mlcore.training import TrainingConfig, finished_epochs_in_backup, train_model
 from tests.conftest import new_run, wait_for
 from training_app.models import TrainingRun
-from training_app.tasks import reap_stale_runs
+from dlsite.jobs import reap_jobs
 
 
 def running(run, seconds_since_heartbeat, attempts=1, **fields):
@@ -54,7 +54,7 @@ def test_the_reaper_task_queues_the_run_again(shapes, settings):
     """The whole loop, with real workers and beat, is the last test of this module."""
     settings.HEARTBEAT_STALE_S = 60
     run = running(new_run(shapes), 120)
-    reap_stale_runs()
+    reap_jobs()
     run.refresh_from_db()
     assert run.status == "queued"
 

@@ -14,11 +14,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from datasets_app import ingestion
-from datasets_app.heartbeat import UploadHeartbeat
+from dlsite.heartbeat import Heartbeat
 from datasets_app.folder_upload import save_batch
 from datasets_app.ingestion import ingest_upload
 from datasets_app.models import Dataset, Upload
-from datasets_app.tasks import reap_stale_uploads
+from dlsite.jobs import reap_jobs
 from tests.conftest import new_run, wait_for
 from tests.images import image_bytes, labelled_zip, make_zip
 from training_app.models import TrainingRun
@@ -178,7 +178,7 @@ def test_after_the_last_attempt_the_upload_fails_keeping_nothing(user, settings)
     ingest_upload(Upload.objects.claim(upload.id))  # as if the third attempt had written its rows and died
     assert dataset.images.count() == 15
     upload = stale(upload, 120, attempts=3)
-    reap_stale_uploads()
+    reap_jobs()
     upload.refresh_from_db()
     assert upload.status == "failed" and not dataset.is_busy()
     assert upload.error.startswith("The worker stopped while reading these files, 3 times; nothing from them was kept.")
@@ -235,7 +235,7 @@ def test_the_heartbeat_survives_a_database_error(user, settings, monkeypatch):
         return real_update(queryset, **values)
 
     monkeypatch.setattr(QuerySet, "update", update_failing_once)
-    with UploadHeartbeat(upload, interval_s=0.05) as heartbeat:
+    with Heartbeat(upload, interval_s=0.05) as heartbeat:
         wait_for(lambda: Upload.objects.get(id=upload.id).heartbeat_at > timezone.now() - timedelta(minutes=1),
                  timeout=10, what="a beat after the error")
     assert failures and not heartbeat.lost.is_set()
@@ -281,3 +281,17 @@ def test_an_upload_whose_worker_is_killed_is_read_again_and_counted_once(celery_
     assert (upload.accepted, upload.duplicates, dataset.images.count()) == (6000, 0, 6000)
     assert len(set(dataset.images.values_list("original_name", flat=True))) == 6000
     assert not dataset.is_busy() and not zip_path.exists()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_whose_message_never_reached_a_worker_is_sent_again_and_read(celery_workers, user):
+    """A queued upload whose broker message was lost (here: never sent) does not wait for ever: the
+    reaper on beat sends it again once no worker has taken it within UNCLAIMED_AFTER_S."""
+    dataset = Dataset.objects.create(owner=user, name="lost")
+    upload = zip_upload(dataset)  # queued, and no message sent
+    upload = wait_for(lambda: Upload.objects.filter(id=upload.id, status__in=Upload.ENDED).first(),
+                      timeout=180, what="the reaper to send the upload again and a worker to read it")
+    assert upload.status == "done", upload.error + celery_workers.log("default")
+    assert (upload.attempts, upload.resends, dataset.images.count()) == (1, 0, 15)
+    assert f"Upload {upload.id} waited for a worker too long" in celery_workers.log("default")

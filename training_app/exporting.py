@@ -26,7 +26,7 @@ def make(export: ModelExport):
         return
     import keras
 
-    export.record(status=ModelExport.Status.MAKING, phase="Reading the model and its test pictures")
+    export.record(phase="Reading the model and its test pictures")
     size, channels, class_names = (run.image_size, run.image_size), run.channels, run.class_names
     info = ModelInfo(class_names, size, channels, run.resize_mode)
     _, data = load_arrays(run, on_phase=lambda phase, done=0, total=0: export.record(phase=phase))

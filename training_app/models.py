@@ -1,17 +1,15 @@
 import math
 import shutil
 import socket
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from dlsite.jobs import ClaimLost, Job, JobQuerySet
 from mlcore import insights
 from mlcore.formats import FORMATS
 from mlcore.options import choices, default
@@ -22,14 +20,7 @@ from mlcore.training import TrainingConfig
 NETWORK_CHOICES = [(key, preset["label"]) for key, preset in PRESET_SPECS.items()] + [("custom", "Built by hand")]
 
 
-class TrainingRunQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        return self.filter(owner=user) if user.is_authenticated else self.none()
-
-    def active(self):
-        """Runs waiting or training."""
-        return self.filter(status__in=TrainingRun.ACTIVE)
-
+class TrainingRunQuerySet(JobQuerySet):
     def with_model(self):
         return self.filter(status__in=[TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED]).exclude(model_file="")
 
@@ -42,21 +33,6 @@ class TrainingRunQuerySet(models.QuerySet):
         if not seconds or not seconds[len(seconds) // 2]:
             return None
         return run.train_count / seconds[len(seconds) // 2], run.image_size
-
-    def claim(self, run_id):
-        """Take a queued run for this worker process; None when another delivery already has it.
-
-        A conditional update, so two deliveries of the same message cannot both train. The
-        attempt number it sets is this worker's claim: every later write of the worker is
-        conditional on it (TrainingRun.record). `started_at` stays the first attempt's, and the
-        phase an earlier attempt or the reaper left ("Waiting to continue ...") is cleared.
-        """
-        now = timezone.now()
-        claimed = self.filter(id=run_id, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.RUNNING, started_at=Coalesce(F("started_at"), now), heartbeat_at=now,
-            attempts=F("attempts") + 1, worker_host=socket.gethostname(), phase="", phase_done=0, phase_total=0,
-        )
-        return self.get(id=run_id) if claimed else None
 
     def delete_unless_running(self, run_id):
         """Delete a run that no worker is training; False when one is (it must be stopped first).
@@ -71,32 +47,8 @@ class TrainingRunQuerySet(models.QuerySet):
             run.delete()
             return True
 
-    def reap_stale(self):
-        """Runs whose worker stopped sending heartbeats: queue them again, or give up after
-        MAX_TRAINING_ATTEMPTS. Returns the ids to send to a worker again.
 
-        Each change is a conditional update on the row as it was read, so two reapers at
-        once (or a heartbeat arriving late) cannot both act on one run.
-        """
-        now = timezone.now()
-        cutoff = now - timedelta(seconds=settings.HEARTBEAT_STALE_S)
-        requeued = []
-        for run in self.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff):
-            unchanged = self.filter(id=run.id, status=TrainingRun.Status.RUNNING, heartbeat_at=run.heartbeat_at)
-            if run.cancel_requested:
-                unchanged.update(status=TrainingRun.Status.CANCELLED, finished_at=now, phase="")
-            elif run.attempts >= settings.MAX_TRAINING_ATTEMPTS:
-                unchanged.update(status=TrainingRun.Status.FAILED, finished_at=now, phase="", error=(
-                    f"The worker training this run stopped {run.attempts} times before it finished "
-                    f"(the last time during epoch {run.epoch or 1}). This happens when the worker runs out "
-                    "of memory or its machine restarts: try a smaller batch size or image size."))
-            elif unchanged.update(status=TrainingRun.Status.QUEUED, worker_host="",
-                                  phase="Waiting to continue: its worker stopped"):
-                requeued.append(run.id)
-        return requeued
-
-
-class TrainingRun(models.Model):
+class TrainingRun(Job):
     class Status(models.TextChoices):
         QUEUED = "queued", "Waiting for a worker"
         RUNNING = "running", "Training"
@@ -142,14 +94,9 @@ class TrainingRun(models.Model):
     # The job
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     cancel_requested = models.BooleanField(default=False)
-    attempts = models.PositiveIntegerField(default=0)
     worker_host = models.CharField(max_length=255, blank=True)
     devices = models.CharField(max_length=255, blank=True, help_text="What trained it: the GPUs, or the CPU.")
     mixed_precision = models.BooleanField(default=False)
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
 
     # Where it is
     phase = models.CharField(max_length=64, blank=True)
@@ -180,11 +127,39 @@ class TrainingRun(models.Model):
 
     objects = TrainingRunQuerySet.as_manager()
 
+    TASK = "training.train_run"
+    QUEUE = "training"
+    AGAIN = "use “Train again with changes” to start it again"
+    MAX_ATTEMPTS = "MAX_TRAINING_ATTEMPTS"
+
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
         return f"Run {self.id} on {self.dataset}"
+
+    # The job: what the reaper writes (dlsite/jobs.py). The phase an earlier attempt or the reaper left
+    # ("Waiting to continue ...") is cleared by the next claim.
+
+    @classmethod
+    def fields_when_claimed(cls):
+        return {"worker_host": socket.gethostname(), "phase": "", "phase_done": 0, "phase_total": 0}
+
+    def fields_when_requeued(self):
+        return {"worker_host": "", "phase": "Waiting to continue: its worker stopped"}
+
+    def fields_when_ended(self):
+        return {"phase": ""}
+
+    def end_when_stale(self):
+        if self.cancel_requested:
+            return self.Status.CANCELLED, ""
+        return super().end_when_stale()
+
+    def gave_up_message(self):
+        return (f"The worker training this run stopped {self.attempts} times before it finished "
+                f"(the last time during epoch {self.epoch or 1}). This happens when the worker runs out "
+                "of memory or its machine restarts: try a smaller batch size or image size.")
 
     @property
     def fine_tunes(self):
@@ -295,34 +270,18 @@ class TrainingRun(models.Model):
         total = self.total_epochs * self.batches_per_epoch
         return min(1.0, ((self.epoch - 1) * self.batches_per_epoch + self.batch) / total)
 
-    def seconds_left(self):
-        fraction = self.fraction_done()
-        if self.status != self.Status.RUNNING or not self.training_started_at or fraction <= 0.0:
-            return None
-        elapsed = (timezone.now() - self.training_started_at).total_seconds()
-        return max(0.0, elapsed / fraction - elapsed)
+    def progress_started_at(self):
+        return self.training_started_at
 
     # Writes from the worker. Each is one short UPDATE, so the web never waits on them, and each is
-    # conditional on the worker's claim: the run still running, at the attempt this worker claimed.
-    # A worker frozen past HEARTBEAT_STALE_S may wake after the reaper gave the run to another one;
-    # its writes then match no row and raise ClaimLost, which stops it without changing anything.
-
-    # Set by the heartbeat thread when its beat found the claim gone (heartbeat.py).
-    claim_lost = False
-
-    def claimed_row(self):
-        return TrainingRun.objects.filter(id=self.id, status=self.Status.RUNNING, attempts=self.attempts)
+    # conditional on the worker's claim (dlsite/jobs.py): a worker frozen past the stale limit may
+    # wake after the reaper gave the run to another one; its writes then match no row and raise
+    # ClaimLost, which stops it without changing anything.
 
     def record(self, **fields):
-        """Write `fields` to the run's row, if this worker still holds its claim; else raise ClaimLost."""
-        if self.claim_lost:
-            raise ClaimLost(self)
-        fields["heartbeat_at"] = timezone.now()
-        if not self.claimed_row().update(**fields):
-            self.claim_lost = True
-            raise ClaimLost(self)
-        for name, value in fields.items():
-            setattr(self, name, value)
+        """Write `fields` to the run's row, if this worker still holds its claim; else raise ClaimLost.
+        Each write is a heartbeat too."""
+        super().record(heartbeat_at=timezone.now(), **fields)
 
     def record_phase(self, phase, done=0, total=0):
         self.record(phase=phase, phase_done=done, phase_total=total)
@@ -357,8 +316,7 @@ class TrainingRun(models.Model):
 
     def request_cancel(self):
         """Stop a run: a waiting one at once, a running one at its next batch."""
-        if TrainingRun.objects.filter(id=self.id, status=self.Status.QUEUED).update(
-                status=self.Status.CANCELLED, finished_at=timezone.now(), phase=""):
+        if self.cancel_queued(phase=""):
             return
         TrainingRun.objects.filter(id=self.id, status=self.Status.RUNNING).update(cancel_requested=True)
 
@@ -372,14 +330,6 @@ class TrainingRun(models.Model):
     def deletable(self):
         """A running run is not: its worker would keep writing to it. Stop it first."""
         return self.status != self.Status.RUNNING
-
-
-class ClaimLost(Exception):
-    """The worker's claim on a run is gone: the reaper gave the run to another worker (or ended it, or
-    it was deleted) while this one was frozen or cut off. The worker stops and writes nothing more."""
-
-    def __init__(self, run):
-        super().__init__(f"Run {run.id}: this worker's claim (attempt {run.attempts}) was taken over")
 
 
 @receiver(post_delete, sender=TrainingRun)
@@ -409,13 +359,13 @@ class EpochMetric(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "epoch"], name="one_row_per_epoch")]
 
 
-class ModelExport(models.Model):
+class ModelExport(Job):
     """One format of a run's model (mlcore/formats.py): made by a worker, loaded again in a fresh process
     by its own runtime and compared with the original before it is offered for download."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Waiting for a worker"
-        MAKING = "making", "Being made and checked"
+        RUNNING = "making", "Being made and checked"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 
@@ -423,8 +373,7 @@ class ModelExport(models.Model):
     kind = models.CharField(max_length=16, choices=[(key, f.label) for key, f in FORMATS.items()])
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     phase = models.CharField(max_length=64, blank=True)
-    requested_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)  # when it was last asked for
     file = models.CharField(max_length=255, blank=True, help_text="Relative to MEDIA_ROOT")
     size_bytes = models.BigIntegerField(null=True, blank=True)
     # What the check found: on `checked_pictures` test pictures, the largest difference of any
@@ -433,28 +382,31 @@ class ModelExport(models.Model):
     max_difference = models.FloatField(null=True, blank=True)
     accuracy = models.FloatField(null=True, blank=True)
     original_accuracy = models.FloatField(null=True, blank=True)
-    error = models.TextField(blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    TASK = "exports.make"
+    AGAIN = "press “Make again”"
+    OWNER = "run__owner"
 
     class Meta:
         ordering = ["run", "kind"]
         constraints = [models.UniqueConstraint(fields=["run", "kind"], name="one_export_per_format")]
 
-    # A worker that died while making one leaves it "making": after this long it may be asked for again.
-    STALE_AFTER = timedelta(minutes=30)
-
     @classmethod
     def request(cls, run, kind):
-        """The export of `run` in format `kind`, queued to be made (again) unless it is on its way;
+        """The export of `run` in format `kind`, queued to be made (again) unless it is on its way (the
+        reapers keep a job on its way only while a worker has it or it waits for one);
         (export, whether a worker must be sent)."""
         export, created = cls.objects.get_or_create(run=run, kind=kind)
         if created:
             return export, True
-        on_its_way = export.status in (cls.Status.QUEUED, cls.Status.MAKING)
-        if on_its_way and export.requested_at > timezone.now() - cls.STALE_AFTER:
+        if export.status in (cls.Status.QUEUED, cls.Status.RUNNING):
             return export, False
         cls.objects.filter(id=export.id).update(
-            status=cls.Status.QUEUED, phase="", requested_at=timezone.now(), finished_at=None, file="",
-            size_bytes=None, checked_pictures=0, max_difference=None, accuracy=None, original_accuracy=None, error="")
+            status=cls.Status.QUEUED, phase="", created_at=timezone.now(), started_at=None, heartbeat_at=None,
+            attempts=0, queued_at=None, resends=0, finished_at=None, file="", size_bytes=None, checked_pictures=0, max_difference=None,
+            accuracy=None, original_accuracy=None, error="")
         export.refresh_from_db()
         return export, True
 
@@ -466,10 +418,8 @@ class ModelExport(models.Model):
     def path(self):
         return settings.MEDIA_ROOT / self.file
 
-    def record(self, **fields):
-        ModelExport.objects.filter(id=self.id).update(**fields)
-        for name, value in fields.items():
-            setattr(self, name, value)
+    def fields_when_ended(self):
+        return {"phase": ""}
 
     def finish(self, archive, checked_pictures, **check):
         self.record(status=self.Status.READY, phase="", finished_at=timezone.now(),
@@ -485,5 +435,7 @@ class ModelExport(models.Model):
         try:
             return self.path.open("rb")
         except FileNotFoundError:
-            self.fail("Its file was removed from the server's disk: make it again.")
+            ModelExport.objects.filter(id=self.id, status=self.Status.READY).update(
+                status=self.Status.FAILED, finished_at=timezone.now(), error="Its file was removed from the server's disk: make it again.")
+            self.refresh_from_db()
             return None

@@ -233,7 +233,7 @@ def export_rows(run):
             "kind": kind, "label": fmt.label, "words": fmt.words,
             "status": export.status if export else "",
             "state": _export_state(export, fmt),
-            "busy": export is not None and export.status in (ModelExport.Status.QUEUED, ModelExport.Status.MAKING),
+            "busy": export is not None and export.status in (ModelExport.Status.QUEUED, ModelExport.Status.RUNNING),
             "failed": export is not None and export.status == ModelExport.Status.FAILED,
             "size": file_size(export.size_bytes) if ready else "",
             "download_url": reverse("training:export_download", args=[run.pk, kind]) if ready else "",

@@ -22,6 +22,7 @@ from django.utils.dateformat import format as format_date
 from supervisor import childutils
 from supervisor.xmlrpc import UnixStreamHTTPConnection
 
+from dlsite.jobs import job_counts
 from dlsite.workers import QUEUES, check_broker, live_workers
 from mlcore.words import ago, colour as colour_word, count, duration
 
@@ -29,7 +30,6 @@ from .models import TrainingRun
 
 logger = logging.getLogger(__name__)
 
-STALE_AFTER_S = 120  # a running run writes its heartbeat at every batch; two minutes of silence is not normal
 FINISHED_SHOWN = 20
 WORKERS_TIMEOUT_S = 1.0
 # Every open queue page asks every 2.5 s, and each question holds a web thread for a whole
@@ -97,7 +97,7 @@ def queue_sections(user):
     now = timezone.now()
     runs = TrainingRun.objects.all()
     return {"waiting": waiting_line(runs, user, now), "training": training_now(runs, user, now),
-            "finished": finished_recently(runs, user, now)}
+            "finished": finished_recently(runs, user, now), "jobs": job_counts(now)}
 
 
 def workers_report():
@@ -144,9 +144,9 @@ def _waiting_row(run, place, now):
 
 
 def _running_row(run, now):
-    heard = run.heartbeat_at or run.started_at or now
+    heard = run.last_heard()
     silent_s = max(0.0, (now - heard).total_seconds())
-    stale = silent_s > STALE_AFTER_S
+    stale = run.is_silent(now)  # the limit the reaper reads (HEARTBEAT_STALE_S)
     seconds_left = run.seconds_left()
     phase = run.phase or "Starting"
     if run.phase_total:

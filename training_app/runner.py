@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from datasets_app.versions import manifest_rows
+from dlsite.jobs import ClaimLost
 from mlcore import devices
 from mlcore.budget import AFTER_TRAINING_SHARE
 from mlcore.evaluation import evaluate
@@ -21,7 +22,7 @@ from mlcore.builder import build_model, unfreeze_top
 from mlcore.serving import ModelInfo, fit_familiarity, float32_twin, predict_batch, save_model
 from mlcore.training import finished_epochs_in_backup, train_model
 
-from .models import ClaimLost, TrainingRun
+from .models import TrainingRun
 
 logger = logging.getLogger(__name__)
 

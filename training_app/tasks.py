@@ -2,9 +2,11 @@ import logging
 
 from celery import shared_task
 
+from dlsite.heartbeat import Heartbeat
+from dlsite.jobs import ClaimLost
+
 from . import exporting
-from .heartbeat import Heartbeat
-from .models import ClaimLost, ModelExport, TrainingRun
+from .models import ModelExport, TrainingRun
 from .runner import train_run
 
 logger = logging.getLogger(__name__)
@@ -39,14 +41,6 @@ def _stop_without_writing(run):
                    "stopped without writing", run.id, run.attempts)
 
 
-@shared_task(name="training.reap_stale_runs")
-def reap_stale_runs():
-    """Run by the beat process every REAPER_INTERVAL_S: runs whose worker died go back to a worker."""
-    for run_id in TrainingRun.objects.reap_stale():
-        logger.warning("Run %s lost its worker; queued again to continue from its last finished epoch", run_id)
-        train.delay(run_id)
-
-
 def _explain(exc):
     """A failure in words a person can act on."""
     text = str(exc)
@@ -61,11 +55,17 @@ def _explain(exc):
 @shared_task(name="exports.make")
 def make_export(export_id: int):
     """Make and check one format of a run's model (training_app/exporting.py)."""
-    export = ModelExport.objects.filter(id=export_id).select_related("run").first()
-    if export is None:  # the run was deleted in between
+    export = ModelExport.objects.claim(export_id)
+    if export is None:  # a second delivery, or the run was deleted in between
         return
     try:
-        exporting.make(export)
+        with Heartbeat(export):
+            exporting.make(export)
+    except ClaimLost:
+        logger.warning("Export %s: another attempt holds it now; this one stopped", export_id)
     except Exception as exc:
         logger.exception("Export %s failed", export_id)
-        export.fail(f"The export stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
+        try:
+            export.fail(f"The export stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
+        except ClaimLost:
+            pass

@@ -53,6 +53,13 @@
       el("td", { className: "num", textContent: row.accuracy_text }), el("td", { textContent: row.when_text }));
   }
 
+  function jobRow(row) {
+    const tr = el("tr", null, el("td", { textContent: row.label }), el("td", { className: "num", textContent: row.queued }),
+      el("td", { className: "num", textContent: row.running }), el("td", { className: "num", textContent: row.silent }));
+    tr.dataset.kind = row.kind;
+    return tr;
+  }
+
   function workerItem(queue) {
     const title = el("strong", { textContent: queue.job[0].toUpperCase() + queue.job.slice(1) });
     const where = ` (queue “${queue.queue}”): `;
@@ -70,6 +77,7 @@
     others.textContent = data.training.others_text;
     others.hidden = !data.training.others_text;
     fill("finished", data.finished, finishedRow);
+    fill("jobs", data.jobs, jobRow);
     const error = document.getElementById("workers-error");
     error.textContent = data.workers.error;
     error.hidden = !data.workers.error;
