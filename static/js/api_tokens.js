@@ -1,4 +1,4 @@
-// The API tokens page: a "Copy" button on each command, and a question before a token is revoked.
+// The API tokens page: a "Copy" button on each command (site.js asks before a token is revoked).
 (function () {
   "use strict";
   const { el } = window.site;
@@ -21,11 +21,5 @@
                                   "aria-label": "Copy this command" });
     button.addEventListener("click", () => copy(pre, button));
     pre.before(el("div", { className: "copy-row" }, button));
-  }
-
-  for (const form of document.querySelectorAll("form[data-confirm]")) {
-    form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    });
   }
 })();
