@@ -300,7 +300,10 @@ def test_a_frozen_worker_that_wakes_after_its_run_moved_on_stops_without_writing
             frozen.wait(15)
         except subprocess.TimeoutExpired:  # a warm shutdown waits for the pool's new process to start
             pass
-        os.killpg(frozen.pid, signal.SIGKILL)
+        try:
+            os.killpg(frozen.pid, signal.SIGKILL)  # what is left of its group
+        except ProcessLookupError:
+            pass
         frozen.wait(30)
     finished.refresh_from_db()  # as both workers left it
     log = celery_workers.log("training")

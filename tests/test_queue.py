@@ -268,56 +268,56 @@ def test_the_page_asks_the_same_few_queries_however_many_runs_there_are(alice, s
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_in_a_browser_the_page_follows_the_runs_without_reloading(live_server, user, shapes, secret):
+def test_in_a_browser_the_page_follows_the_runs_without_reloading(request, live_server, user, shapes, secret):
     # Imported here, not at the top: tests/browser.py skips the whole module it is imported into
     # where Playwright or Chromium is missing, and only this test needs them.
     browser = pytest.importorskip("tests.browser")
     theirs, first, second = run_at(secret, 30), new_run(shapes), new_run(shapes)
 
-    with browser.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=browser.CHROMIUM, headless=True, args=browser.CHROMIUM_ARGS)
-        page = chromium.new_page()
-        errors = []
-        page.on("console", lambda message: browser._record_console_error(errors, message))
-        page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-        try:
-            page.goto(f"{live_server.url}{reverse('login')}")
-            page.fill("input[name=username]", user.username)
-            page.fill("input[name=password]", PASSWORD)
-            page.get_by_role("button", name="Log in").click()
-            page.get_by_role("link", name="Queue").click()
+    # The session's Chromium (tests/conftest.py `_chromium`): a second Playwright beside it is refused.
+    context = request.getfixturevalue("_chromium")(browser.CHROMIUM_ARGS).new_context()
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda message: browser._record_console_error(errors, message))
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    try:
+        page.goto(f"{live_server.url}{reverse('login')}")
+        page.fill("input[name=username]", user.username)
+        page.fill("input[name=password]", PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("link", name="Queue").click()
 
-            expect = browser.expect
-            expect(page.locator("#waiting-rows tr")).to_have_count(3)
-            expect(page.locator("#waiting-rows tr").first).to_contain_text("another person's run")
-            # The workers come from the polled JSON: none here.
-            expect(page.locator("#workers-list")).to_contain_text("Training models (queue “training”): No training worker")
-            expect(page.locator("#workers-asking")).to_have_count(0)
+        expect = browser.expect
+        expect(page.locator("#waiting-rows tr")).to_have_count(3)
+        expect(page.locator("#waiting-rows tr").first).to_contain_text("another person's run")
+        # The workers come from the polled JSON: none here.
+        expect(page.locator("#workers-list")).to_contain_text("Training models (queue “training”): No training worker")
+        expect(page.locator("#workers-asking")).to_have_count(0)
 
-            page.evaluate("window.notReloaded = true")
-            now = timezone.now()
-            TrainingRun.objects.filter(id=theirs.id).update(status="running", worker_host="gpu-9", started_at=now)
-            TrainingRun.objects.filter(id=first.id).update(
-                status="running", worker_host="gpu-7", started_at=now, heartbeat_at=now, training_started_at=now,
-                phase="Training", epoch=1, batch=1, batches_per_epoch=4)
-            expect(page.locator("#training-rows")).to_contain_text("gpu-7")
-            expect(page.locator("#training-rows")).to_contain_text("Epoch 1 of 2")
-            expect(page.locator("#training-others")).to_have_text("1 run of another person is training now.")
-            expect(page.locator("#waiting-rows tr")).to_have_count(1)
-            expect(page.locator("#waiting-rows tr td").first).to_have_text("1")
-            assert page.evaluate("window.notReloaded") is True
-            assert "gpu-9" not in page.content()
+        page.evaluate("window.notReloaded = true")
+        now = timezone.now()
+        TrainingRun.objects.filter(id=theirs.id).update(status="running", worker_host="gpu-9", started_at=now)
+        TrainingRun.objects.filter(id=first.id).update(
+            status="running", worker_host="gpu-7", started_at=now, heartbeat_at=now, training_started_at=now,
+            phase="Training", epoch=1, batch=1, batches_per_epoch=4)
+        expect(page.locator("#training-rows")).to_contain_text("gpu-7")
+        expect(page.locator("#training-rows")).to_contain_text("Epoch 1 of 2")
+        expect(page.locator("#training-others")).to_have_text("1 run of another person is training now.")
+        expect(page.locator("#waiting-rows tr")).to_have_count(1)
+        expect(page.locator("#waiting-rows tr td").first).to_have_text("1")
+        assert page.evaluate("window.notReloaded") is True
+        assert "gpu-9" not in page.content()
 
-            # The Cancel button the script drew posts with its token, the run leaves the line,
-            # and the person is back on the queue page.
-            page.locator("#waiting-rows").get_by_role("button", name="Cancel").click()
-            expect(page).to_have_url(re.compile(r"/runs/queue/$"))
-            expect(page.locator(".message.info")).to_contain_text("Stopping")
-            second.refresh_from_db()
-            assert second.status == "cancelled"
-            assert errors == []
-        finally:
-            chromium.close()
+        # The Cancel button the script drew posts with its token, the run leaves the line,
+        # and the person is back on the queue page.
+        page.locator("#waiting-rows").get_by_role("button", name="Cancel").click()
+        expect(page).to_have_url(re.compile(r"/runs/queue/$"))
+        expect(page.locator(".message.info")).to_contain_text("Stopping")
+        second.refresh_from_db()
+        assert second.status == "cancelled"
+        assert errors == []
+    finally:
+        context.close()
 
 
 # Last in the module: its workers live until the module ends, and every test above expects none.
