@@ -3,5 +3,5 @@
 Nothing here imports Django, so it can be used from a notebook, a script or a
 Celery task alike. TensorFlow is imported inside the functions that need it,
 never at module level: a worker's parent process must not initialise it before
-it forks (tensorflow/tensorflow#27074).
+it forks (its thread pools and device state do not survive a fork: docs/architecture.md).
 """
