@@ -4,7 +4,7 @@ import secrets
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.http import JsonResponse
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import redirect, render
@@ -48,14 +48,24 @@ def _health():
     health = {"database": _check_database(), "broker": check_broker()}
     workers = live_workers() if health["broker"] == "ok" else {}
     health["workers"] = {queue: len(workers.get(queue, [])) for queue in QUEUES}
-    healthy = health["database"] == "ok" and health["broker"] == "ok" and all(health["workers"].values())
+    health["jobs"] = _jobs() if health["database"] == "ok" else {}
+    healthy = (health["database"] == "ok" and "error" not in health["jobs"] and health["broker"] == "ok"
+               and all(health["workers"].values()))
     health["status"] = "ok" if healthy else "degraded"
-    # Every kind of job: how many wait, run, and went silent (a worker that died; the reaper acts soon).
-    health["jobs"] = {row["kind"]: {key: row[key] for key in ("queued", "running", "silent")} for row in job_counts()}
     # The errors can hold the broker's or the database's address with its password.
     for part in ("database", "broker"):
         health[part] = hide_url_passwords(health[part])
     return health
+
+
+def _jobs():
+    """Every kind of job: how many wait, run, and went silent (a worker that died; the reaper acts soon).
+    A database that answers but lacks the tables (not migrated) makes the site degraded, not a 500."""
+    try:
+        with transaction.atomic():  # on PostgreSQL a failed query would spoil the rest of a transaction
+            return {row["kind"]: {key: row[key] for key in ("queued", "running", "silent")} for row in job_counts()}
+    except DatabaseError as exc:
+        return {"error": str(exc)}
 
 
 def _may_see_health_details(request):

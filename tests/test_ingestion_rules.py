@@ -122,7 +122,7 @@ def test_many_processes_give_the_same_result_as_one(user, monkeypatch):
         dataset = Dataset.objects.create(owner=user, name=f"p{processes}")
         upload = Upload(dataset=dataset, original_name="s.zip")
         upload.file.save("s.zip", ContentFile(make_zip(files)), save=True)
-        ingestion.ingest_upload(upload, processes=processes)
+        ingestion.ingest_upload(Upload.objects.claim(upload.id), processes=processes)
         upload.refresh_from_db()
         results.append((
             (upload.status, upload.accepted, upload.duplicates, upload.rejected),
@@ -138,7 +138,7 @@ def test_a_byte_cap_reached_across_chunks_fails_and_keeps_nothing(user, monkeypa
     upload = Upload(dataset=dataset, original_name="s.zip")
     upload.file.save("s.zip", ContentFile(labelled_zip(per_class=6, size=32)), save=True)
     settings.MAX_ZIP_UNPACKED_BYTES = sum(len(image_bytes(k, 32, seed=0)) for k in ("spot",)) * 8
-    ingestion.ingest_upload(upload, processes=2)
+    ingestion.ingest_upload(Upload.objects.claim(upload.id), processes=2)
     upload.refresh_from_db()
     assert upload.status == "failed" and "limit" in upload.error
     assert dataset.images.count() == 0 and dataset.classes.count() == 0

@@ -2,6 +2,7 @@ import time
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -54,6 +55,20 @@ def test_health_details_are_for_staff(client, user, fresh_health):
     user.save()
     response = client.get(reverse("healthz"))
     assert response.status_code == 503 and response.json() == DETAILS
+
+
+def test_a_database_without_the_job_tables_is_degraded_and_never_a_server_error(client, user, fresh_health):
+    """A site whose database was not migrated (`make run` migrates; a server started by hand may not):
+    /healthz says degraded, and why to staff, instead of answering 500."""
+    user.is_staff = True
+    user.save()
+    client.force_login(user)
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute("DROP TABLE pretrained_app_weightsdownload")
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
+    assert "weightsdownload" in response.json()["jobs"]["error"]
 
 
 def test_health_details_are_for_callers_with_the_token(client, db, settings, fresh_health):
