@@ -10,14 +10,13 @@ need) with Adam at 0.001, 15 epochs of 32, trained in its own process with plain
 run's training pictures and tested on its test pictures.
 """
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import django_setup, fresh_site, import_zip, product_run, start_worker  # noqa: E402  (the same harness)
+from train import django_setup, fresh_site, import_zip, product_run, start_worker, stop_worker  # noqa: E402  (the same harness)
 
 
 def baseline(pack_folder):
@@ -59,8 +58,7 @@ def main():
     try:
         run = product_run(dataset, user, {})
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(30)
+        stop_worker(worker)
     done = subprocess.run([sys.executable, __file__, "--baseline-pack", run["pack"]], env=env, capture_output=True,
                           text=True, check=False)
     if done.returncode:

@@ -17,14 +17,13 @@ within 1e-4 of the original, 8 bits within 2 points of its accuracy.
 """
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak import mnist_zip  # noqa: E402
-from train import ROOT, fresh_site, import_zip, product_run, start_worker  # noqa: E402  (the same harness)
+from train import ROOT, fresh_site, import_zip, product_run, start_worker, stop_worker  # noqa: E402  (the same harness)
 
 FLOWERS_ZIP = ROOT.parent / "shared" / "data" / "flowers-mini.zip"
 MODELS = {
@@ -81,8 +80,7 @@ def main():
 
             export_all(TrainingRun.objects.filter(dataset=dataset).get(), name)
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(30)
+        stop_worker(worker)
 
 
 if __name__ == "__main__":

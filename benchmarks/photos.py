@@ -21,14 +21,13 @@ Dense 128, Adam, 15 epochs, batch 32, 180 x 180), trained in its own process wit
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import ROOT, django_setup, fresh_site, import_zip, product_run, start_worker  # noqa: E402  (the same harness)
+from train import ROOT, django_setup, fresh_site, import_zip, product_run, start_worker, stop_worker  # noqa: E402  (the same harness)
 
 DEFAULT_ZIP = ROOT.parent / "shared" / "data" / "flowers-train.zip"
 BASELINE_SIZE, BASELINE_EPOCHS = 180, 15
@@ -119,8 +118,7 @@ def main():
                 results[name] = product_run(dataset, user, {**(scratch_changes if name == "photos_scratch" else {}),
                                                             **quick})
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(30)
+        stop_worker(worker)
 
     base = results.get("baseline", {})
     for name in ("photos", "photos_scratch"):

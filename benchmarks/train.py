@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import shutil
 import statistics
 import subprocess
@@ -135,6 +136,22 @@ def start_worker(env, log_path):
     command[0] = str(Path(sys.executable).parent / command[0])
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
+
+
+def stop_worker(worker):
+    """A warm shutdown, as supervisord gives: SIGTERM to the worker's main process, which stops its own
+    pool (signalled as a group, the pool's process died under a main process that then waited for it
+    for good); after 30 s, whatever is left of the group is killed."""
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    worker.wait(30)
 
 
 def press_train(dataset, user, changes):
@@ -252,8 +269,7 @@ def main():
             rounds.append({"product": product, "baseline": base})
         ready = product_run(dataset, user, defaults)
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(30)
+        stop_worker(worker)
 
     product_rates = [samples_per_s(r["product"], args.epochs) for r in rounds]
     baseline_rates = [samples_per_s(r["baseline"], args.epochs) for r in rounds]
