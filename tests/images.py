@@ -28,11 +28,15 @@ CLASSES = ("horizontal", "vertical", "spot")
 
 
 def make_zip(files):
-    """files: {name in the zip: bytes}"""
+    """files: {name in the zip: bytes}. The same files always give the same bytes (a fixed date in each
+    entry): a test parametrized with a zip is named by its bytes, and pytest-xdist's processes, each
+    collecting the tests at its own second, must agree on the names."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
-            archive.writestr(name, data)
+            entry = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o600 << 16  # what writestr gives a name
+            archive.writestr(entry, data, compress_type=zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
 
 

@@ -217,7 +217,7 @@ def test_a_second_delivery_does_nothing(alice, model):
     (b"", "The submitted file is empty."),
     (make_zip({"../up.png": image_bytes("spot", 8)}), "points outside the archive"),
     (b"not a zip at all", "not a zip archive"),
-])
+], ids=["text", "documents", "empty", "outside", "not-a-zip"])  # a zip's bytes hold the time: xdist's processes must agree on names
 def test_a_zip_that_cannot_be_used_is_refused_with_a_message(alice, model, content, words):
     """The page comes back at the form's address with the form saying why, as a dataset's zip does: the
     page's script shows that form in place (a redirect left it nothing to show)."""
