@@ -281,6 +281,43 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+
+def bucket_options(url: str) -> dict:
+    """django-storages' S3 options from STORAGE_URL, `s3://bucket?endpoint_url=…&region_name=…`
+    (any other S3Storage option may be given the same way), or from its usual AWS_* settings."""
+    from urllib.parse import parse_qsl, urlsplit
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ImproperlyConfigured(f"STORAGE_URL must look like s3://bucket-name?endpoint_url=…, not {url!r}")
+        options = {"bucket_name": parts.netloc, **dict(parse_qsl(parts.query))}
+    else:
+        options = {"bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"]}
+        for option, name in (("endpoint_url", "AWS_S3_ENDPOINT_URL"), ("region_name", "AWS_S3_REGION_NAME")):
+            if os.environ.get(name):
+                options[option] = os.environ[name]
+    location = options.pop("location", "").strip("/")
+    return {
+        # Private objects, read through the site (which checks who owns them) or short-lived signed
+        # URLs; never public ones.
+        "default_acl": None, "querystring_auth": True, "querystring_expire": 300,
+        # Django's FileSystemStorage never writes over a file (it picks another name); the same here,
+        # or two uploads called the same would share one object. dlsite/storage.py replaces on purpose.
+        "file_overwrite": False,
+        "location": location,
+        **options,
+    }
+
+
+# Kept files (images, uploads, models, exports, classified pictures, packs in the bucket, pretrained
+# weights) go through Django's storage API (dlsite/storage.py): the local folder MEDIA_ROOT by
+# default; an S3-compatible bucket (AWS S3, MinIO, Ceph, R2…) when STORAGE_URL or
+# AWS_STORAGE_BUCKET_NAME is set, which is what lets workers on other machines share them.
+STORAGE_URL = os.environ.get("STORAGE_URL", "").strip()
+STORAGE_IS_LOCAL = not (STORAGE_URL or os.environ.get("AWS_STORAGE_BUCKET_NAME", "").strip())
+if not STORAGE_IS_LOCAL:
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": bucket_options(STORAGE_URL)}
+
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or DATA_DIR / "media").resolve()
 # No MEDIA_URL is served: images go through views that check who owns them.
 MODELS_DIR = MEDIA_ROOT / "models"
@@ -347,6 +384,11 @@ INGEST_PROCESSES = env_int("INGEST_PROCESSES", 0) or os.cpu_count() or 1
 # Packed copies of dataset versions (uint8 arrays at a run's input size), built once and
 # shared by runs; a cache local to the training worker, safe to delete.
 PACK_DIR = Path(os.environ.get("PACK_DIR") or DATA_DIR / "packs").resolve()
+# This host's copies of files kept in a bucket (models, packs, pretrained weights, a zip being read):
+# fetched when first needed, at most LOCAL_CACHE_MAX_GB, the least recently used removed first
+# (dlsite/storage.py). Unused with the local folder, where every file is read where it is kept.
+LOCAL_CACHE_DIR = Path(os.environ.get("LOCAL_CACHE_DIR") or DATA_DIR / "local-cache").resolve()
+LOCAL_CACHE_MAX_GB = float(os.environ.get("LOCAL_CACHE_MAX_GB") or 20)
 
 # A worker writes a heartbeat for its job (any kind: dlsite/jobs.py) every HEARTBEAT_INTERVAL_S. A
 # job whose heartbeat is older than HEARTBEAT_STALE_S lost its worker (killed, out of memory, host

@@ -66,6 +66,15 @@ def _no_heartbeat_inside_a_test_transaction(request):
 
 
 @pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A real S3 endpoint on 127.0.0.1 (moto's server, tests/s3.py), shared by the session's tests;
+    each test makes its own bucket (`s3.use_bucket`)."""
+    from . import s3
+    with s3.moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
 def _chromium():
     """The session's Chromium launches (tests/browser.py `Chromiums`), for `browser_page`."""
     from tests.browser import Chromiums
