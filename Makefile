@@ -10,13 +10,16 @@ DATA_DIR ?= $(CURDIR)/var
 # that off; a server needs the settings of "Running in production" in the README.
 DEBUG ?= 1
 
-.PHONY: run status test test-fast bench clean
+.PHONY: install run status worker test test-fast bench clean
 
 $(INSTALLED): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $(INSTALLED)
+
+# Only the set-up: for a server whose processes systemd starts (deploy/, README).
+install: $(INSTALLED)
 
 # supervisord (supervisord.conf) runs the web server, the workers and beat, and starts again
 # any of them that dies; Ctrl-C stops them all.
@@ -31,6 +34,17 @@ run: $(INSTALLED)
 	@echo ""
 	DEBUG=$(DEBUG) DATA_DIR="$(abspath $(DATA_DIR))" HOST=$(HOST) PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/supervisord -n -c supervisord.conf
+
+# A computer that only trains, for a site whose web server, database, Redis and bucket are elsewhere
+# (README, "Running on several machines"): one training worker per GPU (scripts/gpu-workers), or one
+# on the CPU where there is none, `nice`d. No migrations, no web server. ENV_FILE names the site's
+# settings (deploy/dlsite.env.example); check_worker_host refuses, saying why, settings that would
+# keep the work on this computer (a filesystem broker, SQLite, files in a local folder).
+ENV_FILE ?=
+worker: $(INSTALLED)
+	@set -a; if [ -n "$(ENV_FILE)" ]; then . "$(abspath $(ENV_FILE))"; fi; set +a; \
+	  export DATA_DIR="$${DATA_DIR:-$(abspath $(DATA_DIR))}"; \
+	  $(BIN)/python manage.py check_worker_host && exec nice -n 10 scripts/gpu-workers --cpu-if-none
 
 # The processes of a running `make run`, as supervisord sees them.
 status:

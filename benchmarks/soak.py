@@ -118,13 +118,14 @@ class Processes:
     """The site's processes, started with the command lines `make run` uses."""
 
     def __init__(self, env, log_dir):
-        from tests.conftest import supervised_command
+        from tests.conftest import supervised_command, with_venv_program
 
         self.command_for, self.env, self.log_dir, self.running = supervised_command, env, log_dir, {}
+        self.with_venv_program = with_venv_program
 
     def start(self, name):
-        command = [part.replace("%h", f"soak-{os.getpid()}") for part in self.command_for(name, self.env)]
-        command[0] = shutil.which(command[0], path=str(Path(sys.executable).parent)) or command[0]
+        command = self.with_venv_program([part.replace("%h", f"soak-{os.getpid()}")
+                                          for part in self.command_for(name, self.env)])
         log = open(self.log_dir / f"{name}.log", "ab")
         self.running[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                               start_new_session=True)

@@ -133,7 +133,8 @@ def start_worker(env, log_path):
     config.read(ROOT / "supervisord.conf")
     line = config.get("program:training", "command").replace("%%", "%")
     command = [part.replace("%h", f"bench-{os.getpid()}") for part in shlex.split(line)]
-    command[0] = str(Path(sys.executable).parent / command[0])
+    at = 3 if command[:2] == ["nice", "-n"] else 0  # the program behind supervisord.conf's `nice -n 10`
+    command[at] = str(Path(sys.executable).parent / command[at])
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 

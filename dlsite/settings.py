@@ -380,6 +380,9 @@ LOGGING = {
 # Processes that examine (decode, hash, store) the files of a large upload at once;
 # 0 means one per CPU core.
 INGEST_PROCESSES = env_int("INGEST_PROCESSES", 0) or os.cpu_count() or 1
+# TensorFlow's threads in a training run (mlcore/devices.py); 0 means one per CPU core but one, at
+# least one: on a machine of few cores the web server keeps a core for the pages while a run trains.
+TRAINING_THREADS = env_int("TRAINING_THREADS", 0) or max(1, (os.cpu_count() or 1) - 1)
 
 # Packed copies of dataset versions (uint8 arrays at a run's input size), built once and
 # shared by runs; a cache local to the training worker, safe to delete.

@@ -1,5 +1,6 @@
 """Pages that belong to the site as a whole: home, health, a form refused for its security token
 (sign-up is accounts_app/views.py)."""
+import logging
 import secrets
 
 from django.conf import settings
@@ -11,9 +12,10 @@ from django.shortcuts import redirect, render
 
 from .jobs import job_counts
 from .reporting import hide_url_passwords
-from .workers import QUEUES, check_broker, live_workers
+from .workers import QUEUES, check_broker, hosts, live_workers, worker_details
 
 HEALTHZ_CACHE_KEY = "dlsite:healthz"
+logger = logging.getLogger(__name__)
 
 
 def home(request):
@@ -32,7 +34,8 @@ def healthz(request):
     """The state of the site: 200 with {"status": "ok"}, or 503 with "degraded".
 
     Staff and callers with HEALTHZ_TOKEN also see the database, the broker, the number of
-    workers per queue and the jobs of every kind (waiting, running, silent). The answer is shared for HEALTHZ_CACHE_S seconds: asking the workers
+    workers per queue, each computer (host) with its workers and GPUs ("CPU" for none), and the jobs
+    of every kind (waiting, running, silent). The answer is shared for HEALTHZ_CACHE_S seconds: asking the workers
     takes a second, and monitors or many clients polling must not cost one each."""
     health = cache.get(HEALTHZ_CACHE_KEY)
     if health is None:
@@ -46,8 +49,16 @@ def healthz(request):
 
 def _health():
     health = {"database": _check_database(), "broker": check_broker()}
-    workers = live_workers() if health["broker"] == "ok" else {}
+    details = {}
+    if health["broker"] == "ok":
+        try:
+            details = worker_details()
+        except Exception as exc:  # the broker went away between the two questions: degraded, never a 500
+            logger.warning("/healthz: asking the workers failed", exc_info=True)
+            health["broker"] = f"error: {exc}"
+    workers = live_workers(details=details)
     health["workers"] = {queue: len(workers.get(queue, [])) for queue in QUEUES}
+    health["hosts"] = hosts(details)
     health["jobs"] = _jobs() if health["database"] == "ok" else {}
     healthy = (health["database"] == "ok" and "error" not in health["jobs"] and health["broker"] == "ok"
                and all(health["workers"].values()))

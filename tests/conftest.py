@@ -124,6 +124,14 @@ def supervised_command(name, env=None):
     return shlex.split(command.replace("%%", "%"))
 
 
+def with_venv_program(command, bin_dir=None):
+    """The command with its program (celery, gunicorn) taken from this virtual environment's `bin`,
+    also behind the `nice -n 10` that starts the workers (nice then execs it: the pid stays its own)."""
+    bin_dir = Path(bin_dir or Path(sys.executable).parent)
+    at = 3 if command[:2] == ["nice", "-n"] else 0
+    return command[:at] + [str(bin_dir / command[at])] + command[at + 1:]
+
+
 def test_database_url():
     """A URL for the database the tests run on, for the worker processes."""
     db = connection.settings_dict
@@ -163,9 +171,7 @@ class Workers:
         self.processes, self.logs, self.offsets = {}, {}, {}
 
     def start(self, name):
-        bin_dir = Path(sys.executable).parent
-        command = [part.replace("%h", f"tests-{os.getpid()}") for part in supervised_command(name)]
-        command[0] = str(bin_dir / command[0])
+        command = with_venv_program([part.replace("%h", f"tests-{os.getpid()}") for part in supervised_command(name)])
         self.logs[name] = self.log_dir / f"{name}.log"
         self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.logs[name].open("ab"),
                                                 stderr=subprocess.STDOUT, start_new_session=True)

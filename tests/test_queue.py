@@ -7,11 +7,14 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from datasets_app.models import Dataset
+from dlsite.workers import devices_text
+from mlcore.devices import visible_gpus
 from tests.conftest import PASSWORD, new_run, wait_for
 from training_app.models import TrainingRun
 
@@ -227,7 +230,7 @@ def test_without_workers_each_queue_says_so_plainly(alice, db):
 
     workers = alice.get(STATUS).json()["workers"]
 
-    assert workers["error"] == ""
+    assert workers["error"] == "" and workers["hosts"] == []
     assert workers["queues"] == [
         {"queue": "default", "job": "reading images", "count": 0, "workers": [],
          "warning": "No worker for reading images is running: uploads will wait. "
@@ -326,12 +329,28 @@ def test_in_a_browser_the_page_follows_the_runs_without_reloading(request, live_
 def test_live_workers_are_listed_per_queue_and_a_run_goes_through(celery_workers, alice, shapes):
     from training_app.tasks import train
 
-    workers = {q["queue"]: q for q in alice.get(STATUS).json()["workers"]["queues"]}
+    report = alice.get(STATUS).json()["workers"]
+    workers = {q["queue"]: q for q in report["queues"]}
 
     host = f"tests-{os.getpid()}"  # the fixture names its workers like `make run` does, after this process
     for queue in ("default", "training"):
         assert workers[queue]["count"] >= 1 and workers[queue]["warning"] == ""
         assert f"{queue}@{host}" in workers[queue]["workers"]
+
+    # Each computer with its workers and what they train on: each worker asks the driver itself
+    # (nvidia-smi), as this process does here; "CPU" on a computer without a GPU.
+    devices = devices_text(visible_gpus())
+    [computer] = [row for row in report["hosts"] if row["host"] == host]
+    assert computer["text"] == f"{host} ({devices})"
+    assert [worker["text"] for worker in computer["workers"]] == [
+        f"default@{host}: reading images ({devices})", f"training@{host}: training models ({devices})"]
+    # /healthz lists them too, for staff and monitors.
+    with override_settings(HEALTHZ_TOKEN="queue-test"):
+        health = alice.get(reverse("healthz"), headers={"X-Healthz-Token": "queue-test"}).json()
+    [computer] = [row for row in health["hosts"] if row["host"] == host]
+    assert computer["devices"] == devices
+    assert [(worker["name"], worker["queues"]) for worker in computer["workers"]] == [
+        (f"default@{host}", ["default"]), (f"training@{host}", ["training"])]
 
     run = new_run(shapes)
     assert alice.get(STATUS).json()["waiting"]["rows"][0]["id"] == run.id

@@ -25,7 +25,7 @@ import redis
 import requests
 
 from tests import s3
-from tests.conftest import ROOT, WORKER_SETTINGS, supervised_command, wait_for
+from tests.conftest import ROOT, WORKER_SETTINGS, supervised_command, wait_for, with_venv_program
 from tests.images import CLASSES, image_bytes, labelled_zip, make_zip
 
 pytestmark = pytest.mark.worker
@@ -59,8 +59,7 @@ class Machine:
 
     def start(self, program, **extra):
         env = dict(self.env, **extra)
-        command = [part.replace("%h", self.name) for part in supervised_command(program, env)]
-        command[0] = str(Path(sys.executable).parent / command[0])
+        command = with_venv_program([part.replace("%h", self.name) for part in supervised_command(program, env)])
         self.logs[program] = self.folder.parent / f"{self.name}-{program}.log"
         self.processes[program] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.logs[program].open("ab"),
                                                    stderr=subprocess.STDOUT, start_new_session=True)

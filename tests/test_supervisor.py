@@ -76,6 +76,11 @@ def test_a_killed_training_worker_comes_back_while_the_site_keeps_answering(supe
     site = supervised_site
     web_pid, old_pid = info(site, "web")["pid"], info(site, "training")["pid"]
     assert web_answers(site) in (200, 503)
+    # The workers yield the cores to the web server (`nice`, which execs celery: supervisord's pid is celery's).
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, web_pid) == ours
+    assert os.getpriority(os.PRIO_PROCESS, old_pid) == min(19, ours + 10)
+    assert "celery" in Path(f"/proc/{old_pid}/cmdline").read_text()
 
     os.killpg(old_pid, signal.SIGKILL)  # the worker and its pool process, as the kernel's OOM killer would
     answers = []
@@ -116,8 +121,14 @@ def test_a_supervisord_that_does_not_answer_shows_nothing_and_breaks_nothing(ali
 
 
 def test_the_tests_start_programs_with_supervisords_command_lines():
-    from tests.conftest import supervised_command
+    from tests.conftest import supervised_command, with_venv_program
 
-    assert "127.0.0.1:8123" in supervised_command("web", {"HOST": "127.0.0.1", "PORT": "8123"})
-    assert supervised_command("training")[:6] == ["celery", "-A", "dlsite", "worker", "-Q", "training"]
+    web = supervised_command("web", {"HOST": "127.0.0.1", "PORT": "8123"})
+    assert "127.0.0.1:8123" in web and web[0] == "gunicorn"  # not `nice`d: the pages come first
+    assert supervised_command("training")[:9] == ["nice", "-n", "10", "celery", "-A", "dlsite", "worker", "-Q", "training"]
     assert "training@%h" in supervised_command("training")  # supervisord's "%%h" is celery's "%h"
+    for name in ("default", "beat"):
+        assert supervised_command(name)[:4] == ["nice", "-n", "10", "celery"]
+    # `nice` execs celery, which the tests then signal as supervisord does: by the pid they started.
+    assert with_venv_program(supervised_command("beat"), "/venv/bin")[:4] == ["nice", "-n", "10", "/venv/bin/celery"]
+    assert with_venv_program(web, "/venv/bin")[0] == "/venv/bin/gunicorn"

@@ -1,5 +1,6 @@
 """The queue page: where each waiting run stands in line, what is training now and where, what
-finished lately, and which workers are listening on each queue.
+finished lately, which workers are listening on each queue, and the computers they run on with
+their GPUs.
 
 The page itself reads only the database, so it never waits on Celery; asking the workers takes
 about a second, so that happens in the JSON the page polls (`queue_status`)."""
@@ -23,7 +24,7 @@ from supervisor import childutils
 from supervisor.xmlrpc import UnixStreamHTTPConnection
 
 from dlsite.jobs import job_counts
-from dlsite.workers import QUEUES, check_broker, live_workers
+from dlsite.workers import QUEUES, check_broker, hosts, live_workers, worker_details
 from mlcore.words import ago, colour as colour_word, count, duration
 
 from .models import TrainingRun
@@ -101,7 +102,8 @@ def queue_sections(user):
 
 
 def workers_report():
-    """Per queue: what its workers do, how many answer, their names, and a warning when none does."""
+    """Per queue: what its workers do, how many answer, their names, and a warning when none does;
+    and per computer, its workers and the GPUs they see."""
     report = cache.get(WORKERS_CACHE_KEY)
     if report is None:
         report = _ask_workers()
@@ -110,11 +112,11 @@ def workers_report():
 
 
 def _ask_workers():
-    names, error = {}, ""
+    details, error = {}, ""
     broker = check_broker()
     if broker == "ok":
         try:
-            names = live_workers(timeout=WORKERS_TIMEOUT_S)
+            details = worker_details(timeout=WORKERS_TIMEOUT_S)
         except Exception:  # the broker went away between the two questions: say so, never a 500
             logger.exception("asking the workers failed")
             error = BROKER_DOWN
@@ -122,12 +124,22 @@ def _ask_workers():
         # The reason can hold the broker's address and password, so it goes to the log, not the page.
         logger.warning("queue page: broker unreachable: %s", broker)
         error = BROKER_DOWN
+    names = live_workers(details=details)
     # With the broker down the count is unknown (None), not zero: the workers may be fine.
     queues = [{"queue": queue, "job": QUEUE_JOBS.get(queue, queue),
                "count": None if error else len(names.get(queue, [])), "workers": names.get(queue, []),
                "warning": "" if names.get(queue) or error else NO_WORKER[queue]}
               for queue in QUEUES]
-    return {"queues": queues, "error": error}
+    return {"queues": queues, "hosts": [_host_row(host) for host in hosts(details)], "error": error}
+
+
+def _host_row(host):
+    """A computer and its workers in words: "gpu-1 (GPU 0: NVIDIA H100 80GB HBM3)", then one line a
+    worker, "training-gpu0@gpu-1: training models (GPU 0: NVIDIA H100 80GB HBM3)"."""
+    for worker in host["workers"]:
+        jobs = " and ".join(QUEUE_JOBS.get(queue, queue) for queue in worker["queues"]) or "no queue"
+        worker["text"] = f"{worker['name']}: {jobs} ({worker['devices']})"
+    return host | {"text": f"{host['host']} ({host['devices']})"}
 
 
 # One row of each section, JSON-ready. The texts are made here, once, for the template and the

@@ -62,7 +62,7 @@ def load_arrays(run, on_phase=None):
 
 def train_run(run: TrainingRun):
     started = time.monotonic()
-    found = devices.configure()
+    found = devices.configure(threads=settings.TRAINING_THREADS)
     run.record(devices=found.describe(), mixed_precision=found.mixed_precision)
     class_names, data = load_arrays(run)
     (x_train, y_train, _), (x_val, y_val, _), (x_test, y_test, test_ids) = data["train"], data["val"], data["test"]

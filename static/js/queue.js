@@ -69,6 +69,11 @@
     return el("li", null, title, where, `${site.count(queue.count, "worker")}: `, el("span", { className: "names", textContent: queue.workers.join(", ") }));
   }
 
+  function hostItem(host) {
+    const workers = el("ul", null, ...host.workers.map((worker) => el("li", { className: "names", textContent: worker.text })));
+    return el("li", null, el("strong", { textContent: host.text }), workers);
+  }
+
   function show(data) {
     document.getElementById("waiting-summary").textContent = data.waiting.summary;
     fill("waiting", data.waiting.rows, waitingRow);
@@ -82,6 +87,8 @@
     error.textContent = data.workers.error;
     error.hidden = !data.workers.error;
     document.getElementById("workers-list").replaceChildren(...(data.workers.error ? [] : data.workers.queues.map(workerItem)));
+    document.getElementById("hosts-list").replaceChildren(...data.workers.hosts.map(hostItem));
+    document.getElementById("hosts").hidden = data.workers.hosts.length === 0;
   }
 
   site.poll(statusUrl, show, { every: POLL_MS });
