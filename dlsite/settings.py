@@ -380,9 +380,12 @@ LOGGING = {
 # Processes that examine (decode, hash, store) the files of a large upload at once;
 # 0 means one per CPU core.
 INGEST_PROCESSES = env_int("INGEST_PROCESSES", 0) or os.cpu_count() or 1
-# TensorFlow's threads in a training run (mlcore/devices.py); 0 means one per CPU core but one, at
-# least one: on a machine of few cores the web server keeps a core for the pages while a run trains.
-TRAINING_THREADS = env_int("TRAINING_THREADS", 0) or max(1, (os.cpu_count() or 1) - 1)
+# TensorFlow's threads in a training run (mlcore/devices.py); 0 means one per CPU core but one from
+# 4 cores up, so that the web server keeps a core for the pages while a run trains. With 2 or 3
+# cores a run takes them all (one fewer made MNIST training about half as fast) and the workers'
+# lower priority (nice 10, supervisord.conf) is what gives the pages the CPU when they need it.
+CORES = os.cpu_count() or 1
+TRAINING_THREADS = env_int("TRAINING_THREADS", 0) or (CORES - 1 if CORES >= 4 else CORES)
 
 # Packed copies of dataset versions (uint8 arrays at a run's input size), built once and
 # shared by runs; a cache local to the training worker, safe to delete.
