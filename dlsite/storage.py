@@ -371,3 +371,19 @@ def _download(name: str, path: Path) -> None:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
             raise FileNotFoundError(f"No kept file {name}") from exc
         raise
+
+
+def check() -> str:
+    """"ok", or why the kept files cannot be reached (for /healthz): the folder is missing or not
+    writable, or the bucket does not answer (a wrong address, key or name)."""
+    try:
+        if is_local():
+            root = Path(default_storage.path(""))
+            root.mkdir(parents=True, exist_ok=True)
+            if not os.access(root, os.W_OK):
+                return f"error: the folder {root} cannot be written to"
+            return "ok"
+        _bucket().meta.client.head_bucket(Bucket=_bucket().name)
+        return "ok"
+    except Exception as exc:  # any failure is reported, not raised
+        return f"error: {exc}"

@@ -10,6 +10,7 @@ from django.http import JsonResponse
 from django.middleware.csrf import REASON_NO_CSRF_COOKIE
 from django.shortcuts import redirect, render
 
+from . import storage
 from .jobs import job_counts
 from .reporting import hide_url_passwords
 from .workers import QUEUES, check_broker, hosts, live_workers, worker_details
@@ -33,7 +34,8 @@ def csrf_failure(request, reason=""):
 def healthz(request):
     """The state of the site: 200 with {"status": "ok"}, or 503 with "degraded".
 
-    Staff and callers with HEALTHZ_TOKEN also see the database, the broker, the number of
+    Staff and callers with HEALTHZ_TOKEN also see the database, the broker, the kept files' storage
+    (the folder or the bucket), the number of
     workers per queue, each computer (host) with its workers and GPUs ("CPU" for none), and the jobs
     of every kind (waiting, running, silent). The answer is shared for HEALTHZ_CACHE_S seconds: asking the workers
     takes a second, and monitors or many clients polling must not cost one each."""
@@ -48,7 +50,7 @@ def healthz(request):
 
 
 def _health():
-    health = {"database": _check_database(), "broker": check_broker()}
+    health = {"database": _check_database(), "broker": check_broker(), "storage": storage.check()}
     details = {}
     if health["broker"] == "ok":
         try:
@@ -61,10 +63,11 @@ def _health():
     health["hosts"] = hosts(details)
     health["jobs"] = _jobs() if health["database"] == "ok" else {}
     healthy = (health["database"] == "ok" and "error" not in health["jobs"] and health["broker"] == "ok"
+               and health["storage"] == "ok"
                and all(health["workers"].values()))
     health["status"] = "ok" if healthy else "degraded"
     # The errors can hold the broker's or the database's address with its password.
-    for part in ("database", "broker"):
+    for part in ("database", "broker", "storage"):
         health[part] = hide_url_passwords(health[part])
     return health
 

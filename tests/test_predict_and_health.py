@@ -38,7 +38,7 @@ def fresh_health():
 
 
 NO_JOBS = {"queued": 0, "running": 0, "silent": 0}
-DETAILS = {"database": "ok", "broker": "ok", "workers": {"default": 0, "training": 0}, "hosts": [], "status": "degraded",
+DETAILS = {"database": "ok", "broker": "ok", "storage": "ok", "workers": {"default": 0, "training": 0}, "hosts": [], "status": "degraded",
            "jobs": dict.fromkeys(["upload", "trainingrun", "modelexport", "classification", "weightsdownload"], NO_JOBS)}
 
 

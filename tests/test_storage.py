@@ -124,3 +124,18 @@ def test_storage_url_gives_private_bucket_options():
     assert options["default_acl"] is None and options["querystring_auth"] is True and options["file_overwrite"] is False
     with pytest.raises(Exception, match="s3://"):
         bucket_options("http://photos")
+
+
+def test_healthz_says_when_the_bucket_cannot_be_reached(client, settings, s3_endpoint, tmp_path, admin_user):
+    from django.core.cache import cache
+
+    s3.use_bucket(settings, s3_endpoint, tmp_path)
+    client.force_login(admin_user)
+    cache.clear()
+    assert client.get("/healthz").json()["storage"] == "ok"
+    settings.STORAGES = {**settings.STORAGES, "default": {**settings.STORAGES["default"], "OPTIONS": {
+        **settings.STORAGES["default"]["OPTIONS"], "bucket_name": "no-such-bucket"}}}
+    cache.clear()
+    answer = client.get("/healthz")
+    assert answer.status_code == 503 and answer.json()["status"] == "degraded"
+    assert answer.json()["storage"].startswith("error")
