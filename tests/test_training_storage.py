@@ -93,6 +93,24 @@ def test_a_worker_waits_for_the_pack_another_is_building_instead_of_building_it_
     assert np.array_equal(arrays["train"][0], expected["train"][0])
 
 
+def test_a_pack_whose_builder_was_killed_is_built_by_the_worker_waiting_for_it(
+        bucket, shapes, settings, tmp_path, monkeypatch):
+    from django.core.cache import caches
+
+    run = TrainingRun.objects.claim(new_run(shapes, image_size=12).id)
+    key = f"pack-building:packs/{runner.pack_name(run)}"
+    assert caches["shared"].add(key, "a worker killed with SIGKILL: nobody renews its lock", 1)
+    monkeypatch.setattr(runner, "PACK_WAIT_POLL_S", 0.1)
+    phases = []
+    try:
+        _, arrays = runner.load_arrays(run, on_phase=lambda phase, done=0, total=0: phases.append(phase))
+        assert caches["shared"].get(key) is None  # the lock it took is given back
+    finally:
+        caches["shared"].delete(key)
+    assert phases[0] == "Waiting for another worker to prepare the images" and "Preparing images" in phases
+    assert arrays["train"][0].shape == (24, 12, 12, 1)
+
+
 def test_a_model_is_kept_in_the_bucket_and_served_from_another_hosts_empty_cache(
         bucket, shapes, settings, s3_endpoint, tmp_path, alice, django_capture_on_commit_callbacks):
     from predict_app.services import classify_uploads, predictor_for

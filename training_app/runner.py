@@ -7,6 +7,7 @@ makes is written in a local scratch folder and then kept.
 """
 import logging
 import shutil
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +38,9 @@ POOL_MIN_IMAGES = 1000  # fewer images are decoded in this process: starting a p
 # of connections holds (max_pool_connections, 10 by default), which more threads would only queue for.
 FETCH_THREADS = 10
 PACK_READY = "ready"  # kept last in a pack's storage folder: a reader never fetches half a pack
-# How long a pack's builder holds the "shared" cache's lock without a sign of life (it renews it as it
-# goes): a worker killed while building blocks the others at most this long.
-PACK_LOCK_S = 300
+# How long a pack's builder holds the "shared" cache's lock without renewing it (a thread renews it
+# every third of that): a worker killed while building keeps the others waiting at most this long.
+PACK_LOCK_S = 30
 PACK_WAIT_POLL_S = 2
 
 
@@ -82,22 +83,17 @@ def _kept_images(run) -> list[tuple[dict, Path]]:
     return found
 
 
-def _build(run, images, folder: Path, on_phase, still_alive=lambda: None):
+def _build(run, images, folder: Path, on_phase):
     index = {name: i for i, name in enumerate(run.version.class_names)}
     items = [PackItem(str(path), index[row["label"]], row["split"], row["image_id"]) for row, path in images]
     on_phase("Preparing images", 0, len(items))
-
-    def progress(done, total):
-        still_alive()
-        on_phase("Preparing images", done, total)
-
     build_pack(
         items, PackSpec((run.image_size, run.image_size), run.channels, settings.MAX_IMAGE_PIXELS, run.resize_mode),
         str(folder),
         processes=settings.INGEST_PROCESSES if len(items) >= POOL_MIN_IMAGES else 1,
         # Spawned, not forked, for the reason given in datasets_app.sources.examine_all.
         pool_factory=lambda processes: billiard.get_context("spawn").Pool(processes),
-        on_progress=progress,
+        on_progress=lambda done, total: on_phase("Preparing images", done, total),
     )
 
 
@@ -106,46 +102,66 @@ def _pack_from_bucket(run, on_phase) -> Path:
     kept in the bucket for every other worker. One worker builds a missing pack (a lock in the
     "shared" cache, Redis when the broker is); the others wait for it to appear in the bucket."""
     prefix = f"packs/{pack_name(run)}"
-    lock, key = caches["shared"], f"pack-building:{prefix}"
+    key = f"pack-building:{prefix}"
     waiting = False
     while True:
         if storage.exists(f"{prefix}/{PACK_READY}"):
             return storage.local_folder(prefix)
-        token = uuid.uuid4().hex
-        if lock.add(key, token, PACK_LOCK_S):
-            try:
+        with _lock(key) as holding:
+            if holding:
                 if storage.exists(f"{prefix}/{PACK_READY}"):  # finished between the look and the lock
-                    continue
-                return _build_and_keep(run, prefix, on_phase, lambda: lock.touch(key, PACK_LOCK_S))
-            finally:
-                if lock.get(key) == token:
-                    lock.delete(key)
+                    return storage.local_folder(prefix)
+                return _build_and_keep(run, prefix, on_phase)
         if not waiting:
             on_phase("Waiting for another worker to prepare the images")
             waiting = True
         time.sleep(PACK_WAIT_POLL_S)
 
 
-def _build_and_keep(run, prefix, on_phase, still_alive) -> Path:
+@contextmanager
+def _lock(key):
+    """Whether this process took the lock `key` of the "shared" cache, which it then holds until the
+    block ends: a thread renews it while the process lives, so a builder killed with SIGKILL keeps
+    the others waiting at most PACK_LOCK_S."""
+    cache, token = caches["shared"], uuid.uuid4().hex
+    if not cache.add(key, token, PACK_LOCK_S):
+        yield False
+        return
+    done = threading.Event()
+
+    def renew():
+        while not done.wait(PACK_LOCK_S / 3):
+            caches["shared"].touch(key, PACK_LOCK_S)
+
+    renewer = threading.Thread(target=renew, name="pack-lock", daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        done.set()
+        renewer.join()
+        if cache.get(key) == token:
+            cache.delete(key)
+
+
+def _build_and_keep(run, prefix, on_phase) -> Path:
     cache = storage.host_cache()
     scratch = cache.scratch_folder()
     try:
         # Fetched all at once (one by one through local_path, the cache would make a round trip and
         # an entry per image), into the scratch folder, and gone once packed.
-        images = _fetch_images(manifest_rows(run.version), scratch / "images", on_phase, still_alive)
+        images = _fetch_images(manifest_rows(run.version), scratch / "images", on_phase)
         folder = scratch / "pack"
-        _build(run, images, folder, on_phase, still_alive)
+        _build(run, images, folder, on_phase)
         on_phase("Keeping the prepared images")
-        for path in sorted(folder.iterdir()):
-            storage.save_file(path, f"{prefix}/{path.name}")
-            still_alive()
-        storage.save_bytes(f"{prefix}/{PACK_READY}", b"")
+        storage.save_folder(folder, prefix)
+        storage.save_bytes(f"{prefix}/{PACK_READY}", b"")  # last: the pack is whole
         return cache.adopt_folder(folder, prefix)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _fetch_images(rows, folder: Path, on_phase, still_alive) -> list[tuple[dict, Path]]:
+def _fetch_images(rows, folder: Path, on_phase) -> list[tuple[dict, Path]]:
     folder.mkdir(parents=True, exist_ok=True)
     on_phase("Fetching images", 0, len(rows))
 
@@ -165,7 +181,6 @@ def _fetch_images(rows, folder: Path, on_phase, still_alive) -> list[tuple[dict,
             if result is not None:
                 found.append(result)
             if done % 200 == 0 or done == len(rows):
-                still_alive()
                 on_phase("Fetching images", done, len(rows))
     return found
 
