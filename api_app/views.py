@@ -27,7 +27,7 @@ from datasets_app.forms import ZipUploadForm
 from datasets_app.models import Dataset
 from datasets_app.sources import archive_limits, fit_upload_name
 from datasets_app.starting import start_zip_upload
-from dlsite import quotas
+from dlsite import quotas, storage
 from mlcore.formats import FORMATS
 from predict_app.many import Refused, check_zip
 from predict_app.many_views import get_classification_for_user
@@ -71,7 +71,7 @@ class ModelDownload(APIView):
     def get(self, request, run_pk):
         run = get_model_for_user(request, run_pk)
         try:
-            handle = open(run.model_path, "rb")
+            handle = storage.open_kept(run.model_file)
         except FileNotFoundError:
             raise NotFound("The model file of this run is missing from the server.") from None
         return FileResponse(handle, as_attachment=True, filename=f"run-{run.id}.keras")

@@ -180,7 +180,8 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
                 backup_dir: str | None = None,
                 on_phase: Callable[[str, int, int], None] | None = None,
                 deadline: float | None = None,
-                on_plan: Callable[[int], None] | None = None) -> TrainingOutcome:
+                on_plan: Callable[[int], None] | None = None,
+                on_backup: Callable[[], None] | None = None) -> TrainingOutcome:
     """Build and fit the model of `config.spec`, then fine-tune it if the config asks.
 
     `on_epoch(epoch, logs)` gets the epoch's metrics and its "learning_rate". With `backup_dir`,
@@ -196,6 +197,8 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     done, total)` reports that pass. With `deadline` (a time.monotonic() value: the time budget), the
     first epoch's duration sets how many epochs fit before it, the step-size schedule is stretched or
     shrunk to that many, `on_plan(epochs)` is told, and no epoch starts that would end after it.
+    `on_backup()` is called each time `backup_dir` has changed (after each epoch's backup is written,
+    and when the first phase's end is marked), for a caller that keeps a copy elsewhere.
     """
     import keras
     import tensorflow as tf
@@ -263,6 +266,8 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
             callbacks.append(budget)
         if phase_backup:
             callbacks.append(_make_backup_callback(phase_backup))
+            if on_backup:  # after the backup callback: Keras calls them in order, so the epoch's backup is written
+                callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_backup()))
         # steps_per_epoch is the dataset's own length: with `per_call` steps per call, the epoch's last call
         # runs only the steps left (Keras stops a call when the dataset ends), so an epoch is always `steps`.
         fitted.fit(train_data, initial_epoch=first_epoch, epochs=last_epoch, steps_per_epoch=steps,
@@ -283,6 +288,8 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         fit(0, config.epochs, os.path.join(backup_dir, "first-phase") if backup_dir else None)
         if config.fine_tunes and first_phase_done and not progress.stopped:
             model.save_weights(first_phase_done)
+            if on_backup:
+                on_backup()
 
     stopped_early = fitted.stop_training and not progress.stopped and not budget.ran_out
     if config.fine_tunes and not progress.stopped and not stopped_early and not budget.ran_out:

@@ -1,10 +1,9 @@
 """Loaded models, kept warm in the web process between requests, and classifying uploaded pictures
 there with bounded memory."""
 import base64
-import functools
 import io
 import threading
-from pathlib import Path
+from collections import OrderedDict
 
 from django.conf import settings
 
@@ -15,20 +14,29 @@ from mlcore.words import file_size
 
 PREVIEW_SIDE = 256
 
+KEEP_LOADED = 4  # models kept loaded in a process
+
 _lock = threading.Lock()
-
-
-@functools.lru_cache(maxsize=4)
-def _load(model_path: str, modified: float) -> Predictor:
-    # `modified` is part of the key, so a replaced file is loaded again.
-    path = Path(model_path)
-    return Predictor(path, ModelInfo.from_json(path.with_suffix(".json").read_text()))
+_loaded: OrderedDict[tuple, Predictor] = OrderedDict()  # the least recently used first
 
 
 def predictor_for(run) -> Predictor:
+    """The run's model, loaded once per process. Keyed by its storage name and attempt (a model kept
+    is never replaced under the same name: each attempt has its own folder) and the run's end, which
+    tells a run apart from an earlier one that had the same number."""
+    # FileNotFoundError when the model is not kept any more; with a bucket, its folder is fetched
+    # into this host's cache (dlsite/storage.py) when this host has no copy yet.
     path = run.model_path
+    key = (run.model_file, run.attempts, run.finished_at)
     with _lock:  # one thread loads a model; the others wait for it instead of loading it too
-        return _load(str(path), path.stat().st_mtime)
+        if key in _loaded:
+            _loaded.move_to_end(key)
+            return _loaded[key]
+        predictor = Predictor(path, ModelInfo.from_json(path.with_suffix(".json").read_text()))
+        _loaded[key] = predictor
+        while len(_loaded) > KEEP_LOADED:
+            _loaded.popitem(last=False)
+        return predictor
 
 
 class FileTooBig(Exception):

@@ -209,7 +209,7 @@ def test_each_attempt_writes_its_own_backup_starting_from_the_furthest_earlier_o
 
     from training_app.runner import _backup_for_attempt
 
-    settings.MODELS_DIR = tmp_path / "models"
+    settings.MEDIA_ROOT = tmp_path / "media"  # the run's files, for this test alone
     run = new_run(shapes)
     for attempt, epoch in ((1, 3), (2, 1)):
         phase = run.model_folder / "backup" / f"attempt-{attempt}" / "first-phase"

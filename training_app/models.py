@@ -1,6 +1,6 @@
 import math
-import shutil
 import socket
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.db import models, transaction
@@ -9,6 +9,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from dlsite import storage
 from dlsite.jobs import ClaimLost, Job, JobQuerySet
 from mlcore import insights
 from mlcore.formats import FORMATS
@@ -200,12 +201,28 @@ class TrainingRun(Job):
         return bool(self.model_file) and self.status in (self.Status.SUCCEEDED, self.Status.CANCELLED)
 
     @property
-    def model_path(self):
-        return settings.MEDIA_ROOT / self.model_file
+    def model_prefix(self) -> str:
+        """The storage folder of everything kept for this run: each attempt's model
+        (attempt-<n>/model.keras, model.json, familiarity.npz), the backups a next attempt continues
+        from (backup/attempt-<n>/) and the exports (exports/<format>.zip)."""
+        return f"models/{self.id}"
 
     @property
-    def model_folder(self):
-        return settings.MODELS_DIR / str(self.id)
+    def model_path(self) -> Path:
+        """The model file on this host, for Keras to load: the kept file itself with the local
+        folder, else a copy of its whole attempt folder (familiarity.npz and model.json beside it) in
+        this host's cache. FileNotFoundError when it is not kept any more."""
+        name = PurePosixPath(self.model_file)
+        path = storage.local_folder(str(name.parent)) / name.name
+        if not path.is_file():
+            raise FileNotFoundError(f"No kept file {self.model_file}")
+        return path
+
+    @property
+    def model_folder(self) -> Path:
+        """The run's folder on this host: where its files are kept with the local folder (the tests
+        look there); with a bucket, a copy of all of them, so the site's own code never asks for it."""
+        return storage.local_folder(self.model_prefix)
 
     @property
     def test_accuracy_percent(self):
@@ -336,8 +353,8 @@ class TrainingRun(Job):
 def remove_model_files(sender, instance, **kwargs):
     """A deleted run's model and backup go with it, once the deletion is committed (a rolled-back
     delete keeps them). Also when its dataset is deleted, which deletes its runs."""
-    folder = instance.model_folder
-    transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+    prefix = instance.model_prefix
+    transaction.on_commit(lambda: storage.delete_folder(prefix))
 
 
 def _finite(value):
@@ -411,29 +428,26 @@ class ModelExport(Job):
         return export, True
 
     @property
-    def folder(self):
-        return self.run.model_folder / "exports" / self.kind
-
-    @property
-    def path(self):
-        return settings.MEDIA_ROOT / self.file
+    def name(self) -> str:
+        """The storage name its zip is kept under."""
+        return f"{self.run.model_prefix}/exports/{self.kind}.zip"
 
     def fields_when_ended(self):
         return {"phase": ""}
 
-    def finish(self, archive, checked_pictures, **check):
+    def finish(self, name, size_bytes, checked_pictures, **check):
+        """Ready: its zip is kept under the storage name `name`."""
         self.record(status=self.Status.READY, phase="", finished_at=timezone.now(),
-                    file=str(archive.relative_to(settings.MEDIA_ROOT)), size_bytes=archive.stat().st_size,
-                    checked_pictures=checked_pictures, **check)
+                    file=name, size_bytes=size_bytes, checked_pictures=checked_pictures, **check)
 
     def fail(self, message):
         self.record(status=self.Status.FAILED, phase="", finished_at=timezone.now(), error=message)
 
     def open(self):
         """Its zip, open for reading; None (the export marked failed, to be made again) when the file
-        went from the disk (a clean-up, by hand) while the row still names it."""
+        went from the storage (a clean-up, by hand) while the row still names it."""
         try:
-            return self.path.open("rb")
+            return storage.open_kept(self.file)
         except FileNotFoundError:
             ModelExport.objects.filter(id=self.id, status=self.Status.READY).update(
                 status=self.Status.FAILED, finished_at=timezone.now(), error="Its file was removed from the server's disk: make it again.")

@@ -1,3 +1,5 @@
+from pathlib import PurePosixPath
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Max
@@ -9,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from datasets_app.access import get_dataset_for_user
 from datasets_app.models import Image
+from dlsite import storage
 from mlcore.builder import SpecError, normalise_spec
 from mlcore.familiarity import sure_in_words
 from mlcore.json_input import read_json
@@ -133,10 +136,10 @@ def model_download(request, pk, kind):
     run = get_run_for_user(request, pk)
     if not run.has_model:
         raise Http404("This run has no model.")
-    path = run.model_path if kind == "keras" else run.model_path.with_suffix(".json")
+    name = run.model_file if kind == "keras" else str(PurePosixPath(run.model_file).with_suffix(".json"))
     try:
-        model_file = path.open("rb")
-    except FileNotFoundError:  # removed from disk (by hand, or a clean-up) while the run still names it
+        model_file = storage.open_kept(name)  # streamed from where it is kept, the local folder or the bucket
+    except FileNotFoundError:  # removed from storage (by hand, or a clean-up) while the run still names it
         what = "model file" if kind == "keras" else "model description"
         return render(request, "training_app/model_missing.html", {"run": run, "what": what}, status=404)
     return FileResponse(model_file, as_attachment=True, filename=f"run-{run.id}-model.{kind}")
