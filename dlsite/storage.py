@@ -30,6 +30,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage, storages
 
 
+# A download or scratch folder of this host's cache untouched this long was left by a killed process.
+PARTIAL_STALE_S = 6 * 3600
+
+
 @dataclass(frozen=True)
 class Kept:
     """One kept file, as a listing gives it."""
@@ -45,6 +49,8 @@ def is_local() -> bool:
 
 def _clean(name: str) -> str:
     name = str(PurePosixPath(str(name).replace(os.sep, "/")))
+    if name == ".":  # the top: every kept file
+        return ""
     if name.startswith("/") or ".." in PurePosixPath(name).parts:
         raise ValueError(f"Not a storage name: {name!r}")
     return name
@@ -105,9 +111,19 @@ def _save_replacing(name: str, content) -> str:
     return _replacing_bucket().save(name, content)
 
 
+_replacing = {}
+
+
 def _replacing_bucket():
+    """The bucket as a storage that writes over an object of the same name: one per settings (a new
+    one costs a boto3 session, 260 ms a file when each save made its own)."""
     backend = settings.STORAGES["default"]
-    return storages.create_storage({**backend, "OPTIONS": {**backend.get("OPTIONS", {}), "file_overwrite": True}})
+    key = repr(backend)
+    if key not in _replacing:
+        _replacing.clear()
+        _replacing[key] = storages.create_storage(
+            {**backend, "OPTIONS": {**backend.get("OPTIONS", {}), "file_overwrite": True}})
+    return _replacing[key]
 
 
 # --- reading and listing ---------------------------------------------------------------------------
@@ -149,7 +165,7 @@ def listing(prefix: str) -> Iterator[Kept]:
                     continue
         return
     location = _location()
-    for summary in _bucket().objects.filter(Prefix=f"{location}{prefix}/"):
+    for summary in _bucket().objects.filter(Prefix=f"{location}{prefix}/" if prefix else location):
         yield Kept(summary.key[len(location):], summary.size, summary.last_modified)
 
 
@@ -174,6 +190,8 @@ def delete(name: str) -> None:
 def delete_folder(prefix: str) -> None:
     """Remove everything kept under `prefix`."""
     prefix = _clean(prefix).rstrip("/")
+    if not prefix:
+        raise ValueError("Refusing to remove every kept file")
     if is_local():
         shutil.rmtree(default_storage.path(prefix), ignore_errors=True)
         return
@@ -294,7 +312,8 @@ class HostCache:
 
     def trim(self, keep: Path | None = None) -> None:
         """Remove the least recently used entries until the cache fits its cap; an entry another
-        process is fetching (its lock held) is left."""
+        process is fetching (its lock held) is left. Also what a process killed mid-download left."""
+        self._sweep_partial()
         entries = sorted(self.entries(), key=lambda entry: entry[2])
         total = sum(size for _, size, _ in entries)
         for entry, size, _ in entries:
@@ -315,6 +334,20 @@ class HostCache:
                 pass
             finally:
                 lock.close()
+
+    def _sweep_partial(self) -> None:
+        """Remove downloads and scratch folders untouched for PARTIAL_STALE_S: a process killed while it
+        fetched or built something leaves them behind (a live one keeps writing into its own)."""
+        try:
+            children = list(os.scandir(self.root / "partial"))
+        except FileNotFoundError:
+            return
+        for child in children:
+            try:
+                if time.time() - child.stat().st_mtime > PARTIAL_STALE_S:
+                    shutil.rmtree(child.path, ignore_errors=True)
+            except FileNotFoundError:
+                pass
 
     def _entry(self, kind: str, name: str) -> Path:
         (self.root / kind).mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,9 @@ def test_a_file_saved_replaces_what_was_kept_under_its_name(kept):
     assert storage.save_bytes("models/1/model.json", b"second") == "models/1/model.json"
     assert storage.read_bytes("models/1/model.json") == b"second"
     assert [k.name for k in storage.listing("models")] == ["models/1/model.json"]
+    assert [k.name for k in storage.listing("")] == ["models/1/model.json"]  # the top lists everything
+    with pytest.raises(ValueError):
+        storage.delete_folder("")
 
 
 def test_folders_are_kept_listed_fetched_and_removed_whole(kept, tmp_path):
@@ -139,3 +142,16 @@ def test_healthz_says_when_the_bucket_cannot_be_reached(client, settings, s3_end
     answer = client.get("/healthz")
     assert answer.status_code == 503 and answer.json()["status"] == "degraded"
     assert answer.json()["storage"].startswith("error")
+
+
+def test_what_a_killed_download_left_is_swept(settings, s3_endpoint, tmp_path):
+    s3.use_bucket(settings, s3_endpoint, tmp_path)
+    cache = storage.host_cache()
+    left = cache.scratch_folder()
+    (left / "half.npy").write_bytes(b"x")
+    fresh = cache.scratch_folder()  # another process's, still at work
+    old = time.time() - storage.PARTIAL_STALE_S - 60
+    os.utime(left, (old, old))
+    storage.save_bytes("files/a", b"a")
+    storage.local_path("files/a")
+    assert not left.exists() and fresh.exists()
