@@ -377,7 +377,7 @@ def _orphans():
     """Files under the media folder that the clean-up's own rules still call orphaned after it ran."""
     from housekeeping_app.cleanup import run_cleanup
 
-    return [f"{item.kind}: {item.path}" for item in run_cleanup(dry_run=True).removed]
+    return [f"{item.kind}: {item.name}" for item in run_cleanup(dry_run=True).removed]
 
 
 def _upload_state(upload):

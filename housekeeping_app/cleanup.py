@@ -1,8 +1,8 @@
 """Removing what no longer serves: the work behind `manage.py cleanup` and the hourly beat task.
 
-The rows in the database say what is needed; whatever under MEDIA_ROOT none of them refers to,
-and that is older than CLEANUP_GRACE_S, goes. The grace matters: an upload writes its image files
-before their rows. Besides those files:
+The rows in the database say what is needed; whatever kept file none of them refers to, and that is
+older than CLEANUP_GRACE_S, goes. The grace matters: an upload writes its image files before their
+rows. Besides those files:
 
 - zips of uploads that were read, and folders received for uploads that finished (or failed more
   than UPLOAD_ABANDON_S ago: until then the person may retry);
@@ -11,10 +11,13 @@ before their rows. Besides those files:
 - pictures of classifications that no longer exist, and the zips of finished ones (their pictures
   are stored one by one as they are read);
 - packs of versions that no longer exist, and, beyond PACK_CACHE_MAX_GB, the least recently used
-  packs (never one of a version a queued or running run is using).
+  packs in the local PACK_DIR (never one of a version a queued or running run is using); with a
+  bucket, also the packs kept in it (packs/<name>/) of versions that no longer exist.
 
-Only the site's own folders under MEDIA_ROOT (datasets, uploads, versions, models, classifications) and PACK_DIR are
-looked at; no link is followed and nothing outside them is touched. A dry run lists and removes nothing.
+Kept files are found by listing the storage (dlsite/storage.py: the local folder or a bucket, the
+same way), only under the site's own folders (datasets, uploads, versions, models, classifications,
+and with a bucket packs); the local PACK_DIR is walked on this host's disk. A listing never follows a
+link nor names one, so nothing outside is touched. A dry run lists and removes nothing.
 """
 from __future__ import annotations
 
@@ -25,18 +28,20 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.utils import timezone
 
-from dlsite.disk import entries, last_touched, numbered_folders, tree_size, walk_files
+from dlsite import storage
+from dlsite.disk import KeptFolder, entries, kept_numbered_folders, last_touched, tree_size
 
 from .diskuse import (
     CLASSIFICATION_ZIPS_DIR,
     CLASSIFICATIONS_DIR,
     IMAGES_DIR,
     MODELS_DIRNAME,
+    PACKS_DIR,
     STAGING_DIR,
     UPLOADS_DIR,
     VERSIONS_DIR,
@@ -52,7 +57,7 @@ PACK_BUILDING = ".building-"  # mlcore.packing.build_pack's temporary folders
 @dataclass
 class Removed:
     kind: str
-    path: Path
+    name: str  # a storage name (a file, or a folder removed whole), or a path in the local PACK_DIR
     bytes: int
 
 
@@ -81,7 +86,6 @@ def _inside(root: Path, path: Path) -> bool:
 class Cleanup:
     def __init__(self, dry_run=False):
         self.result = CleanupResult(dry_run)
-        self.media = Path(settings.MEDIA_ROOT)
         self.packs = Path(settings.PACK_DIR)
         self.now = time.time()
         self.grace_cutoff = self.now - settings.CLEANUP_GRACE_S
@@ -94,18 +98,35 @@ class Cleanup:
         self.remove_classification_files()
         self.remove_orphan_files()
         self.remove_packs()
+        self.remove_bucket_packs()
         self.result.seconds = time.monotonic() - started
         return self.result
 
     # Removing
 
-    def remove(self, kind: str, path: Path, root: Path) -> None:
-        """Remove a file, link or folder under `root` (in a dry run, only note it)."""
+    def remove(self, kind: str, name: str, size: int, folder: bool = False) -> None:
+        """Remove a kept file, or everything kept under a folder's name (in a dry run, only note it)."""
+        self.result.removed.append(Removed(kind, name, size))
+        if self.result.dry_run:
+            return
+        try:
+            if folder:
+                storage.delete_folder(name)
+            else:
+                storage.delete(name)
+        except Exception as error:  # one file that will not go (a disk's error, a bucket's) must not stop the rest
+            log.warning("clean-up could not remove %s: %s", name, error)
+
+    def remove_folder(self, kind: str, folder: KeptFolder) -> None:
+        self.remove(kind, folder.name, folder.bytes, folder=True)
+
+    def remove_local(self, kind: str, path: Path, root: Path) -> None:
+        """Remove a file, link or folder under `root` on this host's disk (the local PACK_DIR)."""
         path = Path(path)
         if not _inside(root, path) or not os.path.lexists(path):
             return
         is_folder = path.is_dir() and not path.is_symlink()
-        self.result.removed.append(Removed(kind, path, tree_size(path)))
+        self.result.removed.append(Removed(kind, str(path), tree_size(path)))
         if self.result.dry_run:
             return
         try:
@@ -133,39 +154,45 @@ class Cleanup:
                     continue
                 self.result.abandoned_uploads += 1
                 if not receiver.keeps_abandoned_parts:
-                    self.remove("staging", receiver.folder(row), self.media / STAGING_DIR)
+                    name = f"{STAGING_DIR}/{row.id}"
+                    files = list(storage.listing(name))
+                    if files:
+                        self.remove("staging", name, sum(item.size for item in files), folder=True)
 
     def remove_used_upload_files(self) -> None:
         """Zips already read, and received folders of finished uploads (of failed or cancelled ones once they
         can no longer be retried); folders of no upload once past the grace."""
         from datasets_app.models import Upload
 
+        kept = {item.name: item for item in storage.listing(UPLOADS_DIR)}
         retry_until = timezone.now() - timedelta(seconds=settings.UPLOAD_ABANDON_S)
         finished = (Upload.objects.filter(status=Upload.Status.DONE)
                     | Upload.objects.filter(status__in=[Upload.Status.FAILED, Upload.Status.CANCELLED],
                                             finished_at__lt=retry_until))
         for upload_id, name in finished.exclude(file="").values_list("id", "file"):
-            self.remove("zips", self.media / name, self.media / UPLOADS_DIR)
+            if name in kept:
+                self.remove("zips", name, kept[name].size)
             if not self.result.dry_run:
                 Upload.objects.filter(id=upload_id, file=name).update(file="")
 
-        folders = numbered_folders(self.media / STAGING_DIR)
+        folders = kept_numbered_folders(STAGING_DIR, [item for name, item in kept.items()
+                                                      if name.startswith(STAGING_DIR + "/")])
         present = set(Upload.objects.filter(id__in=folders).values_list("id", flat=True))
         done = set(finished.filter(id__in=folders).values_list("id", flat=True))
-        for number, entry in folders.items():
-            if number in done or (number not in present and last_touched(entry.path) < self.grace_cutoff):
-                self.remove("staging", Path(entry.path), self.media / STAGING_DIR)
+        for number, folder in folders.items():
+            if number in done or (number not in present and folder.newest < self.grace_cutoff):
+                self.remove_folder("staging", folder)
 
     # Models
 
     def remove_models_of_deleted_runs(self) -> None:
         from training_app.models import TrainingRun
 
-        folders = numbered_folders(self.media / MODELS_DIRNAME)
+        folders = kept_numbered_folders(MODELS_DIRNAME)
         existing = set(TrainingRun.objects.filter(id__in=folders).values_list("id", flat=True))
-        for number, entry in folders.items():
+        for number, folder in folders.items():
             if number not in existing:
-                self.remove("models", Path(entry.path), self.media / MODELS_DIRNAME)
+                self.remove_folder("models", folder)
 
     # Classifications
 
@@ -174,33 +201,31 @@ class Cleanup:
         once past the grace (a crash between storing one and its row)."""
         from predict_app.models import Classification
 
-        root = self.media / CLASSIFICATIONS_DIR
-        folders = numbered_folders(root)
+        files = list(storage.listing(CLASSIFICATIONS_DIR))
+        folders = kept_numbered_folders(CLASSIFICATIONS_DIR, files)
         existing = set(Classification.objects.filter(id__in=folders).values_list("id", flat=True))
-        for number, entry in folders.items():
+        for number, folder in folders.items():
             if number not in existing:
-                self.remove("classifications", Path(entry.path), root)
+                self.remove_folder("classifications", folder)
         named = Classification.objects.exclude(zip_file="")
+        kept = set(named.values_list("zip_file", flat=True))  # before the finished ones' are let go below
+        sizes = {item.name: item.size for item in files}
         # A failed one's zip stays: Retry reads it again.
         for job_id, name in named.filter(status=Classification.Status.DONE).values_list("id", "zip_file"):
-            self.remove("classifications", self.media / name, root)
+            if name in sizes:
+                self.remove("classifications", name, sizes[name])
             if not self.result.dry_run:
                 Classification.objects.filter(id=job_id, zip_file=name).update(zip_file="")
-        kept = set(named.values_list("zip_file", flat=True))
-        for entry, parts in walk_files(self.media / CLASSIFICATION_ZIPS_DIR):
-            name = "/".join((CLASSIFICATION_ZIPS_DIR, *parts))
-            try:
-                old = entry.stat(follow_symlinks=False).st_mtime < self.grace_cutoff
-            except OSError:
-                continue
-            if name not in kept and old:
-                self.remove("classifications", Path(entry.path), root)
+        for item in files:
+            if (item.name.startswith(CLASSIFICATION_ZIPS_DIR + "/") and item.name not in kept
+                    and item.modified.timestamp() < self.grace_cutoff):
+                self.remove("classifications", item.name, item.size)
 
     # Files no row refers to
 
     def referenced_files(self) -> set[str]:
-        """Names relative to MEDIA_ROOT of every file a row refers to, the images in manifests included:
-        a run's frozen version keeps meaning its pictures after they are deleted from the dataset."""
+        """Storage names of every file a row refers to, the images in manifests included: a run's
+        frozen version keeps meaning its pictures after they are deleted from the dataset."""
         from datasets_app.models import DatasetVersion, Image, Upload
         from datasets_app.versions import manifest_rows
 
@@ -224,8 +249,8 @@ class Cleanup:
         its row comes only later)."""
         from datasets_app.models import Upload
 
-        protected = {("uploads", "folders", str(n)) for n in numbered_folders(self.media / STAGING_DIR)}
-        protected.update((MODELS_DIRNAME, str(n)) for n in numbered_folders(self.media / MODELS_DIRNAME))
+        protected = {("uploads", "folders", str(n)) for n in kept_numbered_folders(STAGING_DIR)}
+        protected.update((MODELS_DIRNAME, str(n)) for n in kept_numbered_folders(MODELS_DIRNAME))
         busy = Upload.objects.filter(status__in=Upload.ACTIVE)
         protected.update((IMAGES_DIR, str(id)) for id in busy.values_list("dataset_id", flat=True))
         return protected
@@ -233,29 +258,28 @@ class Cleanup:
     def remove_orphan_files(self) -> None:
         referenced = self.referenced_files()
         protected = self.protected_folders()
-        # Other data folders may have been configured inside MEDIA_ROOT: never judge their files.
+        # Other data folders may have been configured inside the local MEDIA_ROOT: never judge their files.
         elsewhere = {os.path.realpath(p) for p in (settings.PACK_DIR, settings.PRETRAINED_WEIGHTS_DIR,
-                                                   settings.DATA_DIR, settings.STATIC_ROOT)}
+                                                   settings.DATA_DIR, settings.STATIC_ROOT) if p}
         for top in (IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME):
-            root = self.media / top
-            if os.path.realpath(root) in elsewhere or root.is_symlink():
-                continue
-            for entry, parts in walk_files(root):
-                parts = (top, *parts)
+            if storage.is_local():
+                root = storage.local_folder(top)
+                if os.path.realpath(root) in elsewhere or root.is_symlink():
+                    continue
+            for item in storage.listing(top):
+                parts = PurePosixPath(item.name).parts
                 if parts[:2] in protected or parts[:3] in protected:
                     continue
-                if "/".join(parts) in referenced:
+                if item.name in referenced:
                     continue
-                try:
-                    if entry.stat(follow_symlinks=False).st_mtime >= self.grace_cutoff:
-                        continue  # perhaps an upload in progress: its rows are not written yet
-                except OSError:
-                    continue
-                self.remove("orphans", Path(entry.path), self.media)
+                if item.modified.timestamp() >= self.grace_cutoff:
+                    continue  # perhaps an upload in progress: its rows are not written yet
+                self.remove("orphans", item.name, item.size)
 
     # Packs
 
     def remove_packs(self) -> None:
+        """The packs in this host's PACK_DIR."""
         from datasets_app.models import DatasetVersion
         from training_app.models import TrainingRun
 
@@ -265,7 +289,7 @@ class Cleanup:
                 continue
             if entry.name.startswith(PACK_BUILDING):
                 if last_touched(entry.path) < self.grace_cutoff:  # left by a builder that died
-                    self.remove("packs", Path(entry.path), self.packs)
+                    self.remove_local("packs", Path(entry.path), self.packs)
             elif match := PACK_NAME.match(entry.name):
                 packs[Path(entry.path)] = int(match.group(1))
         versions = set(packs.values())
@@ -274,7 +298,7 @@ class Cleanup:
         kept = []
         for path, version in packs.items():
             if version not in existing:
-                self.remove("packs", path, self.packs)
+                self.remove_local("packs", path, self.packs)
             else:
                 kept.append((path, version))
         sizes = {path: tree_size(path) for path, _ in kept}
@@ -284,8 +308,26 @@ class Cleanup:
                 break
             if version in in_use:
                 continue
-            self.remove("packs", path, self.packs)
+            self.remove_local("packs", path, self.packs)
             total -= sizes[path]
+
+    def remove_bucket_packs(self) -> None:
+        """With a bucket, the packs kept in it (packs/<name>/) whose version no longer exists. (Each
+        host's copies of them are its cache's: it trims them itself.)"""
+        from datasets_app.models import DatasetVersion
+
+        if storage.is_local():
+            return
+        folders: dict[str, KeptFolder] = {}
+        for item in storage.listing(PACKS_DIR):
+            parts = PurePosixPath(item.name).parts
+            if len(parts) >= 3:
+                folders.setdefault(parts[1], KeptFolder(f"{PACKS_DIR}/{parts[1]}")).add(item)
+        versions = {name: int(match.group(1)) for name in folders if (match := PACK_NAME.match(name))}
+        existing = set(DatasetVersion.objects.filter(id__in=set(versions.values())).values_list("id", flat=True))
+        for name, version in versions.items():
+            if version not in existing:
+                self.remove_folder("packs", folders[name])
 
 
 def run_cleanup(dry_run=False) -> CleanupResult:

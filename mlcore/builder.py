@@ -237,12 +237,21 @@ def weights_path(base_name: str, weights_dir) -> Path | None:
     return path if path.is_file() else None
 
 
+class KeptWeights(frozenset):
+    """The names of the weights files a site keeps in a bucket, given where a weights folder is asked
+    for by the functions that only say which bases can be trained (has_weights and those calling it):
+    the web process answers from a listing, without fetching any file."""
+
+
 def has_weights(base_name: str, weights_dir) -> bool:
-    """Whether a base can be trained here, without converting anything (cheap enough for a web page)."""
+    """Whether a base can be trained here, without converting anything (cheap enough for a web page).
+    `weights_dir` is the folder, or the KeptWeights of a bucket."""
     if BASES[base_name].bundled:
         from .efficientnet_lite import torch_weights_path
 
         return torch_weights_path() is not None
+    if isinstance(weights_dir, KeptWeights):
+        return BASES[base_name].weights_file in weights_dir
     return bool(weights_dir) and (Path(weights_dir) / BASES[base_name].weights_file).is_file()
 
 

@@ -9,23 +9,20 @@ import os
 import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from datasets_app.folder_upload import link_batch
 from datasets_app.models import Upload
 from datasets_app.sources import fit_upload_name
 from datasets_app.tasks import ingest
-from dlsite import quotas
+from dlsite import quotas, storage
 from dlsite.heartbeat import Heartbeat
 from dlsite.jobs import ClaimLost
 from dlsite.uploads import FolderReceiver, Refused
 from mlcore.archive import ArchiveRejected, ZipPlan, plan_zip, read_entries, shown
-from mlcore.examine import store_file
 from mlcore.images import IMAGE_EXTENSIONS, ImageRejected, ImageTooLarge, decode_reduced, image_to_array, make_thumbnail
 from mlcore.serving import BATCH_PIXELS
 
@@ -55,7 +52,7 @@ def _new_picture(job: Classification, stem: str, name: str, data, batch: int = 0
     stored = _stored_name(job.id, stem, name)
     if hasattr(data, "chunks"):
         data = b"".join(data.chunks())
-    store_file(str(settings.MEDIA_ROOT), stored, data)
+    storage.save_bytes(stored, data)
     return ClassifiedImage(classification=job, name=name[:1000], batch=batch, file=stored)
 
 
@@ -74,7 +71,16 @@ class ClassificationFolders(FolderReceiver):
         return True
 
     def folder(self, job):
+        """The storage folder (a dlsite/storage.py name) where the parts' pictures are kept."""
         return job.folder
+
+    def abandoned(self, now: float) -> list:
+        """As FolderReceiver's, with when the last part arrived read from the storage's listing (the
+        newest picture kept): a bucket has no folder with a modification time."""
+        cutoff = now - settings.UPLOAD_ABANDON_S
+        return [job for job in self.model.objects.filter(status=self.model.Status.RECEIVING)
+                if max([job.created_at.timestamp(), *(kept.modified.timestamp()
+                                                      for kept in storage.listing(job.folder))]) < cutoff]
 
     def sent_already(self, job):
         return "This folder has been sent completely already. To classify more pictures, start again."
@@ -116,7 +122,9 @@ def _classify_zip(job: Classification, predictor, limits, heartbeat: Heartbeat) 
     quarters of a 10,000-picture job). An attempt after one that was cut off goes on after the
     pictures that one stored: they are stored a batch at a time, in the zip's order."""
     stored = job.images.count()
-    with job.zip_file.open("rb") as handle:
+    # Read by path: the kept zip itself with the local folder (no copy), this host's cached copy with
+    # a bucket (fetched once: a retry on this host reads the same copy).
+    with open(storage.local_path(job.zip_file.name), "rb") as handle:
         plan = plan_zip(handle, limits)
         total = len(plan.images)
         if not job.record_progress(stored, total):
@@ -186,7 +194,7 @@ def _model_input(job, row: ClassifiedImage, data: bytes | None, side: int, info)
     limit = settings.MAX_PREDICT_FILE_BYTES
     try:
         if data is None:
-            with default_storage.open(row.file.name, "rb") as handle:
+            with storage.open_kept(row.file.name) as handle:
                 data = handle.read(limit + 1)
         if len(data) > limit:
             row.error = f"This file is larger than the limit of {limit:,} bytes."
@@ -203,7 +211,8 @@ def _model_input(job, row: ClassifiedImage, data: bytes | None, side: int, info)
         return None
     thumbnail = make_thumbnail(image)
     if thumbnail:
-        row.thumbnail = default_storage.save(f"{FOLDER}/{job.id}/thumbs/{_stem(row)}.jpg", ContentFile(thumbnail))
+        # Its own name, unique in the job like its picture's: kept without a search for a free name.
+        row.thumbnail = storage.save_bytes(f"{FOLDER}/{job.id}/thumbs/{_stem(row)}.jpg", thumbnail)
     return image_to_array(image, info.image_size, info.channels, info.resize)
 
 
@@ -242,7 +251,7 @@ def sorted_zip(job: Classification):
                 stem, suffix = os.path.splitext(base)
                 target = f"{folder}/{stem}-{row.id}{suffix}"
             used.add(target)
-            with default_storage.open(row.file.name, "rb") as picture:
+            with storage.open_kept(row.file.name) as picture:
                 archive.writestr(target, picture.read())
     handle.seek(0)
     return handle
@@ -259,10 +268,12 @@ def send_to_inbox(job: Classification, pictures, dataset, user):
             stem, suffix = os.path.splitext(name)
             name = f"{stem}-{picture.id}{suffix}"
         used.add(name)
-        path = Path(picture.file.path)
         try:
+            # The kept file itself with the local folder (linked into the batch, not copied); with a
+            # bucket, this host's cached copy.
+            path = storage.local_path(picture.file.name)
             size += path.stat().st_size
-        except OSError:  # gone from the disk: nothing to send
+        except OSError:  # gone: nothing to send
             continue
         files.append((name, path))
         if picture.label:

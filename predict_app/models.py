@@ -6,16 +6,13 @@ claims it, beats while it works, and every write is conditional on its claim; th
 queues again one whose worker died. Its pictures are rows that say what the model said; a second
 attempt classifies only the rows the first one left, so none is done twice.
 """
-import shutil
-from pathlib import Path
-
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
-from dlsite import bulk
+from dlsite import bulk, storage
 from dlsite.jobs import Job, JobQuerySet
 from mlcore.familiarity import sure_in_words
 from mlcore.words import count
@@ -63,8 +60,9 @@ class Classification(Job):
         return self.name
 
     @property
-    def folder(self) -> Path:
-        return Path(settings.MEDIA_ROOT) / FOLDER / str(self.id)
+    def folder(self) -> str:
+        """The storage folder of its pictures and thumbnails (dlsite/storage.py names)."""
+        return f"{FOLDER}/{self.id}"
 
     @property
     def percent(self):
@@ -173,6 +171,6 @@ def _remove_classification_files(sender, instance, **kwargs):
 
     def remove():
         if zip_name:
-            instance.zip_file.storage.delete(zip_name)
-        shutil.rmtree(folder, ignore_errors=True)
+            storage.delete(zip_name)
+        storage.delete_folder(folder)
     transaction.on_commit(remove)

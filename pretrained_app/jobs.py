@@ -1,5 +1,5 @@
-"""Getting a weights file into the weights folder for the staff page, the Celery task and the
-management command; the checking itself is mlcore.pretrained's."""
+"""Getting a weights file to where the site keeps them (pretrained_app/weights.py) for the staff page,
+the Celery task and the management command; the checking itself is mlcore.pretrained's."""
 import logging
 import time
 
@@ -8,18 +8,11 @@ from django.conf import settings
 from dlsite.jobs import ClaimLost
 from mlcore.pretrained import CATALOGUE, WeightsRefused, fetch
 
+from .weights import keep, weights_folder  # noqa: F401 (weights_folder: where callers found it before)
+
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.5  # how often a download writes its progress to its row
-
-
-def weights_folder():
-    """The folder from the settings; WeightsRefused when none is set."""
-    folder = settings.PRETRAINED_WEIGHTS_DIR
-    if not folder:
-        raise WeightsRefused("No folder for the pretrained weights is set: set PRETRAINED_WEIGHTS_DIR "
-                             "(the README, section “Pretrained weights”, says how).")
-    return folder
 
 
 def download_url(name):
@@ -40,7 +33,7 @@ def run_download(download):
             download.record_progress(done, total)
 
     try:
-        path = fetch(download.base, weights_folder(), settings.PRETRAINED_WEIGHTS_URL or None, progress)
+        size = keep(lambda folder: fetch(download.base, folder, settings.PRETRAINED_WEIGHTS_URL or None, progress))
     except ClaimLost:
         raise
     except WeightsRefused as refusal:
@@ -51,6 +44,5 @@ def run_download(download):
         logger.exception("Download of the %s weights failed", download.base)
         download.finish(f"The download stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
         return
-    size = path.stat().st_size
     download.record_progress(size, size)
     download.finish()

@@ -16,13 +16,15 @@ from django.utils import timezone
 from django.utils.dateformat import format as format_date
 from django.views.decorators.http import require_POST
 
+from dlsite import storage
 from mlcore.builder import BASES
-from mlcore.pretrained import CATALOGUE, WeightsRefused, store_verified, target_path
+from mlcore.pretrained import CATALOGUE, WeightsRefused, store_verified
 from mlcore.words import file_size
 
-from .jobs import download_url, weights_folder
+from .jobs import download_url
 from .models import WeightsDownload
 from .tasks import download_weights
+from .weights import keep, kept_files, where_kept
 
 POLL_MS = 1000
 
@@ -43,18 +45,17 @@ def staff_only(view):
 
 def network_rows():
     """One row per downloadable network, JSON-ready: the page draws them and its script redraws them."""
-    folder = settings.PRETRAINED_WEIGHTS_DIR
+    kept = kept_files()  # the folder, or one listing of the bucket
     latest = WeightsDownload.objects.latest_per_base()
     now = timezone.now()
     rows = []
     for name, entry in CATALOGUE.items():
-        path = target_path(entry, folder) if folder else None
-        available = bool(path and path.is_file())
+        available = entry.file_name in kept
         download = _download_row(latest.get(name), now)
         rows.append({
             "name": name, "label": entry.label, "about": BASES[name].about, "file_name": entry.file_name,
             "available": available,
-            "size_text": file_size(path.stat().st_size) if available else "",
+            "size_text": file_size(kept[entry.file_name]) if available else "",
             "state_text": (f"Available: networks built on {entry.label} can be trained on this site."
                            if available else "Not available yet: its weights file is not on this site."),
             "can_download": not available and not (download and download["active"]),
@@ -100,7 +101,7 @@ def _moment(when, now):
 @staff_only
 def page(request):
     return render(request, "pretrained_app/page.html", {
-        "networks": network_rows(), "folder": settings.PRETRAINED_WEIGHTS_DIR, "poll_ms": POLL_MS,
+        "networks": network_rows(), "folder": where_kept(), "in_bucket": not storage.is_local(), "poll_ms": POLL_MS,
         "url_base": settings.PRETRAINED_WEIGHTS_URL,
     })
 
@@ -140,7 +141,8 @@ def upload(request, name):
         return redirect("pretrained:page")
     uploaded = form.cleaned_data["file"]
     try:
-        store_verified(uploaded.chunks(), entry, weights_folder(), total=uploaded.size, what="The uploaded file")
+        keep(lambda folder: store_verified(uploaded.chunks(), entry, folder, total=uploaded.size,
+                                           what="The uploaded file"))
     except WeightsRefused as refusal:
         messages.error(request, str(refusal))
     else:

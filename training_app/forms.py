@@ -1,7 +1,6 @@
 import json
 
 from django import forms
-from django.conf import settings
 
 from mlcore.builder import (BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message, normalise_spec,
                             summarise)
@@ -10,6 +9,8 @@ from mlcore.json_input import UnreadableJson, read_json
 from mlcore.options import AUGMENTATIONS, SETTINGS, normalise_augmentation
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 from mlcore.words import whole_number
+
+from pretrained_app.weights import on_site as weights_on_site
 
 from .models import TrainingRun
 
@@ -137,7 +138,7 @@ class TrainingRunForm(forms.ModelForm):
     @staticmethod
     def defaults_for(dataset):
         """Settings a newcomer can train with unchanged (mlcore/defaults.py says why each)."""
-        return suggest(dataset.training_facts(), settings.PRETRAINED_WEIGHTS_DIR or None)
+        return suggest(dataset.training_facts(), weights_on_site())
 
     @classmethod
     def filled_in(cls, posted, dataset, suggested):
@@ -197,7 +198,7 @@ class TrainingRunForm(forms.ModelForm):
             spec = summary["spec"]
             cleaned["model_spec"] = spec
             if spec["base"]:
-                missing = missing_weights_message(spec["base"]["name"], settings.PRETRAINED_WEIGHTS_DIR or None)
+                missing = missing_weights_message(spec["base"]["name"], weights_on_site())
                 if missing:
                     self.add_error("model_spec", missing)
             # A preset whose layers were changed is a network built by hand.
@@ -219,7 +220,7 @@ def builder_options(dataset, image_size=None, channels=None):
     """What the ModelBuilder component (static/js/builder.js) needs, JSON-ready, for a dataset; the input
     size and colour are the suggested ones unless given."""
     return {
-        "presets": available_presets(settings.PRETRAINED_WEIGHTS_DIR),
+        "presets": available_presets(weights_on_site()),
         "schema": LAYER_TYPES,
         "bases": {name: {"label": base.label, "about": base.about} for name, base in BASES.items()},
         "baseParams": BASE_PARAMS,

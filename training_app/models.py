@@ -16,6 +16,7 @@ from mlcore.formats import FORMATS
 from mlcore.options import choices, default
 from mlcore.presets import PRESET_SPECS
 from mlcore.training import TrainingConfig
+from pretrained_app.weights import weights_folder_for
 
 # What the run's network started from: a preset, or "custom" when the person changed its layers.
 NETWORK_CHOICES = [(key, preset["label"]) for key, preset in PRESET_SPECS.items()] + [("custom", "Built by hand")]
@@ -189,7 +190,7 @@ class TrainingRun(Job):
             early_stopping_patience=self.early_stopping_patience, class_weighting=self.class_weighting,
             label_smoothing=self.label_smoothing, augmentation=self.augmentation or None,
             fine_tune_epochs=self.fine_tune_epochs, fine_tune_learning_rate=self.fine_tune_learning_rate,
-            seed=self.seed, weights_dir=settings.PRETRAINED_WEIGHTS_DIR or None, all_gpus=self.use_all_gpus,
+            seed=self.seed, weights_dir=weights_folder_for(self.model_spec), all_gpus=self.use_all_gpus,
         )
 
     @property

@@ -16,7 +16,7 @@ class Command(BaseCommand):
         result = run_cleanup(dry_run=dry_run)
         if dry_run:
             for item in result.removed:
-                self.stdout.write(f"would remove ({item.kind}, {file_size(item.bytes)}): {item.path}")
+                self.stdout.write(f"would remove ({item.kind}, {file_size(item.bytes)}): {item.name}")
         verb = "Would remove" if dry_run else "Removed"
         for kind, figures in result.figures().items():
             self.stdout.write(f"{verb}: {KINDS[kind]}: {figures['count']} ({file_size(figures['bytes'])})")

@@ -1,17 +1,20 @@
 """python manage.py fetch_pretrained [NAME ...]
 
 Downloads Keras' own ImageNet "no top" weights files of the transfer-learning networks into
-PRETRAINED_WEIGHTS_DIR, with a progress bar in the terminal. Each file is checked (mlcore.pretrained)
+PRETRAINED_WEIGHTS_DIR (or, with a bucket, into the storage's weights/), with a progress bar in the terminal. Each file is checked (mlcore.pretrained)
 before it is kept; a file already there that passes the checks is left as it is. Exits non-zero,
 saying why, when any file could not be fetched.
 """
 import sys
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mlcore.pretrained import CATALOGUE, WeightsRefused, download, file_matches, target_path
-from pretrained_app.jobs import download_url, weights_folder
+from dlsite import storage
+from mlcore.pretrained import CATALOGUE, WeightsRefused, download
+from pretrained_app.jobs import download_url
+from pretrained_app.weights import is_kept_whole, keep, kept_name, weights_folder
 
 BAR_WIDTH = 30
 
@@ -29,21 +32,21 @@ class Command(BaseCommand):
             raise CommandError(f"There is no network called {', '.join(unknown)}. "
                                f"The networks are: {', '.join(CATALOGUE)}.")
         try:
-            folder = weights_folder()
+            folder = weights_folder() if storage.is_local() else None
         except WeightsRefused as refusal:
             raise CommandError(str(refusal)) from None
         failed = []
         for name in dict.fromkeys(names or CATALOGUE):
             entry = CATALOGUE[name]
-            path = target_path(entry, folder)
-            if file_matches(entry, path):
+            path = Path(folder) / entry.file_name if folder else f"{kept_name(entry)} (in the storage bucket)"
+            if is_kept_whole(entry):
                 self.stdout.write(f"{entry.label}: {path} is already there and passes its checks.")
                 continue
             url = download_url(name)
             self.stdout.write(f"{entry.label}: downloading {url}")
             started = time.monotonic()
             try:
-                download(url, entry, folder, on_progress=self._progress(started))
+                keep(lambda into: download(url, entry, into, on_progress=self._progress(started)))
             except WeightsRefused as refusal:
                 self.stdout.write("")
                 self.stderr.write(self.style.ERROR(f"{entry.label}: {refusal}"))
