@@ -133,7 +133,7 @@ class Cleanup:
                     continue
                 self.result.abandoned_uploads += 1
                 if not receiver.keeps_abandoned_parts:
-                    self.remove("staging", receiver.folder(row), self.media / STAGING_DIR)
+                    self.remove("staging", self.media / receiver.prefix(row), self.media / STAGING_DIR)
 
     def remove_used_upload_files(self) -> None:
         """Zips already read, and received folders of finished uploads (of failed or cancelled ones once they

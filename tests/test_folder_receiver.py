@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from datasets_app.folder_upload import receiver as dataset_folders
 from datasets_app.models import Dataset, Upload
+from dlsite import storage
 from housekeeping_app.cleanup import run_cleanup
 from housekeeping_app.models import CleanupReport
 from predict_app.many import receiver as classification_folders
@@ -108,8 +109,9 @@ def test_both_kinds_of_folder_whose_sending_stopped_are_given_up_by_the_clean_up
 
     Upload.objects.filter(pk=upload.pk).update(created_at=old)
     Classification.objects.filter(pk=job.pk).update(created_at=old)
-    for folder in (dataset_folders.folder(upload), classification_folders.folder(job)):
-        os.utime(folder, (old.timestamp(),) * 2)  # the last part arrived two hours ago
+    for folder in (settings.MEDIA_ROOT / dataset_folders.prefix(upload), classification_folders.folder(job)):
+        for path in (folder, *folder.rglob("*")):
+            os.utime(path, (old.timestamp(),) * 2)  # the last part arrived two hours ago
     run_cleanup()
     upload.refresh_from_db()
     job.refresh_from_db()
@@ -117,6 +119,6 @@ def test_both_kinds_of_folder_whose_sending_stopped_are_given_up_by_the_clean_up
                                                        "to send it.")
     assert (job.status, job.error) == ("failed", "Abandoned: no pictures arrived for 1 hour. Pick the folder again to "
                                                  "send it, or press Retry to classify the pictures that arrived.")
-    assert not dataset_folders.folder(upload).exists()  # a dataset's parts go,
+    assert not storage.folder_exists(dataset_folders.prefix(upload))  # a dataset's parts go,
     assert job.images.count() == 2 and classification_folders.folder(job).exists()  # a classification's stay
     assert CleanupReport.objects.get().abandoned_uploads == 2
