@@ -71,6 +71,8 @@ def test_a_zip_is_ingested_into_the_bucket(dataset, user, keys, settings, tmp_pa
     response = client.get(reverse("datasets:image", args=[dataset.pk, image.pk]))
     assert response.status_code == 200 and b"".join(response.streaming_content) == storage.read_bytes(image.file.name)
     assert response["Content-Type"] == "image/png"
+    storage.delete(image.file.name)
+    assert client.get(reverse("datasets:image", args=[dataset.pk, image.pk])).status_code == 404
 
 
 def test_a_folder_sent_in_batches_is_kept_in_the_bucket_and_read_from_there(alice, dataset, keys, settings, tmp_path):
