@@ -37,8 +37,9 @@ def save_batch(upload, index: int, files: list[tuple[str, object]]) -> bool:
 def copy_batch(upload, index: int, files: list[tuple[str, str]]) -> bool:
     """save_batch for files kept already (a classification's pictures): (relative path, storage name)
     each. With the local folder each is linked into the batch, not copied (thousands at once, in a
-    web request), or copied where a link cannot be made; with a bucket the bucket copies them. Either
-    way the batch stays whole whatever becomes of the originals, and the ingestion removes it when done."""
+    web request), or copied where a link cannot be made; with a bucket each is read and kept again,
+    a few at once. Either way the batch stays whole whatever becomes of the originals, and the
+    ingestion removes it when done."""
     def put(names):
         if not storage.is_local():
             with Transfers() as transfers:
@@ -117,8 +118,11 @@ receiver = DatasetFolders()
 def staged_files(folder: str) -> tuple[list[tuple[str, int]], dict[str, str]]:
     """(relative path, bytes) of each file of the batches kept under the storage folder `folder`,
     and {relative path: its storage name}."""
-    manifests = sorted(kept.name for kept in storage.listing(folder)
-                       if kept.name.endswith(".json") and kept.name.count("/") == folder.count("/") + 1)
+    if storage.is_local():  # the folder's own entries, not a walk through every file of every batch
+        manifests = sorted(f"{folder}/{path.name}" for path in storage.local_folder(folder).glob("*.json"))
+    else:
+        manifests = sorted(kept.name for kept in storage.listing(folder)
+                           if kept.name.endswith(".json") and kept.name.count("/") == folder.count("/") + 1)
     files, names = [], {}
     for manifest in manifests:
         batch = manifest[:-len(".json")]
