@@ -1,7 +1,7 @@
 """Folders sent from the browser for a dataset (receiving them: dlsite/uploads.py): they arrive in
-numbered batches, each stored as a folder of numbered files and a manifest naming their relative paths,
-written last, so a batch is there whole or not at all. Once every batch is there, the upload waits for
-the ingestion (ingestion.py) to read it.
+numbered batches, each kept (dlsite/storage.py: the local folder, or a bucket) as a folder of numbered
+files and a manifest naming their relative paths, written last, so a batch is there whole or not at
+all. Once every batch is there, the upload waits for the ingestion (ingestion.py) to read it.
 """
 from __future__ import annotations
 
@@ -12,53 +12,68 @@ from pathlib import Path
 
 from django.db import transaction
 
+from dlsite import storage
+from dlsite.transfers import Transfers
 from dlsite.uploads import FolderReceiver
 
 from .models import Upload
 
 
-def staging_folder(upload) -> Path:
+def staging_folder(upload) -> str:
+    """The storage folder where its batches wait (uploads/folders/<id>)."""
     return upload.staging_folder()
 
 
 def save_batch(upload, index: int, files: list[tuple[str, object]]) -> bool:
     """Store one batch of (relative path, uploaded file); False when it was already stored."""
-    def write(target, uploaded):
-        with open(target, "wb") as out:
-            for chunk in uploaded.chunks():
-                out.write(chunk)
+    def put(names):
+        with Transfers() as transfers:
+            transfers.save_uploaded([(uploaded, name) for (_, uploaded), name in zip(files, names)])
+        return [uploaded.size for _, uploaded in files]
 
-    return _store_batch(upload, index, files, write)
+    return _store_batch(upload, index, [path for path, _ in files], put)
 
 
-def link_batch(upload, index: int, files: list[tuple[str, Path]]) -> bool:
-    """save_batch for files already on this server (a classification's pictures): each is linked into
-    the batch, not copied (thousands at once, in a web request), or copied where a link cannot be
-    made (another disk). The ingestion only reads them, and removes its links when done."""
-    def link(target, source):
+def copy_batch(upload, index: int, files: list[tuple[str, str]]) -> bool:
+    """save_batch for files kept already (a classification's pictures): (relative path, storage name)
+    each. With the local folder each is linked into the batch, not copied (thousands at once, in a
+    web request), or copied where a link cannot be made; with a bucket each is read and kept again,
+    a few at once. Either way the batch stays whole whatever becomes of the originals, and the
+    ingestion removes it when done."""
+    def put(names):
+        if not storage.is_local():
+            with Transfers() as transfers:
+                return transfers.copy_kept([(kept, name) for (_, kept), name in zip(files, names)])
+        return _link([(storage.local_path(kept), name) for (_, kept), name in zip(files, names)])
+
+    return _store_batch(upload, index, [path for path, _ in files], put)
+
+
+def _link(pairs: list[tuple[Path, str]]) -> list[int]:
+    sizes = []
+    for source, name in pairs:
+        target = storage.local_folder(name)  # the local folder's own path for this name
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(source, target)
-        except OSError:
+        except FileExistsError:  # left by a request that stopped before its manifest
+            target.unlink()
+            os.link(source, target)
+        except OSError:  # another disk
             shutil.copyfile(source, target)
+        sizes.append(target.stat().st_size)
+    return sizes
 
-    return _store_batch(upload, index, files, link)
 
-
-def _store_batch(upload, index, files, put) -> bool:
+def _store_batch(upload, index, paths, put) -> bool:
+    """`paths`: each file's relative path; put(storage names) keeps the files under those names and
+    answers their sizes. The manifest is kept last: a batch without one is not there (and is sent again)."""
     folder = staging_folder(upload)
-    manifest = folder / f"{index:06d}.json"
-    if manifest.exists():
+    manifest = f"{folder}/{index:06d}.json"
+    if storage.exists(manifest):
         return False
-    batch = folder / f"{index:06d}"
-    batch.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for number, (relative_path, source) in enumerate(files):
-        target = batch / f"{number:03d}"
-        put(target, source)
-        entries.append([relative_path, target.stat().st_size])
-    partial = manifest.with_suffix(".part")
-    partial.write_text(json.dumps(entries))
-    os.replace(partial, manifest)
+    sizes = put([f"{folder}/{index:06d}/{number:03d}" for number in range(len(paths))])
+    storage.save_bytes(manifest, json.dumps([[path, size] for path, size in zip(paths, sizes)]).encode())
     return True
 
 
@@ -73,7 +88,7 @@ class DatasetFolders(FolderReceiver):
     def store(self, upload, index, files):
         return save_batch(upload, index, files)
 
-    def folder(self, upload):
+    def prefix(self, upload):
         return staging_folder(upload)
 
     def sent_already(self, upload):
@@ -86,19 +101,27 @@ class DatasetFolders(FolderReceiver):
             claimed = Upload.objects.filter(pk=upload.pk, status=Upload.Status.RECEIVING).update(
                 status=Upload.Status.FAILED, error="Sending was stopped; the files that had arrived were removed.")
         if claimed:
-            shutil.rmtree(staging_folder(upload), ignore_errors=True)
+            storage.delete_folder(staging_folder(upload))
         return bool(claimed)
 
 
 receiver = DatasetFolders()
 
 
-def staged_files(folder: Path) -> tuple[list[tuple[str, int]], dict[str, str]]:
-    files, paths = [], {}
-    for manifest in sorted(folder.glob("*.json")):
-        for number, (name, size) in enumerate(json.loads(manifest.read_text())):
-            if name in paths:
+def staged_files(folder: str) -> tuple[list[tuple[str, int]], dict[str, str]]:
+    """(relative path, bytes) of each file of the batches kept under the storage folder `folder`,
+    and {relative path: its storage name}."""
+    if storage.is_local():  # the folder's own entries, not a walk through every file of every batch
+        manifests = sorted(f"{folder}/{path.name}" for path in storage.local_folder(folder).glob("*.json"))
+    else:
+        manifests = sorted(kept.name for kept in storage.listing(folder)
+                           if kept.name.endswith(".json") and kept.name.count("/") == folder.count("/") + 1)
+    files, names = [], {}
+    for manifest in manifests:
+        batch = manifest[:-len(".json")]
+        for number, (name, size) in enumerate(json.loads(storage.read_bytes(manifest))):
+            if name in names:
                 continue  # the same relative path sent twice is one file
             files.append((name, size))
-            paths[name] = str(folder / manifest.stem / f"{number:03d}")
-    return files, paths
+            names[name] = f"{batch}/{number:03d}"
+    return files, names

@@ -5,12 +5,13 @@ The files are examined (read, decoded for real, hashed, thumbnailed, stored unde
 `mlcore.examine` in chunks, in several processes for a large upload (sources.py); this process then
 decides, in the files' order, what each one is (a new image, a duplicate stored once, a label
 conflict, a rejected file) and inserts the rows in large batches. A row is only written after its
-file is on disk. Folders sent from the browser arrive first in folder_upload.py.
+file is kept (on disk, or in the bucket). Folders sent from the browser arrive first in folder_upload.py.
 """
 from __future__ import annotations
 
 import time
 import zipfile
+from contextlib import closing
 
 from django.conf import settings
 from django.db import transaction
@@ -229,12 +230,14 @@ def ingest_upload(upload: Upload, on_progress=None, processes=None):
     processes = processes or settings.INGEST_PROCESSES
     ingestion = None
     upload.discard_rows()  # what an earlier attempt, killed midway, left
+    source = None
     try:
         with Heartbeat(upload):
             source = open_source(upload, limits)
             ingestion = Ingestion(upload, source.plan, on_progress)
-            examined = examine_all(source, f"datasets/{upload.dataset_id}", limits, processes)
-            counts = ingestion.run(examined, limits)
+            # closing: the processes and the scratch files go at once, also when reading stops midway
+            with closing(examine_all(source, upload.dataset.media_folder, limits, processes)) as examined:
+                counts = ingestion.run(examined, limits)
     except ClaimLost:
         return
     except (ArchiveRejected, zipfile.BadZipFile) as exc:
@@ -243,6 +246,9 @@ def ingest_upload(upload: Upload, on_progress=None, processes=None):
     except Exception:
         _discard(upload, ingestion, "Something went wrong while reading these files; nothing from them was kept.")
         raise
+    finally:
+        if source is not None:
+            source.close()
     if upload.finish(**counts):
         _remove_staging(upload)
 
@@ -258,7 +264,7 @@ def _discard(upload, ingestion, message):
 
 
 def _remove_staging(upload):
-    """Once read, the zip or the staged folder is no longer needed: its images are stored."""
+    """Once read, the zip or the staged folder is no longer needed: its images are kept."""
     upload.remove_source_files()
     if upload.file.name:
         Upload.objects.filter(id=upload.id).update(file="")

@@ -1,14 +1,13 @@
-import shutil
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import models, transaction
 from django.db.models import Count
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
+from dlsite import storage
 from dlsite.jobs import Job, JobQuerySet
 from mlcore.words import count
 
@@ -16,7 +15,7 @@ SPLITS = ("train", "val", "test")
 SPLIT_CHOICES = [("train", "Training"), ("val", "Validation"), ("test", "Test")]
 FEW_IMAGES = 10  # fewer images in a class than this earns a warning
 IMBALANCE_RATIO = 5  # the largest class this many times the smallest earns a warning
-STAGING_ROOT = "uploads/folders"  # under the media root: folders sent by browsers, until read
+STAGING_ROOT = "uploads/folders"  # in the storage: folders sent by browsers, until read
 
 
 class DatasetQuerySet(models.QuerySet):
@@ -155,9 +154,15 @@ class Dataset(models.Model):
             self.delete()
 
     @property
-    def media_folder(self) -> Path:
-        """Its images and thumbnails (content-addressed: datasets/<id>/<sha[:2]>/..., thumbs/...)."""
-        return Path(settings.MEDIA_ROOT) / "datasets" / str(self.id)
+    def media_folder(self) -> str:
+        """The storage folder of its images and thumbnails (content-addressed:
+        datasets/<id>/<sha[:2]>/..., thumbs/...)."""
+        return f"datasets/{self.id}"
+
+    @property
+    def versions_folder(self) -> str:
+        """The storage folder of its versions' manifests."""
+        return f"versions/{self.id}"
 
 
 class ImageClass(models.Model):
@@ -197,7 +202,8 @@ class Upload(Job):
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.ZIP)
     # A zip in media storage; empty for folders, whose files wait in `staging_folder`.
     file = models.FileField(upload_to="uploads/%Y/%m/", blank=True)
-    # A folder sent by a browser: files/<batch>/... under media; a server import: its absolute path.
+    # A server import: its absolute path on the default worker's disk (a folder sent by a browser
+    # waits in the storage, under staging_folder()).
     source_path = models.CharField(max_length=1000, blank=True)
     original_name = models.CharField(max_length=255)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -284,14 +290,14 @@ class Upload(Job):
 
     def source_exists(self) -> bool:
         if self.kind == self.Kind.ZIP:
-            return bool(self.file.name) and default_storage.exists(self.file.name)
+            return bool(self.file.name) and storage.exists(self.file.name)
         if self.kind == self.Kind.FOLDER:
-            return self.staging_folder().is_dir()
+            return storage.folder_exists(self.staging_folder())
         return Path(self.source_path).exists()
 
-    def staging_folder(self) -> Path:
-        """Where the batches of a folder sent by a browser wait to be read."""
-        return Path(settings.MEDIA_ROOT) / STAGING_ROOT / str(self.id)
+    def staging_folder(self) -> str:
+        """The storage folder where the batches of a folder sent by a browser wait to be read."""
+        return f"{STAGING_ROOT}/{self.id}"
 
     def remove_source_files(self):
         _remove_files(self.file.name, self.staging_folder())
@@ -443,14 +449,14 @@ class DatasetVersion(models.Model):
 
 @receiver(post_delete, sender=Dataset, dispatch_uid="dataset-files")
 def _remove_dataset_files(sender, instance, **kwargs):
-    folders = [instance.media_folder, Path(settings.MEDIA_ROOT) / "versions" / str(instance.id)]
-    transaction.on_commit(lambda: [shutil.rmtree(folder, ignore_errors=True) for folder in folders])
+    folders = [instance.media_folder, instance.versions_folder]
+    transaction.on_commit(lambda: [storage.delete_folder(folder) for folder in folders])
 
 
 def _remove_files(file_name, folder):
     if file_name:
-        default_storage.delete(file_name)
-    shutil.rmtree(folder, ignore_errors=True)
+        storage.delete(file_name)
+    storage.delete_folder(folder)
 
 
 @receiver(post_delete, sender=Upload, dispatch_uid="upload-files")
@@ -464,4 +470,4 @@ def _remove_upload_files(sender, instance, **kwargs):
 def _remove_version_manifest(sender, instance, **kwargs):
     name = instance.manifest.name
     if name:
-        transaction.on_commit(lambda: default_storage.delete(name))
+        transaction.on_commit(lambda: storage.delete(name))

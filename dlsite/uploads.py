@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 from functools import wraps
-from pathlib import Path
 
 from django import forms
 from django.conf import settings
@@ -32,6 +31,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from dlsite import storage
 from mlcore.archive import ArchiveLimits, ArchiveRejected, plan_files
 from mlcore.words import count, file_size
 
@@ -228,10 +228,14 @@ class FolderReceiver:
         when it was stored already."""
         raise NotImplementedError
 
-    def folder(self, row) -> Path:
-        """Where the row's parts wait. Every part that arrives adds to this folder, so its modification
-        time is when the last part arrived."""
+    def prefix(self, row) -> str:
+        """The storage folder (dlsite/storage.py) where the row's parts wait, e.g. "uploads/folders/7".
+        Every part that arrives adds files to it, so its newest file says when the last part arrived."""
         raise NotImplementedError
+
+    def last_arrival(self, row) -> float:
+        """When the row's last part arrived (a time.time()), 0 when none has: its newest kept file."""
+        return max((kept.modified.timestamp() for kept in storage.listing(self.prefix(row))), default=0.0)
 
     def sent_already(self, row) -> str:
         """Why a part or a finish of a row no longer receiving is refused."""
@@ -293,7 +297,7 @@ class FolderReceiver:
         """The rows still receiving that got nothing for UPLOAD_ABANDON_S (now: a time.time())."""
         cutoff = now - settings.UPLOAD_ABANDON_S
         return [row for row in self.model.objects.filter(status=self.model.Status.RECEIVING)
-                if max(row.created_at.timestamp(), _modified(self.folder(row))) < cutoff]
+                if row.created_at.timestamp() < cutoff and self.last_arrival(row) < cutoff]
 
     def abandon(self, row) -> bool:
         """Fail a row found abandoned, unless a part arrived or it was finished meanwhile."""
@@ -348,10 +352,3 @@ class FolderReceiver:
             return JsonResponse({"status": row.status, "url": finished_url(row)})
 
         return state, part, finish
-
-
-def _modified(folder: Path) -> float:
-    try:
-        return os.stat(folder).st_mtime
-    except OSError:
-        return 0.0

@@ -154,7 +154,7 @@ class Cleanup:
                     continue
                 self.result.abandoned_uploads += 1
                 if not receiver.keeps_abandoned_parts:
-                    name = f"{STAGING_DIR}/{row.id}"
+                    name = receiver.prefix(row)
                     files = list(storage.listing(name))
                     if files:
                         self.remove("staging", name, sum(item.size for item in files), folder=True)

@@ -7,7 +7,10 @@ becomes of each file (duplicate, conflict, new image) and writes the rows.
 
 Files are stored content-addressed (`<prefix>/<sha[:2]>/<sha>.<ext>`): the same
 bytes always get the same name, so writing one twice is harmless and a stored
-file never changes.
+file never changes. They are written into a local folder, `Chunk.out_dir`, that
+stands for `<prefix>`: the kept folder itself when the site keeps its files in a
+local folder, a scratch folder whose new files the caller then saves to the
+bucket otherwise (datasets_app/sources.py).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ class Examined:
     size: int  # bytes read, counted towards the upload's limit
     reason: str | None = None  # why the file is not used; None when it is a good image
     sha256: str = ""
-    file: str = ""  # stored name, relative to the media root
+    file: str = ""  # storage name ("datasets/7/ab/ab….png")
     thumbnail: str = ""  # stored thumbnail, or "" when the image is its own thumbnail
     width: int = 0
     height: int = 0
@@ -41,8 +44,8 @@ class Chunk:
     images: list[PlannedImage]
     zip_path: str | None  # read entries from this zip ...
     paths: dict[str, str] | None  # ... or these files on disk
-    media_root: str
-    prefix: str  # where the files go under the media root, e.g. "datasets/7"
+    out_dir: str  # the local folder the files are written into, standing for `prefix`
+    prefix: str  # the storage name of that folder, e.g. "datasets/7": the names Examined gives start with it
     limits: ArchiveLimits
     max_pixels: int
 
@@ -79,14 +82,16 @@ def _examine(name, data, reason, chunk) -> Examined:
         return Examined(name, len(data), str(exc))
     digest = hashlib.sha256(data).hexdigest()
     extension = {"JPEG": "jpg"}.get(decoded.format, decoded.format.lower())
-    file = f"{chunk.prefix}/{digest[:2]}/{digest}.{extension}"
-    store_file(chunk.media_root, file, data)
+    file = f"{digest[:2]}/{digest}.{extension}"
+    store_file(chunk.out_dir, file, data)
     thumbnail = ""
     small = make_thumbnail(decoded.image)
     if small is not None:
-        thumbnail = f"{chunk.prefix}/thumbs/{digest[:2]}/{digest}.jpg"
-        store_file(chunk.media_root, thumbnail, small)
-    return Examined(name, len(data), None, digest, file, thumbnail, decoded.width, decoded.height, decoded.channels)
+        thumbnail = f"thumbs/{digest[:2]}/{digest}.jpg"
+        store_file(chunk.out_dir, thumbnail, small)
+        thumbnail = f"{chunk.prefix}/{thumbnail}"
+    return Examined(name, len(data), None, digest, f"{chunk.prefix}/{file}", thumbnail,
+                    decoded.width, decoded.height, decoded.channels)
 
 
 def store_file(root: str, name: str, data: bytes) -> None:

@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 from django.conf import settings
 from django.db import transaction
 
-from datasets_app.folder_upload import link_batch
+from datasets_app.folder_upload import copy_batch
 from datasets_app.models import Upload
 from datasets_app.sources import fit_upload_name
 from datasets_app.tasks import ingest
@@ -70,17 +70,9 @@ class ClassificationFolders(FolderReceiver):
         ClassifiedImage.objects.bulk_create(rows)
         return True
 
-    def folder(self, job):
+    def prefix(self, job):
         """The storage folder (a dlsite/storage.py name) where the parts' pictures are kept."""
         return job.folder
-
-    def abandoned(self, now: float) -> list:
-        """As FolderReceiver's, with when the last part arrived read from the storage's listing (the
-        newest picture kept): a bucket has no folder with a modification time."""
-        cutoff = now - settings.UPLOAD_ABANDON_S
-        return [job for job in self.model.objects.filter(status=self.model.Status.RECEIVING)
-                if max([job.created_at.timestamp(), *(kept.modified.timestamp()
-                                                      for kept in storage.listing(job.folder))]) < cutoff]
 
     def sent_already(self, job):
         return "This folder has been sent completely already. To classify more pictures, start again."
@@ -269,13 +261,10 @@ def send_to_inbox(job: Classification, pictures, dataset, user):
             name = f"{stem}-{picture.id}{suffix}"
         used.add(name)
         try:
-            # The kept file itself with the local folder (linked into the batch, not copied); with a
-            # bucket, this host's cached copy.
-            path = storage.local_path(picture.file.name)
-            size += path.stat().st_size
-        except OSError:  # gone: nothing to send
+            size += picture.file.size  # the storage's own answer: the folder's or the bucket's
+        except (OSError, ValueError):  # gone: nothing to send
             continue
-        files.append((name, path))
+        files.append((name, picture.file.name))
         if picture.label:
             suggestions[name] = picture.label
     if not files:
@@ -288,7 +277,7 @@ def send_to_inbox(job: Classification, pictures, dataset, user):
             original_name=fit_upload_name(f"{len(files)} pictures from the classification “{job.name}”"),
             expected_files=len(files), expected_batches=1, received_batches=[0], expected_bytes=size,
             received_bytes=size, suggestions=suggestions)
-        link_batch(upload, 0, files)
+        copy_batch(upload, 0, files)
         ingest.delay_on_commit(upload.id)
     return upload
 

@@ -109,10 +109,10 @@ def test_both_kinds_of_folder_whose_sending_stopped_are_given_up_by_the_clean_up
 
     Upload.objects.filter(pk=upload.pk).update(created_at=old)
     Classification.objects.filter(pk=job.pk).update(created_at=old)
-    os.utime(dataset_folders.folder(upload), (old.timestamp(),) * 2)  # the last part arrived two hours ago
-    # A classification's parts are kept pictures (predict_app/many.py): the newest one says when.
-    for kept in storage.listing(classification_folders.folder(job)):
-        os.utime(storage.local_path(kept.name), (old.timestamp(),) * 2)
+    # The newest kept file of each folder (dlsite/uploads.py last_arrival) says when the last part arrived.
+    for receiver, row in ((dataset_folders, upload), (classification_folders, job)):
+        for kept in storage.listing(receiver.prefix(row)):
+            os.utime(storage.local_path(kept.name), (old.timestamp(),) * 2)  # two hours ago
     run_cleanup()
     upload.refresh_from_db()
     job.refresh_from_db()
@@ -120,6 +120,6 @@ def test_both_kinds_of_folder_whose_sending_stopped_are_given_up_by_the_clean_up
                                                        "to send it.")
     assert (job.status, job.error) == ("failed", "Abandoned: no pictures arrived for 1 hour. Pick the folder again to "
                                                  "send it, or press Retry to classify the pictures that arrived.")
-    assert not dataset_folders.folder(upload).exists()  # a dataset's parts go,
-    assert job.images.count() == 2 and storage.folder_exists(classification_folders.folder(job))  # a classification's stay
+    assert not storage.folder_exists(dataset_folders.prefix(upload))  # a dataset's parts go,
+    assert job.images.count() == 2 and storage.folder_exists(classification_folders.prefix(job))  # a classification's stay
     assert CleanupReport.objects.get().abandoned_uploads == 2

@@ -13,6 +13,7 @@ from django.urls import reverse
 from datasets_app.folder_upload import staging_folder
 from datasets_app.models import Dataset, Upload
 from datasets_app.tasks import ingest
+from dlsite import storage
 from tests.images import CLASSES, image_bytes, labelled_zip
 
 
@@ -87,7 +88,7 @@ def test_a_folder_sent_in_batches_gets_its_classes_from_folder_names_and_loose_f
     assert sorted(dataset.images.filter(image_class__isnull=True).values_list("original_name", flat=True)) == [
         "loose-1.png", "loose-2.png"]
     assert upload.unlabelled == 2 and upload.accepted == 14
-    assert not staging_folder(upload).exists()
+    assert not storage.folder_exists(staging_folder(upload))
 
 
 def test_train_validation_and_test_folders_set_the_split(alice, dataset):
@@ -217,7 +218,7 @@ def test_more_than_100_files_in_one_batch_are_refused(alice, dataset):
     answer = start(alice, add_url(dataset), files, 101, batch_count=2).json()
     message = refusal(send_batch(alice, answer, 0, in_batches(files, 101)[0]), 400)
     assert message == "Send at most 100 files at a time."
-    assert Upload.objects.get().received_batches == [] and not staging_folder(Upload.objects.get()).exists()
+    assert Upload.objects.get().received_batches == [] and not storage.folder_exists(staging_folder(Upload.objects.get()))
 
 
 def test_too_many_files_get_the_message_with_csrf_checks_on_too(user, dataset):
@@ -253,7 +254,7 @@ def test_bad_paths_are_refused_and_nothing_is_stored(alice, dataset, paths, mess
     response = send_batch(alice, answer, 0, list(files.items()), paths=paths)
     assert message in refusal(response, 400)
     upload = Upload.objects.get()
-    assert upload.received_batches == [] and not staging_folder(upload).exists()
+    assert upload.received_batches == [] and not storage.folder_exists(staging_folder(upload))
 
 
 def test_a_batch_outside_the_announced_ones_is_refused(alice, dataset):
@@ -401,11 +402,11 @@ def test_an_unfinished_folder_can_be_stopped_and_its_files_removed(alice, datase
     answer = start(alice, add_url(dataset), files, 5).json()
     send_batch(alice, answer, 0, in_batches(files, 5)[0])
     upload = Upload.objects.get()
-    assert staging_folder(upload).exists()
+    assert storage.folder_exists(staging_folder(upload))
     page = alice.get(reverse("datasets:detail", args=[dataset.pk])).content.decode()
     assert "1 of\n      3 parts arrived" in page
     response = alice.post(reverse("datasets:folder_discard", args=[dataset.pk, upload.pk]), follow=True)
     assert "nothing from it was added" in response.content.decode()
     upload.refresh_from_db()
-    assert upload.status == "failed" and not staging_folder(upload).exists()
+    assert upload.status == "failed" and not storage.folder_exists(staging_folder(upload))
     assert send_batch(alice, answer, 1, in_batches(files, 5)[1]).status_code == 409

@@ -127,17 +127,17 @@ def scene(user, media, tmp_path):
 
     # Folders being received: one still arriving stays, one silent for three days is given up.
     arriving = folder_upload(dataset, Upload.Status.RECEIVING)
-    stay.append(write(staging_folder(arriving) / "000000" / "000", age_s=2 * DAY))
-    write(staging_folder(arriving) / "000001" / "000")  # a batch just now
+    stay.append(write(media / staging_folder(arriving) / "000000" / "000", age_s=2 * DAY))
+    write(media / staging_folder(arriving) / "000001" / "000")  # a batch just now
     silent = folder_upload(dataset, Upload.Status.RECEIVING, created_days_ago=3)
-    write(staging_folder(silent) / "000000" / "000", age_s=3 * DAY)
-    age(staging_folder(silent), 3 * DAY)
+    write(media / staging_folder(silent) / "000000" / "000", age_s=3 * DAY)
+    age(media / staging_folder(silent), 3 * DAY)
     # Waiting to be read (in another dataset: a dataset being read into is left alone as a whole).
     queued = folder_upload(Dataset.objects.create(owner=user, name="waiting"), Upload.Status.QUEUED, 3)
-    stay.append(write(staging_folder(queued) / "000000" / "000", age_s=3 * DAY))
+    stay.append(write(media / staging_folder(queued) / "000000" / "000", age_s=3 * DAY))
     finished = folder_upload(dataset, Upload.Status.DONE)
-    write(staging_folder(finished) / "000000" / "000")
-    go += [staging_folder(silent), staging_folder(finished)]
+    write(media / staging_folder(finished) / "000000" / "000")
+    go += [media / staging_folder(silent), media / staging_folder(finished)]
     go.append(write(media / "uploads" / "folders" / "987654" / "000000" / "000").parent.parent)
     age(go[-1], 2 * DAY)
     stay.append(write(media / "uploads" / "folders" / "987653" / "000000" / "000"))  # row not yet committed?
@@ -322,7 +322,7 @@ def test_disk_use_is_measured_per_person_and_per_kind(user, media, settings):
     zip_upload = Upload.objects.create(dataset=dataset, original_name="a.zip")
     zip_upload.file.save("a.zip", ContentFile(b"z" * 700))
     receiving = folder_upload(dataset, Upload.Status.RECEIVING)
-    write(staging_folder(receiving) / "000000" / "000", b"s" * 300)
+    write(media / staging_folder(receiving) / "000000" / "000", b"s" * 300)
     write(Path(settings.PACK_DIR) / "version-1-abc" / "train_x.npy", b"p" * 400)
     images = sum(f.stat().st_size for f in (media / "datasets" / str(dataset.id)).rglob("*") if f.is_file())
 
@@ -377,7 +377,8 @@ def test_a_run_beyond_the_limit_of_runs_at_once_is_refused(alice, shapes, settin
 
 def test_each_limit_counts_what_its_apps_registered(user, shapes, settings, monkeypatch):
     assert quotas.used("images", user) == 30 and quotas.used("queued_runs", user) == 0
-    assert quotas.used("bytes", user) == sum(f.stat().st_size for f in shapes.media_folder.rglob("*") if f.is_file())
+    images = settings.MEDIA_ROOT / shapes.media_folder
+    assert quotas.used("bytes", user) == sum(f.stat().st_size for f in images.rglob("*") if f.is_file())
     new_run(shapes)
     assert quotas.used("queued_runs", user) == 1
     # A limit nobody counts for would never refuse anything: that is a mistake in the code, said loudly.

@@ -68,7 +68,7 @@ def test_deleting_a_dataset_removes_its_files(alice, shapes, django_capture_on_c
     failed = zip_upload(shapes, b"not a zip", name="broken.zip", status="failed")
     folder = Upload.objects.create(dataset=shapes, kind=Upload.Kind.FOLDER, original_name="photos", status="failed")
     save_batch(folder, 0, [("cats/a.png", ContentFile(image_bytes("spot"), name="a.png"))])
-    paths = [shapes.media_folder, manifest, media(failed.file.name), folder.staging_folder()]
+    paths = [media(shapes.media_folder), manifest, media(failed.file.name), media(folder.staging_folder())]
     assert all(path.exists() for path in paths)
     with django_capture_on_commit_callbacks(execute=True):
         alice.post(reverse("datasets:delete", args=[shapes.pk]))

@@ -4,6 +4,10 @@ The large-data path: a zip or a folder that is already on the server goes throug
 the same ingestion code as a browser upload, here in this process, with a
 progress bar in the terminal. The dataset is created if the user has none of that
 name; otherwise the images are added to it (duplicates are found by hash).
+
+The path is read where it is, never copied into the storage: should the upload be retried from the
+site, the default worker reads it again, so with workers on other machines the path must be on the
+default worker's disk (run the command there).
 """
 import sys
 import time
