@@ -110,7 +110,7 @@ def site(tmp_path, s3_endpoint):
     env = {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
     env.update(s3.environment(s3_endpoint, bucket), **WORKER_SETTINGS,
                DATABASE_URL=POSTGRES.rsplit("/", 1)[0] + f"/{database}", CELERY_BROKER_URL=broker,
-               SECRET_KEY="several-machines-" + uuid.uuid4().hex, DJANGO_SETTINGS_MODULE="dlsite.settings",
+               SECRET_KEY="several-machines-" + uuid.uuid4().hex, HEALTHZ_TOKEN="machines", HEALTHZ_CACHE_S="0", DJANGO_SETTINGS_MODULE="dlsite.settings",
                PYTHONUNBUFFERED="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     machines = {}
 
@@ -220,14 +220,23 @@ def test_hosts_sharing_only_the_database_the_broker_and_a_bucket(site):
 
     # Everything kept is in the bucket...
     kept = s3.keys(site.endpoint, site.bucket)
-    for prefix in ("datasets/", "uploads/", f"models/{run['id']}/", "classifications/", "packs/"):
+    # (The uploaded zip was kept there too, until it was read: the default worker read it from the bucket.)
+    for prefix in ("datasets/", "versions/", f"models/{run['id']}/attempt-", "classifications/", "packs/"):
         assert any(k.startswith(prefix) for k in kept), (prefix, kept)
     assert any(k.startswith(f"models/{run['id']}/exports/") for k in kept), kept
     # ... and no host kept anything of another's: no media folder anywhere, only caches and logs.
     for one in (web, gpu_a, cpu):
         assert not [name for name in one.files() if name.startswith("media/")], (one.name, one.files())
-    assert not [n for n in web.files() if n.startswith("local-cache/") and n.endswith((".npy", ".keras"))], web.files()
-    assert [n for n in gpu_a.files() if n.endswith("train_x.npy")], gpu_a.files()  # its pack, cached
+    # The web server classified with its own cached copy of the model; the training host kept its pack.
+    assert [n for n in web.files() if n.startswith("local-cache/") and n.endswith("model.keras")], web.files()
+    assert not [n for n in web.files() if n.endswith(".npy")], web.files()
+    assert [n for n in gpu_a.files() if n.startswith("local-cache/") and n.endswith("train_x.npy")], gpu_a.files()
+
+    # /healthz lists each host with its workers and devices, and the bucket as reachable.
+    health = requests.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Healthz-Token": "machines"}, timeout=30).json()
+    assert health["storage"] == "ok", health
+    assert {(h["host"], w["name"], h["devices"]) for h in health["hosts"] for w in h["workers"]} == {
+        ("gpu-a", "training@gpu-a", "CPU"), ("cpu-host", "default@cpu-host", "CPU")}, health
 
     # A training worker killed mid-run: another host's worker takes it over from the bucket and finishes.
     longer = api.post(f"{url}/datasets/{dataset['id']}/runs/", timeout=60,
