@@ -304,6 +304,9 @@ def bucket_options(url: str) -> dict:
         # Django's FileSystemStorage never writes over a file (it picks another name); the same here,
         # or two uploads called the same would share one object. dlsite/storage.py replaces on purpose.
         "file_overwrite": False,
+        # A kept file being read is held in memory up to this size, and in a temporary file beyond it
+        # (django-storages' default, 0, holds any file whole in memory: a model or a zip too).
+        "max_memory_size": 8 * 1024 * 1024,
         "location": location,
         **options,
     }
