@@ -245,38 +245,35 @@ class HostCache:
 
     def fetch(self, name: str) -> Path:
         entry = self._entry("files", name)
-        target = entry / PurePosixPath(name).name
-        if not target.is_file():
-            with self._lock(entry):
-                if not target.is_file():
-                    partial = self._partial_path()
-                    try:
-                        _download(name, partial / target.name)
-                        os.replace(partial, entry)
-                    finally:
-                        shutil.rmtree(partial, ignore_errors=True)
-            self.trim(keep=entry)
-        _touch(entry)
-        return target
+        self._fill(entry, lambda partial: _download(name, partial / PurePosixPath(name).name))
+        return entry / PurePosixPath(name).name
 
     def fetch_folder(self, prefix: str) -> Path:
+        def download_all(partial):
+            kept = list(listing(prefix))
+            if not kept:
+                raise FileNotFoundError(f"Nothing kept under {prefix}/")
+            for item in kept:
+                _download(item.name, partial / item.name[len(prefix) + 1:])
+
         entry = self._entry("folders", prefix)
+        self._fill(entry, download_all)
+        return entry
+
+    def _fill(self, entry: Path, download) -> None:
+        """Make sure `entry` is here: the first process to want it downloads it (download(partial
+        folder)) and renames it into place whole; one arriving meanwhile waits on the lock, then finds it."""
         if not entry.is_dir():
             with self._lock(entry):
                 if not entry.is_dir():
-                    kept = list(listing(prefix))
-                    if not kept:
-                        raise FileNotFoundError(f"Nothing kept under {prefix}/")
                     partial = self._partial_path()
                     try:
-                        for item in kept:
-                            _download(item.name, partial / item.name[len(prefix) + 1:])
+                        download(partial)
                         os.replace(partial, entry)
                     finally:
                         shutil.rmtree(partial, ignore_errors=True)
             self.trim(keep=entry)
         _touch(entry)
-        return entry
 
     def adopt_folder(self, local: Path, prefix: str) -> Path:
         """Take a folder this process made (a pack it built) as the cached copy of `prefix`."""
