@@ -229,6 +229,15 @@ def local_folder(prefix: str) -> Path:
     return host_cache().fetch_folder(prefix)
 
 
+def copy_to_host(name: str, path: str | Path) -> None:
+    """Copy the kept file `name` to the local `path`, not through the host cache: for a file read
+    once (the pictures a pack is built from). FileNotFoundError when nothing is kept under it."""
+    name = _clean(name)
+    if is_local() and not os.path.isfile(default_storage.path(name)):
+        raise FileNotFoundError(f"No kept file {name}")
+    _download(name, Path(path))
+
+
 def host_cache() -> HostCache:
     return HostCache(Path(settings.LOCAL_CACHE_DIR), int(settings.LOCAL_CACHE_MAX_GB * 1024**3))
 
@@ -394,13 +403,18 @@ def _download(name: str, path: Path) -> None:
     if is_local():
         shutil.copyfile(default_storage.path(name), path)
         return
-    # boto3's transfer: large files in parallel ranged parts
+    # One GET, streamed to the disk as it comes (boto3's download_file asks for the size first, and
+    # the storage's open() holds the whole file in memory before the first byte is read).
+    bucket = _bucket()
     try:
-        _bucket().download_file(f"{_location()}{name}", str(path))
+        body = bucket.meta.client.get_object(Bucket=bucket.name, Key=f"{_location()}{name}")["Body"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
             raise FileNotFoundError(f"No kept file {name}") from exc
         raise
+    with open(path, "wb") as out:
+        for chunk in body.iter_chunks(1024 * 1024):
+            out.write(chunk)
 
 
 def check() -> str:

@@ -9,7 +9,6 @@ faster. (Could live in dlsite/storage.py; kept apart so as not to change that mo
 from __future__ import annotations
 
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -89,21 +88,9 @@ class Transfers:
         caller removes them), not through the host cache, for files read once."""
         if storage.is_local():
             for name, local in pairs:
-                local.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(storage.local_path(name), local)
+                storage.copy_to_host(name, local)
             return
-
-        def fetch(pair):
-            # Streamed to the disk as it comes (the storage's open() would hold the whole file in memory first)
-            name, local = pair
-            local.parent.mkdir(parents=True, exist_ok=True)
-            bucket = self._replacing()
-            body = bucket.connection.meta.client.get_object(
-                Bucket=bucket.bucket_name, Key=bucket._normalize_name(clean_name(name)))["Body"]
-            with open(local, "wb") as out:
-                for chunk in body.iter_chunks(1024 * 1024):
-                    out.write(chunk)
-        self._each(fetch, pairs)
+        self._each(lambda pair: storage.copy_to_host(*pair), pairs)
 
     # The threads
 

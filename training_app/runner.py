@@ -169,8 +169,7 @@ def _fetch_images(rows, folder: Path, on_phase) -> list[tuple[dict, Path]]:
         number, row = numbered
         path = folder / f"{number}{PurePosixPath(row['file']).suffix}"
         try:
-            with storage.open_kept(row["file"]) as source, open(path, "wb") as out:
-                shutil.copyfileobj(source, out)
+            storage.copy_to_host(row["file"], path)
         except FileNotFoundError:  # removed since the version was frozen: packed without it
             return None
         return row, path
@@ -343,10 +342,7 @@ def _download_folder(prefix: str, folder: Path) -> None:
     """Every file kept under `prefix`, written under the local `folder` (not into the host's cache:
     a backup changes with each epoch, and a cached copy would not)."""
     for kept in storage.listing(prefix):
-        path = folder / kept.name[len(prefix) + 1:]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open_kept(kept.name) as source, open(path, "wb") as out:
-            shutil.copyfileobj(source, out)
+        storage.copy_to_host(kept.name, folder / kept.name[len(prefix) + 1:])
 
 
 class _BackupKeeper:
