@@ -229,7 +229,8 @@ def ingest_upload(upload: Upload, on_progress=None, processes=None):
     limits = archive_limits()
     processes = processes or settings.INGEST_PROCESSES
     ingestion = None
-    upload.discard_rows()  # what an earlier attempt, killed midway, left
+    if not _discard_earlier_attempt(upload):
+        return  # the reaper gave the upload to another attempt before this one began
     source = None
     try:
         with Heartbeat(upload):
@@ -251,6 +252,17 @@ def ingest_upload(upload: Upload, on_progress=None, processes=None):
             source.close()
     if upload.finish(**counts):
         _remove_staging(upload)
+
+
+def _discard_earlier_attempt(upload) -> bool:
+    """Remove what an earlier attempt, killed midway, left, if this attempt still holds the upload.
+    Unfenced, a worker slow to begin (its claim already given to the next attempt, which had read the
+    whole upload meanwhile) removed the next attempt's rows: an upload "done" with no images."""
+    with transaction.atomic():
+        if not upload.claimed_row().select_for_update().exists():
+            return False
+        upload.discard_rows()
+        return True
 
 
 def _discard(upload, ingestion, message):

@@ -200,6 +200,20 @@ def test_a_new_attempt_counts_each_image_once(user):
     assert dataset.images.count() == 15
 
 
+def test_an_attempt_slow_to_begin_leaves_the_next_attempts_rows_alone(user):
+    """A worker claimed the upload, then stalled before reading it; the reaper gave it to another
+    attempt, which read it all. The first, waking, must not remove what the second wrote."""
+    dataset = Dataset.objects.create(owner=user, name="d")
+    upload = zip_upload(dataset)
+    first = Upload.objects.claim(upload.id)
+    Upload.objects.filter(id=upload.id).update(status="queued")  # the reaper: silent too long
+    ingest_upload(Upload.objects.claim(upload.id))
+    ingest_upload(first)  # wakes up
+    upload.refresh_from_db()
+    assert (upload.status, upload.attempts, upload.accepted) == ("done", 2, 15)
+    assert dataset.images.count() == 15
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_attempt_that_lost_its_claim_stops_without_writing(user, settings, monkeypatch):
     settings.HEARTBEAT_INTERVAL_S = 0.05
