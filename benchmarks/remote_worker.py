@@ -112,10 +112,10 @@ def main():
         env = dict(env, CELERY_BROKER_URL=BROKER, DATABASE_URL=f"sqlite:///{Path(data_dir) / 'db.sqlite3'}")
         local_dataset = train_bench.import_zip(user, args.zip, name="local folder")
         started = time.monotonic()
-        def bucket():
+        def in_bucket():
             return on_bucket(settings_module, storage_url, work / "site-cache")
 
-        with bucket():
+        with in_bucket():
             bucket_dataset = train_bench.import_zip(user, args.zip, name="bucket")
         bucket_import_s = time.monotonic() - started
 
@@ -128,15 +128,15 @@ def main():
             return dict(env, **s3.environment(endpoint, bucket), DATA_DIR=str(folder), HOME=str(folder))
 
         warm_folder = work / "gpu-host-warm"
-        cold = one_run(bucket_dataset, user, changes, remote_env(warm_folder), work / "remote-cold.log", bucket)
+        cold = one_run(bucket_dataset, user, changes, remote_env(warm_folder), work / "remote-cold.log", in_bucket)
         cold_cache = one_run(bucket_dataset, user, changes, remote_env(work / "gpu-host-empty"),
-                             work / "remote-cold-cache.log", bucket)
+                             work / "remote-cold-cache.log", in_bucket)
         # The local side's pack is built once before the rounds, as the remote side's was.
         one_run(local_dataset, user, changes, env, work / "local-first.log", nullcontext)
         rounds = []
         for number in range(args.rounds):
             sides = [("local", local_dataset, env, nullcontext),
-                     ("remote", bucket_dataset, remote_env(warm_folder), bucket)]
+                     ("remote", bucket_dataset, remote_env(warm_folder), in_bucket)]
             if number % 2:
                 sides.reverse()
             results = {name: one_run(dataset, user, changes, side_env, work / f"{name}-{number}.log", storage)
