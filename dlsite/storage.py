@@ -254,8 +254,10 @@ class HostCache:
 
     def fetch(self, name: str) -> Path:
         entry = self._entry("files", name)
-        self._fill(entry, lambda partial: _download(name, partial / PurePosixPath(name).name))
-        return entry / PurePosixPath(name).name
+        target = entry / PurePosixPath(name).name
+        # An entry whose file a caller removed (a copy that failed its check) is fetched again.
+        self._fill(entry, lambda partial: _download(name, partial / target.name), here=target.is_file)
+        return target
 
     def fetch_folder(self, prefix: str) -> Path:
         def download_all(partial):
@@ -269,15 +271,19 @@ class HostCache:
         self._fill(entry, download_all)
         return entry
 
-    def _fill(self, entry: Path, download) -> None:
-        """Make sure `entry` is here: the first process to want it downloads it (download(partial
-        folder)) and renames it into place whole; one arriving meanwhile waits on the lock, then finds it."""
-        if not entry.is_dir():
+    def _fill(self, entry: Path, download, here=None) -> None:
+        """Make sure `entry` is here (`here()`, else the folder exists): the first process to want it
+        downloads it (download(partial folder)) and renames it into place whole; one arriving
+        meanwhile waits on the lock, then finds it."""
+        here = here or entry.is_dir
+        if not here():
             with self._lock(entry):
-                if not entry.is_dir():
+                if not here():
                     partial = self._partial_path()
                     try:
                         download(partial)
+                        if entry.exists():  # what is left of a damaged entry
+                            os.replace(entry, self._partial_path())
                         os.replace(partial, entry)
                     finally:
                         shutil.rmtree(partial, ignore_errors=True)

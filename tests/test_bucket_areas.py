@@ -236,8 +236,10 @@ def test_the_command_and_a_download_job_keep_their_files_in_the_bucket(bucket, s
 # ---- the clean-up and "Disk use"
 
 
-def test_the_clean_up_lists_the_bucket_and_removes_only_orphans_past_the_grace(bucket, s3_endpoint, settings, user, run):
+def test_the_clean_up_lists_the_bucket_and_removes_only_orphans_past_the_grace(bucket, s3_endpoint, settings, user, run,
+                                                                              tmp_path):
     settings.CLEANUP_GRACE_S = DAY
+    settings.PACK_DIR = tmp_path / "packs"  # not the packs other tests of this process left locally
     dataset = run.dataset
     needed = storage.save_bytes(f"datasets/{dataset.id}/ab/needed.png", b"n" * 100)
     Image.objects.create(dataset=dataset, file=needed, original_name="a.png", width=1, height=1, channels=1,

@@ -155,3 +155,13 @@ def test_what_a_killed_download_left_is_swept(settings, s3_endpoint, tmp_path):
     storage.save_bytes("files/a", b"a")
     storage.local_path("files/a")
     assert not left.exists() and fresh.exists()
+
+
+def test_a_cached_copy_removed_by_its_user_is_fetched_again(settings, s3_endpoint, tmp_path):
+    s3.use_bucket(settings, s3_endpoint, tmp_path)
+    storage.save_bytes("weights/w.h5", b"good")
+    path = storage.local_path("weights/w.h5")
+    (path.parent / "w.h5.checked").write_text("4")  # a note beside it, as the weights' check leaves
+    path.unlink()  # found damaged
+    assert storage.local_path("weights/w.h5").read_bytes() == b"good"
+    assert not (path.parent / "w.h5.checked").exists()  # the damaged entry went whole
