@@ -32,7 +32,7 @@ from mlcore.formats import FORMATS
 from predict_app.many import Refused, check_zip
 from predict_app.many_views import get_classification_for_user
 from predict_app.models import Classification
-from predict_app.services import classify_uploads, predictor_for
+from predict_app.services import PREDICTOR_COLUMNS, classify_uploads, predictor_for
 from predict_app.tasks import classify_many
 from training_app.access import get_model_for_user, get_run_for_user
 from training_app.forms import TrainingRunForm
@@ -175,7 +175,7 @@ class Classify(APIView):
     )
     def post(self, request, run_pk):
         # Only the columns predicting needs: the whole run row took a third of a one-picture request.
-        run = get_model_for_user(request, run_pk, columns=("id", "model_file"))
+        run = get_model_for_user(request, run_pk, columns=PREDICTOR_COLUMNS)
         files = _pictures_from(request)
         try:
             predictor = predictor_for(run)

@@ -20,6 +20,11 @@ _lock = threading.Lock()
 _loaded: OrderedDict[tuple, Predictor] = OrderedDict()  # the least recently used first
 
 
+# The columns of a run predictor_for reads: a request that loads only these makes one query, where
+# each column left out costs a query of its own.
+PREDICTOR_COLUMNS = ("id", "model_file", "attempts", "finished_at")
+
+
 def predictor_for(run) -> Predictor:
     """The run's model, loaded once per process. Keyed by its storage name and attempt (a model kept
     is never replaced under the same name: each attempt has its own folder) and the run's end, which

@@ -88,6 +88,20 @@ def test_pictures_are_classified_from_multipart_and_from_base64(client, model, k
         assert refused.status_code == 400 and words in refused.json()["message"]
 
 
+def test_one_picture_reads_the_run_in_one_query(client, model, key):
+    """The run's columns the model's cache needs are read with it: each one deferred cost a query of
+    its own on every request."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("api:classify", args=[model.id])
+    client.post(url, {"images": [SimpleUploadedFile("a.png", image_bytes("spot", 16))]}, **bearer(key))  # loads it
+    with CaptureQueriesContext(connection) as queries:
+        answer = client.post(url, {"images": [SimpleUploadedFile("a.png", image_bytes("spot", 16))]}, **bearer(key))
+    assert answer.status_code == 200
+    assert len([q for q in queries if "training_app_trainingrun" in q["sql"]]) == 1, [q["sql"] for q in queries]
+
+
 def test_many_pictures_in_a_zip_become_a_classification(client, model, key):
     archive = make_zip({f"{i}.png": image_bytes(CLASSES[i % 3], 16, seed=i) for i in range(5)})
     started = client.post(reverse("api:classification_start", args=[model.id]),

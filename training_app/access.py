@@ -21,6 +21,6 @@ def find_run_for_user(request, pk, **filters):
 
 def get_model_for_user(request, pk, columns=()):
     """A run of the person asking that has a trained model; with `columns`, only those are read (the
-    one-picture API reads two)."""
+    one-picture API reads those predict_app.services.PREDICTOR_COLUMNS names)."""
     runs = runs_for_user(request).with_model()
     return get_object_or_404(runs.only(*columns) if columns else runs.select_related("dataset"), pk=pk)
