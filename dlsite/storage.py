@@ -108,13 +108,13 @@ def _save_replacing(name: str, content) -> str:
         os.replace(partial, target)
         return name
     # The bucket's objects are replaced whole by a PUT; file_overwrite keeps the name as asked.
-    return _replacing_bucket().save(name, content)
+    return replacing_bucket().save(name, content)
 
 
 _replacing = {}
 
 
-def _replacing_bucket():
+def replacing_bucket():
     """The bucket as a storage that writes over an object of the same name: one per settings (a new
     one costs a boto3 session, 260 ms a file when each save made its own)."""
     backend = settings.STORAGES["default"]

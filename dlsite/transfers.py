@@ -4,7 +4,7 @@ an upload's batch, an ingestion's new images, a staged folder a worker reads.
 With a bucket each file is a request of its own, so a few go at once, from threads (boto3 clients
 are thread-safe; django-storages keeps one connection per thread and storage). With the local
 folder they go one after another through dlsite/storage.py, as before: no thread would make a disk
-faster. (Could live in dlsite/storage.py; kept apart so as not to change that module here.)
+faster.
 """
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import storages
 from storages.utils import clean_name
 
 from dlsite import storage
@@ -107,9 +105,7 @@ class Transfers:
         under the storage's location; _get_write_parameters: its content type and ACL), so that
         their objects are exactly those its save() would make."""
         if self._bucket is None:
-            backend = settings.STORAGES["default"]
-            self._bucket = storages.create_storage(
-                {**backend, "OPTIONS": {**backend.get("OPTIONS", {}), "file_overwrite": True}})
+            self._bucket = storage.replacing_bucket()
         return self._bucket
 
     def _put_file(self, local: Path, name: str, move: bool) -> None:
