@@ -20,7 +20,7 @@ from mlcore.presets import make_model
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 
 TRANSFER = ["mobilenetv2", "efficientnetb0"]  # on files the operator adds (tests/conftest.py makes stand-ins)
-BUNDLED = ["efficientnet_lite0"]  # its real weights come with the site
+BUNDLED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]  # real weights that come with the site
 FROM_SCRATCH = [key for key in PRESET_SPECS if key not in TRANSFER + BUNDLED]
 
 
@@ -70,7 +70,8 @@ def test_it_refuses_what_is_not_a_spec():
     assert "missing" in refusal("Conv2D please").message
     assert "at most 40 layers" in refusal(spec(*[{"type": "Dropout"}] * 41)).message
     for base in ({"name": "resnet"}, {"name": ["mobilenetv2"]}, "mobilenetv2"):
-        assert "must be one of: EfficientNet-Lite0, MobileNetV2, EfficientNetB0" in refusal(spec(base=base)).message
+        assert ("must be one of: EfficientNet-Lite0, EfficientNet-Lite1, EfficientNet-Lite2, MobileNetV2, "
+                "EfficientNetB0") in refusal(spec(base=base)).message
 
 
 # ---- how the layers fit together
@@ -309,7 +310,8 @@ def test_transfer_presets_are_available_with_their_weights_files(weights_dir):
     presets = available_presets(weights_dir[0])
     assert all(p["available"] for p in presets)
     assert [p["key"] for p in presets] == ["dense", "wide", "small_cnn", "deeper_cnn", "efficientnet_lite0",
-                                           "mobilenetv2", "efficientnetb0"]
+                                           "efficientnet_lite1", "efficientnet_lite2", "mobilenetv2", "efficientnetb0"]
+    assert [p.get("native_size") for p in presets if p["key"] in BUNDLED] == [224, 240, 260]
 
 
 # ---- the networks the training form builds by name are the ones they always were
@@ -410,7 +412,7 @@ def test_the_builder_page_offers_the_presets_and_explains_the_unavailable(alice,
     assert options["channels"] == shapes.channels() and options["dataset"] == shapes.pk
     assert {p["key"]: p["available"] for p in options["presets"]} == {
         "dense": True, "wide": True, "small_cnn": True, "deeper_cnn": True, "efficientnet_lite0": True,
-        "mobilenetv2": False, "efficientnetb0": False}
+        "efficientnet_lite1": True, "efficientnet_lite2": True, "mobilenetv2": False, "efficientnetb0": False}
     assert 'id="builder-options"' in response.content.decode() and "js/builder.js" in response.content.decode()
 
 

@@ -47,15 +47,22 @@ def test_every_network_from_scratch_beats_chance_in_inference_mode(preset):
     assert accuracy >= CHANCE + WIDE_MARGIN, f"{preset}: right {accuracy:.2f} of the time; chance is {CHANCE:.2f}"
 
 
-def test_the_offline_pretrained_network_learns_photos_from_its_frozen_features():
+# At 96 pixels Lite1 and Lite2, made for 240 and 260, lose more than Lite0 (made for 224): measured
+# 0.83 to 0.88 on these 60 test photos over three seeds (one photo is 0.017), so their floor is lower.
+PRETRAINED_FLOOR = {"efficientnet_lite0": 0.85, "efficientnet_lite1": 0.8, "efficientnet_lite2": 0.8}
+
+
+@pytest.mark.parametrize("preset", list(PRETRAINED_FLOOR))
+def test_the_offline_pretrained_network_learns_photos_from_its_frozen_features(preset):
+    """At 96 pixels, well below each one's own size (224 to 260), to keep the test quick."""
     (x_train, y_train), (x_test, y_test) = flower_arrays(96)
     phases = []
-    config = TrainingConfig(spec=preset_spec("efficientnet_lite0"), image_size=(96, 96), channels=3, num_classes=3,
+    config = TrainingConfig(spec=preset_spec(preset), image_size=(96, 96), channels=3, num_classes=3,
                             epochs=10, batch_size=32, augmentation={"flip": "horizontal"})
     outcome = train_model(config, x_train, y_train, x_test, y_test, progress_interval_s=0,
                           on_phase=lambda text, done, total: phases.append((done, total)))
     accuracy = float((predict_batch(outcome.model, x_test).argmax(axis=1) == y_test).mean())
-    assert accuracy >= 0.85, f"right {accuracy:.2f} of the time"
+    assert accuracy >= PRETRAINED_FLOOR[preset], f"{preset}: right {accuracy:.2f} of the time"
     # It looked at each training photo and its mirror image once, then at the validation photos.
     assert (240, 240) in phases and phases[-1] == (60, 60)
 
