@@ -157,17 +157,18 @@ BASES = {
         "efficientnet_lite0",
         "A network already trained on 1.4 million photos (ImageNet), whose weights come with this site: it "
         "works without an internet connection."),
-    # ImageNet top-1 75.1, 76.7 and 77.6 % for Lite0, Lite1 and Lite2 (TensorFlow's EfficientNet-Lite README).
+    # ImageNet top-1 75.1, 76.7 and 77.6 % for Lite0, Lite1 and Lite2 (TensorFlow's EfficientNet-Lite README);
+    # speeds at their own sizes from budget.PRETRAINED_IMAGES_PER_S (57, 38 and 29 pictures a CPU-second).
     "efficientnet_lite1": _lite(
         "efficientnet_lite1",
         "A deeper EfficientNet-Lite0, trained on 240 × 240 photos: a little more accurate on ImageNet (76.7 % "
-        "against 75.1 %) and about half as fast again. Its weights come with this site: it works without an "
-        "internet connection."),
+        "against 75.1 %), and it takes about one and a half times as long to look at a photo. Its weights come "
+        "with this site: it works without an internet connection."),
     "efficientnet_lite2": _lite(
         "efficientnet_lite2",
         "A deeper and wider EfficientNet-Lite0, trained on 260 × 260 photos: more accurate on ImageNet (77.6 % "
-        "against 75.1 %) and about twice as slow. Its weights come with this site: it works without an internet "
-        "connection."),
+        "against 75.1 %), and it takes about twice as long to look at a photo. Its weights come with this site: "
+        "it works without an internet connection."),
     "mobilenetv2": Base(
         "MobileNetV2", "MobileNetV2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
         # what keras.applications.mobilenet_v2.preprocess_input does: x / 127.5 - 1
