@@ -265,7 +265,7 @@ def _stages(name: str):
     for number, (expand, kernel, stride, _, channels_out, repeats) in enumerate(STAGES):
         channels_out = round_filters(channels_out, member.width)
         if 0 < number < len(STAGES) - 1:
-            repeats = int(math.ceil(member.depth * repeats))
+            repeats = math.ceil(member.depth * repeats)
         yield expand, kernel, stride, channels_in, channels_out, repeats
         channels_in = channels_out
 

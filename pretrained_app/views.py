@@ -122,7 +122,8 @@ def _moment(when, now):
 @staff_only
 def page(request):
     return render(request, "pretrained_app/page.html", {
-        "networks": network_rows(), "bundled": bundled_rows(), "folder": where_kept(), "in_bucket": not storage.is_local(), "poll_ms": POLL_MS,
+        "networks": network_rows(), "bundled": bundled_rows(), "folder": where_kept(),
+        "in_bucket": not storage.is_local(), "poll_ms": POLL_MS,
         "url_base": settings.PRETRAINED_WEIGHTS_URL,
     })
 

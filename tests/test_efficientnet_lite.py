@@ -364,7 +364,8 @@ def test_without_the_wheel_the_network_is_offered_as_unavailable_in_plain_words(
     assert "PRETRAINED_WEIGHTS_DIR" not in message
 
 
-def test_a_trained_lite0_network_is_saved_and_served_like_any_other(tmp_path):
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_a_trained_lite_network_is_saved_and_served_like_any_other(tmp_path, name):
     """Only standard Keras layers: the saved model loads with safe_mode and predicts the same."""
     from mlcore.presets import preset_spec
     from mlcore.serving import ModelInfo, Predictor, predict_batch, save_model
@@ -373,7 +374,7 @@ def test_a_trained_lite0_network_is_saved_and_served_like_any_other(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
     y = np.arange(24) % 2
-    config = TrainingConfig(spec=preset_spec("efficientnet_lite0"), image_size=(32, 32), channels=3, num_classes=2,
+    config = TrainingConfig(spec=preset_spec(name), image_size=(32, 32), channels=3, num_classes=2,
                             epochs=2, batch_size=8, augmentation={"flip": "horizontal"}, weights_dir=str(tmp_path))
     model = train_model(config, x, y, x[:8], y[:8], progress_interval_s=0).model
     model_path, _ = save_model(model, ModelInfo(["a", "b"], (32, 32), 3), tmp_path / "model")
