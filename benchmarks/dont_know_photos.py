@@ -198,14 +198,14 @@ def main():
         answers[kind] = probabilities.argmax(axis=1)
     wrong = answers["test"] != y_test
     if args.scores:
-        groups["val"] = list(x_val)
+        groups["val"], groups["train"] = list(x_val), list(x_train)
         kept = {}
         for kind, inputs in groups.items():
             kept[f"{kind}_features"] = predict_batch(both, np.stack(inputs), output=0)
             kept[f"{kind}_probabilities"] = predict_batch(both, np.stack(inputs), output=1)
         np.savez(args.scores, test_labels=y_test, val_labels=pack["val"][1], train_labels=y_train,
                  kinds=np.array([kind for kind in groups]), **kept)
-        del groups["val"]
+        del groups["val"], groups["train"]
     unfamiliar = [kind for kind in groups if kind not in ("test", "flower_jpg")]
 
     def figures(rule):
