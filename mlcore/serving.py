@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .familiarity import (FIT_PIXELS, MAX_FIT_IMAGES, Familiarity, Judgement, Neighbours, features_and_probabilities,
-                          judge)
+from .familiarity import (FIT_PIXELS, MAX_FIT_IMAGES, Familiarity, Judgement, Neighbours,
+                          features_and_probabilities, judge)
 from .images import image_to_array
 
 
