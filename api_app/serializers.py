@@ -67,6 +67,11 @@ class ExportListSerializer(serializers.Serializer):
     exports = ExportSerializer(many=True)
 
 
+# Why a picture's answer is not sure, for programs (mlcore/familiarity.py; "threshold": less sure than the
+# classification's own threshold, which one picture sent to be classified has not).
+DOUBT_CODES = ["far", "spread", "threshold"]
+
+
 class PictureResultSerializer(serializers.Serializer):
     """One picture sent to be classified: its class and probabilities, or its own `error`."""
 
@@ -74,8 +79,16 @@ class PictureResultSerializer(serializers.Serializer):
     confidence = serializers.FloatField(required=False)
     not_sure = serializers.BooleanField(required=False)
     why_not_sure = serializers.CharField(required=False, allow_blank=True)
+    # For programs: "far" (unlike the pictures the model learned from) or "spread" (between classes); null when sure
+    doubt = serializers.ChoiceField(choices=DOUBT_CODES, required=False, allow_null=True)
     probabilities = serializers.DictField(child=serializers.FloatField(), required=False)
     error = serializers.CharField(required=False)
+
+    def to_representation(self, instance):
+        answer = super().to_representation(instance)
+        if "error" in instance:  # a nullable field is given as null when missing: a file that failed has none
+            answer.pop("doubt", None)
+        return answer
 
 
 _with_class_field(PictureResultSerializer, required=False)
@@ -133,6 +146,9 @@ class ClassifiedPictureSerializer(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     not_sure = serializers.SerializerMethodField()
     why_not_sure = serializers.CharField(source="doubt_in_words", allow_blank=True)
+    # For programs: "far" (unlike the pictures the model learned from), "spread" (between classes) or
+    # "threshold" (less sure than the classification's threshold); null when sure or not classified
+    doubt = serializers.SerializerMethodField()
     probabilities = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
 
@@ -143,6 +159,12 @@ class ClassifiedPictureSerializer(serializers.Serializer):
 
     def get_not_sure(self, row) -> bool | None:
         return row.is_unsure() if row.label else None
+
+    @extend_schema_field(serializers.ChoiceField(choices=DOUBT_CODES, allow_null=True))
+    def get_doubt(self, row) -> str | None:
+        if not row.label or not row.is_unsure():
+            return None
+        return row.doubt or "threshold"
 
     @extend_schema_field(serializers.DictField(child=serializers.FloatField(), allow_null=True))
     def get_probabilities(self, row):

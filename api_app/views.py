@@ -158,7 +158,7 @@ def _result(result: dict) -> dict:
     if "error" in result:
         return {"name": result["name"], "error": result["error"]}
     return {"name": result["name"], "class": result["label"], "confidence": round(result["probability"], 6),
-            "not_sure": bool(result["doubt"]), "why_not_sure": result["doubt_words"],
+            "not_sure": bool(result["doubt"]), "why_not_sure": result["doubt_words"], "doubt": result["doubt"] or None,
             "probabilities": {row["name"]: round(row["p"], 6) for row in result["probabilities"]}}
 
 

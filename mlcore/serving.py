@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .familiarity import FIT_PIXELS, MAX_FIT_IMAGES, Familiarity, Judgement, features_and_probabilities, judge
+from .familiarity import (FIT_PIXELS, MAX_FIT_IMAGES, Familiarity, Judgement, Neighbours,
+                          features_and_probabilities, judge)
 from .images import image_to_array
 
 
@@ -137,13 +138,25 @@ class Predictor:
         return self.predict_pixels(pixels[np.newaxis])[0]
 
 
-def fit_familiarity(model, x_train, y_train, x_held_out, seed: int = 0) -> Familiarity | None:
-    """Familiarity fitted from the model's own features; None without pictures held out to set the line."""
+def fit_familiarity(model, x_train, y_train, x_held_out, seed: int = 0) -> Familiarity | Neighbours | None:
+    """What tells, for this model, that a picture is unlike its training pictures (mlcore/familiarity.py):
+    nearest neighbours for a model on a pretrained base, class means and a covariance otherwise. None
+    without pictures held out to set the line."""
     if len(x_held_out) < 10:
         return None
     fits = max(1, min(MAX_FIT_IMAGES, FIT_PIXELS // int(np.prod(x_train.shape[1:3]))))
-    picked = np.random.default_rng(seed).permutation(len(x_train))[:fits]
+    picked = np.sort(np.random.default_rng(seed).permutation(len(x_train))[:fits])
     both = features_and_probabilities(model)
-    train_features = predict_batch(both, x_train[np.sort(picked)], output=0)
+    train_features = predict_batch(both, x_train[picked], output=0)
     held_out_features = predict_batch(both, x_held_out, output=0)
-    return Familiarity.fit(train_features, y_train[np.sort(picked)], held_out_features)
+    if has_pretrained_base(model):
+        # The output layer alone turns the features into probabilities: no second pass over the pictures.
+        held_out_probabilities = np.asarray(model.get_layer("probabilities")(held_out_features))
+        return Neighbours.fit(train_features, held_out_features, held_out_probabilities, seed=seed)
+    return Familiarity.fit(train_features, y_train[picked], held_out_features)
+
+
+def has_pretrained_base(model) -> bool:
+    from .builder import BASES
+
+    return any(layer.name in BASES for layer in model.layers)

@@ -162,7 +162,9 @@ class ClassifiedImage(models.Model):
 
     @property
     def doubt_in_words(self) -> str:
-        return DOUBTS.get(self.doubt, "")
+        if self.doubt or not self.is_unsure():
+            return DOUBTS.get(self.doubt, "")
+        return "less sure than the threshold"
 
 
 @receiver(post_delete, sender=Classification, dispatch_uid="classification-files")

@@ -79,6 +79,7 @@ def test_pictures_are_classified_from_multipart_and_from_base64(client, model, k
     assert good["class"] in CLASSES and set(good["probabilities"]) == set(CLASSES)
     assert good["confidence"] == pytest.approx(max(good["probabilities"].values()), abs=1e-5)
     assert isinstance(good["not_sure"], bool) and bad == {"name": "b.png", "error": bad["error"]}
+    assert good["doubt"] in ("far", "spread", None) and (good["doubt"] is None) == (not good["not_sure"])
     as_json = client.post(url, {"images": [{"name": "a.png", "data": base64.b64encode(image_bytes("spot", 16)).decode()}]},
                           content_type="application/json", **bearer(key)).json()
     assert as_json["results"][0]["probabilities"] == pytest.approx(good["probabilities"], abs=1e-5)
@@ -116,6 +117,11 @@ def test_many_pictures_in_a_zip_become_a_classification(client, model, key):
     pictures = first["pictures"] + second["pictures"]
     assert second["next"] is None and sorted(p["name"] for p in pictures) == [f"{i}.png" for i in range(5)]
     assert all(p["class"] in CLASSES and set(p["probabilities"]) == set(CLASSES) for p in pictures)
+    # Why not sure, in words and for programs: the model's doubt, else the classification's threshold.
+    assert all((p["doubt"] is None) == (not p["not_sure"]) and bool(p["why_not_sure"]) == p["not_sure"]
+               for p in pictures)
+    assert all(p["doubt"] == "threshold" for p in pictures if p["not_sure"] and p["confidence"] < 0.6
+               and p["why_not_sure"] == "less sure than the threshold")
     refused = client.post(reverse("api:classification_start", args=[model.id]),
                           {"file": SimpleUploadedFile("p.zip", b"not a zip")}, **bearer(key))
     assert refused.status_code == 400 and "not a zip archive" in refused.json()["message"]

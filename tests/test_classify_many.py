@@ -107,6 +107,11 @@ def test_filters_sort_and_the_not_sure_threshold(alice, model):
     assert len(unsure) == job.unsure_pictures().count()
     confidences = [p.confidence for p in unsure]
     assert confidences == sorted(confidences, reverse=True)
+    # Why, in words on the page itself (not only in a tooltip).
+    page = alice.get(url, {"unsure": "1"}).content.decode()
+    for picture in unsure:
+        words = picture.doubt_in_words
+        assert words and f'<span class="why">{words[0].upper()}{words[1:]}</span>' in page
 
 
 def test_a_folder_arrives_in_parts_and_is_classified_once(alice, model):

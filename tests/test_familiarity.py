@@ -6,8 +6,14 @@ import pytest
 from mlcore.familiarity import (
     FAR_PERCENTILE,
     MAX_FEATURES,
+    MAX_KEPT,
+    NEAR_PERCENTILE,
+    NEIGHBOURS,
+    SPREAD_BELOW,
+    SPREAD_SHARE,
     Familiarity,
     Judgement,
+    Neighbours,
     doubt_in_words,
     judge,
     sure_in_words,
@@ -117,16 +123,79 @@ def test_a_trained_run_keeps_its_statistics_beside_its_model(user):
     assert predictor_for(run).familiarity is not None
 
 
-def test_a_transfer_network_is_judged_on_its_pooled_features(tmp_path):
-    """1,280 features after the pretrained base (EfficientNet-Lite0, whose weights come with the site),
-    more than MAX_FEATURES: reduced first."""
+def test_a_transfer_network_is_judged_by_its_nearest_training_pictures(tmp_path):
+    """The 1,280 pooled features after the pretrained base (EfficientNet-Lite0, whose weights come with
+    the site): nearest neighbours, kept small beside the model, and served."""
     from mlcore.builder import build_model
     from mlcore.presets import preset_spec
-    from mlcore.serving import fit_familiarity
+    from mlcore.serving import ModelInfo, Predictor, fit_familiarity, save_model
 
     model = build_model(preset_spec("efficientnet_lite0"), (32, 32, 3), 2, weights_dir=tmp_path)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     familiarity = fit_familiarity(model, x, np.arange(40) % 2, x[:20])
-    assert familiarity.whitening.shape[0] == 1280 and familiarity.whitening.shape[1] <= MAX_FEATURES
-    assert familiarity.far_above > 0
+    assert isinstance(familiarity, Neighbours)
+    assert familiarity.kept.shape == (40, 1280) and familiarity.kept.dtype == np.float16
+    assert familiarity.far_above >= 0 and 0 < familiarity.spread_below <= SPREAD_BELOW
+    info = ModelInfo(["a", "b"], (32, 32), 3)
+    model_path, _ = save_model(model, info, tmp_path / "model")
+    familiarity.save(tmp_path / "model")
+    predictor = Predictor(model_path, info)
+    assert isinstance(predictor.familiarity, Neighbours)
+    _, judgements = predictor.judge_arrays(list(x[:3]) + [np.full((32, 32, 3), 255, np.uint8)])
+    assert judgements[3].doubt == "far" and judgements[0].doubt != "far"  # a blank white picture; a training one
+
+
+def on_sphere(n, directions, spread=0.1, seed=0):
+    """Features of n pictures around a few directions, as pooled features are: all positive, varied length."""
+    rng = np.random.default_rng(seed)
+    picked = directions[np.arange(n) % len(directions)]
+    return np.abs(picked + rng.normal(0, spread, picked.shape)) * rng.uniform(0.5, 3, (n, 1))
+
+
+def test_neighbours_flag_pictures_in_no_training_direction_and_few_others():
+    directions = np.eye(4, 16)
+    training, held_out = on_sphere(600, directions), on_sphere(3000, directions, seed=1)
+    confident = np.tile([0.9, 0.1], (1000, 1))
+    neighbours = Neighbours.fit(training, held_out[:1000], confident)
+    flagged = neighbours.distances(held_out[1000:]) > neighbours.far_above
+    assert flagged.mean() == pytest.approx(1 - NEAR_PERCENTILE / 100, abs=0.015)
+    strangers = on_sphere(50, np.eye(4, 16, k=8), seed=2)  # other directions, any length
+    assert (neighbours.distances(strangers) > neighbours.far_above).all()
+    # Only the direction counts: the same picture ten times brighter is as familiar.
+    assert neighbours.distances(held_out[:5] * 10) == pytest.approx(neighbours.distances(held_out[:5]), abs=1e-3)
+
+
+def test_the_neighbours_distance_is_the_cosine_distance_to_the_kth_nearest():
+    rng = np.random.default_rng(3)
+    training, points = rng.normal(size=(50, 6)), rng.normal(size=(4, 6))
+    neighbours = Neighbours.fit(training, training[:10], np.tile([0.6, 0.4], (10, 1)))
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    expected = 1 - np.sort(unit(points) @ unit(training).T, axis=1)[:, -NEIGHBOURS]
+    assert neighbours.distances(points) == pytest.approx(expected, abs=2e-3)  # kept in float16
+
+
+def test_neighbours_keep_at_most_max_kept_and_load_back(tmp_path):
+    training = on_sphere(MAX_KEPT + 200, np.eye(3, 8))
+    probabilities = np.random.default_rng(0).dirichlet([1, 1, 1], 200)
+    neighbours = Neighbours.fit(training, training[:200], probabilities)
+    assert neighbours.kept.shape == (MAX_KEPT, 8)
+    # The spread line: the least sure SPREAD_SHARE % of the held-out pictures, never above SPREAD_BELOW.
+    assert neighbours.spread_below == pytest.approx(min(SPREAD_BELOW, np.percentile(probabilities.max(axis=1),
+                                                                                   SPREAD_SHARE)))
+    neighbours.save(tmp_path)
+    loaded = Familiarity.load(tmp_path)
+    assert isinstance(loaded, Neighbours) and loaded.k == NEIGHBOURS
+    assert np.array_equal(loaded.kept, neighbours.kept) and loaded.far_above == pytest.approx(neighbours.far_above)
+    assert loaded.spread_below == pytest.approx(neighbours.spread_below)
+    assert Neighbours.fit(np.zeros((20, 8)), training[:20], probabilities[:20]) is None  # features that say nothing
+
+
+def test_a_model_with_neighbours_is_spread_only_below_its_own_line():
+    neighbours = Neighbours(np.eye(2, dtype=np.float16), far_above=0.5, k=1, spread_below=0.4)
+    probabilities = np.array([[0.55, 0.45], [0.35, 0.33], [0.9, 0.1]])
+    features = np.array([[1.0, 0.1], [0.1, 1.0], [-1.0, -1.0]])
+    sure, spread, far = judge(probabilities, neighbours.distances(features), neighbours)
+    assert sure.doubt == "" and spread.doubt == "spread" and far.doubt == "far"
+    # The fixed rules would have doubted the first: 0.55 is not twice 0.45.
+    assert judge(probabilities[:1], None, None)[0].doubt == "spread"
