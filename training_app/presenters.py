@@ -71,6 +71,10 @@ def run_status(run):
         "phase": run.phase,
         "phase_done": run.phase_done,
         "phase_total": run.phase_total,
+        # Every phase's own bar and time left ("Looking at the pictures ...: 1,200 of 2,343 pictures").
+        **(run.phase_progress().as_dict() if run.status == TrainingRun.Status.RUNNING and run.phase
+           else {"phase_text": run.phase, "phase_percent": None, "phase_seconds_left": None,
+                 "phase_time_left_text": ""}),
         "epoch": run.epoch,
         "epochs": run.total_epochs,
         "batch": run.batch,

@@ -194,6 +194,9 @@ def _scratch():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+TESTING_PHASE = "Testing on pictures it never saw"
+
+
 def train_run(run: TrainingRun):
     # With a bucket this attempt's backup is written here, on this host, and kept in the bucket after
     # each epoch; with the local folder it is written where it is kept (models/<id>/backup/).
@@ -238,13 +241,15 @@ def _train(run: TrainingRun, scratch: Path):
     )
 
     model = float32_twin(outcome.model, lambda: _rebuild(config))
-    run.record_phase("Testing on images it never saw")
-    result = evaluate(predict_batch(model, x_test), y_test, class_names) if len(x_test) else None
+    run.record_phase(TESTING_PHASE, 0, len(x_test))
+    tested = predict_batch(model, x_test, on_progress=lambda done, total: run.record_phase(TESTING_PHASE, done, total))
+    result = evaluate(tested, y_test, class_names) if len(x_test) else None
     info = ModelInfo(class_names, config.image_size, config.channels, run.resize_mode)
     # Each attempt keeps its model in its own folder: a worker that lost its claim never writes over
     # the model of the one that has the run now, and removes its own when finish() finds the claim gone.
     attempt_prefix = _attempt_prefix(run, run.attempts)
     made = scratch / "model"
+    run.record_phase("Saving the model")
     save_model(model, info, made)
     run.record_phase("Noting what its training pictures look like")  # for "not sure" (mlcore/familiarity.py)
     familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed)
