@@ -15,6 +15,15 @@ from .words import duration
 
 PACE_AFTER_S = 2.0
 ESTIMATING = "estimating the time left…"
+TESTING_PHASE = "Testing on pictures it never saw"
+
+
+def unit_of(phase: str) -> str:
+    """What a phase counts, in the person's terms: the pretrained network looks at the training and
+    validation pictures (a picture with its mirror image is one), testing at the test pictures."""
+    from .training import FEATURES_PHASE  # importing mlcore.training does not import Keras
+
+    return {FEATURES_PHASE: "training and validation picture", TESTING_PHASE: "test picture"}.get(phase, "picture")
 
 
 @dataclass(frozen=True)

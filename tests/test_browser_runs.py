@@ -76,7 +76,7 @@ def test_every_phase_fills_the_bar_and_says_the_time_left(live_server, browser_p
         phase_paced_done=100, phase_paced_at=now - timedelta(seconds=20), phase_reported_at=now)
 
     page.goto(f"{live_server.url}/runs/{run.pk}/")
-    expect(page.locator("#run-phase")).to_have_text(f"{looking}: 1,200 of 2,931 pictures")
+    expect(page.locator("#run-phase")).to_have_text(f"{looking}: 1,200 of 2,931 training and validation pictures")
     expect(page.locator("#run-detail")).to_contain_text("40.9%")
     expect(page.locator("#run-detail")).to_contain_text(" s left")
     # The bar fills with the phase, not with the training still to come (0 %).
@@ -85,7 +85,7 @@ def test_every_phase_fills_the_bar_and_says_the_time_left(live_server, browser_p
     # The next phase is counted on its own; one that cannot be counted shows a moving band.
     TrainingRun.objects.filter(id=run.id).update(phase="Testing on pictures it never saw", phase_done=0,
                                                  phase_total=587, phase_paced_at=None, phase_paced_done=0)
-    expect(page.locator("#run-phase")).to_have_text("Testing on pictures it never saw: 0 of 587 pictures")
+    expect(page.locator("#run-phase")).to_have_text("Testing on pictures it never saw: 0 of 587 test pictures")
     expect(page.locator("#run-detail")).to_contain_text("estimating the time left…")
     TrainingRun.objects.filter(id=run.id).update(phase="Saving the model", phase_total=0)
     expect(page.locator("#run-phase")).to_have_text("Saving the model")

@@ -65,7 +65,8 @@ def test_record_phase_measures_the_pace_from_the_first_report_on(shapes):
         phase=LOOKING, phase_done=1200, phase_total=2931, phase_paced_done=100,
         phase_paced_at=now - timedelta(seconds=21), phase_reported_at=now - timedelta(seconds=1))
     progress = TrainingRun.objects.get(id=run.id).phase_progress(now)
-    assert progress.text == f"{LOOKING}: 1,200 of 2,931 pictures" and progress.time_left_text == "about 30 s left"
+    assert progress.text == f"{LOOKING}: 1,200 of 2,931 training and validation pictures"
+    assert progress.time_left_text == "about 30 s left"
 
 
 @pytest.mark.django_db
@@ -78,7 +79,7 @@ def test_status_json_and_queue_show_the_phase_bar_and_time_left(alice, shapes):
         phase_paced_at=now - timedelta(seconds=20), phase_reported_at=now)
 
     data = alice.get(reverse("training:status", args=[run.pk])).json()
-    assert data["phase_text"] == f"{LOOKING}: 1,200 of 2,931 pictures"
+    assert data["phase_text"] == f"{LOOKING}: 1,200 of 2,931 training and validation pictures"
     assert data["phase_percent"] == 40.9
     assert 28 <= data["phase_seconds_left"] <= 32
     assert data["phase_time_left_text"] in ("about 31 s left", "about 30 s left")

@@ -15,7 +15,7 @@ from mlcore import insights
 from mlcore.formats import FORMATS
 from mlcore.options import choices, default
 from mlcore.presets import PRESET_SPECS
-from mlcore.progress import ESTIMATING, PhaseProgress, phase_progress
+from mlcore.progress import ESTIMATING, PhaseProgress, phase_progress, unit_of
 from mlcore.training import TrainingConfig
 from mlcore.words import duration
 from pretrained_app.weights import weights_folder_for
@@ -335,7 +335,7 @@ class TrainingRun(Job):
             paced = (self.phase_reported_at - self.phase_paced_at).total_seconds()
             reported = (now - self.phase_reported_at).total_seconds()
         return phase_progress(self.phase, self.phase_done, self.phase_total, paced_done=self.phase_paced_done,
-                              paced_seconds=paced, since_latest_s=reported or 0.0)
+                              paced_seconds=paced, since_latest_s=reported or 0.0, unit=unit_of(self.phase))
 
     def record_batch(self, epoch, batch, batches_per_epoch):
         fields = {"epoch": epoch, "batch": batch, "batches_per_epoch": batches_per_epoch}

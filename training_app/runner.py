@@ -25,6 +25,7 @@ from mlcore import devices
 from mlcore.budget import AFTER_TRAINING_SHARE
 from mlcore.evaluation import evaluate
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
+from mlcore.progress import TESTING_PHASE
 from mlcore.builder import build_model, unfreeze_top
 from mlcore.serving import ModelInfo, fit_familiarity, float32_twin, predict_batch, save_model
 from mlcore.training import finished_epochs_in_backup, train_model
@@ -192,9 +193,6 @@ def _scratch():
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-TESTING_PHASE = "Testing on pictures it never saw"
 
 
 def train_run(run: TrainingRun):
