@@ -81,8 +81,8 @@ def accuracy_in_words(right: int, total: int, noun: str = "test picture") -> Acc
     low_text, high_text = f"{_whole_percent(low, 'down')}%", f"{_whole_percent(high, 'up')}%"
     few = high - low > FEW_TEST_SPREAD
     if few:
-        text = (f"{said} With so few {noun}s the true figure could be anywhere from {low_text} to {high_text}; more {noun}s "
-                "would tell it more surely.")
+        text = (f"{said} With so few {noun}s the true figure could be anywhere from {low_text} to {high_text}; "
+                f"more {noun}s would tell it more surely.")
     else:
         text = f"{said} On pictures like these, the true figure is most likely between {low_text} and {high_text}."
     return AccuracyInWords(text, low, high, few)

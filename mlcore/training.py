@@ -194,9 +194,10 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     A frozen pretrained base with nothing random before it but left-right flips is run once over the
     pictures (and their mirror images), and the new top learns from what it saw: the same training
     as fitting the whole model, minus a pass of the base per epoch (see FrozenTrunk); `on_phase(text,
-    done, total)` reports that pass, counted in pictures (a picture with its mirror image is one). With `deadline` (a time.monotonic() value: the time budget), the
-    first epoch's duration sets how many epochs fit before it, the step-size schedule is stretched or
-    shrunk to that many, `on_plan(epochs)` is told, and no epoch starts that would end after it.
+    done, total)` reports that pass, counted in pictures (a picture with its mirror image is one). With
+    `deadline` (a time.monotonic() value: the time budget), the first epoch's duration sets how many
+    epochs fit before it, the step-size schedule is stretched or shrunk to that many, `on_plan(epochs)`
+    is told, and no epoch starts that would end after it.
     `on_backup()` is called each time `backup_dir` has changed (after each epoch's backup is written,
     and when the first phase's end is marked), for a caller that keeps a copy elsewhere.
     """

@@ -43,7 +43,8 @@ def test_the_run_page_and_the_api_warn_about_few_test_pictures(alice, client, sh
                                                  confusion=[[3, 0, 0], [1, 2, 0], [0, 0, 3]], class_names=list("abc"))
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
     assert 'id="result-interval" class="message hint"' in page
-    assert "Right on 8 of 9 test pictures (89%). With so few test pictures the true figure could be anywhere from 56% to 99%" in page
+    assert ("Right on 8 of 9 test pictures (89%). With so few test pictures the true figure could be anywhere "
+            "from 56% to 99%") in page
 
     key = ApiToken.objects.create_for(user, "tests")[1]
     data = client.get(reverse("api:run", args=[run.pk]), HTTP_AUTHORIZATION=f"Bearer {key}").json()

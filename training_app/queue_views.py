@@ -173,7 +173,8 @@ def _running_row(run, now):
         "worker_host": run.worker_host, "phase": phase, "epoch": run.epoch, "epochs": run.total_epochs,
         "epoch_text": f"Epoch {run.epoch} of {run.total_epochs}" if run.epoch else f"{run.total_epochs} epochs to go",
         # The bar: a counted phase before or after training fills it on its own.
-        "percent": progress.percent if progress.percent is not None and not training else round(100 * run.fraction_done(), 1),
+        "percent": (progress.percent if progress.percent is not None and not training
+                    else round(100 * run.fraction_done(), 1)),
         "seconds_left": None if seconds_left is None else round(seconds_left),
         "time_left_text": f"about {duration(seconds_left)} left" if seconds_left is not None else "",
         "heartbeat_at": heard.isoformat(), "heartbeat_seconds_ago": round(silent_s),
