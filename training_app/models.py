@@ -156,7 +156,7 @@ class TrainingRun(Job):
                 "phase_paced_at": None, "phase_paced_done": 0, "phase_reported_at": None}
 
     def fields_when_requeued(self):
-        return {"worker_host": "", "phase": "Waiting to continue: its worker stopped"}
+        return {"worker_host": "", "phase": "Waiting to continue: its worker stopped", "phase_done": 0, "phase_total": 0}
 
     def fields_when_ended(self):
         return {"phase": ""}
