@@ -266,6 +266,15 @@ class ClassScoresSerializer(serializers.Serializer):
     support = serializers.IntegerField()
 
 
+class AccuracyIntervalSerializer(serializers.Serializer):
+    """Where the true test accuracy most likely lies (a 95 % Wilson interval), and the run page's words."""
+
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    few = serializers.BooleanField(help_text="Too few test pictures to trust the figure.")
+    text = serializers.CharField()
+
+
 class RunSerializer(serializers.Serializer):
     """A training run: its state (as its live page shows it), its settings, its metrics epoch by epoch
     and, once tested, its confusion matrix (rows: the true class, columns: the answer)."""
@@ -281,6 +290,10 @@ class RunSerializer(serializers.Serializer):
     phase = serializers.CharField(allow_blank=True)
     phase_done = serializers.IntegerField()
     phase_total = serializers.IntegerField()
+    phase_text = serializers.CharField(allow_blank=True, help_text="The phase in words, with its count of pictures.")
+    phase_percent = serializers.FloatField(allow_null=True, help_text="How far the phase is; null when not counted.")
+    phase_seconds_left = serializers.IntegerField(allow_null=True, help_text="Of the phase; null until measured.")
+    phase_time_left_text = serializers.CharField(allow_blank=True)
     epoch = serializers.IntegerField()
     epochs = serializers.IntegerField()
     batch = serializers.IntegerField()
@@ -300,6 +313,7 @@ class RunSerializer(serializers.Serializer):
     best_epoch_note = serializers.CharField(allow_blank=True)
     settings = RunSettingsSerializer()
     test_accuracy = serializers.FloatField(allow_null=True)
+    test_accuracy_interval = AccuracyIntervalSerializer(allow_null=True)
     classes = serializers.ListField(child=serializers.CharField())
     confusion = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()), allow_null=True)
     per_class = ClassScoresSerializer(many=True, allow_null=True)

@@ -37,7 +37,7 @@ from predict_app.tasks import classify_many
 from training_app.access import get_model_for_user, get_run_for_user
 from training_app.forms import TrainingRunForm
 from training_app.models import ModelExport, TrainingRun
-from training_app.presenters import run_status
+from training_app.presenters import run_status, test_accuracy_in_words
 from training_app.starting import start_export, start_run
 
 from . import serializers as s
@@ -315,6 +315,7 @@ def _as_form_text(value) -> str:
 def _run(run: TrainingRun, request) -> dict:
     return s.RunSerializer({
         **run_status(run), "dataset": run.dataset_id, "settings": run, "test_accuracy": run.test_accuracy,
+        "test_accuracy_interval": test_accuracy_in_words(run),
         "classes": run.class_names or [], "confusion": run.confusion, "per_class": run.per_class,
         "page": s.link(request, "training:detail", run.id)}).data
 

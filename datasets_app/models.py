@@ -132,7 +132,7 @@ class Dataset(models.Model):
         counts = [n for _, n in self.class_counts() if n]
         return DatasetFacts(images=sum(counts), classes=len(counts), typical_side=self.typical_size(),
                             channels=self.channels(), largest_class=max(counts, default=0),
-                            smallest_class=min(counts, default=0))
+                            smallest_class=min(counts, default=0), training_images=self.split_counts()["train"])
 
     def is_busy(self):
         return self.uploads.filter(status__in=Upload.ACTIVE).exists()

@@ -1,6 +1,7 @@
-"""How good a trained model is on images it never saw."""
+"""How good a trained model is on images it never saw, and how far that figure can be trusted."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,3 +39,56 @@ def evaluate(probabilities: np.ndarray, y_true: np.ndarray, class_names: list[st
         ],
         wrong=[(int(i), int(y_pred[i]), float(probabilities[i, y_pred[i]])) for i in wrong_indices[:max_wrong]],
     )
+
+
+# Wider than this (in accuracy, from its low end to its high end), the interval is shown as a warning: too
+# few test pictures to trust the figure. 25 test pictures at 92 % give 75 % to 98 %; it takes about
+# 120 of them at 90 % to come under 11 points, and the 587 flower test photos at 93 % give 91 % to 95 %.
+FEW_TEST_SPREAD = 0.10
+
+
+def wilson_interval(right: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95 % with z = 1.96) of a proportion `right` of `total`: where the true
+    accuracy on pictures like these most likely lies. Unlike "p ± 1.96 standard errors" it stays within
+    0 to 1 and is honest at 0 or all right, which few test pictures often give."""
+    if total <= 0:
+        return 0.0, 1.0
+    p = right / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class AccuracyInWords:
+    text: str
+    low: float
+    high: float
+    few: bool  # too few test pictures to trust the figure
+
+
+def accuracy_in_words(right: int, total: int, noun: str = "test picture") -> AccuracyInWords | None:
+    """"Right on 23 of 25 test pictures (92%). With so few test pictures the true figure could be anywhere
+    from 75% to 98%." None without test pictures."""
+    if total <= 0:
+        return None
+    low, high = wilson_interval(right, total)
+    nouns = noun if total == 1 else noun + "s"
+    share = 100 * right / total
+    share_text = f"{share:.0f}%" if share == round(share) or total < 100 else f"{share:.1f}%"
+    said = f"Right on {right:,} of {total:,} {nouns} ({share_text})."
+    low_text, high_text = f"{_whole_percent(low, 'down')}%", f"{_whole_percent(high, 'up')}%"
+    few = high - low > FEW_TEST_SPREAD
+    if few:
+        text = (f"{said} With so few {noun}s the true figure could be anywhere from {low_text} to {high_text}; "
+                f"more {noun}s would tell it more surely.")
+    else:
+        text = f"{said} On pictures like these, the true figure is most likely between {low_text} and {high_text}."
+    return AccuracyInWords(text, low, high, few)
+
+
+def _whole_percent(fraction: float, way: str) -> int:
+    """Rounded outwards, so the interval in words never claims more than the computed one."""
+    value = 100 * fraction
+    return math.floor(value + 1e-9) if way == "down" else math.ceil(value - 1e-9)

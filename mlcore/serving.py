@@ -60,6 +60,11 @@ def float32_twin(model, rebuild):
 BATCH_PIXELS = 64 * 224 * 224
 
 
+def batch_size_for(pixels: np.ndarray) -> int:
+    """Pictures a batch: up to 256, fewer for bigger pictures (BATCH_PIXELS)."""
+    return max(1, min(256, BATCH_PIXELS // max(1, int(np.prod(pixels.shape[1:3])))))
+
+
 def predict_batch(model, pixels: np.ndarray, batch_size: int | None = None, on_progress=None,
                   output: int | None = None) -> np.ndarray:
     """The model's outputs (class probabilities) for uint8 images, in batches, through a compiled function.
@@ -71,7 +76,7 @@ def predict_batch(model, pixels: np.ndarray, batch_size: int | None = None, on_p
     import tensorflow as tf
 
     if batch_size is None:
-        batch_size = max(1, min(256, BATCH_PIXELS // max(1, int(np.prod(pixels.shape[1:3])))))
+        batch_size = batch_size_for(pixels)
     call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     outputs = []
     for start in range(0, len(pixels), batch_size):

@@ -194,9 +194,10 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     A frozen pretrained base with nothing random before it but left-right flips is run once over the
     pictures (and their mirror images), and the new top learns from what it saw: the same training
     as fitting the whole model, minus a pass of the base per epoch (see FrozenTrunk); `on_phase(text,
-    done, total)` reports that pass. With `deadline` (a time.monotonic() value: the time budget), the
-    first epoch's duration sets how many epochs fit before it, the step-size schedule is stretched or
-    shrunk to that many, `on_plan(epochs)` is told, and no epoch starts that would end after it.
+    done, total)` reports that pass, counted in pictures (a picture with its mirror image is one). With
+    `deadline` (a time.monotonic() value: the time budget), the first epoch's duration sets how many
+    epochs fit before it, the step-size schedule is stretched or shrunk to that many, `on_plan(epochs)`
+    is told, and no epoch starts that would end after it.
     `on_backup()` is called each time `backup_dir` has changed (after each epoch's backup is written,
     and when the first phase's end is marked), for a caller that keeps a copy elsewhere.
     """
@@ -239,9 +240,9 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     trunk = FrozenTrunk.of(model, config)
     if trunk:
         fitted = trunk.head
-        x_fit = trunk.features(x_train, on_phase, mirrored=trunk.mirrors)
+        x_fit, x_val_features = trunk.features(x_train, x_val, on_phase)
         y_fit = np.concatenate([y_train, y_train]) if trunk.mirrors else y_train
-        train_data, val_data, steps = datasets(x_fit, y_fit, trunk.features(x_val, on_phase), y_val)
+        train_data, val_data, steps = datasets(x_fit, y_fit, x_val_features, y_val)
         sample = x_fit[:config.batch_size]
     else:
         fitted = model
@@ -349,17 +350,38 @@ class FrozenTrunk:
             x = layer(x)
         return cls(trunk, keras.Model(head_input, x, name="head"), mirrors=changes.get("flip") == "horizontal")
 
-    def features(self, pixels: np.ndarray, on_phase=None, mirrored=False) -> np.ndarray:
-        """The trunk's output for each picture (then for each mirrored picture, with `mirrored`)."""
-        from .serving import predict_batch
+    def features(self, x_train: np.ndarray, x_val: np.ndarray, on_phase=None) -> tuple[np.ndarray, np.ndarray]:
+        """The trunk's output for each training picture (then for each mirrored one, when it mirrors) and
+        for each validation picture.
 
-        sources = [pixels, pixels[:, :, ::-1]] if mirrored else [pixels]
-        total, found = sum(len(source) for source in sources), []
-        for source in sources:
-            before = sum(len(f) for f in found)
-            report = (lambda done, _, before=before: on_phase(FEATURES_PHASE, before + done, total)) if on_phase else None
-            found.append(predict_batch(self.trunk, source, on_progress=report))
-        return np.concatenate(found).astype("float32")
+        One phase, counted in the person's pictures: `on_phase(FEATURES_PHASE, done, total)` with `total`
+        the training and validation pictures, and a training picture done once both it and its mirror
+        image were looked at (so the count never reads 3,943 of 4,686 for 2,343 photos). Batch by batch
+        through one compiled function (serving.predict_batch would trace a new one for each call)."""
+        import tensorflow as tf
+
+        from .serving import batch_size_for
+
+        call = tf.function(lambda x: self.trunk(x, training=False), reduce_retracing=True)
+        size = batch_size_for(x_train if len(x_train) else x_val)
+        total = len(x_train) + len(x_val)
+        plain, mirrored, val = [], [], []
+        if on_phase:
+            on_phase(FEATURES_PHASE, 0, total)
+        for before, pixels, found in ((0, x_train, plain), (len(x_train), x_val, val)):
+            for start in range(0, len(pixels), size):
+                batch = pixels[start:start + size]
+                found.append(np.asarray(call(np.ascontiguousarray(batch))))
+                if self.mirrors and found is plain:
+                    mirrored.append(np.asarray(call(np.ascontiguousarray(batch[:, :, ::-1]))))
+                if on_phase:
+                    on_phase(FEATURES_PHASE, before + min(start + size, len(pixels)), total)
+        width = int(self.trunk.output_shape[-1])
+
+        def joined(parts):
+            return np.concatenate(parts).astype("float32") if parts else np.zeros((0, width), "float32")
+
+        return joined(plain + mirrored), joined(val)
 
 
 FEATURES_PHASE = "Looking at the pictures with the pretrained network"

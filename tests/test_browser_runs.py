@@ -59,3 +59,35 @@ def test_sort_the_runs_by_test_accuracy_and_see_the_step_size_chart(live_server,
     expect(page.locator("#run-speed")).to_have_text("Speed: 16 images a second · 1.5 s an epoch (the latest)")
     expect(page.locator("#train-again")).to_have_attribute("href", f"/runs/new/{dataset.pk}/?from={run.pk}")
     assert js_errors == []
+
+
+def test_every_phase_fills_the_bar_and_says_the_time_left(live_server, browser_page):  # noqa: F811
+    from datetime import timedelta
+
+    page, js_errors = browser_page
+    sign_up(page, live_server.url)
+    js_errors.clear()
+    run = new_run(shapes_for("browser-user"))
+    looking = "Looking at the pictures with the pretrained network"
+    now = timezone.now()
+    # 1,200 of 2,931 photos looked at; 1,100 of them in the 20 s since the first report.
+    TrainingRun.objects.filter(id=run.id).update(
+        status="running", started_at=now, heartbeat_at=now, phase=looking, phase_done=1200, phase_total=2931,
+        phase_paced_done=100, phase_paced_at=now - timedelta(seconds=20), phase_reported_at=now)
+
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    expect(page.locator("#run-phase")).to_have_text(f"{looking}: 1,200 of 2,931 training and validation pictures")
+    expect(page.locator("#run-detail")).to_contain_text("40.9%")
+    expect(page.locator("#run-detail")).to_contain_text(" s left")
+    # The bar fills with the phase, not with the training still to come (0 %).
+    expect(page.locator("#run-bar")).to_have_attribute("style", "width: 40.9%;")
+
+    # The next phase is counted on its own; one that cannot be counted shows a moving band.
+    TrainingRun.objects.filter(id=run.id).update(phase="Testing on pictures it never saw", phase_done=0,
+                                                 phase_total=587, phase_paced_at=None, phase_paced_done=0)
+    expect(page.locator("#run-phase")).to_have_text("Testing on pictures it never saw: 0 of 587 test pictures")
+    expect(page.locator("#run-detail")).to_contain_text("estimating the time left…")
+    TrainingRun.objects.filter(id=run.id).update(phase="Saving the model", phase_total=0)
+    expect(page.locator("#run-phase")).to_have_text("Saving the model")
+    expect(page.locator("#live .progress")).to_have_class("progress indeterminate")
+    assert js_errors == []

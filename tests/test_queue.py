@@ -147,7 +147,8 @@ def test_a_run_not_heard_from_past_the_stale_limit_says_so(alice, shapes):
     assert stale["stale"] is True and stale["heartbeat_seconds_ago"] >= 600
     assert stale["stale_text"].startswith("Not heard from since ")
     assert "(10 min ago): the computer training it may have stopped or lost its connection." in stale["stale_text"]
-    assert stale["phase"] == "Packing images (3 of 9)" and stale["epoch_text"] == "5 epochs to go"
+    assert stale["phase"] == "Packing images: 3 of 9 pictures · estimating the time left…"
+    assert stale["percent"] == 33.3 and stale["epoch_text"] == "5 epochs to go"
     assert fresh["stale"] is False and fresh["heartbeat_text"] == "1 min ago"
     page = response.content.decode()
     assert page.count("Not heard from since") == 1 and 'class="stale"' in page

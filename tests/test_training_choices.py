@@ -240,18 +240,42 @@ def test_defaults_suit_the_dataset():
                                  smallest_class=6313))
     assert (mnist["preset"], mnist["image_size"], mnist["channels"], mnist["batch_size"]) == ("small_cnn", 28, 1, 128)
     assert mnist["lr_schedule"] == "cosine" and mnist["augmentation"] == {} and mnist["class_weighting"] == "none"
-    few_photos_facts = DatasetFacts(images=200, classes=5, typical_side=240, channels=3, largest_class=120,
-                                    smallest_class=20)
+    few_photos_facts = DatasetFacts(images=400, classes=5, typical_side=240, channels=3, largest_class=220,
+                                    smallest_class=40, training_images=330)
     few_photos = suggest(few_photos_facts)
     assert (few_photos["preset"], few_photos["image_size"]) == ("efficientnet_lite0", 224)
     assert few_photos["augmentation"] == {"flip": "horizontal"}  # the one change its frozen features can read ahead
     assert few_photos["class_weighting"] == "auto" and few_photos["early_stopping_patience"] > 0
+    assert (few_photos["batch_size"], few_photos["epochs"]) == (64, 40)
     assert all(isinstance(reason, str) and reason for reason in few_photos["reasons"])
     scratch = suggest(few_photos_facts, pretrained=False)
     assert scratch["preset"] == "deeper_cnn" and scratch["augmentation"]["flip"] == "horizontal"
     digits = suggest(DatasetFacts(images=1797, classes=10, typical_side=8, channels=1, largest_class=182,
                                   smallest_class=174))
     assert (digits["preset"], digits["image_size"], digits["augmentation"]) == ("small_cnn", 8, {})
+
+
+def test_a_handful_of_photos_a_class_gets_enough_steps_and_no_early_stopping():
+    # 10 flower photos a class in train/, 587 in test/: the training photos decide, not all of them.
+    handful = suggest(DatasetFacts(images=637, classes=5, typical_side=240, channels=3, largest_class=143,
+                                   smallest_class=110, training_images=45))
+    assert handful["preset"] == "efficientnet_lite0"
+    assert (handful["batch_size"], handful["epochs"], handful["learning_rate"]) == (16, 100, 0.003)
+    assert handful["early_stopping_patience"] == 0
+    assert any(reason.startswith("Only 45 training photos") for reason in handful["reasons"])
+    # Without the training split's count (an older caller), all the images stand for it.
+    assert suggest(DatasetFacts(images=150, classes=5, typical_side=240, channels=3, largest_class=30,
+                                smallest_class=30))["batch_size"] == 16
+    # Without the pretrained network nothing changes for a few photos.
+    scratch = suggest(DatasetFacts(images=60, classes=3, typical_side=240, channels=3, largest_class=20,
+                                   smallest_class=20, training_images=48), pretrained=False)
+    assert scratch["preset"] == "deeper_cnn" and scratch["batch_size"] == 32
+
+
+@pytest.mark.django_db
+def test_the_suggested_settings_read_the_training_split_of_a_dataset(shapes):
+    facts = shapes.training_facts()
+    assert 0 < facts.training_images < facts.images  # some went to validation and test
 
 
 def test_defaults_prefer_the_offline_pretrained_network_for_photos_even_with_keras_files_there(weights_dir):

@@ -15,7 +15,9 @@ from mlcore import insights
 from mlcore.formats import FORMATS
 from mlcore.options import choices, default
 from mlcore.presets import PRESET_SPECS
+from mlcore.progress import ESTIMATING, PhaseProgress, phase_progress, unit_of
 from mlcore.training import TrainingConfig
+from mlcore.words import duration
 from pretrained_app.weights import weights_folder_for
 
 # What the run's network started from: a preset, or "custom" when the person changed its layers.
@@ -104,6 +106,11 @@ class TrainingRun(Job):
     phase = models.CharField(max_length=64, blank=True)
     phase_done = models.PositiveIntegerField(default=0)
     phase_total = models.PositiveIntegerField(default=0)
+    # The pace of a counted phase (mlcore/progress.py): the phase's first report with something done,
+    # and its latest report (not the heartbeat, which a thread writes whatever the phase does).
+    phase_paced_at = models.DateTimeField(null=True, blank=True)
+    phase_paced_done = models.PositiveIntegerField(default=0)
+    phase_reported_at = models.DateTimeField(null=True, blank=True)
     epoch = models.PositiveIntegerField(default=0)
     batch = models.PositiveIntegerField(default=0)
     batches_per_epoch = models.PositiveIntegerField(default=0)
@@ -145,10 +152,11 @@ class TrainingRun(Job):
 
     @classmethod
     def fields_when_claimed(cls):
-        return {"worker_host": socket.gethostname(), "phase": "", "phase_done": 0, "phase_total": 0}
+        return {"worker_host": socket.gethostname(), "phase": "", "phase_done": 0, "phase_total": 0,
+                "phase_paced_at": None, "phase_paced_done": 0, "phase_reported_at": None}
 
     def fields_when_requeued(self):
-        return {"worker_host": "", "phase": "Waiting to continue: its worker stopped"}
+        return {"worker_host": "", "phase": "Waiting to continue: its worker stopped", "phase_done": 0, "phase_total": 0}
 
     def fields_when_ended(self):
         return {"phase": ""}
@@ -302,14 +310,39 @@ class TrainingRun(Job):
         super().record(heartbeat_at=timezone.now(), **fields)
 
     def record_phase(self, phase, done=0, total=0):
-        self.record(phase=phase, phase_done=done, phase_total=total)
+        """The phase it is in and, when it is counted, `done` of `total` pictures. The pace (for the time
+        left) is measured from the phase's first report with something done: the first batch also
+        builds the network's function, which would make the first estimates far too long."""
+        now = timezone.now()
+        fields = {"phase": phase, "phase_done": done, "phase_total": total, "phase_reported_at": now}
+        same_phase = phase == self.phase and total == self.phase_total and done >= self.phase_done
+        if not same_phase:
+            fields.update(phase_paced_at=None, phase_paced_done=0)
+        if done and (not same_phase or self.phase_paced_at is None):
+            fields.update(phase_paced_at=now, phase_paced_done=done)
+        self.record(**fields)
+
+    def phase_progress(self, now=None):
+        """Where it is in its current phase, in words (mlcore/progress.py); training counts in epochs."""
+        now = now or timezone.now()
+        if self.phase == "Training" and self.epoch:
+            seconds_left = self.seconds_left()
+            left = ESTIMATING if seconds_left is None else f"about {duration(max(seconds_left, 1))} left"
+            return PhaseProgress(f"Training: epoch {self.epoch} of {self.total_epochs}",
+                                 round(100 * self.fraction_done(), 1), seconds_left, left)
+        paced = reported = None
+        if self.phase_paced_at and self.phase_reported_at:
+            paced = (self.phase_reported_at - self.phase_paced_at).total_seconds()
+            reported = (now - self.phase_reported_at).total_seconds()
+        return phase_progress(self.phase, self.phase_done, self.phase_total, paced_done=self.phase_paced_done,
+                              paced_seconds=paced, since_latest_s=reported or 0.0, unit=unit_of(self.phase))
 
     def record_batch(self, epoch, batch, batches_per_epoch):
         fields = {"epoch": epoch, "batch": batch, "batches_per_epoch": batches_per_epoch}
         if self.training_started_at is None:
             fields["training_started_at"] = timezone.now()
         if self.phase != "Training":  # after "Preparing images", and when a resumed run trains again
-            fields["phase"] = "Training"
+            fields.update(phase="Training", phase_done=0, phase_total=0)  # counted in epochs from here
         self.record(**fields)
 
     def record_plan(self, epochs):

@@ -6,6 +6,7 @@ from django.utils import timezone
 from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
 from mlcore import options
 from mlcore.builder import BASES, SpecError
+from mlcore.evaluation import accuracy_in_words
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
 from mlcore.words import colour as colour_word, count, duration, file_size
 
@@ -45,9 +46,23 @@ def result_in_words(run):
     counts = run.test_class_counts()
     return {
         "right": times_out_of_ten(run.test_accuracy),
+        "interval": test_accuracy_in_words(run),
         "guessing": guessing_in_words(counts, run.class_names) if counts else None,
         "confused": most_confused(run.confusion, run.class_names) if run.confusion else None,
     }
+
+
+def test_accuracy_in_words(run):
+    """How many test pictures it got right, and the range the true figure most likely lies in, as a
+    warning when there are too few test pictures to trust it (mlcore/evaluation.py). None untested."""
+    if run.test_accuracy is None:
+        return None
+    if run.confusion:
+        right, total = sum(row[i] for i, row in enumerate(run.confusion)), sum(map(sum, run.confusion))
+    else:
+        total = run.test_count
+        right = round(run.test_accuracy * total)
+    return accuracy_in_words(right, total)
 
 
 def run_status(run):
@@ -71,6 +86,10 @@ def run_status(run):
         "phase": run.phase,
         "phase_done": run.phase_done,
         "phase_total": run.phase_total,
+        # Every phase's own bar and time left ("Looking at the pictures ...: 1,200 of 2,343 pictures").
+        **(run.phase_progress().as_dict() if run.status == TrainingRun.Status.RUNNING and run.phase
+           else {"phase_text": run.phase, "phase_percent": None, "phase_seconds_left": None,
+                 "phase_time_left_text": ""}),
         "epoch": run.epoch,
         "epochs": run.total_epochs,
         "batch": run.batch,

@@ -160,16 +160,21 @@ def _running_row(run, now):
     silent_s = max(0.0, (now - heard).total_seconds())
     stale = run.is_silent(now)  # the limit the reaper reads (HEARTBEAT_STALE_S)
     seconds_left = run.seconds_left()
-    phase = run.phase or "Starting"
-    if run.phase_total:
-        phase += f" ({run.phase_done} of {run.phase_total})"
+    # Each phase in the person's pictures, with its own time left; training's is in its own column.
+    training = run.phase == "Training"
+    progress = run.phase_progress(now)
+    phase = run.phase if training else progress.text or "Starting"
+    if progress.time_left_text and not training:
+        phase += f" · {progress.time_left_text}"
     if run.cancel_requested:
         phase = "Stopping at the end of this step…"
     return {
         "id": run.id, "url": reverse("training:detail", args=[run.id]), "dataset": run.dataset.name,
         "worker_host": run.worker_host, "phase": phase, "epoch": run.epoch, "epochs": run.total_epochs,
         "epoch_text": f"Epoch {run.epoch} of {run.total_epochs}" if run.epoch else f"{run.total_epochs} epochs to go",
-        "percent": round(100 * run.fraction_done(), 1),
+        # The bar: a counted phase before or after training fills it on its own.
+        "percent": (progress.percent if progress.percent is not None and not training
+                    else round(100 * run.fraction_done(), 1)),
         "seconds_left": None if seconds_left is None else round(seconds_left),
         "time_left_text": f"about {duration(seconds_left)} left" if seconds_left is not None else "",
         "heartbeat_at": heard.isoformat(), "heartbeat_seconds_ago": round(silent_s),

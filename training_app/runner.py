@@ -25,6 +25,7 @@ from mlcore import devices
 from mlcore.budget import AFTER_TRAINING_SHARE
 from mlcore.evaluation import evaluate
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
+from mlcore.progress import TESTING_PHASE
 from mlcore.builder import build_model, unfreeze_top
 from mlcore.serving import ModelInfo, fit_familiarity, float32_twin, predict_batch, save_model
 from mlcore.training import finished_epochs_in_backup, train_model
@@ -238,13 +239,15 @@ def _train(run: TrainingRun, scratch: Path):
     )
 
     model = float32_twin(outcome.model, lambda: _rebuild(config))
-    run.record_phase("Testing on images it never saw")
-    result = evaluate(predict_batch(model, x_test), y_test, class_names) if len(x_test) else None
+    run.record_phase(TESTING_PHASE, 0, len(x_test))
+    tested = predict_batch(model, x_test, on_progress=lambda done, total: run.record_phase(TESTING_PHASE, done, total))
+    result = evaluate(tested, y_test, class_names) if len(x_test) else None
     info = ModelInfo(class_names, config.image_size, config.channels, run.resize_mode)
     # Each attempt keeps its model in its own folder: a worker that lost its claim never writes over
     # the model of the one that has the run now, and removes its own when finish() finds the claim gone.
     attempt_prefix = _attempt_prefix(run, run.attempts)
     made = scratch / "model"
+    run.record_phase("Saving the model")
     save_model(model, info, made)
     run.record_phase("Noting what its training pictures look like")  # for "not sure" (mlcore/familiarity.py)
     familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed)

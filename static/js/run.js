@@ -74,15 +74,25 @@
     document.getElementById("run-status").textContent = status.status_label;
     // A run that learned nothing never reads as a plain success ("Finished — learned nothing useful").
     document.getElementById("run-status").className = `badge ${status.status}${status.learned_nothing ? " guessing" : ""}`;
-    document.getElementById("run-bar").style.width = `${status.percent}%`;
-    let phase = status.phase || "";
-    if (phase && status.phase_total) phase += ` (${status.phase_done} of ${status.phase_total})`;
+    // Each phase fills the bar on its own (packing, looking with the pretrained network, training,
+    // testing); one that cannot be counted (saving) shows a moving band instead.
+    const running = status.status === "running";
+    const counted = status.phase_percent !== null && status.phase_percent !== undefined;
+    const bar = document.getElementById("run-bar");
+    bar.style.width = `${running && counted ? status.phase_percent : status.percent}%`;
+    bar.parentElement.classList.toggle("indeterminate", running && Boolean(status.phase) && !counted);
+    let phase = status.phase_text || status.phase || "";
     if (status.cancel_requested && !status.is_final) phase = "Stopping at the end of this step…";
     document.getElementById("run-phase").textContent = phase;
-    const parts = status.epoch
-      ? [`Epoch ${status.epoch} of ${status.epochs}, step ${status.batch} of ${status.batches_per_epoch}`,
-         `${status.percent}%`, timeLeft(status.seconds_left)]
-      : [];
+    let parts = [];
+    if (status.epoch && status.phase === "Training") {
+      parts = [`Epoch ${status.epoch} of ${status.epochs}, step ${status.batch} of ${status.batches_per_epoch}`,
+               `${status.percent}%`, status.phase_time_left_text];
+    } else if (running && counted) {
+      parts = [`${status.phase_percent}%`, status.phase_time_left_text];
+    } else if (status.epoch) {
+      parts = [`Epoch ${status.epoch} of ${status.epochs}`, `${status.percent}%`, timeLeft(status.seconds_left)];
+    }
     const detail = parts.filter(Boolean).join(" · ");
     document.getElementById("run-detail").textContent = detail;
     showText("run-speed", speedText(status));
