@@ -173,7 +173,7 @@ def press_train(dataset, user, changes):
     posted = QueryDict(mutable=True)
     for key, value in changes.items():
         posted[key] = str(value)
-    form = TrainingRunForm.filled_in(posted, dataset, TrainingRunForm.defaults_for(dataset))
+    form = TrainingRunForm.filled_in(posted, dataset, TrainingRunForm.defaults_for(dataset, changes.get("time_budget_s", 0)))
     if not form.is_valid():
         raise SystemExit(f"the training form refused the settings: {form.errors.as_json()}")
     run = form.save(commit=False)

@@ -185,9 +185,36 @@ def settings_in_words(run):
         rows.append(("Fine-tuning", (
             f"Then {run.fine_tune_epochs} more epochs with the top {base['fine_tune_layers']} layers of the "
             f"pretrained network unfrozen, step size {run.fine_tune_learning_rate:g}")))
+    phases = phases_in_words(run.phase_results)
+    if phases:
+        rows.append(("What each phase gave", phases))
     if run.use_all_gpus:
         rows.append(("GPUs", "Uses every GPU of its computer"))
     return rows
+
+
+def phases_in_words(phases):
+    """The plan's phases and what each gave on the validation images, in one sentence:
+    "New top alone: 93.1 % right on the validation images; after fine-tuning: 95.4 % (kept)"."""
+    if not phases:
+        return ""
+    parts = []
+    for phase in phases:
+        if phase.get("phase") == "top":
+            parts.append(f"New top alone: {_percent(phase['val_accuracy'])} right on the validation images")
+        elif phase.get("skipped") == "time":
+            parts.append("no fine-tuning: too little of the time budget was left for it")
+        elif phase.get("skipped"):
+            parts.append("no fine-tuning: training was stopped before it")
+        elif phase.get("phase") == "fine_tune":
+            verdict = ("kept" if phase.get("kept") else
+                       "not better, so the model went back to the new top alone")
+            parts.append(f"after fine-tuning: {_percent(phase['val_accuracy'])} ({verdict})")
+    return "; ".join(parts) + "."
+
+
+def _percent(share):
+    return f"{100 * share:.1f} %"
 
 
 def budget_in_words(run):

@@ -29,7 +29,8 @@ from .starting import start_run
 @login_required
 def run_new(request, dataset_pk):
     dataset = get_dataset_for_user(request, dataset_pk)
-    suggested = TrainingRunForm.defaults_for(dataset)
+    # The plan follows the time chosen: settings a post leaves out come from that budget's plan.
+    suggested = TrainingRunForm.defaults_for(dataset, (request.POST or request.GET).get("time_budget_s", "0"))
     if request.method == "POST":
         form = TrainingRunForm.filled_in(request.POST, dataset, suggested)
         if form.is_valid() and (run := start_run(form, dataset, request.user, suggested)):
