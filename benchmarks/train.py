@@ -212,7 +212,7 @@ def product_run(dataset, user, changes):
         "queue_wait_s": run.started_at.timestamp() - sent,
         "seconds": ended - pressed, "pack": str(pack_folder(run)), "pack_built": not pack_ready,
         "settings": {key: value for key, value in run.settings().items() if key != "model_spec"},
-        "spec": run.model_spec,
+        "spec": run.model_spec, "phase_results": run.phase_results,
     }
 
 

@@ -15,9 +15,24 @@ from .models import TrainingRun
 def time_estimate(dataset, chosen):
     """About how long a run with these settings takes, from "Start training" to a saved model."""
     facts = budget_facts(dataset, chosen)
+    base = (chosen["model_spec"] or {}).get("base")
     return estimate(facts["network"], chosen["image_size"], *facts["counts"], chosen["epochs"],
                     pretrained=facts["pretrained"], mirrored=facts["mirrored"], measured_images_per_s=facts["measured"],
-                    budget_s=chosen.get("time_budget_s", 0))
+                    budget_s=chosen.get("time_budget_s", 0),
+                    fine_tune_epochs=chosen.get("fine_tune_epochs", 0) if base and base.get("fine_tune_layers") else 0)
+
+
+def plan_in_words(chosen):
+    """What the settings will do with a pretrained network, for the estimate: "" for other networks."""
+    base = (chosen.get("model_spec") or {}).get("base")
+    if not base:
+        return ""
+    label = BASES[base["name"]].label if base.get("name") in BASES else "the pretrained network"
+    if base.get("fine_tune_layers") and chosen.get("fine_tune_epochs"):
+        return (f"The plan: a new top learns on {label}, then its top {base['fine_tune_layers']} layers are "
+                f"fine-tuned for up to {chosen['fine_tune_epochs']} epochs; the validation images decide whether "
+                "fine-tuning is kept.")
+    return f"The plan: a new top learns on {label}, which stays as it is."
 
 
 def budget_facts(dataset, chosen):

@@ -21,8 +21,8 @@ from mlcore.words import whole_number
 from .access import find_run_for_user, get_run_for_user, runs_for_user
 from .forms import TrainingRunForm
 from .models import TrainingRun
-from .presenters import (budget_facts, export_rows, result_in_words, run_status, settings_in_words, table_row,
-                         time_estimate)
+from .presenters import (budget_facts, export_rows, plan_in_words, result_in_words, run_status, settings_in_words,
+                         table_row, time_estimate)
 from .starting import start_run
 
 
@@ -43,6 +43,7 @@ def run_new(request, dataset_pk):
         "dataset": dataset, "form": form, "reasons": suggested["reasons"],
         "cloned_from": source if request.method != "POST" else None,
         "estimate": time_estimate(dataset, suggested).in_words(),
+        "plan": plan_in_words(suggested),
     })
 
 
@@ -51,9 +52,9 @@ def run_estimate(request, dataset_pk):
     """For the training form: how long the settings it holds would take, and the image size that fits
     the time chosen (the form's own size when it already fits). Settings left out are the suggested ones."""
     dataset = get_dataset_for_user(request, dataset_pk)
-    chosen = TrainingRunForm.defaults_for(dataset)
+    chosen = TrainingRunForm.defaults_for(dataset, request.GET.get("time_budget_s", "0"))
     try:  # only what the estimate reads; the form checks everything when it is sent
-        for name in ("image_size", "channels", "epochs", "time_budget_s"):
+        for name in ("image_size", "channels", "epochs", "time_budget_s", "fine_tune_epochs"):
             chosen[name] = whole_number(request.GET.get(name, chosen[name]))
             if chosen[name] is None:
                 raise ValueError(name)
@@ -66,7 +67,8 @@ def run_estimate(request, dataset_pk):
     if not (MIN_IMAGE_SIZE <= chosen["image_size"] <= MAX_IMAGE_SIZE and chosen["epochs"] > 0):
         return JsonResponse({"text": "", "image_size": None})
     size = budget_facts(dataset, chosen)["image_size"]
-    return JsonResponse({"text": time_estimate(dataset, {**chosen, "image_size": size}).in_words(), "image_size": size})
+    return JsonResponse({"text": time_estimate(dataset, {**chosen, "image_size": size}).in_words(), "image_size": size,
+                         "plan": plan_in_words(chosen)})
 
 
 def _run_to_clone(request, dataset):
