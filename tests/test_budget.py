@@ -129,4 +129,8 @@ def test_the_plan_and_what_each_phase_gave_read_as_words():
     assert "went back to the new top alone" in phases_in_words(
         [top, {"phase": "fine_tune", "val_accuracy": 0.92, "val_loss": 0.3, "kept": False}])
     assert "too little of the time budget" in phases_in_words([top, {"phase": "fine_tune", "skipped": "time"}])
+    mirrors = {"phase": "mirrors", "val_accuracy": 0.888, "mirrored_val_accuracy": 0.878, "kept": False}
+    assert phases_in_words([top, mirrors]).endswith(
+        "gave 87.8 % (against 88.8 % alone), so the model answers from the image alone.")
+    assert "would give 90.0 %" in phases_in_words([top, {**mirrors, "mirrored_val_accuracy": 0.9}])
     assert phases_in_words(None) == ""

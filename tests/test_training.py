@@ -181,9 +181,10 @@ def test_a_fine_tuned_run_keeps_what_each_phase_gave_and_its_page_says_it(alice,
     train(run.id)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
-    assert [phase["phase"] for phase in run.phase_results] == ["top", "fine_tune"]
+    assert [phase["phase"] for phase in run.phase_results] == ["top", "fine_tune", "mirrors"]
     assert list(run.epoch_metrics.values_list("epoch", flat=True)) == [1, 2, 3, 4]
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
     assert "New top alone:" in page and "right on the validation images; after fine-tuning:" in page
+    assert "with its mirror image" in page
     # The saved model answers as the trained one: reloaded, it gives the page's test accuracy.
     assert run.test_accuracy is not None and run.model_path.exists()

@@ -356,8 +356,11 @@ def test_fine_tuning_learns_from_the_frozen_part_read_once_and_keeps_batch_norm_
     epochs = []
     outcome = train_model(settings, x, y, x, y, on_epoch=lambda epoch, logs: epochs.append(epoch))
     assert epochs == [1, 2, 3, 4, 5]
-    top, tuned = outcome.phases
-    assert top["phase"] == "top" and tuned["phase"] == "fine_tune"
+    top, tuned, mirrors = outcome.phases
+    assert top["phase"] == "top" and tuned["phase"] == "fine_tune" and mirrors["phase"] == "mirrors"
+    # The mirror check measures the model as it ended, here the fine-tuned one, on the same validation pictures.
+    assert mirrors["val_accuracy"] == pytest.approx(tuned["val_accuracy"], abs=1 / len(y))
+    assert 0 <= mirrors["mirrored_val_accuracy"] <= 1 and mirrors["kept"] is False
     assert tuned["kept"] and (tuned["val_accuracy"], -tuned["val_loss"]) > (top["val_accuracy"], -top["val_loss"])
     # BatchNormalization kept in inference mode: its ImageNet statistics and scales are untouched.
     fresh, trained = batch_norm_state(before), batch_norm_state(outcome.model)
@@ -375,7 +378,7 @@ def test_fine_tuning_that_does_worse_on_validation_goes_back_to_the_top_alone():
     settings = lite0_fine_tuning(learning_rate=0.01, epochs=3, fine_tune_learning_rate=5.0)
     fresh = build_model(settings.spec, (32, 32, 3), 2, augmentation=settings.augmentation).get_layer("efficientnet_lite0")
     outcome = train_model(settings, x, y, x, y)
-    top, tuned = outcome.phases
+    top, tuned, _ = outcome.phases
     assert tuned["kept"] is False and (tuned["val_accuracy"], -tuned["val_loss"]) <= (top["val_accuracy"], -top["val_loss"])
     base = outcome.model.get_layer("efficientnet_lite0")
     assert all(np.array_equal(a, b) for a, b in zip(base.get_weights(), fresh.get_weights()))
@@ -388,4 +391,4 @@ def test_fine_tuning_is_skipped_when_its_epochs_would_not_fit_the_budget():
 
     x, y = photos()
     outcome = train_model(lite0_fine_tuning(), x, y, x, y, deadline=time.monotonic() + 0.01)
-    assert outcome.phases[-1] == {"phase": "fine_tune", "skipped": "time"}
+    assert outcome.phases[1:] == [{"phase": "fine_tune", "skipped": "time"}, {"phase": "mirrors", "skipped": "time"}]

@@ -217,10 +217,20 @@ def phases_in_words(phases):
     for phase in phases:
         if phase.get("phase") == "top":
             parts.append(f"New top alone: {_percent(phase['val_accuracy'])} right on the validation images")
+        elif phase.get("phase") == "mirrors" and phase.get("skipped"):
+            parts.append("no time was left to try the validation images mirrored")
         elif phase.get("skipped") == "time":
             parts.append("no fine-tuning: too little of the time budget was left for it")
         elif phase.get("skipped"):
             parts.append("no fine-tuning: training was stopped before it")
+        elif phase.get("phase") == "mirrors":
+            alone, averaged = phase["val_accuracy"], phase["mirrored_val_accuracy"]
+            if averaged > alone:
+                parts.append(f"averaging each image's answer with its mirror image's would give {_percent(averaged)} "
+                             f"(against {_percent(alone)} alone), which the saved model does not do yet")
+            else:
+                parts.append(f"averaging each image's answer with its mirror image's gave {_percent(averaged)} "
+                             f"(against {_percent(alone)} alone), so the model answers from the image alone")
         elif phase.get("phase") == "fine_tune":
             verdict = ("kept" if phase.get("kept") else
                        "not better, so the model went back to the new top alone")
