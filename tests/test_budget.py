@@ -1,4 +1,5 @@
 """A time budget a person understands: the estimate before starting, and a worker that keeps to it."""
+import json
 import time
 
 import numpy as np
@@ -134,3 +135,29 @@ def test_the_plan_and_what_each_phase_gave_read_as_words():
         "gave 87.8 % (against 88.8 % alone), so the model answers from the image alone.")
     assert "would give 90.0 %" in phases_in_words([top, {**mirrors, "mirrored_val_accuracy": 0.9}])
     assert phases_in_words(None) == ""
+
+
+def test_fifteen_minutes_chosen_for_photos_buys_the_fine_tuning_plan(alice, shapes, monkeypatch):
+    from django.urls import reverse
+
+    from datasets_app.models import Dataset
+    from mlcore.defaults import DatasetFacts
+    from training_app.models import TrainingRun
+
+    # The shapes are tiny; seen as photos, they get the plan for photos.
+    monkeypatch.setattr(Dataset, "training_facts", lambda self: DatasetFacts(
+        images=30, classes=3, typical_side=240, channels=3, largest_class=10, smallest_class=10))
+    url = reverse("training:estimate", args=[shapes.pk])
+    frozen = json.dumps(preset_spec("efficientnet_lite0"))
+    quick = alice.get(url, {"time_budget_s": 300, "model_spec": frozen, "fine_tune_epochs": 0}).json()
+    assert quick["plan"] == "The plan: a new top learns on EfficientNet-Lite0, which stays as it is."
+    assert quick["plan_url"] == ""
+    slow = alice.get(url, {"time_budget_s": 900, "model_spec": frozen, "fine_tune_epochs": 0}).json()
+    assert "would also fine-tune its top 11 layers" in slow["plan"] and slow["plan_url"].endswith("?time_budget_s=900")
+    page = alice.get(slow["plan_url"]).content.decode()
+    assert "then its top 11 layers are fine-tuned for up to 10 epochs" in page
+    # A post that names only the time gets that time's plan for everything it leaves out.
+    response = alice.post(reverse("training:new", args=[shapes.pk]), {"time_budget_s": 900})
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert run.fine_tune_epochs == 10 and run.model_spec["base"]["fine_tune_layers"] == 11 and run.time_budget_s == 900

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Max
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -52,7 +53,8 @@ def run_estimate(request, dataset_pk):
     """For the training form: how long the settings it holds would take, and the image size that fits
     the time chosen (the form's own size when it already fits). Settings left out are the suggested ones."""
     dataset = get_dataset_for_user(request, dataset_pk)
-    chosen = TrainingRunForm.defaults_for(dataset, request.GET.get("time_budget_s", "0"))
+    planned = TrainingRunForm.defaults_for(dataset, request.GET.get("time_budget_s", "0"))
+    chosen = dict(planned)
     try:  # only what the estimate reads; the form checks everything when it is sent
         for name in ("image_size", "channels", "epochs", "time_budget_s", "fine_tune_epochs"):
             chosen[name] = whole_number(request.GET.get(name, chosen[name]))
@@ -67,8 +69,14 @@ def run_estimate(request, dataset_pk):
     if not (MIN_IMAGE_SIZE <= chosen["image_size"] <= MAX_IMAGE_SIZE and chosen["epochs"] > 0):
         return JsonResponse({"text": "", "image_size": None})
     size = budget_facts(dataset, chosen)["image_size"]
-    return JsonResponse({"text": time_estimate(dataset, {**chosen, "image_size": size}).in_words(), "image_size": size,
-                         "plan": plan_in_words(chosen)})
+    answer = {"text": time_estimate(dataset, {**chosen, "image_size": size}).in_words(), "image_size": size,
+              "plan": plan_in_words(chosen), "plan_url": ""}
+    if planned["fine_tune_epochs"] and not chosen["fine_tune_epochs"]:
+        # The time chosen buys more than the form's settings do: offer the form filled in with that plan.
+        answer["plan"] += (f" With this much time the suggested settings would also fine-tune its top "
+                           f"{planned['model_spec']['base']['fine_tune_layers']} layers, kept only if that does better.")
+        answer["plan_url"] = f"{reverse('training:new', args=[dataset.pk])}?time_budget_s={planned['time_budget_s']}"
+    return JsonResponse(answer)
 
 
 def _run_to_clone(request, dataset):

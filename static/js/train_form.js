@@ -253,6 +253,14 @@
           if (plan) {
             plan.textContent = answer.plan || "";
             plan.hidden = !answer.plan;
+            if (answer.plan_url) {
+              // The time chosen buys a bigger plan than the settings in the form: offer the form with it.
+              const link = document.createElement("a");
+              link.href = answer.plan_url;
+              link.id = "time-plan-link";
+              link.textContent = "Use the suggested settings for this time";
+              plan.append(" ", link);
+            }
           }
           if (budgetChanged && answer.image_size && String(answer.image_size) !== fields.image_size.value) {
             fields.image_size.value = answer.image_size;
