@@ -173,7 +173,7 @@ def press_train(dataset, user, changes):
     posted = QueryDict(mutable=True)
     for key, value in changes.items():
         posted[key] = str(value)
-    form = TrainingRunForm.filled_in(posted, dataset, TrainingRunForm.defaults_for(dataset))
+    form = TrainingRunForm.filled_in(posted, dataset, TrainingRunForm.defaults_for(dataset, changes.get("time_budget_s", 0)))
     if not form.is_valid():
         raise SystemExit(f"the training form refused the settings: {form.errors.as_json()}")
     run = form.save(commit=False)
@@ -212,7 +212,7 @@ def product_run(dataset, user, changes):
         "queue_wait_s": run.started_at.timestamp() - sent,
         "seconds": ended - pressed, "pack": str(pack_folder(run)), "pack_built": not pack_ready,
         "settings": {key: value for key, value in run.settings().items() if key != "model_spec"},
-        "spec": run.model_spec,
+        "spec": run.model_spec, "phase_results": run.phase_results,
     }
 
 

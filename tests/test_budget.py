@@ -1,4 +1,5 @@
 """A time budget a person understands: the estimate before starting, and a worker that keeps to it."""
+import json
 import time
 
 import numpy as np
@@ -103,3 +104,60 @@ def test_a_run_started_with_a_budget_keeps_it_and_says_so(alice, shapes):
     assert response.status_code == 302 and run.time_budget_s == 300
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
     assert "About 5 minutes: after its first epochs the worker trains as many as fit" in page
+
+
+def test_fine_tuning_epochs_add_to_the_estimate_of_a_pretrained_base():
+    frozen = estimate("efficientnet_lite0", 224, 2000, 300, 600, 40, pretrained=True, mirrored=True)
+    tuned = estimate("efficientnet_lite0", 224, 2000, 300, 600, 40, pretrained=True, mirrored=True, fine_tune_epochs=10)
+    assert frozen.seconds + 60 < tuned.seconds < frozen.seconds + 600
+    assert estimate("efficientnet_lite0", 224, 2000, 300, 600, 40, pretrained=True, mirrored=True, fine_tune_epochs=10,
+                    budget_s=300).seconds == 300
+
+
+def test_the_plan_and_what_each_phase_gave_read_as_words():
+    from training_app.presenters import phases_in_words, plan_in_words
+
+    spec = preset_spec("efficientnet_lite0")
+    assert plan_in_words({"model_spec": spec, "fine_tune_epochs": 0}) == (
+        "The plan: a new top learns on EfficientNet-Lite0, which stays as it is.")
+    spec["base"]["fine_tune_layers"] = 11
+    assert "its top 11 layers are fine-tuned for up to 10 epochs" in plan_in_words(
+        {"model_spec": spec, "fine_tune_epochs": 10})
+    assert plan_in_words({"model_spec": preset_spec("small_cnn")}) == ""
+    top = {"phase": "top", "val_accuracy": 0.931, "val_loss": 0.2}
+    assert phases_in_words([top, {"phase": "fine_tune", "val_accuracy": 0.954, "val_loss": 0.15, "kept": True}]) == (
+        "New top alone: 93.1 % right on the validation images; after fine-tuning: 95.4 % (kept).")
+    assert "went back to the new top alone" in phases_in_words(
+        [top, {"phase": "fine_tune", "val_accuracy": 0.92, "val_loss": 0.3, "kept": False}])
+    assert "too little of the time budget" in phases_in_words([top, {"phase": "fine_tune", "skipped": "time"}])
+    mirrors = {"phase": "mirrors", "val_accuracy": 0.888, "mirrored_val_accuracy": 0.878, "kept": False}
+    assert phases_in_words([top, mirrors]).endswith(
+        "gave 87.8 % (against 88.8 % alone), so the model answers from the image alone.")
+    assert "would give 90.0 %" in phases_in_words([top, {**mirrors, "mirrored_val_accuracy": 0.9}])
+    assert phases_in_words(None) == ""
+
+
+def test_fifteen_minutes_chosen_for_photos_buys_the_fine_tuning_plan(alice, shapes, monkeypatch):
+    from django.urls import reverse
+
+    from datasets_app.models import Dataset
+    from mlcore.defaults import DatasetFacts
+    from training_app.models import TrainingRun
+
+    # The shapes are tiny; seen as photos, they get the plan for photos.
+    monkeypatch.setattr(Dataset, "training_facts", lambda self: DatasetFacts(
+        images=30, classes=3, typical_side=240, channels=3, largest_class=10, smallest_class=10))
+    url = reverse("training:estimate", args=[shapes.pk])
+    frozen = json.dumps(preset_spec("efficientnet_lite0"))
+    quick = alice.get(url, {"time_budget_s": 300, "model_spec": frozen, "fine_tune_epochs": 0}).json()
+    assert quick["plan"] == "The plan: a new top learns on EfficientNet-Lite0, which stays as it is."
+    assert quick["plan_url"] == ""
+    slow = alice.get(url, {"time_budget_s": 900, "model_spec": frozen, "fine_tune_epochs": 0}).json()
+    assert "would also fine-tune its top 11 layers" in slow["plan"] and slow["plan_url"].endswith("?time_budget_s=900")
+    page = alice.get(slow["plan_url"]).content.decode()
+    assert "then its top 11 layers are fine-tuned for up to 10 epochs" in page
+    # A post that names only the time gets that time's plan for everything it leaves out.
+    response = alice.post(reverse("training:new", args=[shapes.pk]), {"time_budget_s": 900})
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert run.fine_tune_epochs == 10 and run.model_spec["base"]["fine_tune_layers"] == 11 and run.time_budget_s == 900

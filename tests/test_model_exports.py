@@ -195,3 +195,30 @@ def test_a_made_export_whose_file_went_is_made_again_not_a_500(client, shapes, u
     answer = client.get(reverse("training:export_download", args=[run.pk, "onnx"]))
     assert answer.status_code == 302 and answer["Location"].endswith("#exports")
     assert ModelExport.objects.get(run=run, kind="onnx").status == "failed"
+
+
+@pytest.mark.parametrize("kind", ["keras", "tflite", "onnx"])
+def test_a_fine_tuned_pretrained_model_exports_and_answers_as_the_site(kind, tmp_path):
+    """The 15-minute plan's model (mlcore.defaults.PHOTO_PLANS): EfficientNet-Lite0's last block and head
+    fine-tuned on activations read once (training.PartialTrunk), then exported from a shell as the site does."""
+    from mlcore.presets import preset_spec
+    from mlcore.training import TrainingConfig, train_model
+
+    spec = preset_spec("efficientnet_lite0")
+    spec["base"]["fine_tune_layers"] = 11
+    rng = np.random.default_rng(0)
+    labels = np.arange(16) % 2
+    pixels = rng.integers(0, 128, (16, 32, 32, 3)).astype(np.uint8)
+    pixels[labels == 1, :, :16] += 100  # learnable, and not the same seen in a mirror
+    # A top that barely learns and a fine-tuning that does: the exported model is the fine-tuned one.
+    config = TrainingConfig(spec=spec, image_size=(32, 32), channels=3, num_classes=2, epochs=1, batch_size=8,
+                            learning_rate=0.00001, fine_tune_epochs=4, fine_tune_learning_rate=0.003,
+                            augmentation={"flip": "horizontal"})
+    outcome = train_model(config, pixels, labels, pixels, labels)
+    assert outcome.phases[1]["phase"] == "fine_tune" and outcome.phases[1]["kept"]
+    original = np.asarray(outcome.model(pixels.astype(np.float32), training=False))
+    exported = formats.without_augmentation(outcome.model, lambda: build_without_weights(spec, (32, 32, 3), 2))
+    formats.write(kind, exported, ModelInfo(["a", "b"], (32, 32), 3, "squash"), tmp_path / kind,
+                  representative=pixels[:4])
+    answers = formats.check_in_fresh_process(kind, tmp_path / kind, pixels)
+    assert np.abs(answers - original).max() < 1e-4

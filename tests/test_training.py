@@ -171,3 +171,20 @@ def test_a_run_on_the_offline_pretrained_network_with_a_time_budget_trains_tests
     assert run.batches_per_epoch == 6
     assert run.test_accuracy is not None and run.model_path.exists()
     assert ModelInfo.from_json(run.model_path.with_suffix(".json").read_text()).image_size == (32, 32)
+
+
+def test_a_fine_tuned_run_keeps_what_each_phase_gave_and_its_page_says_it(alice, shapes):
+    spec = preset_spec("efficientnet_lite0")
+    spec["base"]["fine_tune_layers"] = 11  # the last block and the head (mlcore.defaults.PHOTO_PLANS)
+    run = new_run(shapes, preset="custom", model_spec=spec, image_size=32, channels=3, epochs=2, fine_tune_epochs=2,
+                  fine_tune_learning_rate=0.0001, augmentation={"flip": "horizontal"}, time_budget_s=900)
+    train(run.id)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert [phase["phase"] for phase in run.phase_results] == ["top", "fine_tune", "mirrors"]
+    assert list(run.epoch_metrics.values_list("epoch", flat=True)) == [1, 2, 3, 4]
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "New top alone:" in page and "right on the validation images; after fine-tuning:" in page
+    assert "with its mirror image" in page
+    # The saved model answers as the trained one: reloaded, it gives the page's test accuracy.
+    assert run.test_accuracy is not None and run.model_path.exists()

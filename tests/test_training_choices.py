@@ -307,3 +307,112 @@ def test_a_model_trained_in_mixed_precision_is_saved_in_float32():
     assert all(layer.compute_dtype == "float32" for layer in twin.layers)
     np.testing.assert_allclose(twin(x, training=False), mixed(x, training=False), atol=2e-2)
     assert float32_twin(twin, lambda: None) is twin  # nothing to do in float32
+
+
+# ---- the plan a time budget buys for photos (mlcore.defaults.PHOTO_PLANS), and its fine-tuning phase
+
+PHOTO_FACTS = DatasetFacts(images=2900, classes=5, typical_side=240, channels=3, largest_class=700, smallest_class=550)
+
+
+def test_a_bigger_budget_buys_fine_tuning_and_no_limit_keeps_the_frozen_top():
+    from mlcore.defaults import LAST_BLOCK_AND_HEAD, photo_plan
+
+    for budget in (0, 120, 300):
+        quick = suggest(PHOTO_FACTS, budget_s=budget)
+        assert quick["preset"] == "efficientnet_lite0" and quick["fine_tune_epochs"] == 0
+        assert quick["model_spec"]["base"]["fine_tune_layers"] == 0 and quick["time_budget_s"] == 0
+    for budget in (900, 3600):
+        slow = suggest(PHOTO_FACTS, budget_s=budget)
+        assert slow["model_spec"]["base"] == {"name": slow["preset"], "fine_tune_layers": LAST_BLOCK_AND_HEAD}
+        assert slow["fine_tune_epochs"] > 0 and slow["fine_tune_learning_rate"] < slow["learning_rate"]
+        assert slow["time_budget_s"] == budget  # the worker keeps both phases inside it
+        assert any("fine-tunes" in reason for reason in slow["reasons"])
+        assert photo_plan(budget).base == slow["preset"]
+    # Without pretrained weights there is no plan to follow.
+    assert suggest(PHOTO_FACTS, pretrained=False, budget_s=900)["preset"] == "deeper_cnn"
+
+
+def test_the_plan_falls_back_to_lite0_where_a_bigger_base_is_missing_or_has_no_weights(monkeypatch, tmp_path):
+    from mlcore import defaults
+    from mlcore.defaults import PhotoPlan, photo_plan
+
+    monkeypatch.setattr(defaults, "PHOTO_PLANS", [
+        (0, [PhotoPlan("efficientnet_lite0", 224)]),
+        (900, [PhotoPlan("efficientnet_lite9", 300, 11, 10),  # not a base of this site (yet)
+               PhotoPlan("mobilenetv2", 224, 11, 10),  # a base whose weights file is not in the folder
+               PhotoPlan("efficientnet_lite0", 224, 11, 10)]),
+    ])
+    assert photo_plan(900, str(tmp_path)) == PhotoPlan("efficientnet_lite0", 224, 11, 10)
+    assert photo_plan(300, str(tmp_path)) == PhotoPlan("efficientnet_lite0", 224)
+    planned = suggest(PHOTO_FACTS, str(tmp_path), budget_s=900)
+    assert planned["preset"] == "efficientnet_lite0" and planned["image_size"] == 224
+
+
+def lite0_fine_tuning(**settings):
+    spec = preset_spec("efficientnet_lite0")
+    spec["base"]["fine_tune_layers"] = 11  # the last block and the head
+    return config(**{"spec": spec, "image_size": (32, 32), "channels": 3, "epochs": 1, "fine_tune_epochs": 2,
+                     "augmentation": {"flip": "horizontal"}, "batch_size": 8} | settings)
+
+
+def photos(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    # Class 1 is brighter on the left: learnable, and not the same seen in a mirror.
+    x = rng.integers(0, 128, (n, 32, 32, 3)).astype(np.uint8)
+    x[y == 1, :, :16] += 100
+    return x, y
+
+
+def batch_norm_state(model):
+    base = model.get_layer("efficientnet_lite0")
+    return {layer.name: layer.get_weights() for layer in base.layers
+            if isinstance(layer, keras.layers.BatchNormalization)}
+
+
+def test_fine_tuning_learns_from_the_frozen_part_read_once_and_keeps_batch_norm_as_it_was():
+    from mlcore.training import FrozenTrunk, PartialTrunk
+
+    x, y = photos()
+    settings = lite0_fine_tuning(learning_rate=0.00001, fine_tune_learning_rate=0.003, fine_tune_epochs=4)
+    before = build_model(settings.spec, (32, 32, 3), 2, augmentation=settings.augmentation)
+    assert PartialTrunk.of(before, settings, FrozenTrunk.of(before, settings)) is not None
+    epochs = []
+    outcome = train_model(settings, x, y, x, y, on_epoch=lambda epoch, logs: epochs.append(epoch))
+    assert epochs == [1, 2, 3, 4, 5]
+    top, tuned, mirrors = outcome.phases
+    assert top["phase"] == "top" and tuned["phase"] == "fine_tune" and mirrors["phase"] == "mirrors"
+    # The mirror check measures the model as it ended, here the fine-tuned one, on the same validation pictures.
+    assert mirrors["val_accuracy"] == pytest.approx(tuned["val_accuracy"], abs=1 / len(y))
+    assert 0 <= mirrors["mirrored_val_accuracy"] <= 1 and mirrors["kept"] is False
+    assert tuned["kept"] and (tuned["val_accuracy"], -tuned["val_loss"]) > (top["val_accuracy"], -top["val_loss"])
+    # BatchNormalization kept in inference mode: its ImageNet statistics and scales are untouched.
+    fresh, trained = batch_norm_state(before), batch_norm_state(outcome.model)
+    assert all(np.array_equal(a, b) for name in fresh for a, b in zip(fresh[name], trained[name]))
+    base = outcome.model.get_layer("efficientnet_lite0")
+    changed = [layer.name for layer in base.layers if layer.weights and not all(
+        np.array_equal(a, b) for a, b in zip(layer.get_weights(), before.get_layer("efficientnet_lite0")
+                                             .get_layer(layer.name).get_weights()))]
+    assert changed and set(changed) <= {layer.name for layer in base.layers[-11:]}
+
+
+def test_fine_tuning_that_does_worse_on_validation_goes_back_to_the_top_alone():
+    x, y = photos()
+    # A step size this large wrecks what the base knows.
+    settings = lite0_fine_tuning(learning_rate=0.01, epochs=3, fine_tune_learning_rate=5.0)
+    fresh = build_model(settings.spec, (32, 32, 3), 2, augmentation=settings.augmentation).get_layer("efficientnet_lite0")
+    outcome = train_model(settings, x, y, x, y)
+    top, tuned, _ = outcome.phases
+    assert tuned["kept"] is False and (tuned["val_accuracy"], -tuned["val_loss"]) <= (top["val_accuracy"], -top["val_loss"])
+    base = outcome.model.get_layer("efficientnet_lite0")
+    assert all(np.array_equal(a, b) for a, b in zip(base.get_weights(), fresh.get_weights()))
+    right = float(np.mean(outcome.model.predict(x, verbose=0).argmax(1) == y))
+    assert right == pytest.approx(top["val_accuracy"], abs=1 / len(y))  # float16 activations may tip one picture
+
+
+def test_fine_tuning_is_skipped_when_its_epochs_would_not_fit_the_budget():
+    import time
+
+    x, y = photos()
+    outcome = train_model(lite0_fine_tuning(), x, y, x, y, deadline=time.monotonic() + 0.01)
+    assert outcome.phases[1:] == [{"phase": "fine_tune", "skipped": "time"}, {"phase": "mirrors", "skipped": "time"}]

@@ -4,6 +4,7 @@ from django import forms
 
 from mlcore.builder import (BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message, normalise_spec,
                             summarise)
+from mlcore.budget import TIME_BUDGETS
 from mlcore.defaults import suggest
 from mlcore.json_input import UnreadableJson, read_json
 from mlcore.options import AUGMENTATIONS, SETTINGS, normalise_augmentation
@@ -136,9 +137,10 @@ class TrainingRunForm(forms.ModelForm):
             return False
 
     @staticmethod
-    def defaults_for(dataset):
-        """Settings a newcomer can train with unchanged (mlcore/defaults.py says why each)."""
-        return suggest(dataset.training_facts(), weights_on_site())
+    def defaults_for(dataset, budget_s=0):
+        """Settings a newcomer can train with unchanged (mlcore/defaults.py says why each), for the time
+        budget chosen: a bigger one buys more of the plan for photos (mlcore.defaults.PHOTO_PLANS)."""
+        return suggest(dataset.training_facts(), weights_on_site(), budget_s=budget_for_plan(budget_s))
 
     @classmethod
     def filled_in(cls, posted, dataset, suggested):
@@ -228,3 +230,9 @@ def builder_options(dataset, image_size=None, channels=None):
         "channels": channels or dataset.channels(),
         "dataset": dataset.pk,
     }
+
+
+def budget_for_plan(value) -> int:
+    """A time budget from a request (text or number) as one of the budgets offered, else 0 (no limit)."""
+    budget = whole_number(value) if isinstance(value, str) else value
+    return budget if budget in dict(TIME_BUDGETS) else 0

@@ -120,6 +120,9 @@ class TrainingRun(Job):
     # Set when cancel or early stopping sent the model back to its best epoch's weights.
     best_epoch = models.PositiveIntegerField(null=True, blank=True)
     stopped_early = models.BooleanField(default=False)
+    # What each phase of the plan gave on the validation images (mlcore.training.TrainingOutcome.phases):
+    # the new top alone, then fine-tuning, kept or not. None for runs of one phase.
+    phase_results = models.JSONField(null=True, blank=True)
 
     # What came out
     class_names = models.JSONField(default=list, blank=True)

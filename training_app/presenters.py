@@ -16,9 +16,24 @@ from .models import TrainingRun
 def time_estimate(dataset, chosen):
     """About how long a run with these settings takes, from "Start training" to a saved model."""
     facts = budget_facts(dataset, chosen)
+    base = (chosen["model_spec"] or {}).get("base")
     return estimate(facts["network"], chosen["image_size"], *facts["counts"], chosen["epochs"],
                     pretrained=facts["pretrained"], mirrored=facts["mirrored"], measured_images_per_s=facts["measured"],
-                    budget_s=chosen.get("time_budget_s", 0))
+                    budget_s=chosen.get("time_budget_s", 0),
+                    fine_tune_epochs=chosen.get("fine_tune_epochs", 0) if base and base.get("fine_tune_layers") else 0)
+
+
+def plan_in_words(chosen):
+    """What the settings will do with a pretrained network, for the estimate: "" for other networks."""
+    base = (chosen.get("model_spec") or {}).get("base")
+    if not base:
+        return ""
+    label = BASES[base["name"]].label if base.get("name") in BASES else "the pretrained network"
+    if base.get("fine_tune_layers") and chosen.get("fine_tune_epochs"):
+        return (f"The plan: a new top learns on {label}, then its top {base['fine_tune_layers']} layers are "
+                f"fine-tuned for up to {chosen['fine_tune_epochs']} epochs; the validation images decide whether "
+                "fine-tuning is kept.")
+    return f"The plan: a new top learns on {label}, which stays as it is."
 
 
 def budget_facts(dataset, chosen):
@@ -204,9 +219,46 @@ def settings_in_words(run):
         rows.append(("Fine-tuning", (
             f"Then {run.fine_tune_epochs} more epochs with the top {base['fine_tune_layers']} layers of the "
             f"pretrained network unfrozen, step size {run.fine_tune_learning_rate:g}")))
+    phases = phases_in_words(run.phase_results)
+    if phases:
+        rows.append(("What each phase gave", phases))
     if run.use_all_gpus:
         rows.append(("GPUs", "Uses every GPU of its computer"))
     return rows
+
+
+def phases_in_words(phases):
+    """The plan's phases and what each gave on the validation images, in one sentence:
+    "New top alone: 93.1 % right on the validation images; after fine-tuning: 95.4 % (kept)"."""
+    if not phases:
+        return ""
+    parts = []
+    for phase in phases:
+        if phase.get("phase") == "top":
+            parts.append(f"New top alone: {_percent(phase['val_accuracy'])} right on the validation images")
+        elif phase.get("phase") == "mirrors" and phase.get("skipped"):
+            parts.append("no time was left to try the validation images mirrored")
+        elif phase.get("skipped") == "time":
+            parts.append("no fine-tuning: too little of the time budget was left for it")
+        elif phase.get("skipped"):
+            parts.append("no fine-tuning: training was stopped before it")
+        elif phase.get("phase") == "mirrors":
+            alone, averaged = phase["val_accuracy"], phase["mirrored_val_accuracy"]
+            if averaged > alone:
+                parts.append(f"averaging each image's answer with its mirror image's would give {_percent(averaged)} "
+                             f"(against {_percent(alone)} alone), which the saved model does not do yet")
+            else:
+                parts.append(f"averaging each image's answer with its mirror image's gave {_percent(averaged)} "
+                             f"(against {_percent(alone)} alone), so the model answers from the image alone")
+        elif phase.get("phase") == "fine_tune":
+            verdict = ("kept" if phase.get("kept") else
+                       "not better, so the model went back to the new top alone")
+            parts.append(f"after fine-tuning: {_percent(phase['val_accuracy'])} ({verdict})")
+    return "; ".join(parts) + "."
+
+
+def _percent(share):
+    return f"{100 * share:.1f} %"
 
 
 def budget_in_words(run):

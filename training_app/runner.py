@@ -285,7 +285,7 @@ def _attempt_folders(run, under="") -> set[str]:
 def _finish(run, outcome, result, test_ids, model_file):
     run.finish(
         TrainingRun.Status.CANCELLED if outcome.stopped else TrainingRun.Status.SUCCEEDED,
-        best_epoch=outcome.best_epoch, stopped_early=outcome.stopped_early,
+        best_epoch=outcome.best_epoch, stopped_early=outcome.stopped_early, phase_results=outcome.phases,
         model_file=model_file,
         test_accuracy=result.accuracy if result else None,
         test_loss=result.loss if result else None,

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Max
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -21,15 +22,16 @@ from mlcore.words import whole_number
 from .access import find_run_for_user, get_run_for_user, runs_for_user
 from .forms import TrainingRunForm
 from .models import TrainingRun
-from .presenters import (budget_facts, export_rows, result_in_words, run_status, settings_in_words, table_row,
-                         time_estimate)
+from .presenters import (budget_facts, export_rows, plan_in_words, result_in_words, run_status, settings_in_words,
+                         table_row, time_estimate)
 from .starting import start_run
 
 
 @login_required
 def run_new(request, dataset_pk):
     dataset = get_dataset_for_user(request, dataset_pk)
-    suggested = TrainingRunForm.defaults_for(dataset)
+    # The plan follows the time chosen: settings a post leaves out come from that budget's plan.
+    suggested = TrainingRunForm.defaults_for(dataset, (request.POST or request.GET).get("time_budget_s", "0"))
     if request.method == "POST":
         form = TrainingRunForm.filled_in(request.POST, dataset, suggested)
         if form.is_valid() and (run := start_run(form, dataset, request.user, suggested)):
@@ -42,6 +44,7 @@ def run_new(request, dataset_pk):
         "dataset": dataset, "form": form, "reasons": suggested["reasons"],
         "cloned_from": source if request.method != "POST" else None,
         "estimate": time_estimate(dataset, suggested).in_words(),
+        "plan": plan_in_words(suggested),
     })
 
 
@@ -50,9 +53,10 @@ def run_estimate(request, dataset_pk):
     """For the training form: how long the settings it holds would take, and the image size that fits
     the time chosen (the form's own size when it already fits). Settings left out are the suggested ones."""
     dataset = get_dataset_for_user(request, dataset_pk)
-    chosen = TrainingRunForm.defaults_for(dataset)
+    planned = TrainingRunForm.defaults_for(dataset, request.GET.get("time_budget_s", "0"))
+    chosen = dict(planned)
     try:  # only what the estimate reads; the form checks everything when it is sent
-        for name in ("image_size", "channels", "epochs", "time_budget_s"):
+        for name in ("image_size", "channels", "epochs", "time_budget_s", "fine_tune_epochs"):
             chosen[name] = whole_number(request.GET.get(name, chosen[name]))
             if chosen[name] is None:
                 raise ValueError(name)
@@ -65,7 +69,14 @@ def run_estimate(request, dataset_pk):
     if not (MIN_IMAGE_SIZE <= chosen["image_size"] <= MAX_IMAGE_SIZE and chosen["epochs"] > 0):
         return JsonResponse({"text": "", "image_size": None})
     size = budget_facts(dataset, chosen)["image_size"]
-    return JsonResponse({"text": time_estimate(dataset, {**chosen, "image_size": size}).in_words(), "image_size": size})
+    answer = {"text": time_estimate(dataset, {**chosen, "image_size": size}).in_words(), "image_size": size,
+              "plan": plan_in_words(chosen), "plan_url": ""}
+    if planned["fine_tune_epochs"] and not chosen["fine_tune_epochs"]:
+        # The time chosen buys more than the form's settings do: offer the form filled in with that plan.
+        answer["plan"] += (f" With this much time the suggested settings would also fine-tune its top "
+                           f"{planned['model_spec']['base']['fine_tune_layers']} layers, kept only if that does better.")
+        answer["plan_url"] = f"{reverse('training:new', args=[dataset.pk])}?time_budget_s={planned['time_budget_s']}"
+    return JsonResponse(answer)
 
 
 def _run_to_clone(request, dataset):

@@ -249,6 +249,19 @@
           const { answer } = await site.requestJson(`${estimate.dataset.url}?${query}`);
           if (mine !== asked || !answer.text) return; // a later change has asked again, or the settings are not valid yet
           estimateText.textContent = answer.text;
+          const plan = document.getElementById("time-plan");
+          if (plan) {
+            plan.textContent = answer.plan || "";
+            plan.hidden = !answer.plan;
+            if (answer.plan_url) {
+              // The time chosen buys a bigger plan than the settings in the form: offer the form with it.
+              const link = document.createElement("a");
+              link.href = answer.plan_url;
+              link.id = "time-plan-link";
+              link.textContent = "Use the suggested settings for this time";
+              plan.append(" ", link);
+            }
+          }
           if (budgetChanged && answer.image_size && String(answer.image_size) !== fields.image_size.value) {
             fields.image_size.value = answer.image_size;
             fields.image_size.dispatchEvent(new Event("input", {bubbles: true}));
