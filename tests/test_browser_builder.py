@@ -79,6 +79,6 @@ def test_open_a_preset_break_it_and_mend_it(live_server, browser_page, settings)
 
     # The image size box is checked with the rest.
     page.fill("#builder-image-size", "4")
-    expect(error).to_contain_text("The image size must be a whole number from 8 to 256 pixels.")
+    expect(error).to_contain_text("The image size must be a whole number from 8 to 320 pixels.")
 
     assert js_errors == []

@@ -369,8 +369,8 @@ def test_the_check_answers_a_spec_error_in_plain_words(alice):
 
 
 @pytest.mark.parametrize("body, words", [
-    ({"image_size": 4}, "The image size must be a whole number from 8 to 256 pixels."),
-    ({"image_size": "big"}, "The image size must be a whole number from 8 to 256 pixels."),
+    ({"image_size": 4}, "The image size must be a whole number from 8 to 320 pixels."),
+    ({"image_size": "big"}, "The image size must be a whole number from 8 to 320 pixels."),
     ({"channels": 2}, "Images must be grayscale (1 channel) or colour (3 channels)."),
     ({"channels": 1.0}, "Images must be grayscale (1 channel) or colour (3 channels)."),
     ({"num_classes": 1}, "The number of classes must be a whole number from 2 to 1000."),

@@ -223,7 +223,7 @@ def test_the_input_preview_shows_the_pictures_as_the_network_sees_them(alice, wi
 
 
 def test_the_input_preview_in_colour_and_at_other_sizes(alice, shapes):
-    for size in (8, 37, 256):
+    for size in (8, 37, 320):
         body = preview(alice, shapes, size=size, channels=3, resize="crop").json()
         pictures = [data_url_image(image["src"]) for image in body["images"]]
         assert len(pictures) == 6 and {(p.size, p.mode) for p in pictures} == {((size, size), "RGB")}
@@ -249,10 +249,10 @@ def test_the_augmentation_preview_shows_random_changes_of_two_pictures(alice, sh
 
 
 @pytest.mark.parametrize("kind, query, words", [
-    ("input", {"size": "4"}, "The image size must be a whole number from 8 to 256."),
-    ("input", {"size": "300"}, "The image size must be a whole number from 8 to 256."),
-    ("input", {"size": "big"}, "The image size must be a whole number from 8 to 256."),
-    ("input", {}, "The image size must be a whole number from 8 to 256."),
+    ("input", {"size": "4"}, "The image size must be a whole number from 8 to 320."),
+    ("input", {"size": "400"}, "The image size must be a whole number from 8 to 320."),
+    ("input", {"size": "big"}, "The image size must be a whole number from 8 to 320."),
+    ("input", {}, "The image size must be a whole number from 8 to 320."),
     ("input", {"size": "16", "channels": "2"}, "The colour must be 1 (grayscale) or 3 (colour)."),
     ("input", {"size": "16", "resize": "stretch"}, "must be one of squash, crop, pad"),
     ("augmentation", {"size": "16", "rotation": "-5"},
