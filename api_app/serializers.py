@@ -69,7 +69,7 @@ class ExportListSerializer(serializers.Serializer):
 
 # Why a picture's answer is not sure, for programs (mlcore/familiarity.py; "threshold": less sure than the
 # classification's own threshold, which one picture sent to be classified has not).
-DOUBT_CODES = ["far", "spread", "threshold"]
+DOUBT_CODES = ["far", "spread", "unlike", "threshold"]
 
 
 class PictureResultSerializer(serializers.Serializer):
@@ -79,7 +79,8 @@ class PictureResultSerializer(serializers.Serializer):
     confidence = serializers.FloatField(required=False)
     not_sure = serializers.BooleanField(required=False)
     why_not_sure = serializers.CharField(required=False, allow_blank=True)
-    # For programs: "far" (unlike the pictures the model learned from) or "spread" (between classes); null when sure
+    # For programs: "far" (unlike the pictures the model learned from), "spread" (between classes) or "unlike"
+    # (the training pictures nearest to it are of another class); null when sure
     doubt = serializers.ChoiceField(choices=DOUBT_CODES, required=False, allow_null=True)
     probabilities = serializers.DictField(child=serializers.FloatField(), required=False)
     error = serializers.CharField(required=False)
@@ -146,8 +147,9 @@ class ClassifiedPictureSerializer(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     not_sure = serializers.SerializerMethodField()
     why_not_sure = serializers.CharField(source="doubt_in_words", allow_blank=True)
-    # For programs: "far" (unlike the pictures the model learned from), "spread" (between classes) or
-    # "threshold" (less sure than the classification's threshold); null when sure or not classified
+    # For programs: "far" (unlike the pictures the model learned from), "spread" (between classes), "unlike"
+    # (the training pictures nearest to it are of another class) or "threshold" (less sure than the
+    # classification's threshold); null when sure or not classified
     doubt = serializers.SerializerMethodField()
     probabilities = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()

@@ -1,5 +1,6 @@
-"""How well a photo model says "I don't know" (mlcore/familiarity.py, Neighbours): the suggested flower
-model is shown its test photos and pictures of other things.
+"""How well a photo model says "I don't know" (mlcore/familiarity.py, Neighbours: far, spread, and the vote
+of the nearest training photos, "unlike"): the suggested flower model is shown its test photos and pictures
+of other things.
 
     .venv/bin/python benchmarks/dont_know_photos.py [ZIP]
 
@@ -191,6 +192,7 @@ def main():
         probabilities, judgements = predictor.judge_arrays(inputs)
         flags["product"][kind] = np.array([bool(j.doubt) for j in judgements])
         flags["product"][f"{kind}_far"] = np.array([j.doubt == "far" for j in judgements])
+        flags["product"][f"{kind}_doubts"] = np.array([j.doubt for j in judgements])
         features = predict_batch(both, np.stack(inputs), output=0)
         flags["before"][kind] = np.array([bool(j.doubt) for j in judge(probabilities, before.distances(features),
                                                                         before)])
@@ -220,6 +222,9 @@ def main():
     far = flags["product"]
     product["far_only"] = {"unfamiliar": share(np.concatenate([far[f"{kind}_far"] for kind in unfamiliar])),
                            "test": share(far["test_far"])}
+    # Which rule flagged the wrong answers and the test flowers: far, spread, or the vote ("unlike").
+    product["by_doubt"] = {group: {doubt: int((doubts == doubt).sum()) for doubt in ("far", "spread", "unlike")}
+                           for group, doubts in (("wrong", far["test_doubts"][wrong]), ("test", far["test_doubts"]))}
     met = {name: (product[name] >= goal) if sign == ">=" else (product[name] <= goal)
            for name, (sign, goal) in GOALS.items()}
     familiarity = predictor.familiarity
@@ -230,6 +235,8 @@ def main():
         "familiarity": type(familiarity).__name__ if familiarity else None,
         "far_above": round(familiarity.far_above, 4) if familiarity else None,
         "spread_below": round(getattr(familiarity, "spread_below", None) or 0, 4) or None,
+        "vote_above": (round(familiarity.vote_above, 4) if np.isfinite(getattr(familiarity, "vote_above", np.inf))
+                       else None),
         **product, "baseline_before": figures("before"), "baseline_softmax": figures("softmax"),
         "goal": {name: f"{sign} {goal}" for name, (sign, goal) in GOALS.items()}, "met": met,
         "train_seconds": round(run_figures["seconds"], 1),

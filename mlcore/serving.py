@@ -125,7 +125,7 @@ class Predictor:
             features, batch = self._features_and_probabilities(np.stack(arrays[start:start + batch_size]))
             distances = self.familiarity.distances(features) if self.familiarity else None
             probabilities.append(batch)
-            judgements += judge(batch, distances, self.familiarity)
+            judgements += judge(batch, distances, self.familiarity, features)
         if not probabilities:
             return np.zeros((0, len(self.info.class_names)), np.float32), []
         return np.concatenate(probabilities), judgements
@@ -157,7 +157,8 @@ def fit_familiarity(model, x_train, y_train, x_held_out, seed: int = 0) -> Famil
     if has_pretrained_base(model):
         # The output layer alone turns the features into probabilities: no second pass over the pictures.
         held_out_probabilities = np.asarray(model.get_layer("probabilities")(held_out_features))
-        return Neighbours.fit(train_features, held_out_features, held_out_probabilities, seed=seed)
+        return Neighbours.fit(train_features, held_out_features, held_out_probabilities, seed=seed,
+                               labels=y_train[picked])
     return Familiarity.fit(train_features, y_train[picked], held_out_features)
 
 

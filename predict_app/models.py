@@ -18,7 +18,8 @@ from mlcore.familiarity import sure_in_words
 from mlcore.words import count
 
 FOLDER = "classifications"  # under the media root: classifications/<id>/ holds its pictures and thumbnails
-DOUBTS = {"far": "unlike the pictures it learned from", "spread": "between several classes"}
+DOUBTS = {"far": "unlike the pictures it learned from", "spread": "between several classes",
+          "unlike": "closer to the pictures it learned of another class"}
 
 
 class Classification(Job):

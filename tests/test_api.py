@@ -79,7 +79,7 @@ def test_pictures_are_classified_from_multipart_and_from_base64(client, model, k
     assert good["class"] in CLASSES and set(good["probabilities"]) == set(CLASSES)
     assert good["confidence"] == pytest.approx(max(good["probabilities"].values()), abs=1e-5)
     assert isinstance(good["not_sure"], bool) and bad == {"name": "b.png", "error": bad["error"]}
-    assert good["doubt"] in ("far", "spread", None) and (good["doubt"] is None) == (not good["not_sure"])
+    assert good["doubt"] in ("far", "spread", "unlike", None) and (good["doubt"] is None) == (not good["not_sure"])
     as_json = client.post(url, {"images": [{"name": "a.png", "data": base64.b64encode(image_bytes("spot", 16)).decode()}]},
                           content_type="application/json", **bearer(key)).json()
     assert as_json["results"][0]["probabilities"] == pytest.approx(good["probabilities"], abs=1e-5)

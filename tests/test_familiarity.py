@@ -5,12 +5,15 @@ import pytest
 
 from mlcore.familiarity import (
     FAR_PERCENTILE,
+    FLAG_SHARE,
     MAX_FEATURES,
     MAX_KEPT,
     NEAR_PERCENTILE,
     NEIGHBOURS,
     SPREAD_BELOW,
     SPREAD_SHARE,
+    VOTE_WARMTH,
+    VOTERS,
     Familiarity,
     Judgement,
     Neighbours,
@@ -144,6 +147,8 @@ def test_a_transfer_network_is_judged_by_its_nearest_training_pictures(tmp_path)
     assert isinstance(predictor.familiarity, Neighbours)
     _, judgements = predictor.judge_arrays(list(x[:3]) + [np.full((32, 32, 3), 255, np.uint8)])
     assert judgements[3].doubt == "far" and judgements[0].doubt != "far"  # a blank white picture; a training one
+    # The kept pictures' classes travel with them, for the vote.
+    assert np.array_equal(predictor.familiarity.labels, np.arange(40) % 2)
 
 
 def on_sphere(n, directions, spread=0.1, seed=0):
@@ -199,3 +204,76 @@ def test_a_model_with_neighbours_is_spread_only_below_its_own_line():
     assert sure.doubt == "" and spread.doubt == "spread" and far.doubt == "far"
     # The fixed rules would have doubted the first: 0.55 is not twice 0.45.
     assert judge(probabilities[:1], None, None)[0].doubt == "spread"
+
+
+def voting_neighbours(seed=0, wrong_share=0.025):
+    """Neighbours fitted on three classes, each in its own direction, with held-out pictures the model
+    answers surely, wrongly for about wrong_share of them."""
+    directions = np.eye(3, 12)
+    training, held_out = on_sphere(300, directions), on_sphere(400, directions, seed=seed + 1)
+    labels, truth = np.arange(300) % 3, np.arange(400) % 3
+    answers = np.where(np.random.default_rng(seed).random(400) < wrong_share, (truth + 1) % 3, truth)
+    sure = np.full((400, 3), 0.02)
+    sure[np.arange(400), answers] = 0.96
+    return Neighbours.fit(training, held_out, sure, labels=labels), held_out, sure, answers != truth
+
+
+def test_the_vote_doubts_a_sure_answer_whose_nearest_training_pictures_are_of_another_class():
+    neighbours, *_ = voting_neighbours()
+    assert neighbours.vote_above < 1.0  # a line was drawn
+    features = on_sphere(2, np.eye(3, 12)[[1, 1]], seed=5)  # two pictures like the training pictures of b
+    probabilities = np.array([[0.96, 0.02, 0.02], [0.02, 0.96, 0.02]])  # "a" (wrong, sure) and "b"
+    wrong, right = judge(probabilities, neighbours.distances(features), neighbours, features)
+    assert wrong.doubt == "unlike" and wrong.looks_like == 1 and wrong.confidence == pytest.approx(0.96)
+    assert right.doubt == "" and right.looks_like is None
+    assert doubt_in_words(wrong, probabilities[0], ["a", "b", "c"]) == (
+        "Not sure: it looks most like the training pictures of b, not those of a.")
+    # Without the features (or from a file written before the vote) there is no vote.
+    assert judge(probabilities, neighbours.distances(features), neighbours)[0].doubt == ""
+
+
+def test_the_vote_is_the_share_of_the_nearest_training_pictures_weighted_by_closeness():
+    rng = np.random.default_rng(4)
+    training, labels, points = rng.normal(size=(60, 6)), np.arange(60) % 3, rng.normal(size=(5, 6))
+    neighbours = Neighbours(Neighbours.fit(training, training[:10], np.tile([0.5, 0.3, 0.2], (10, 1))).kept,
+                            far_above=1.0, labels=labels)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    similar = unit(points) @ neighbours.kept.astype(np.float32).T
+    against = neighbours.vote(points, [0, 1, 2, 0, 1])
+    for i, (row, answer) in enumerate(zip(similar, [0, 1, 2, 0, 1])):
+        nearest = np.argsort(-row)[:VOTERS]
+        weights = np.exp(row[nearest] / VOTE_WARMTH)
+        assert against[i] == pytest.approx(weights[labels[nearest] != answer].sum() / weights.sum(), abs=1e-5)
+
+
+def test_far_spread_and_the_vote_together_flag_at_most_flag_share_of_the_held_out_pictures():
+    neighbours, held_out, probabilities, wrong = voting_neighbours()
+    judgements = judge(probabilities, neighbours.distances(held_out), neighbours, held_out)
+    flagged = np.array([bool(j.doubt) for j in judgements])
+    assert flagged.mean() <= FLAG_SHARE / 100
+    # The room left by far and spread goes to the wrong answers: the vote catches most of what it flags.
+    unlike = np.array([j.doubt == "unlike" for j in judgements])
+    assert unlike.sum() >= 5 and wrong[unlike].mean() > 0.8
+
+
+def test_the_vote_is_saved_and_a_file_from_before_the_vote_still_loads(tmp_path):
+    neighbours, held_out, probabilities, _ = voting_neighbours()
+    neighbours.save(tmp_path)
+    loaded = Familiarity.load(tmp_path)
+    assert np.array_equal(loaded.labels, neighbours.labels) and loaded.vote_above == neighbours.vote_above
+    # A file written before the vote: the same arrays less the labels and the line.
+    np.savez(tmp_path / "familiarity.npz", kept=neighbours.kept, far_above=np.float32(neighbours.far_above),
+             k=np.int32(neighbours.k), spread_below=np.float32(neighbours.spread_below))
+    old = Familiarity.load(tmp_path)
+    assert isinstance(old, Neighbours) and old.labels is None and old.vote_above == np.inf
+    judgements = judge(probabilities, old.distances(held_out), old, held_out)
+    assert {j.doubt for j in judgements} <= {"", "far", "spread"}
+
+
+def test_every_doubt_has_its_words_on_a_stored_picture_and_a_code_in_the_api():
+    from api_app.serializers import DOUBT_CODES
+    from predict_app.models import ClassifiedImage
+
+    for doubt in ("far", "spread", "unlike"):
+        assert doubt in DOUBT_CODES and ClassifiedImage(doubt=doubt).doubt_in_words
+    assert ClassifiedImage(doubt="unlike").doubt_in_words != ClassifiedImage(doubt="far").doubt_in_words
