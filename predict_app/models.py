@@ -19,7 +19,7 @@ from mlcore.words import count
 
 FOLDER = "classifications"  # under the media root: classifications/<id>/ holds its pictures and thumbnails
 DOUBTS = {"far": "unlike the pictures it learned from", "spread": "between several classes",
-          "unlike": "closer to the pictures it learned of another class"}
+          "unlike": "more like its training pictures of another class"}
 
 
 class Classification(Job):
