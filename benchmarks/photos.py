@@ -9,7 +9,7 @@ makes them (benchmarks/train.py's press_train), timed from the button to the sav
 
 One JSON line per figure:
 - "photos": the suggested settings unchanged (the offline pretrained EfficientNet-Lite0).
-  Goal: test_accuracy >= 0.92 within 300 seconds.
+  Goal: test_accuracy >= 0.935 within 300 seconds (the figure of issue 19, kept).
 - "photos_15min": the same with "About 15 minutes" chosen, and nothing else: the plan that budget buys
   (mlcore.defaults.PHOTO_PLANS: the frozen top, then fine-tuning). Goal: >= 0.95 within 900 seconds.
 - "photos_scratch": the best network without pretrained weights, with the settings suggested for
@@ -33,7 +33,7 @@ from train import ROOT, django_setup, fresh_site, import_zip, product_run, start
 
 DEFAULT_ZIP = ROOT.parent / "shared" / "data" / "flowers-train.zip"
 BASELINE_SIZE, BASELINE_EPOCHS = 180, 15
-GOALS = {"photos": (0.92, 300), "photos_15min": (0.95, 900), "photos_scratch": (0.80, 900)}
+GOALS = {"photos": (0.935, 300), "photos_15min": (0.95, 900), "photos_scratch": (0.80, 900)}
 
 
 def baseline(version_id, epochs):
