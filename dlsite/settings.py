@@ -124,6 +124,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["api_app.auth.TokenRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api_app.negotiation.JsonWhateverTheAcceptHeader",
     "DEFAULT_SCHEMA_CLASS": "api_app.schema.AutoSchema",
     "EXCEPTION_HANDLER": "api_app.auth.plain_errors",
     "DEFAULT_PARSER_CLASSES": ["api_app.parsers.JSONParser", "rest_framework.parsers.FormParser",
