@@ -42,6 +42,21 @@ def _transfer(name):
             "base": {"name": name, "fine_tune_layers": 0}}
 
 
+def _transfer_preset(name, label, description, native_size=None):
+    """A preset that trains a new top on a pretrained base: every one learns with the same settings."""
+    preset = {"label": label, "description": description, "spec": _transfer(name),
+              "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001}
+    return {**preset, "native_size": native_size} if native_size else preset
+
+
+def _lite_preset(number, description):
+    """An EfficientNet-Lite preset: its label and native size follow from its place in the family."""
+    name = f"efficientnet_lite{number}"
+    return _transfer_preset(name, f"Transfer learning: EfficientNet-Lite{number} (works offline)",
+                            description + " Its weights come with this site, so it needs no download. Needs "
+                                          "images of at least 32 pixels.", LITE[number].image_size)
+
+
 PRESET_SPECS = {
     "dense": {
         "label": "Dense network",
@@ -78,49 +93,24 @@ PRESET_SPECS = {
                  "base": None},
         "optimizer": "adam", "learning_rate": 0.001,
     },
-    "efficientnet_lite0": {
-        "label": "Transfer learning: EfficientNet-Lite0 (works offline)",
-        "description": "Reuses EfficientNet-Lite0, already trained on 1.4 million photos, and trains only a new "
-                       "top. Its weights come with this site, so it needs no download. The best start for "
-                       "photos: right about 9 times out of 10 on five kinds of flowers after a few minutes on a "
-                       "laptop-class processor. Needs images of at least 32 pixels.",
-        "spec": _transfer("efficientnet_lite0"),
-        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
-        "native_size": LITE[0].image_size,
-    },
-    "efficientnet_lite1": {
-        "label": "Transfer learning: EfficientNet-Lite1 (works offline)",
-        "description": "Like EfficientNet-Lite0, one size up: deeper, made for photos of 240 × 240 pixels, a little "
-                       "more accurate on ImageNet and slower to look at each photo. Its weights come with this site, "
-                       "so it needs no download. Needs images of at least 32 pixels.",
-        "spec": _transfer("efficientnet_lite1"),
-        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
-        "native_size": LITE[1].image_size,
-    },
-    "efficientnet_lite2": {
-        "label": "Transfer learning: EfficientNet-Lite2 (works offline)",
-        "description": "Like EfficientNet-Lite0, two sizes up: deeper and wider, made for photos of 260 × 260 "
-                       "pixels, more accurate on ImageNet and the slowest of the three. Its weights come with this "
-                       "site, so it needs no download. Needs images of at least 32 pixels.",
-        "spec": _transfer("efficientnet_lite2"),
-        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
-        "native_size": LITE[2].image_size,
-    },
-    "mobilenetv2": {
-        "label": "Transfer learning: MobileNetV2",
-        "description": "Reuses MobileNetV2, already trained on 1.4 million photos, and trains only a new top. "
-                       "Learns a lot from few photos. Needs colour images of at least 32 pixels (grayscale "
-                       "images are given to it as grey colour images).",
-        "spec": _transfer("mobilenetv2"),
-        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
-    },
-    "efficientnetb0": {
-        "label": "Transfer learning: EfficientNetB0",
-        "description": "Reuses EfficientNetB0, already trained on 1.4 million photos, and trains only a new top. "
-                       "More accurate than MobileNetV2 and slower. Needs images of at least 32 pixels.",
-        "spec": _transfer("efficientnetb0"),
-        "optimizer": "adam", "learning_rate": 0.001, "fine_tune_learning_rate": 0.00001,
-    },
+    "efficientnet_lite0": _lite_preset(0, "Reuses EfficientNet-Lite0, already trained on 1.4 million photos, and "
+                                          "trains only a new top. The best start for photos: right about 9 times "
+                                          "out of 10 on five kinds of flowers after a few minutes on a "
+                                          "laptop-class processor."),
+    "efficientnet_lite1": _lite_preset(1, "Like EfficientNet-Lite0, one size up: deeper, made for photos of 240 × "
+                                          "240 pixels, a little more accurate on ImageNet and slower to look at "
+                                          "each photo."),
+    "efficientnet_lite2": _lite_preset(2, "Like EfficientNet-Lite0, two sizes up: deeper and wider, made for "
+                                          "photos of 260 × 260 pixels, more accurate on ImageNet and the slowest "
+                                          "of the three."),
+    "mobilenetv2": _transfer_preset("mobilenetv2", "Transfer learning: MobileNetV2",
+                                    "Reuses MobileNetV2, already trained on 1.4 million photos, and trains only a "
+                                    "new top. Learns a lot from few photos. Needs colour images of at least 32 "
+                                    "pixels (grayscale images are given to it as grey colour images)."),
+    "efficientnetb0": _transfer_preset("efficientnetb0", "Transfer learning: EfficientNetB0",
+                                       "Reuses EfficientNetB0, already trained on 1.4 million photos, and trains "
+                                       "only a new top. More accurate than MobileNetV2 and slower. Needs images "
+                                       "of at least 32 pixels."),
 }
 
 
