@@ -38,7 +38,8 @@ def test_the_suggestion_for_ten_photos_a_class_says_what_the_top_does_with_them(
                            handful["fine_tune_epochs"], 45) == FewPhotos(crops=True, refit=True)
     more = suggest(DatasetFacts(images=800, classes=5, typical_side=240, channels=3, largest_class=160,
                                 smallest_class=160, training_images=200))
-    assert "five crops" not in " ".join(more["reasons"]) and more["batch_size"] == 16
+    assert handful["epochs"] == 20  # of 12 views of each photo: as much as 100 epochs of 2 learned
+    assert "five crops" not in " ".join(more["reasons"]) and (more["batch_size"], more["epochs"]) == (16, 100)
 
 
 def test_five_crops_are_the_corners_and_the_centre_resized_back():
