@@ -263,18 +263,12 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         # validation pictures in as many views too, for the refit on them below (checked on the whole ones).
         fitted = trunk.head
         looks = (2 * (1 + len(CROP_CORNERS))) if config.crop_views else 2
-        total = len(x_train) + len(x_val)
-        if on_phase:
-            on_phase(FEATURES_PHASE, 0, total)
+        both = np.concatenate([x_train, x_val])  # one pass, one traced function
         if config.crop_views:
-            x_fit = trunk.views(x_train, on_phase, 0, total)
-            x_val_views = trunk.views(x_val, on_phase, len(x_train), total)
+            found = trunk.views(both, on_phase)
         else:
-            x_fit, x_val_views = look_at_pictures(trunk.trunk, np.concatenate([x_train, x_val]), x_val[:0], True,
-                                                  None, "float32")
-            x_fit, x_val_views = _split_views(x_fit, len(x_train), len(x_val), 2)
-            if on_phase:
-                on_phase(FEATURES_PHASE, total, total)
+            found = look_at_pictures(trunk.trunk, both, x_val[:0], True, on_phase, "float32")[0]
+        x_fit, x_val_views = _split_views(found, len(x_train), len(x_val), looks)
         x_val_features = x_val_views[:len(x_val)]
         y_fit = np.tile(y_train, looks)
         train_data, val_data, steps = datasets(x_fit, y_fit, x_val_features, y_val)
@@ -342,6 +336,8 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         # The top has been checked on the validation pictures (the epochs' figures); now it learns again, from
         # the same start and with the same settings, on the training and validation pictures together.
         x_all, y_all = np.concatenate(refit[::2]), np.concatenate(refit[1::2])
+        if on_phase:
+            on_phase(REFIT_PHASE, 0, 0)
         fitted.set_weights(start_weights)
         keras.utils.set_random_seed(config.seed)
         all_data = make_dataset(x_all, y_all, config.batch_size, training=True, seed=config.seed, num_classes=labels)
@@ -493,10 +489,10 @@ class FrozenTrunk:
         for each validation picture, as float32 (see `look_at_pictures`)."""
         return look_at_pictures(self.trunk, x_train, x_val, self.mirrors, on_phase, "float32")
 
-    def views(self, pixels: np.ndarray, on_phase=None, before: int = 0, total: int = 0) -> np.ndarray:
+    def views(self, pixels: np.ndarray, on_phase=None) -> np.ndarray:
         """The trunk's output for 12 views of each picture, view after view (each view `len(pixels)` rows):
-        the whole picture, mirrored, then each of `crops`, then mirrored. `on_phase` counts pictures, from
-        `before` out of `total`."""
+        the whole picture, mirrored, then each of `crops`, then mirrored. `on_phase` counts pictures (a
+        picture is done once all its views are)."""
         import tensorflow as tf
 
         from .serving import batch_size_for
@@ -504,15 +500,20 @@ class FrozenTrunk:
         call = tf.function(lambda x: self.trunk(x, training=False), reduce_retracing=True)
         size = batch_size_for(pixels)
         found = [[] for _ in range(2 * (1 + len(CROP_CORNERS)))]
+        if on_phase:
+            on_phase(FEATURES_PHASE, 0, len(pixels))
         for start in range(0, len(pixels), size):
             batch = pixels[start:start + size]
             for number, view in enumerate([batch, *crops(batch)]):
                 found[2 * number].append(np.asarray(call(np.ascontiguousarray(view))).astype("float32"))
                 found[2 * number + 1].append(np.asarray(call(np.ascontiguousarray(view[:, :, ::-1]))).astype("float32"))
             if on_phase:
-                on_phase(FEATURES_PHASE, before + min(start + size, len(pixels)), total)
+                on_phase(FEATURES_PHASE, min(start + size, len(pixels)), len(pixels))
         shape = tuple(int(n) for n in self.trunk.output_shape[1:])
         return np.concatenate([part for view in found for part in view]) if len(pixels) else np.zeros((0, *shape), "float32")
+
+
+REFIT_PHASE = "Learning again from the training and validation images together"
 
 
 # Where the five crops of a picture start, as shares of the room left around a crop: the four corners and
@@ -571,7 +572,7 @@ def look_at_pictures(network, x_train: np.ndarray, x_val: np.ndarray, mirrors: b
             if mirrors and found is plain:
                 mirrored.append(np.asarray(call(np.ascontiguousarray(batch[:, :, ::-1]))).astype(dtype))
             if on_phase:
-                on_phase(FEATURES_PHASE, before + min(start + size, len(pixels)), total)
+                on_phase(FEATURES_PHASE, min(start + size, len(pixels)), len(pixels))
     shape = tuple(int(n) for n in network.output_shape[1:])
 
     def joined(parts):
