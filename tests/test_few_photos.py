@@ -99,3 +99,22 @@ def test_crops_count_in_the_estimate_and_the_run_page_says_what_the_refit_did():
     assert cropped - plain > 400 / (60 * (64 / 224) ** 2 * (224 / 64) ** 2)  # 12 looks instead of 2 or 1
     words = phases_in_words([{"phase": "refit", "train": 45, "val": 5, "crops": True}])
     assert "45 training and 5 validation images together" in words and "crops" in words
+
+
+def test_one_look_at_the_test_pictures_gives_their_answers_and_the_features_familiarity_needs():
+    from mlcore.builder import build_model
+    from mlcore.familiarity import features_and_probabilities
+    from mlcore.serving import fit_familiarity, predict_batch, predict_with_features
+
+    rng = np.random.default_rng(0)
+    model = build_model(preset_spec("dense"), (8, 8, 1), 2)
+    x = rng.integers(0, 256, (30, 8, 8, 1), dtype=np.uint8)
+    features, probabilities = predict_with_features(model, x)
+    assert np.allclose(probabilities, predict_batch(model, x), atol=1e-6)
+    assert np.allclose(features, predict_batch(features_and_probabilities(model), x, output=0), atol=1e-6)
+    y = np.arange(30) % 2
+    alone = fit_familiarity(model, x, y, x[:12], seed=1)
+    shared = fit_familiarity(model, x, y, x[:12], seed=1, held_out_features=features[:12])
+    assert type(alone) is type(shared) and vars(alone).keys() == vars(shared).keys()
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(vars(alone).values(), vars(shared).values())
+               if isinstance(a, np.ndarray))
