@@ -332,9 +332,12 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
 
     stopped_early = fitted.stop_training and not progress.stopped and not budget.ran_out
     phases = None
-    if refit and not progress.stopped and not stopped_early and not budget.ran_out:
+    # No early stopping here (defaults.few_photos_plan): a budget's last epoch also sets stop_training.
+    refit_fits = deadline is None or time.monotonic() + sum(budget.epoch_seconds) * 1.2 < deadline
+    if refit and not progress.stopped and not budget.ran_out and refit_fits:
         # The top has been checked on the validation pictures (the epochs' figures); now it learns again, from
-        # the same start and with the same settings, on the training and validation pictures together.
+        # the same start and with the same settings, on the training and validation pictures together: about
+        # as long again as its epochs took (a fifth more pictures), so only when that fits the budget.
         x_all, y_all = np.concatenate(refit[::2]), np.concatenate(refit[1::2])
         if on_phase:
             on_phase(REFIT_PHASE, 0, 0)
