@@ -118,3 +118,18 @@ def test_one_look_at_the_test_pictures_gives_their_answers_and_the_features_fami
     assert type(alone) is type(shared) and vars(alone).keys() == vars(shared).keys()
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(vars(alone).values(), vars(shared).values())
                if isinstance(a, np.ndarray))
+
+
+def test_the_run_page_says_what_a_run_on_few_photos_does_beyond_its_settings(shapes):
+    from tests.conftest import new_run
+    from training_app.presenters import settings_in_words
+
+    run = new_run(shapes, preset="efficientnet_lite0", model_spec=preset_spec("efficientnet_lite0"), image_size=32,
+                  channels=3, epochs=20, augmentation=FLIP, early_stopping_patience=0)
+    assert "Few photos" not in dict(settings_in_words(run))  # not known before the worker counts them
+    run.train_count = 24
+    said = dict(settings_in_words(run))["Few photos"]
+    assert said.startswith("Only 24 training photos: it also looks at five crops")
+    assert run.training_config(2).crop_views and run.training_config(2).refit_with_validation
+    run.early_stopping_patience = 5
+    assert "Few photos" not in dict(settings_in_words(run)) and not run.training_config(2).crop_views
