@@ -55,13 +55,14 @@ FEW_PHOTOS_TOP = {"epochs": 100, "batch_size": 16, "learning_rate": 0.003, "pati
 # way from the same start, on the training and validation photos together (5 a class: 0.700 -> 0.780).
 # And each training photo is also looked at in five crops (the four corners and the centre, 80 % of its
 # side) and their mirror images, 12 views in all: 10 a class 0.806 -> 0.818 with the refit (0.787
-# without crops), 20 a class 0.845 -> 0.847. Crops cost a look of the network each, so only up to
-# FEW_PHOTOS_CROPS training photos (1,200 looks, about 50 s on 2 shared cores); the refit alone, without
-# crops, did not pay at 10 and 20 a class (0.787 and 0.840), so it goes with them.
+# without crops), but 20 a class only 0.845 -> 0.847, for 1,200 looks of the network instead of 200 (a run
+# took 127 s on the busy 2 cores). So only up to FEW_PHOTOS_CROPS training photos: 10 a class of five
+# classes (45 after validation); the refit alone, without crops, did not pay at 10 and 20 a class (0.787
+# and 0.840), so it goes with them.
 # Tried and not kept (same picks): EfficientNet-Lite2 at 260 (10 a class 0.830, 3 times slower to look),
 # Lite1, scikit-learn's logistic regression (0.823 with 12 views), the nearest class mean (0.806), a
 # square-root and length normalisation of the features (0.818 to 0.825).
-FEW_PHOTOS_CROPS = 100
+FEW_PHOTOS_CROPS = 50
 # With 12 views an epoch is 6 times as many steps as with 2, and 20 epochs learned as much as 100 (5 a class
 # 0.773, 10 a class 0.816, 20 a class 0.847 against 0.768, 0.818 and 0.847): the top's training, twice
 # over with the refit, stays about as long as before (it took about a minute with 100 on 2 busy cores).
