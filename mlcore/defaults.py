@@ -206,15 +206,14 @@ def suggest(facts: DatasetFacts, weights_dir=None, pretrained: bool = True, budg
             reasons[-1:] = [f"Only {training_images:,} training photos: {epochs} quick epochs for the new top in small "
                             f"batches of {batch_size}, so it takes enough steps to learn them; no early stopping, "
                             "since so few validation photos cannot tell a better epoch from luck."]
-            if not plan.fine_tune_layers and training_images <= FEW_PHOTOS_CROPS:
+            few = few_photos_plan(preset_spec(preset), {"flip": "horizontal"}, patience, 0, training_images)
+            if few.crops and not plan.fine_tune_layers:
                 epochs = FEW_PHOTOS_CROPS_EPOCHS
                 reasons[-1:] = [f"Only {training_images:,} training photos: {epochs} quick epochs for the new top in "
                                 f"small batches of {batch_size}, each epoch over 12 views of every photo (below), so "
                                 "it takes enough steps to learn them; no early stopping, since so few validation "
-                                "photos cannot tell a better epoch from luck."]
-            if not plan.fine_tune_layers:
-                reasons.append(few_photos_in_words(few_photos_plan(preset_spec(preset), {"flip": "horizontal"}, patience,
-                                                                   0, training_images), "With so few photos, "))
+                                "photos cannot tell a better epoch from luck.",
+                                few_photos_in_words(few, "With so few photos, ")]
         augmentation = {"flip": "horizontal"}
         reasons.append("Photos: it also looks at each photo mirrored left to right, so it learns what matters "
                        "rather than which way the picture faces. Other random changes would make it look at every "

@@ -40,6 +40,7 @@ def test_the_suggestion_for_ten_photos_a_class_says_what_the_top_does_with_them(
                                 smallest_class=160, training_images=200))
     assert handful["epochs"] == 20  # of 12 views of each photo: as much as 100 epochs of 2 learned
     assert "five crops" not in " ".join(more["reasons"]) and (more["batch_size"], more["epochs"]) == (16, 100)
+    assert all(more["reasons"]) and all(handful["reasons"])
 
 
 def test_five_crops_are_the_corners_and_the_centre_resized_back():
