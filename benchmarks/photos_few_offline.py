@@ -87,7 +87,7 @@ def make_features(cache, nets, looks):
         pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
         trunk = keras.Model(model.input, pooled.output)
 
-        def load(row):
+        def load(row, size=size):
             return load_model_input(Path(row["path"]).read_bytes(), (size, size), 3, resize="squash")
 
         started = time.time()
@@ -156,7 +156,7 @@ def held_out(picked, classes):
     train, val = [], []
     for label in classes:
         mine = [row for row in picked if row["label"] == label]
-        count = max(1, int(round(len(mine) * 0.1)))
+        count = max(1, round(len(mine) * 0.1))
         order = rng.permutation(len(mine))
         val += [mine[i] for i in order[:count]]
         train += [mine[i] for i in order[count:]]

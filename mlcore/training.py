@@ -353,7 +353,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         if should_stop and should_stop():
             progress.stopped = True
         return TrainingOutcome(model, progress.stopped, False, None,
-                               [{"phase": "refit", "train": int(len(y_train)), "val": int(len(y_val)),
+                               [{"phase": "refit", "train": len(y_train), "val": len(y_val),
                                  "crops": bool(config.crop_views)}])
     if config.fine_tunes and has_validation:
         # The top alone, at its best epoch: what fine-tuning must beat on the validation pictures.
