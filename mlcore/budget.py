@@ -69,7 +69,7 @@ def scale_speed(images_per_s: float, from_side: int, to_side: int) -> float:
 
 def estimate(network: str, image_size: int, train: int, val: int, test: int, epochs: int, *,
              pretrained: bool, mirrored: bool, pack_ready: bool = False, measured_images_per_s: tuple | None = None,
-             budget_s: int = 0, fine_tune_epochs: int = 0) -> Estimate:
+             budget_s: int = 0, fine_tune_epochs: int = 0, crop_views: bool = False) -> Estimate:
     """Seconds from "Start training" to a saved model. `network` is a preset key (or a base's name for a
     custom network on it); `measured_images_per_s` is (images a second, at this side) from this site.
 
@@ -77,7 +77,8 @@ def estimate(network: str, image_size: int, train: int, val: int, test: int, epo
     validation and test pictures once, and its top's epochs cost next to nothing. Other networks
     train `epochs` times over the training pictures, and read the validation ones every epoch.
     `fine_tune_epochs` of a pretrained base's top follow, on what the base's frozen part saw (the
-    plan of mlcore.defaults.PHOTO_PLANS). A budget caps the estimate: the worker keeps to it."""
+    plan of mlcore.defaults.PHOTO_PLANS). With `crop_views` (few photos, defaults.few_photos_plan) the base
+    reads 12 views of each training and validation picture. A budget caps the estimate: the worker keeps to it."""
     measured = measured_images_per_s is not None and not pretrained  # epochs of a top alone say nothing of its base
     if measured:
         speed = scale_speed(measured_images_per_s[0], measured_images_per_s[1], image_size)
@@ -89,6 +90,8 @@ def estimate(network: str, image_size: int, train: int, val: int, test: int, epo
         # Reading a picture costs about a third of training on it, which is what `speed` measures for
         # the other networks; for a pretrained base it is already the reading speed.
         seconds = (train * (2 if mirrored else 1) + val + test) / speed
+        if crop_views:
+            seconds = (12 * (train + val) + test) / speed
         if fine_tune_epochs:
             tuning = scale_speed(FINE_TUNE_IMAGES_PER_S.get(network, 150 * (224 / 64) ** 2), REFERENCE_SIDE, image_size)
             seconds += fine_tune_epochs * (train * (2 if mirrored else 1) + val / 3) / tuning

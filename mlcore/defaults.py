@@ -48,6 +48,63 @@ PRETRAINED_PHOTOS = {"image_size": 224, "epochs": 40, "batch_size": 64, "learnin
 # photos a class (225 training photos) 0.877 against 0.865, with 100 (450) 0.903 against 0.910.
 FEW_PHOTOS = 250  # training photos, up to which FEW_PHOTOS_TOP replaces the top's epochs and batches
 FEW_PHOTOS_TOP = {"epochs": 100, "batch_size": 16, "learning_rate": 0.003, "patience": 0}
+# Two more things for so few photos, measured offline on cached Lite0 features of photos_few.py's own picks
+# (three seeds a size, medians on the 587 test photos; docs/benchmarks.md, "photos_few"). The validation
+# photos (one a class at 5 and 10 a class: a fifth or a tenth of them) do not choose anything when there
+# is no early stopping, so once the top has trained and been checked on them, it learns again, the same
+# way from the same start, on the training and validation photos together (5 a class: 0.700 -> 0.780).
+# And each training photo is also looked at in five crops (the four corners and the centre, 80 % of its
+# side) and their mirror images, 12 views in all: 10 a class 0.806 -> 0.818 with the refit (0.787
+# without crops), but 20 a class only 0.845 -> 0.847, for 1,200 looks of the network instead of 200 (a run
+# took 127 s on the busy 2 cores). So only up to FEW_PHOTOS_CROPS training photos: 10 a class of five
+# classes (45 after validation); the refit alone, without crops, did not pay at 10 and 20 a class (0.787
+# and 0.840), so it goes with them.
+# Tried and not kept (same picks): EfficientNet-Lite2 at 260 (10 a class 0.830, 3 times slower to look),
+# Lite1, scikit-learn's logistic regression (0.823 with 12 views), the nearest class mean (0.806), a
+# square-root and length normalisation of the features (0.818 to 0.825).
+FEW_PHOTOS_CROPS = 50
+# With 12 views an epoch is 6 times as many steps as with 2, and 20 epochs learned as much as 100 (5 a class
+# 0.773, 10 a class 0.816, 20 a class 0.847 against 0.768, 0.818 and 0.847): the top's training, twice
+# over with the refit, stays about as long as before (it took about a minute with 100 on 2 busy cores).
+FEW_PHOTOS_CROPS_EPOCHS = 20
+CROP_SHARE = 0.8  # of the side of the picture
+
+
+@dataclass(frozen=True)
+class FewPhotos:
+    """What the frozen top does beyond its settings when there are few training photos."""
+
+    crops: bool = False  # also learns from five crops of each training photo (each also mirrored)
+    refit: bool = False  # learns again on the training and validation photos together, and keeps that
+
+
+def few_photos_plan(spec: dict, augmentation: dict | None, patience: int, fine_tune_epochs: int,
+                    training_photos: int) -> FewPhotos:
+    """For a frozen pretrained base with a new top, mirrored, trained without early stopping and without
+    fine-tuning (the suggested settings up to FEW_PHOTOS training photos): both, up to FEW_PHOTOS_CROPS
+    training photos. Early stopping or fine-tuning need honest validation photos to choose
+    with, so they keep the plain plan; so do other random changes, which the top cannot read ahead."""
+    base = (spec or {}).get("base")
+    changes = {name: value for name, value in (augmentation or {}).items() if value not in (0, "none", None)}
+    if (not base or (base.get("fine_tune_layers") and fine_tune_epochs) or patience
+            or changes != {"flip": "horizontal"} or not 0 < training_photos <= FEW_PHOTOS):
+        return FewPhotos()
+    return FewPhotos(crops=training_photos <= FEW_PHOTOS_CROPS, refit=training_photos <= FEW_PHOTOS_CROPS)
+
+
+def few_photos_in_words(plan: FewPhotos, lead: str) -> str:
+    """What FewPhotos does, after `lead`, for the form's reasons and the run page; "" when it does nothing."""
+    parts = []
+    if plan.crops:
+        parts.append("it also looks at five crops of each training photo (the four corners and the middle, each "
+                     "mirrored too), so it sees more of what each photo shows")
+    if plan.refit:
+        parts.append("once the new top has learned and been checked on the validation photos, it learns again "
+                     "the same way on the training and validation photos together, and that is the model kept, so "
+                     "that no photo is wasted (the validation figures are from before, when those photos were unseen)")
+    if not parts:
+        return ""
+    return lead + "; ".join(parts) + "."
 
 
 @dataclass(frozen=True)
@@ -149,6 +206,14 @@ def suggest(facts: DatasetFacts, weights_dir=None, pretrained: bool = True, budg
             reasons[-1:] = [f"Only {training_images:,} training photos: {epochs} quick epochs for the new top in small "
                             f"batches of {batch_size}, so it takes enough steps to learn them; no early stopping, "
                             "since so few validation photos cannot tell a better epoch from luck."]
+            few = few_photos_plan(preset_spec(preset), {"flip": "horizontal"}, patience, 0, training_images)
+            if few.crops and not plan.fine_tune_layers:
+                epochs = FEW_PHOTOS_CROPS_EPOCHS
+                reasons[-1:] = [f"Only {training_images:,} training photos: {epochs} quick epochs for the new top in "
+                                f"small batches of {batch_size}, each epoch over 12 views of every photo (below), so "
+                                "it takes enough steps to learn them; no early stopping, since so few validation "
+                                "photos cannot tell a better epoch from luck.",
+                                few_photos_in_words(few, "With so few photos, ")]
         augmentation = {"flip": "horizontal"}
         reasons.append("Photos: it also looks at each photo mirrored left to right, so it learns what matters "
                        "rather than which way the picture faces. Other random changes would make it look at every "

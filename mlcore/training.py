@@ -38,6 +38,10 @@ class TrainingConfig:
     seed: int = default("seed")
     weights_dir: str | None = None  # pretrained weights (builder.weights_path)
     all_gpus: bool = False  # MirroredStrategy over every GPU of the host
+    # Few photos (defaults.few_photos_plan, worked out from the run's settings and training photos): the frozen
+    # top also learns from five crops of each training picture, and learns again on training + validation.
+    crop_views: bool = False
+    refit_with_validation: bool = False
 
     @property
     def fine_tunes(self) -> bool:
@@ -243,6 +247,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         return schedule
 
     trunk = FrozenTrunk.of(model, config)
+    refit = None  # (training features, labels, validation features, labels) for the refit of few photos
     partial = PartialTrunk.of(model, config, trunk) if trunk and config.fine_tunes else None
     if partial:
         # One look at the pictures serves both phases: the activations where fine-tuning starts are kept,
@@ -253,6 +258,22 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         y_fit = np.concatenate([y_train, y_train]) if trunk.mirrors else y_train
         train_data, val_data, steps = datasets(x_fit, y_fit, partial.pooled(cut_val), y_val)
         sample = x_fit[:config.batch_size]
+    elif trunk and trunk.mirrors and (config.crop_views or config.refit_with_validation) and not config.fine_tunes:
+        # Few photos (defaults.few_photos_plan): 12 views of each training picture with crops, else 2; the
+        # validation pictures in as many views too, for the refit on them below (checked on the whole ones).
+        fitted = trunk.head
+        looks = (2 * (1 + len(CROP_CORNERS))) if config.crop_views else 2
+        both = np.concatenate([x_train, x_val])  # one pass, one traced function
+        if config.crop_views:
+            found = trunk.views(both, on_phase)
+        else:
+            found = look_at_pictures(trunk.trunk, both, x_val[:0], True, on_phase, "float32")[0]
+        x_fit, x_val_views = _split_views(found, len(x_train), len(x_val), looks)
+        x_val_features = x_val_views[:len(x_val)]
+        y_fit = np.tile(y_train, looks)
+        train_data, val_data, steps = datasets(x_fit, y_fit, x_val_features, y_val)
+        sample = x_fit[:config.batch_size]
+        refit = (x_fit, y_fit, x_val_views, np.tile(y_val, looks)) if config.refit_with_validation and len(x_val) else None
     elif trunk:
         fitted = trunk.head
         x_fit, x_val_features = trunk.features(x_train, x_val, on_phase)
@@ -263,6 +284,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         fitted = model
         train_data, val_data, steps = datasets(x_train, y_train, x_val, y_val)
         sample = x_train[:config.batch_size]
+    start_weights = fitted.get_weights() if refit else None
     schedule = compile_for(fitted, config.learning_rate, config.epochs, steps)
     progress = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
     first_judged = settled_epoch(fitted, steps)
@@ -310,6 +332,29 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
 
     stopped_early = fitted.stop_training and not progress.stopped and not budget.ran_out
     phases = None
+    # No early stopping here (defaults.few_photos_plan): a budget's last epoch also sets stop_training.
+    refit_fits = deadline is None or time.monotonic() + sum(budget.epoch_seconds) * 1.2 < deadline
+    if refit and not progress.stopped and not budget.ran_out and refit_fits:
+        # The top has been checked on the validation pictures (the epochs' figures); now it learns again, from
+        # the same start and with the same settings, on the training and validation pictures together: about
+        # as long again as its epochs took (a fifth more pictures), so only when that fits the budget.
+        x_all, y_all = np.concatenate(refit[::2]), np.concatenate(refit[1::2])
+        if on_phase:
+            on_phase(REFIT_PHASE, 0, 0)
+        fitted.set_weights(start_weights)
+        keras.utils.set_random_seed(config.seed)
+        all_data = make_dataset(x_all, y_all, config.batch_size, training=True, seed=config.seed, num_classes=labels)
+        all_steps = max(1, math.ceil(len(x_all) / config.batch_size))
+        compile_for(fitted, config.learning_rate, config.epochs, all_steps)
+        stopper = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: setattr(fitted, "stop_training", bool(should_stop and should_stop())))
+        fitted.fit(all_data, epochs=config.epochs, steps_per_epoch=all_steps, callbacks=[stopper], shuffle=False,
+                   class_weight=weights, verbose=0)
+        if should_stop and should_stop():
+            progress.stopped = True
+        return TrainingOutcome(model, progress.stopped, False, None,
+                               [{"phase": "refit", "train": len(y_train), "val": len(y_val),
+                                 "crops": bool(config.crop_views)}])
     if config.fine_tunes and has_validation:
         # The top alone, at its best epoch: what fine-tuning must beat on the validation pictures.
         best_epoch = best.restore() if (progress.stopped or stopped_early) else None
@@ -447,6 +492,61 @@ class FrozenTrunk:
         for each validation picture, as float32 (see `look_at_pictures`)."""
         return look_at_pictures(self.trunk, x_train, x_val, self.mirrors, on_phase, "float32")
 
+    def views(self, pixels: np.ndarray, on_phase=None) -> np.ndarray:
+        """The trunk's output for 12 views of each picture, view after view (each view `len(pixels)` rows):
+        the whole picture, mirrored, then each of `crops`, then mirrored. `on_phase` counts pictures (a
+        picture is done once all its views are)."""
+        import tensorflow as tf
+
+        from .serving import batch_size_for
+
+        call = tf.function(lambda x: self.trunk(x, training=False), reduce_retracing=True)
+        size = batch_size_for(pixels)
+        found = [[] for _ in range(2 * (1 + len(CROP_CORNERS)))]
+        if on_phase:
+            on_phase(FEATURES_PHASE, 0, len(pixels))
+        for start in range(0, len(pixels), size):
+            batch = pixels[start:start + size]
+            for number, view in enumerate([batch, *crops(batch)]):
+                found[2 * number].append(np.asarray(call(np.ascontiguousarray(view))).astype("float32"))
+                found[2 * number + 1].append(np.asarray(call(np.ascontiguousarray(view[:, :, ::-1]))).astype("float32"))
+            if on_phase:
+                on_phase(FEATURES_PHASE, min(start + size, len(pixels)), len(pixels))
+        shape = tuple(int(n) for n in self.trunk.output_shape[1:])
+        return np.concatenate([part for view in found for part in view]) if len(pixels) else np.zeros((0, *shape), "float32")
+
+
+REFIT_PHASE = "Learning again from the training and validation images together"
+
+
+# Where the five crops of a picture start, as shares of the room left around a crop: the four corners and
+# the centre (defaults.FEW_PHOTOS_CROPS).
+CROP_CORNERS = [(0, 0), (0, 1), (1, 0), (1, 1), (0.5, 0.5)]
+
+
+def crops(pixels: np.ndarray, share: float | None = None) -> list[np.ndarray]:
+    """Five crops of each picture (the four corners and the centre), `share` of its side (defaults.CROP_SHARE),
+    each resized back to the picture's size: uint8 arrays shaped like `pixels`."""
+    import cv2
+
+    from .defaults import CROP_SHARE
+
+    height, width = pixels.shape[1:3]
+    crop_h, crop_w = round(height * (share or CROP_SHARE)), round(width * (share or CROP_SHARE))
+    views = []
+    for down, across in CROP_CORNERS:
+        top, left = int((height - crop_h) * down), int((width - crop_w) * across)
+        views.append(np.stack([cv2.resize(picture[top:top + crop_h, left:left + crop_w], (width, height),
+                                          interpolation=cv2.INTER_LINEAR).reshape(picture.shape)
+                               for picture in pixels]))
+    return views
+
+
+def _split_views(found: np.ndarray, first: int, second: int, looks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `looks` views of `first` + `second` pictures (view after view) as two such arrays."""
+    per_view = found.reshape(looks, first + second, *found.shape[1:])
+    return (per_view[:, :first].reshape(-1, *found.shape[1:]), per_view[:, first:].reshape(-1, *found.shape[1:]))
+
 
 def look_at_pictures(network, x_train: np.ndarray, x_val: np.ndarray, mirrors: bool, on_phase=None,
                      dtype="float32") -> tuple[np.ndarray, np.ndarray]:
@@ -475,7 +575,7 @@ def look_at_pictures(network, x_train: np.ndarray, x_val: np.ndarray, mirrors: b
             if mirrors and found is plain:
                 mirrored.append(np.asarray(call(np.ascontiguousarray(batch[:, :, ::-1]))).astype(dtype))
             if on_phase:
-                on_phase(FEATURES_PHASE, before + min(start + size, len(pixels)), total)
+                on_phase(FEATURES_PHASE, min(start + size, len(pixels)), len(pixels))
     shape = tuple(int(n) for n in network.output_shape[1:])
 
     def joined(parts):

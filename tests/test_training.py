@@ -167,8 +167,11 @@ def test_a_run_on_the_offline_pretrained_network_with_a_time_budget_trains_tests
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert list(run.epoch_metrics.values_list("epoch", flat=True)) == [1, 2, 3, 4, 5]  # all fit in two minutes
-    # The top learned from the features of the 24 training pictures and their mirror images: 6 batches of 8.
-    assert run.batches_per_epoch == 6
+    # The top learned from the features of the 24 training pictures in 12 views each, as few photos do
+    # (mlcore.defaults.few_photos_plan: mirror images, and five crops with theirs): 36 batches of 8; then
+    # it learned again with the validation pictures.
+    assert run.batches_per_epoch == 36
+    assert run.phase_results == [{"phase": "refit", "train": 24, "val": run.val_count, "crops": True}]
     assert run.test_accuracy is not None and run.model_path.exists()
     assert ModelInfo.from_json(run.model_path.with_suffix(".json").read_text()).image_size == (32, 32)
 

@@ -260,7 +260,7 @@ def test_a_handful_of_photos_a_class_gets_enough_steps_and_no_early_stopping():
     handful = suggest(DatasetFacts(images=637, classes=5, typical_side=240, channels=3, largest_class=143,
                                    smallest_class=110, training_images=45))
     assert handful["preset"] == "efficientnet_lite0"
-    assert (handful["batch_size"], handful["epochs"], handful["learning_rate"]) == (16, 100, 0.003)
+    assert (handful["batch_size"], handful["epochs"], handful["learning_rate"]) == (16, 20, 0.003)  # 12 views an epoch
     assert handful["early_stopping_patience"] == 0
     assert any(reason.startswith("Only 45 training photos") for reason in handful["reasons"])
     # Without the training split's count (an older caller), all the images stand for it.

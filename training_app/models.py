@@ -12,6 +12,7 @@ from django.utils.functional import cached_property
 from dlsite import storage
 from dlsite.jobs import ClaimLost, Job, JobQuerySet
 from mlcore import insights
+from mlcore.defaults import few_photos_in_words, few_photos_plan
 from mlcore.formats import FORMATS
 from mlcore.options import choices, default
 from mlcore.presets import PRESET_SPECS
@@ -202,7 +203,16 @@ class TrainingRun(Job):
             label_smoothing=self.label_smoothing, augmentation=self.augmentation or None,
             fine_tune_epochs=self.fine_tune_epochs, fine_tune_learning_rate=self.fine_tune_learning_rate,
             seed=self.seed, weights_dir=weights_folder_for(self.model_spec), all_gpus=self.use_all_gpus,
+            crop_views=self.few_photos().crops, refit_with_validation=self.few_photos().refit,
         )
+
+    def few_photos(self):
+        """What the frozen top does beyond its settings with this run's few training photos (mlcore.defaults)."""
+        return few_photos_plan(self.model_spec, self.augmentation, self.early_stopping_patience,
+                               self.fine_tune_epochs, self.train_count)
+
+    def few_photos_in_words(self):
+        return few_photos_in_words(self.few_photos(), f"Only {self.train_count:,} training photos: ")
 
     @property
     def is_final(self):

@@ -6,6 +6,7 @@ from django.utils import timezone
 from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
 from mlcore import options
 from mlcore.builder import BASES, SpecError
+from mlcore.defaults import few_photos_plan
 from mlcore.evaluation import accuracy_in_words
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
 from mlcore.words import colour as colour_word, count, duration, file_size
@@ -20,7 +21,10 @@ def time_estimate(dataset, chosen):
     return estimate(facts["network"], chosen["image_size"], *facts["counts"], chosen["epochs"],
                     pretrained=facts["pretrained"], mirrored=facts["mirrored"], measured_images_per_s=facts["measured"],
                     budget_s=chosen.get("time_budget_s", 0),
-                    fine_tune_epochs=chosen.get("fine_tune_epochs", 0) if base and base.get("fine_tune_layers") else 0)
+                    fine_tune_epochs=chosen.get("fine_tune_epochs", 0) if base and base.get("fine_tune_layers") else 0,
+                    crop_views=few_photos_plan(chosen["model_spec"], chosen.get("augmentation"),
+                                               chosen.get("early_stopping_patience", 0), chosen.get("fine_tune_epochs", 0),
+                                               facts["counts"][0]).crops)
 
 
 def plan_in_words(chosen):
@@ -219,6 +223,9 @@ def settings_in_words(run):
         rows.append(("Fine-tuning", (
             f"Then {run.fine_tune_epochs} more epochs with the top {base['fine_tune_layers']} layers of the "
             f"pretrained network unfrozen, step size {run.fine_tune_learning_rate:g}")))
+    few = run.few_photos_in_words()
+    if few:
+        rows.append(("Few photos", few))
     phases = phases_in_words(run.phase_results)
     if phases:
         rows.append(("What each phase gave", phases))
@@ -236,6 +243,11 @@ def phases_in_words(phases):
     for phase in phases:
         if phase.get("phase") == "top":
             parts.append(f"New top alone: {_percent(phase['val_accuracy'])} right on the validation images")
+        elif phase.get("phase") == "refit":
+            views = " (with their crops and mirror images)" if phase.get("crops") else ""
+            parts.append(f"the model kept then learned again on the {phase['train']:,} training and {phase['val']:,} "
+                         f"validation images together{views}, so the validation figures are from before that, when "
+                         "those images were still unseen")
         elif phase.get("phase") == "mirrors" and phase.get("skipped"):
             parts.append("no time was left to try the validation images mirrored")
         elif phase.get("skipped") == "time":

@@ -27,7 +27,7 @@ from mlcore.evaluation import evaluate
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
 from mlcore.progress import TESTING_PHASE
 from mlcore.builder import build_model, unfreeze_top
-from mlcore.serving import ModelInfo, fit_familiarity, float32_twin, predict_batch, save_model
+from mlcore.serving import ModelInfo, fit_familiarity, float32_twin, predict_batch, predict_with_features, save_model
 from mlcore.training import finished_epochs_in_backup, train_model
 
 from .models import TrainingRun
@@ -240,7 +240,15 @@ def _train(run: TrainingRun, scratch: Path):
 
     model = float32_twin(outcome.model, lambda: _rebuild(config))
     run.record_phase(TESTING_PHASE, 0, len(x_test))
-    tested = predict_batch(model, x_test, on_progress=lambda done, total: run.record_phase(TESTING_PHASE, done, total))
+    def testing(done, total):
+        run.record_phase(TESTING_PHASE, done, total)
+
+    # With fewer than 10 validation pictures, familiarity is fitted on the test pictures: one look serves both.
+    held_out_features = None
+    if len(x_val) < 10 and len(x_test) >= 10:
+        held_out_features, tested = predict_with_features(model, x_test, on_progress=testing)
+    else:
+        tested = predict_batch(model, x_test, on_progress=testing)
     result = evaluate(tested, y_test, class_names) if len(x_test) else None
     info = ModelInfo(class_names, config.image_size, config.channels, run.resize_mode)
     # Each attempt keeps its model in its own folder: a worker that lost its claim never writes over
@@ -250,7 +258,8 @@ def _train(run: TrainingRun, scratch: Path):
     run.record_phase("Saving the model")
     save_model(model, info, made)
     run.record_phase("Noting what its training pictures look like")  # for "not sure" (mlcore/familiarity.py)
-    familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed)
+    familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed,
+                                  held_out_features=held_out_features)
     if familiarity is not None:
         familiarity.save(made)
     storage.save_folder(made, attempt_prefix, move=True)
