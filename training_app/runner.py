@@ -250,7 +250,8 @@ def _train(run: TrainingRun, scratch: Path):
     run.record_phase("Saving the model")
     save_model(model, info, made)
     run.record_phase("Noting what its training pictures look like")  # for "not sure" (mlcore/familiarity.py)
-    familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed)
+    familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed,
+                                  every_feature=outcome.features)
     if familiarity is not None:
         familiarity.save(made)
     storage.save_folder(made, attempt_prefix, move=True)
