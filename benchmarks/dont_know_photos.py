@@ -205,6 +205,10 @@ def main():
         for kind, inputs in groups.items():
             kept[f"{kind}_features"] = predict_batch(both, np.stack(inputs), output=0)
             kept[f"{kind}_probabilities"] = predict_batch(both, np.stack(inputs), output=1)
+            if kind in ("train", "val", "test"):  # and their mirror images (left-right), to try those too
+                mirrored = np.stack(inputs)[:, :, ::-1]
+                kept[f"{kind}_mirror_features"] = predict_batch(both, mirrored, output=0)
+                kept[f"{kind}_mirror_probabilities"] = predict_batch(both, mirrored, output=1)
         np.savez(args.scores, test_labels=y_test, val_labels=pack["val"][1], train_labels=y_train,
                  kinds=np.array([kind for kind in groups]), **kept)
         del groups["val"], groups["train"]

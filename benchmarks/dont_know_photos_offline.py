@@ -5,7 +5,9 @@ again: the lines are drawn on the validation photos as the site draws them; the 
     .venv/bin/python benchmarks/dont_know_photos_offline.py FILE [--flag-share 4.5] [--kept 300] [--seeds 0 1 2]
 
 One JSON line per seed (which training photos are kept, as fit_familiarity picks them) and rule: the
-rule before the vote (far at the 97.5th percentile and spread, no labels) and the product's rule.
+rule before the vote (far at the 97.5th percentile and spread, no labels), the vote of the kept photos
+("kept_vote": what a model whose base was fine-tuned gets) and the vote of every training photo ("every_vote":
+the product's rule for a frozen base, whose training hands over every training photo's features).
 """
 import argparse
 import json
@@ -24,7 +26,8 @@ OTHER = ("train", "val", "test", "flower_jpg")
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scores")
-    parser.add_argument("--flag-share", type=float, default=familiarity.FLAG_SHARE)
+    parser.add_argument("--flag-share", type=float, default=familiarity.FLAG_SHARE,
+                        help="for the kept photos' vote (every photo's: EVERY_FLAG_SHARE)")
     parser.add_argument("--kept", type=int, default=300, help="training photos kept (the site keeps 300 at 224)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
@@ -36,9 +39,11 @@ def main():
     wrong = probabilities["test"].argmax(axis=1) != data["test_labels"]
     for seed in args.seeds:
         picked = np.sort(np.random.default_rng(seed).permutation(len(features["train"]))[:args.kept])
-        for rule, labels in (("before", None), ("product", data["train_labels"][picked])):
+        every = {"voters": features["train"], "voter_labels": data["train_labels"]}
+        for rule, labels, voting in (("before", None, {}), ("kept_vote", data["train_labels"][picked], {}),
+                                     ("every_vote", data["train_labels"][picked], every)):
             neighbours = Neighbours.fit(features["train"][picked], features["val"], probabilities["val"], seed=seed,
-                                        labels=labels)
+                                        labels=labels, **voting)
             if labels is None:  # the far line before the vote
                 neighbours.far_above = float(np.percentile(neighbours.distances(features["val"]), 97.5))
             doubts = {kind: np.array([j.doubt for j in judge(probabilities[kind], neighbours.distances(features[kind]),
@@ -46,7 +51,8 @@ def main():
                       for kind in ["val", "test", *kinds]}
             test = doubts["test"]
             print(json.dumps({
-                "seed": seed, "rule": rule, "kept": len(picked), "flag_share": args.flag_share,
+                "seed": seed, "rule": rule, "kept": len(picked),
+                "flag_share": familiarity.EVERY_FLAG_SHARE if voting else args.flag_share,
                 "val_flagged": round(float(np.mean(doubts["val"] != "")), 3),
                 "test_flagged": round(float(np.mean(test != "")), 3),
                 "wrong_flagged": round(float(np.mean(test[wrong] != "")), 3),

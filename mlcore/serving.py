@@ -164,25 +164,32 @@ def predict_with_features(model, pixels: np.ndarray, on_progress=None) -> tuple[
     return np.concatenate(features), np.concatenate(probabilities)
 
 
-def fit_familiarity(model, x_train, y_train, x_held_out, seed: int = 0,
-                    held_out_features: np.ndarray | None = None) -> Familiarity | Neighbours | None:
+def fit_familiarity(model, x_train, y_train, x_held_out, seed: int = 0, held_out_features: np.ndarray | None = None,
+                    every_feature: np.ndarray | None = None) -> Familiarity | Neighbours | None:
     """What tells, for this model, that a picture is unlike its training pictures (mlcore/familiarity.py):
     nearest neighbours for a model on a pretrained base, class means and a covariance otherwise. None
     without pictures held out to set the line. `held_out_features`: those pictures' features, when
-    already found (predict_with_features)."""
+    already found (predict_with_features). `every_feature`: the features (the layer before the output)
+    of every training picture, in order, when training already has them (a frozen base:
+    training.TrainingOutcome.features): then no pass over the training pictures is needed, and with a
+    pretrained base they all vote ("unlike")."""
     if len(x_held_out) < 10:
         return None
     fits = max(1, min(MAX_FIT_IMAGES, FIT_PIXELS // int(np.prod(x_train.shape[1:3]))))
     picked = np.sort(np.random.default_rng(seed).permutation(len(x_train))[:fits])
+    if every_feature is not None and len(every_feature) != len(x_train):
+        every_feature = None
     both = features_and_probabilities(model)
-    train_features = predict_batch(both, x_train[picked], output=0)
+    train_features = (every_feature[picked] if every_feature is not None
+                      else predict_batch(both, x_train[picked], output=0))
     if held_out_features is None:
         held_out_features = predict_batch(both, x_held_out, output=0)
     if has_pretrained_base(model):
         # The output layer alone turns the features into probabilities: no second pass over the pictures.
         held_out_probabilities = np.asarray(model.get_layer("probabilities")(held_out_features))
         return Neighbours.fit(train_features, held_out_features, held_out_probabilities, seed=seed,
-                               labels=y_train[picked])
+                              labels=y_train[picked], voters=every_feature,
+                              voter_labels=None if every_feature is None else y_train)
     return Familiarity.fit(train_features, y_train[picked], held_out_features)
 
 

@@ -73,6 +73,10 @@ class TrainingOutcome:
     # back to the top alone, which did as well or better) or "skipped" (why it did not run: "time",
     # "stopped")}, then {"phase": "mirrors", ...} (PartialTrunk.mirror_check) or its "skipped".
     phases: list | None = None
+    # The pooled features the output layer reads, for each training picture, when the pretrained base stayed
+    # frozen throughout (FrozenTrunk, no fine-tuning): kept for mlcore/familiarity.py, which would otherwise
+    # look at the training pictures again. None otherwise.
+    features: np.ndarray | None = None
 
 
 # Prefetched batches. A fixed depth, because tf.data's autotuning is off (see make_dataset); two keep the
@@ -416,7 +420,9 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         stopped_early = model.stop_training and not progress.stopped and not budget.ran_out
 
     best_epoch = best.restore() if (progress.stopped or stopped_early) else None
-    return TrainingOutcome(model, progress.stopped, stopped_early, best_epoch, phases)
+    # x_fit holds the training pictures first (their mirror images after them).
+    features = x_fit[:len(x_train)] if trunk and not partial and not config.fine_tunes else None
+    return TrainingOutcome(model, progress.stopped, stopped_early, best_epoch, phases, features)
 
 
 def _validation(model, val_data) -> dict:

@@ -130,6 +130,7 @@ def test_a_transfer_network_is_judged_by_its_nearest_training_pictures(tmp_path)
     """The 1,280 pooled features after the pretrained base (EfficientNet-Lite0, whose weights come with
     the site): nearest neighbours, kept small beside the model, and served."""
     from mlcore.builder import build_model
+    from mlcore.familiarity import features_and_probabilities
     from mlcore.presets import preset_spec
     from mlcore.serving import ModelInfo, Predictor, fit_familiarity, save_model
 
@@ -149,6 +150,12 @@ def test_a_transfer_network_is_judged_by_its_nearest_training_pictures(tmp_path)
     assert judgements[3].doubt == "far" and judgements[0].doubt != "far"  # a blank white picture; a training one
     # The kept pictures' classes travel with them, for the vote.
     assert np.array_equal(predictor.familiarity.labels, np.arange(40) % 2)
+    assert predictor.familiarity.voters is None  # no features from training: the kept pictures vote
+    # With the features training saw (a frozen base), every training picture votes, with no new pass over them.
+    every = features_and_probabilities(model).predict(x, verbose=0)[0]
+    voting = fit_familiarity(model, x, np.arange(40) % 2, x[:20], every_feature=every)
+    assert voting.voters.shape == (40, 1280) and np.array_equal(voting.labels, np.arange(40) % 2)
+    assert np.allclose(voting.kept.astype(np.float32), familiarity.kept.astype(np.float32), atol=2e-3)
 
 
 def on_sphere(n, directions, spread=0.1, seed=0):
@@ -268,6 +275,38 @@ def test_the_vote_is_saved_and_a_file_from_before_the_vote_still_loads(tmp_path)
     assert isinstance(old, Neighbours) and old.labels is None and old.vote_above == np.inf
     judgements = judge(probabilities, old.distances(held_out), old, held_out)
     assert {j.doubt for j in judgements} <= {"", "far", "spread"}
+
+
+def test_every_training_picture_votes_when_given_and_travels_with_the_model(tmp_path, monkeypatch):
+    rng = np.random.default_rng(6)
+    every, labels, points = rng.normal(size=(120, 6)), np.arange(120) % 3, rng.normal(size=(5, 6))
+    held_out, answers = rng.normal(size=(40, 6)), [0, 1, 2, 0, 1]
+    probabilities = rng.dirichlet([1, 1, 1], 40)
+    # The first 30 are kept for "far"; all 120 vote.
+    neighbours = Neighbours.fit(every[:30], held_out, probabilities, labels=labels[:30], voters=every,
+                                voter_labels=labels)
+    assert neighbours.kept.shape == (30, 6) and neighbours.voters.shape == (120, 6)
+    assert neighbours.voters.dtype == np.float16 and np.array_equal(neighbours.labels, labels)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    similar = unit(points) @ unit(every).T
+    against = neighbours.vote(points, answers)
+    for i, (row, answer) in enumerate(zip(similar, answers)):
+        nearest = np.argsort(-row)[:VOTERS]
+        weights = np.exp(row[nearest] / VOTE_WARMTH)
+        assert against[i] == pytest.approx(weights[labels[nearest] != answer].sum() / weights.sum(), abs=2e-3)
+    # Far still asks the kept pictures alone.
+    assert neighbours.distances(points) == pytest.approx(
+        1 - np.sort(unit(points) @ unit(every[:30]).T, axis=1)[:, -NEIGHBOURS], abs=2e-3)
+    neighbours.save(tmp_path)
+    loaded = Familiarity.load(tmp_path)
+    assert np.array_equal(loaded.voters, neighbours.voters) and np.array_equal(loaded.labels, labels)
+    assert loaded.vote(points, answers) == pytest.approx(against)
+    # At most MAX_VOTERS of them, with their own classes.
+    monkeypatch.setattr("mlcore.familiarity.MAX_VOTERS", 50)
+    fewer = Neighbours.fit(every[:30], held_out, probabilities, labels=labels[:30], voters=every, voter_labels=labels)
+    assert fewer.voters.shape == (50, 6) and len(fewer.labels) == 50
+    kept_rows = [int(np.argmin(np.abs(unit(every).astype(np.float16) - row).sum(axis=1))) for row in fewer.voters]
+    assert np.array_equal(fewer.labels, labels[kept_rows])
 
 
 def test_every_doubt_has_its_words_on_a_stored_picture_and_a_code_in_the_api():

@@ -416,3 +416,15 @@ def test_fine_tuning_is_skipped_when_its_epochs_would_not_fit_the_budget():
     x, y = photos()
     outcome = train_model(lite0_fine_tuning(), x, y, x, y, deadline=time.monotonic() + 0.01)
     assert outcome.phases[1:] == [{"phase": "fine_tune", "skipped": "time"}, {"phase": "mirrors", "skipped": "time"}]
+
+
+def test_a_frozen_base_hands_over_the_features_of_every_training_picture_and_a_fine_tuned_one_none():
+    from mlcore.familiarity import features_and_probabilities
+
+    x, y = photos()
+    outcome = train_model(lite0_fine_tuning(fine_tune_epochs=0), x, y, x, y)
+    # What the trained model's output layer reads for each training picture (not their mirror images).
+    expected = features_and_probabilities(outcome.model).predict(x, verbose=0)[0]
+    assert outcome.features.shape == (16, 1280)
+    assert np.allclose(outcome.features, expected, atol=1e-3)
+    assert train_model(lite0_fine_tuning(), x, y, x, y).features is None  # the base changed: its features too

@@ -259,7 +259,7 @@ def _train(run: TrainingRun, scratch: Path):
     save_model(model, info, made)
     run.record_phase("Noting what its training pictures look like")  # for "not sure" (mlcore/familiarity.py)
     familiarity = fit_familiarity(model, x_train, y_train, x_val if len(x_val) >= 10 else x_test, seed=run.seed,
-                                  held_out_features=held_out_features)
+                                  held_out_features=held_out_features, every_feature=outcome.features)
     if familiarity is not None:
         familiarity.save(made)
     storage.save_folder(made, attempt_prefix, move=True)
