@@ -213,7 +213,7 @@ def test_a_fine_tuned_pretrained_model_exports_and_answers_as_the_site(kind, tmp
     # A top that barely learns and a fine-tuning that does: the exported model is the fine-tuned one.
     config = TrainingConfig(spec=spec, image_size=(32, 32), channels=3, num_classes=2, epochs=1, batch_size=8,
                             learning_rate=0.00001, fine_tune_epochs=4, fine_tune_learning_rate=0.003,
-                            augmentation={"flip": "horizontal"})
+                            augmentation={"flip": "horizontal"}, label_smoothing=0.1)  # as the plan trains it
     outcome = train_model(config, pixels, labels, pixels, labels)
     assert outcome.phases[1]["phase"] == "fine_tune" and outcome.phases[1]["kept"]
     original = np.asarray(outcome.model(pixels.astype(np.float32), training=False))

@@ -315,12 +315,13 @@ PHOTO_FACTS = DatasetFacts(images=2900, classes=5, typical_side=240, channels=3,
 
 
 def test_a_bigger_budget_buys_fine_tuning_and_no_limit_keeps_the_frozen_top():
-    from mlcore.defaults import LAST_BLOCK_AND_HEAD, photo_plan
+    from mlcore.defaults import LAST_BLOCK_AND_HEAD, PHOTO_PLANS, PhotoPlan, fine_tune_reason, photo_plan
 
     for budget in (0, 120, 300):
         quick = suggest(PHOTO_FACTS, budget_s=budget)
         assert quick["preset"] == "efficientnet_lite0" and quick["fine_tune_epochs"] == 0
         assert quick["model_spec"]["base"]["fine_tune_layers"] == 0 and quick["time_budget_s"] == 0
+        assert quick["label_smoothing"] == 0  # the frozen top did worse with it (0.923 against 0.930)
     for budget in (900, 3600):
         slow = suggest(PHOTO_FACTS, budget_s=budget)
         assert slow["model_spec"]["base"] == {"name": slow["preset"], "fine_tune_layers": LAST_BLOCK_AND_HEAD}
@@ -328,6 +329,11 @@ def test_a_bigger_budget_buys_fine_tuning_and_no_limit_keeps_the_frozen_top():
         assert slow["time_budget_s"] == budget  # the worker keeps both phases inside it
         assert any("fine-tunes" in reason for reason in slow["reasons"])
         assert photo_plan(budget).base == slow["preset"]
+        assert slow["label_smoothing"] == photo_plan(budget).label_smoothing
+    # Lite2's plan, as measured on the flower photos: without label smoothing its fine-tuning overfits.
+    lite2 = dict(PHOTO_PLANS)[900][0]
+    assert lite2 == PhotoPlan("efficientnet_lite2", 260, LAST_BLOCK_AND_HEAD, 12, 0.0003, 0.1)
+    assert "label smoothing 0.1" in fine_tune_reason(lite2, 900)
     # Without pretrained weights there is no plan to follow.
     assert suggest(PHOTO_FACTS, pretrained=False, budget_s=900)["preset"] == "deeper_cnn"
 
