@@ -581,7 +581,7 @@ def look_at_pictures(network, x_train: np.ndarray, x_val: np.ndarray, mirrors: b
             if mirrors and found is plain:
                 mirrored.append(np.asarray(call(np.ascontiguousarray(batch[:, :, ::-1]))).astype(dtype))
             if on_phase:
-                on_phase(FEATURES_PHASE, min(start + size, len(pixels)), len(pixels))
+                on_phase(FEATURES_PHASE, before + min(start + size, len(pixels)), total)
     shape = tuple(int(n) for n in network.output_shape[1:])
 
     def joined(parts):
