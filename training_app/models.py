@@ -195,6 +195,7 @@ class TrainingRun(Job):
         return {name: getattr(self, name) for name in self.SETTINGS}
 
     def training_config(self, num_classes):
+        few = self.few_photos()
         return TrainingConfig(
             spec=self.model_spec, image_size=(self.image_size, self.image_size), channels=self.channels,
             num_classes=num_classes, epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
@@ -203,7 +204,7 @@ class TrainingRun(Job):
             label_smoothing=self.label_smoothing, augmentation=self.augmentation or None,
             fine_tune_epochs=self.fine_tune_epochs, fine_tune_learning_rate=self.fine_tune_learning_rate,
             seed=self.seed, weights_dir=weights_folder_for(self.model_spec), all_gpus=self.use_all_gpus,
-            crop_views=self.few_photos().crops, refit_with_validation=self.few_photos().refit,
+            crop_views=few.crops, refit_with_validation=few.refit,
         )
 
     def few_photos(self):

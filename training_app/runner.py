@@ -240,6 +240,7 @@ def _train(run: TrainingRun, scratch: Path):
 
     model = float32_twin(outcome.model, lambda: _rebuild(config))
     run.record_phase(TESTING_PHASE, 0, len(x_test))
+
     def testing(done, total):
         run.record_phase(TESTING_PHASE, done, total)
 
