@@ -55,6 +55,43 @@ def float32_twin(model, rebuild):
     return twin
 
 
+def with_mirror_average(model, build_shell):
+    """`model` answering from each picture and its mirror image together, for when averaging the two did
+    better on the validation pictures (training.PartialTrunk.mirror_check). The saved network does it
+    itself, so the classify page, the API and every export give the same answers.
+
+    What is averaged is what the output layer reads (the features), which averages its scores before the
+    softmax, as the check measures. The mirror image is made by layers every format knows: the width is
+    turned to the last axis and multiplied by the reversed identity (exact: each pixel times 1, plus
+    zeros), then turned back. `build_shell()` builds the network without its random-change layers
+    (builder.build_without_weights), which an export would leave out anyway (formats.without_augmentation)."""
+    import keras
+    from keras import layers
+
+    from .formats import without_augmentation
+
+    plain = without_augmentation(model, build_shell)
+    height, width, channels = plain.input_shape[1:]
+    output = plain.get_layer("probabilities")
+    features = keras.Model(plain.input, output.input, name="features")
+    pixels = keras.Input(shape=(height, width, channels), name="pixels")
+    flip = layers.Dense(width, use_bias=False, trainable=False, name="mirror_flip", dtype="float32")
+    turned = layers.Permute((1, 3, 2), name="mirror_turn")(pixels)  # (height, channels, width)
+    mirrored = layers.Permute((1, 3, 2), name="mirror_back")(flip(turned))
+    flip.set_weights([np.eye(width, dtype="float32")[::-1]])
+    averaged = layers.Average(name="mirror_average")([features(pixels), features(mirrored)])
+    # A new output layer with the trained one's weights: one called in two models has two inputs, and
+    # familiarity reads the output layer's input (familiarity.features_and_probabilities).
+    probabilities = layers.Dense(output.units, activation="softmax", name="probabilities", dtype="float32")
+    answers = probabilities(averaged)
+    probabilities.set_weights(output.get_weights())
+    return keras.Model(pixels, answers, name=plain.name)
+
+
+def averages_mirrors(model) -> bool:
+    return any(layer.name == "mirror_average" for layer in model.layers)
+
+
 # Pixels in one batch of a prediction pass: 64 pictures of 224 x 224 (256 small ones at most). Memory
 # grows with the batch: EfficientNet-Lite0 at 224 x 224 held 1.4 GB at 64 and 2 GB at 128 compiled.
 BATCH_PIXELS = 64 * 224 * 224
@@ -194,6 +231,10 @@ def fit_familiarity(model, x_train, y_train, x_held_out, seed: int = 0, held_out
 
 
 def has_pretrained_base(model) -> bool:
+    import keras
+
     from .builder import BASES
 
-    return any(layer.name in BASES for layer in model.layers)
+    # A model that averages mirror images holds the network as one layer (with_mirror_average).
+    return any(layer.name in BASES or (isinstance(layer, keras.Model) and has_pretrained_base(layer))
+               for layer in model.layers)

@@ -222,3 +222,67 @@ def test_a_fine_tuned_pretrained_model_exports_and_answers_as_the_site(kind, tmp
                   representative=pixels[:4])
     answers = formats.check_in_fresh_process(kind, tmp_path / kind, pixels)
     assert np.abs(answers - original).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_mirror_model():
+    """The 15-minute plan's kind of model (EfficientNet-Lite0's last block fine-tuned, random flips in
+    training) made to answer from each picture and its mirror image together, as a run does when that did
+    better on its validation pictures (training.PartialTrunk.mirror_check)."""
+    from mlcore.presets import preset_spec
+    from mlcore.serving import with_mirror_average
+    from mlcore.training import TrainingConfig, train_model
+
+    spec = preset_spec("efficientnet_lite0")
+    spec["base"]["fine_tune_layers"] = 11
+    rng = np.random.default_rng(1)
+    labels = np.arange(16) % 2
+    pixels = rng.integers(0, 128, (16, 32, 32, 3)).astype(np.uint8)
+    pixels[labels == 1, :, :16] += 100
+    config = TrainingConfig(spec=spec, image_size=(32, 32), channels=3, num_classes=2, epochs=1, batch_size=8,
+                            learning_rate=0.001, fine_tune_epochs=2, fine_tune_learning_rate=0.003,
+                            augmentation={"flip": "horizontal"})
+    trained = train_model(config, pixels, labels, pixels, labels).model
+    averaging = with_mirror_average(trained, lambda: build_without_weights(spec, (32, 32, 3), 2))
+    return trained, averaging, spec, pixels
+
+
+def test_a_mirror_averaging_model_averages_the_scores_of_a_picture_and_its_mirror_image(fine_tuned_mirror_model):
+    import keras
+
+    from mlcore.familiarity import features_and_probabilities
+    from mlcore.serving import averages_mirrors, has_pretrained_base
+
+    trained, averaging, _, pixels = fine_tuned_mirror_model
+    features = keras.Model(trained.input, trained.get_layer("probabilities").input)
+    alone, mirrored = (np.asarray(features(p.astype(np.float32), training=False)) for p in (pixels, pixels[:, :, ::-1]))
+    kernel, bias = trained.get_layer("probabilities").get_weights()
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax((alone + mirrored) / 2 @ kernel + bias))
+    answers = np.asarray(averaging(pixels.astype(np.float32), training=False))
+    assert np.abs(answers - expected).max() < 1e-5
+    # A picture and its mirror image now get the same answer, which the trained model alone did not give.
+    flipped = np.asarray(averaging(pixels[:, :, ::-1].astype(np.float32), training=False))
+    assert np.abs(flipped - answers).max() < 1e-5
+    assert np.abs(np.asarray(trained(pixels[:, :, ::-1].astype(np.float32), training=False))
+                  - np.asarray(trained(pixels.astype(np.float32), training=False))).max() > 1e-3
+    assert averages_mirrors(averaging) and not averages_mirrors(trained) and has_pretrained_base(averaging)
+    # "Not sure" reads what the output layer reads: the averaged features.
+    both_features, probabilities = features_and_probabilities(averaging)(pixels.astype(np.float32))
+    assert np.abs(np.asarray(both_features) - (alone + mirrored) / 2).max() < 1e-4
+    assert np.abs(np.asarray(probabilities) - answers).max() < 1e-5
+
+
+@pytest.mark.parametrize("kind", list(formats.FORMATS))
+def test_a_fine_tuned_mirror_averaging_model_exports_and_answers_as_the_site(kind, fine_tuned_mirror_model, tmp_path):
+    _, averaging, spec, pixels = fine_tuned_mirror_model
+    saved = tmp_path / "saved"
+    from mlcore.serving import Predictor, save_model
+
+    info = ModelInfo(["a", "b"], (32, 32), 3, "squash")
+    save_model(averaging, info, saved)
+    site = Predictor(saved / "model.keras", info)  # loaded as the classify page and the API load it (safe mode)
+    original = np.asarray(site.model(pixels.astype(np.float32), training=False))
+    exported = formats.without_augmentation(site.model, lambda: build_without_weights(spec, (32, 32, 3), 2))
+    formats.write(kind, exported, info, tmp_path / kind, representative=pixels[:4])
+    answers = formats.check_in_fresh_process(kind, tmp_path / kind, pixels)
+    assert np.abs(answers - original).max() < (0.05 if kind == "tflite_int8" else 1e-4)

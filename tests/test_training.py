@@ -191,3 +191,33 @@ def test_a_fine_tuned_run_keeps_what_each_phase_gave_and_its_page_says_it(alice,
     assert "with its mirror image" in page
     # The saved model answers as the trained one: reloaded, it gives the page's test accuracy.
     assert run.test_accuracy is not None and run.model_path.exists()
+
+
+def test_a_run_whose_validation_prefers_mirror_images_saves_a_model_that_averages_them(alice, shapes, monkeypatch):
+    """Whether averaging pays is for each run's validation pictures to say (mlcore.training.mirror_verdict,
+    tested on its own in test_training_choices); here it is made to say yes, to follow what the run does then."""
+    from mlcore.training import PartialTrunk
+
+    measured = PartialTrunk.mirror_check
+    monkeypatch.setattr(PartialTrunk, "mirror_check",
+                        lambda self, *args, **kwargs: {**measured(self, *args, **kwargs), "kept": True})
+    spec = preset_spec("efficientnet_lite0")
+    spec["base"]["fine_tune_layers"] = 11
+    run = new_run(shapes, preset="custom", model_spec=spec, image_size=32, channels=3, epochs=2, fine_tune_epochs=1,
+                  fine_tune_learning_rate=0.0001, augmentation={"flip": "horizontal"}, time_budget_s=900)
+    train(run.id)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.phase_results[-1]["phase"] == "mirrors" and run.phase_results[-1]["kept"]
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "answers from each image and its mirror image together" in page
+    # What the classify page and the API load: the saved network averages a picture with its mirror image.
+    predictor = Predictor(run.model_path, ModelInfo.from_json(run.model_path.with_suffix(".json").read_text()))
+    assert "mirror_average" in [layer.name for layer in predictor.model.layers]
+    pictures = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    answers, mirrored = (predictor.model(p.astype(np.float32)) for p in (pictures, pictures[:, :, ::-1]))
+    assert np.abs(np.asarray(answers) - np.asarray(mirrored)).max() < 1e-5
+    # "Not sure" can be fitted on it (this dataset holds out too few pictures for the run to do so).
+    from mlcore.serving import fit_familiarity
+    many = np.random.default_rng(1).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    assert fit_familiarity(predictor.model, many[:14], np.arange(14) % 3, many[14:]) is not None

@@ -434,3 +434,21 @@ def test_a_frozen_base_hands_over_the_features_of_every_training_picture_and_a_f
     assert outcome.features.shape == (16, 1280)
     assert np.allclose(outcome.features, expected, atol=1e-3)
     assert train_model(lite0_fine_tuning(), x, y, x, y).features is None  # the base changed: its features too
+
+
+def test_mirror_images_are_kept_only_when_more_validation_pictures_come_out_right():
+    from mlcore.training import mirror_verdict
+
+    y = np.array([0, 1, 1])
+    alone = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    # The second picture's mirror image is sure it is a 1: scores averaged, it comes out right.
+    helps = mirror_verdict(alone, np.array([[0.8, 0.2], [0.1, 0.9], [0.3, 0.7]]), y)
+    assert helps == {"phase": "mirrors", "val_accuracy": pytest.approx(2 / 3), "mirrored_val_accuracy": 1.0,
+                     "kept": True}
+    # As many right: the picture alone is kept (the mirror image doubles the work of every answer).
+    same = mirror_verdict(alone, alone, y)
+    assert same["mirrored_val_accuracy"] == same["val_accuracy"] and same["kept"] is False
+    # Scores before the softmax are averaged, not probabilities: a class the mirror image rules out
+    # (probability rounded to 0) loses, however sure the picture alone was.
+    assert mirror_verdict(np.array([[0.99, 0.01]]), np.array([[0.0, 1.0]]), np.array([1]))["kept"]
+

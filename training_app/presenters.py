@@ -256,9 +256,13 @@ def phases_in_words(phases):
             parts.append("no fine-tuning: training was stopped before it")
         elif phase.get("phase") == "mirrors":
             alone, averaged = phase["val_accuracy"], phase["mirrored_val_accuracy"]
-            if averaged > alone:
+            if phase.get("kept"):
+                parts.append(f"averaging each image's answer with its mirror image's gave {_percent(averaged)} "
+                             f"(against {_percent(alone)} alone), so the model answers from each image and its "
+                             "mirror image together")
+            elif averaged > alone:  # a run from before the model could do it
                 parts.append(f"averaging each image's answer with its mirror image's would give {_percent(averaged)} "
-                             f"(against {_percent(alone)} alone), which the saved model does not do yet")
+                             f"(against {_percent(alone)} alone), which the saved model does not do")
             else:
                 parts.append(f"averaging each image's answer with its mirror image's gave {_percent(averaged)} "
                              f"(against {_percent(alone)} alone), so the model answers from the image alone")

@@ -26,8 +26,9 @@ from mlcore.budget import AFTER_TRAINING_SHARE
 from mlcore.evaluation import evaluate
 from mlcore.packing import PackItem, PackSpec, build_pack, load_pack, pack_is_ready
 from mlcore.progress import TESTING_PHASE
-from mlcore.builder import build_model, unfreeze_top
-from mlcore.serving import ModelInfo, fit_familiarity, float32_twin, predict_batch, predict_with_features, save_model
+from mlcore.builder import build_model, build_without_weights, unfreeze_top
+from mlcore.serving import (ModelInfo, fit_familiarity, float32_twin, predict_batch, predict_with_features, save_model,
+                            with_mirror_average)
 from mlcore.training import finished_epochs_in_backup, train_model
 
 from .models import TrainingRun
@@ -239,6 +240,9 @@ def _train(run: TrainingRun, scratch: Path):
     )
 
     model = float32_twin(outcome.model, lambda: _rebuild(config))
+    if outcome.averages_mirrors:
+        model = with_mirror_average(model, lambda: build_without_weights(
+            config.spec, (*config.image_size, config.channels), config.num_classes))
     run.record_phase(TESTING_PHASE, 0, len(x_test))
 
     def testing(done, total):
