@@ -428,7 +428,35 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     best_epoch = best.restore() if (progress.stopped or stopped_early) else None
     # x_fit holds the training pictures first (their mirror images after them).
     features = x_fit[:len(x_train)] if trunk and not partial and not config.fine_tunes else None
+    if not trunk and has_validation and not progress.stopped and _flips_left_right(config):
+        # A network trained whole, with mirror images among its random changes: one more pass over the
+        # validation pictures, mirrored, says whether answering from both does better. Each epoch already
+        # made a pass over them, so the epoch's time bounds it. (Frozen pretrained tops are not asked: with
+        # EfficientNet-Lite0 it did worse, and their pace over whole pictures is not known here.)
+        if deadline is not None and time.monotonic() + max(budget.epoch_seconds, default=0) > deadline:
+            phases = [{"phase": "mirrors", "skipped": "time"}]
+        else:
+            phases = [whole_mirror_check(model, x_val, y_val, on_phase)]
     return TrainingOutcome(model, progress.stopped, stopped_early, best_epoch, phases, features)
+
+
+def _flips_left_right(config) -> bool:
+    return normalise_augmentation(config.augmentation).get("flip") in ("horizontal", "horizontal_and_vertical")
+
+
+def whole_mirror_check(model, x_val, y_val, on_phase=None) -> dict:
+    """PartialTrunk.mirror_check for a network trained whole: its answers on the validation pictures, then
+    on their mirror images (mirror_verdict). `on_phase` counts both passes as one."""
+    from .serving import predict_batch
+
+    def passes(first):
+        return on_phase and (lambda done, total: on_phase(MIRROR_PHASE, first + done, 2 * len(x_val)))
+
+    if on_phase:
+        on_phase(MIRROR_PHASE, 0, 2 * len(x_val))
+    alone = predict_batch(model, x_val, on_progress=passes(0))
+    mirrored = predict_batch(model, np.ascontiguousarray(x_val[:, :, ::-1]), on_progress=passes(len(x_val)))
+    return mirror_verdict(alone, mirrored, y_val)
 
 
 def _validation(model, val_data) -> dict:

@@ -136,6 +136,7 @@ def test_the_plan_and_what_each_phase_gave_read_as_words():
     assert "would give 90.0 %" in phases_in_words([top, {**mirrors, "mirrored_val_accuracy": 0.9}])
     assert phases_in_words([top, {**mirrors, "mirrored_val_accuracy": 0.9, "kept": True}]).endswith(
         "gave 90.0 % (against 88.8 % alone), so the model answers from each image and its mirror image together.")
+    assert phases_in_words([mirrors]).startswith("Averaging each image's answer")  # a network trained whole
     assert phases_in_words(None) == ""
 
 

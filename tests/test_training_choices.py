@@ -1,6 +1,7 @@
 """Training choices in mlcore: schedules, optimizers, class weights, augmentation, resize modes, label
 smoothing, early stopping and cancel going back to the best epoch, and the fine-tuning phase with resume."""
 import math
+import time
 
 import keras
 import numpy as np
@@ -452,3 +453,20 @@ def test_mirror_images_are_kept_only_when_more_validation_pictures_come_out_righ
     # (probability rounded to 0) loses, however sure the picture alone was.
     assert mirror_verdict(np.array([[0.99, 0.01]]), np.array([[0.0, 1.0]]), np.array([1]))["kept"]
 
+
+
+def test_a_network_trained_whole_with_mirror_images_is_asked_whether_answering_from_both_pays():
+    x, y = tiny(n=24)
+    steps = []
+    outcome = train_model(config(augmentation={"flip": "horizontal"}), x, y, x[:10], y[:10],
+                          on_phase=lambda phase, done=0, total=0: steps.append((phase, done, total)))
+    (check,) = outcome.phases
+    assert check["phase"] == "mirrors" and set(check) == {"phase", "val_accuracy", "mirrored_val_accuracy", "kept"}
+    assert check["kept"] == (check["mirrored_val_accuracy"] > check["val_accuracy"])
+    # Both passes over the validation pictures fill one bar.
+    assert steps[0] == ("Trying the validation pictures mirrored", 0, 20) and steps[-1][1:] == (20, 20)
+    # No mirror images in training, no validation pictures, or no time left: no question, or "skipped".
+    assert train_model(config(), x, y, x[:10], y[:10]).phases is None
+    assert train_model(config(augmentation={"flip": "horizontal"}), x, y, x[:0], y[:0]).phases is None
+    late = train_model(config(augmentation={"flip": "horizontal"}), x, y, x[:10], y[:10], deadline=time.monotonic())
+    assert late.phases == [{"phase": "mirrors", "skipped": "time"}]

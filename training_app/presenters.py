@@ -270,7 +270,8 @@ def phases_in_words(phases):
             verdict = ("kept" if phase.get("kept") else
                        "not better, so the model went back to the new top alone")
             parts.append(f"after fine-tuning: {_percent(phase['val_accuracy'])} ({verdict})")
-    return "; ".join(parts) + "."
+    said = "; ".join(parts)
+    return said[:1].upper() + said[1:] + "."  # a run trained whole has only its mirror check
 
 
 def _percent(share):
