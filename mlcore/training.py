@@ -299,7 +299,10 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     progress = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
     first_judged = settled_epoch(fitted, steps)
     best = _make_best_weights_callback(monitor, first_judged)
-    budget = _make_budget_callback(deadline, on_plan, config.lr_schedule)
+    asks_mirrors = not trunk and has_validation and _flips_left_right(config)  # whole_mirror_check at the end
+    # Its two passes over the validation pictures, forward only, take at most what training on as many takes.
+    mirror_check_epochs = 2 * len(x_val) / max(1, len(x_train)) if asks_mirrors else 0.0
+    budget = _make_budget_callback(deadline, on_plan, config.lr_schedule, after_last_epoch=mirror_check_epochs)
 
     def fit(first_epoch, last_epoch, phase_backup):
         # Progress first: an epoch is recorded before its backup is written, so an epoch is
@@ -428,12 +431,13 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     best_epoch = best.restore() if (progress.stopped or stopped_early) else None
     # x_fit holds the training pictures first (their mirror images after them).
     features = x_fit[:len(x_train)] if trunk and not partial and not config.fine_tunes else None
-    if not trunk and has_validation and not progress.stopped and _flips_left_right(config):
-        # A network trained whole, with mirror images among its random changes: one more pass over the
-        # validation pictures, mirrored, says whether answering from both does better. Each epoch already
-        # made a pass over them, so the epoch's time bounds it. (Frozen pretrained tops are not asked: with
-        # EfficientNet-Lite0 it did worse, and their pace over whole pictures is not known here.)
-        if deadline is not None and time.monotonic() + max(budget.epoch_seconds, default=0) > deadline:
+    if asks_mirrors and not progress.stopped:
+        # A network trained whole, with mirror images among its random changes: two passes over the
+        # validation pictures, as they are and mirrored, say whether answering from both does better. The
+        # budget kept time for them. (Frozen pretrained tops are not asked: with EfficientNet-Lite0 it did
+        # worse, and their pace over whole pictures is not known here.)
+        epoch_s = statistics.median(budget.epoch_seconds) if deadline is not None and budget.epoch_seconds else 0
+        if deadline is not None and time.monotonic() + mirror_check_epochs * epoch_s > deadline:
             phases = [{"phase": "mirrors", "skipped": "time"}]
         else:
             phases = [whole_mirror_check(model, x_val, y_val, on_phase)]
@@ -725,8 +729,9 @@ class PartialTrunk:
         return predict_batch(self.pool, activations, batch_size=256).astype("float32")
 
 
-def _make_budget_callback(deadline, on_plan, schedule_name: str):
-    """Keeps training inside a time budget that ends at `deadline` (time.monotonic()).
+def _make_budget_callback(deadline, on_plan, schedule_name: str, after_last_epoch: float = 0.0):
+    """Keeps training inside a time budget that ends at `deadline` (time.monotonic()), less
+    `after_last_epoch` epochs' time for what follows the last one.
 
     After each epoch, the pace so far (the median epoch after the first, which also traced the
     training function) says how many epochs fit before the deadline. When that number changes, the
@@ -755,7 +760,8 @@ def _make_budget_callback(deadline, on_plan, schedule_name: str):
             self.epoch_seconds.append(max(now - self.epoch_started, 1e-3))
             # The pace: the median epoch after the first, which also traced the training function.
             epoch_s = statistics.median(self.epoch_seconds[1:] or self.epoch_seconds)
-            planned = max(epoch + 1, min(self.last_epoch, epoch + 1 + int((deadline - now) // epoch_s)))
+            left = deadline - now - after_last_epoch * epoch_s
+            planned = max(epoch + 1, min(self.last_epoch, epoch + 1 + int(left // epoch_s)))
             if planned != self.planned:  # the first plan, or the pace changed by a whole epoch or more
                 self.planned = planned
                 refit_schedule(schedule_name, self.schedule, (self.planned - self.first_epoch) * self.steps)
