@@ -45,6 +45,7 @@ ACTION_WORDS = {
     "classes merged": "classes merged",
     "class deleted": "class deleted; image back in the inbox",
     "conflict settled": "label conflict settled",
+    "moved in gallery": "moved to another class in the gallery",
     "moved from test results": "moved from a run's test pictures",
     "removed from test results": "removed from the dataset, from a run's test pictures",
     "undone": "change undone",
@@ -282,12 +283,16 @@ def conflict_resolve(request, pk):
     return redirect(f"{url}?page={page}" if page else url)
 
 
-# One picture at a time, from wherever it is shown (a run's test pictures): move it, send it to the inbox
+# One picture at a time, from wherever it is shown (a run's test pictures, the gallery's large view): move it, send it to the inbox
 # or remove it, then go back to that page, which offers to undo the last change (kept in the session, so an
 # undo can only take back what this person just did).
 
 UNDO_KEY = "picture_undo"
 INBOX_CHOICE, REMOVE_CHOICE = "none", "remove"
+# Where the change was made (the form's `from`), as the history records a move and a removal: the
+# gallery's large view as the gallery's own bulk actions, a run's test pictures as such.
+PLACES = {"results": ("moved from test results", "removed from test results"),
+          "gallery": ("moved in gallery", "deleted")}
 
 
 def _page_to_go_back_to(request, dataset):
@@ -317,7 +322,8 @@ def _label_words(label):
 @login_required
 @require_POST
 def picture_change(request, pk, image_pk):
-    """POST to = a class id, "none" (the inbox) or "remove"; next = the page to go back to."""
+    """POST to = a class id, "none" (the inbox) or "remove"; next = the page to go back to; from = "results"
+    or "gallery" (PLACES)."""
     dataset = get_dataset_for_user(request, pk)
     choice = request.POST.get("to", "")
     try:
@@ -330,7 +336,8 @@ def picture_change(request, pk, image_pk):
             if class_id is None:
                 raise BadInput("Choose a class, the inbox, or removing the picture.")
             to = _class_of(dataset, class_id)
-        undo = change_one(dataset, image_pk, to, request.user)
+        actions = PLACES.get(request.POST.get("from"), PLACES["results"])
+        undo = change_one(dataset, image_pk, to, request.user, actions)
     except (BadInput, LabelError) as exc:
         messages.error(request, str(exc))
     else:

@@ -135,8 +135,8 @@ def delete_images(dataset: Dataset, image_ids, user, action="deleted") -> int:
     return len(ids)
 
 
-# One picture at a time, with the last change kept so it can be undone (the pages that open test pictures
-# behind a run's results). The change itself is relabel() or delete_images(), recorded in the history as
+# One picture at a time, with the last change kept so it can be undone (a run's test pictures, the
+# gallery's large view). The change itself is relabel() or delete_images(), recorded in the history as
 # everywhere else; `undo_one` takes it back with the same functions, or puts a removed picture back.
 
 # The columns that make a picture: what a removal keeps to put it back as it was, with the same id (a run's
@@ -145,10 +145,12 @@ RESTORED_COLUMNS = ("id", "image_class_id", "upload_id", "file", "thumbnail", "o
                     "folder_split", "split_fixed", "suggested_label", "width", "height", "channels", "sha256")
 
 
-def change_one(dataset: Dataset, image_id: int, to, user, where: str = "from test results") -> dict | None:
+def change_one(dataset: Dataset, image_id: int, to, user,
+               actions=("moved from test results", "removed from test results")) -> dict | None:
     """Move one picture to the class `to` (an ImageClass), to the inbox (None), or out of the dataset
-    ("remove"). Returns what undo_one needs to take it back (plain values, kept in the session), or None
-    when nothing changed (it was in that class already)."""
+    ("remove"), recorded in the history as `actions` (a move, a removal) say. Returns what undo_one needs
+    to take it back (plain values, kept in the session), or None when nothing changed (it was in that
+    class already)."""
     row = dataset.images.filter(id=image_id).values(*RESTORED_COLUMNS, "image_class__name").first()
     if row is None:
         raise LabelError("That picture is no longer in the dataset: it was removed, or it is not one of yours.")
@@ -156,9 +158,9 @@ def change_one(dataset: Dataset, image_id: int, to, user, where: str = "from tes
     undo = {"dataset": dataset.id, "image": image_id, "name": row["original_name"],
             "from_class": row["image_class_id"], "from_label": from_label}
     if to == "remove":
-        delete_images(dataset, [image_id], user, action=f"removed {where}")
+        delete_images(dataset, [image_id], user, action=actions[1])
         return {**undo, "removed": row}
-    if not relabel(dataset, [image_id], to, user, action=f"moved {where}"):
+    if not relabel(dataset, [image_id], to, user, action=actions[0]):
         return None
     return {**undo, "to_label": to.name if to else ""}
 

@@ -10,6 +10,9 @@
       if (!event.target.closest("a, button, select, input, label")) picture.focus();
     });
   });
+  // Back from a change: the picture it was made to has the focus again, so its keys go on working.
+  const changed = /^#picture-\d+$/.test(window.location.hash) && document.querySelector(window.location.hash);
+  if (changed) changed.focus();
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.target.closest("select, input, textarea")) return;
     const key = event.key.toLowerCase();
