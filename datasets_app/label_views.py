@@ -283,9 +283,9 @@ def conflict_resolve(request, pk):
     return redirect(f"{url}?page={page}" if page else url)
 
 
-# One picture at a time, from wherever it is shown (a run's test pictures, the gallery's large view): move it, send it to the inbox
-# or remove it, then go back to that page, which offers to undo the last change (kept in the session, so an
-# undo can only take back what this person just did).
+# One picture at a time, from wherever it is shown (a run's test pictures, the gallery's large view): move
+# it, send it to the inbox or remove it, then go back to that page, which offers to undo the last change
+# (kept in the session, so an undo can only take back what this person just did).
 
 UNDO_KEY = "picture_undo"
 INBOX_CHOICE, REMOVE_CHOICE = "none", "remove"
