@@ -91,6 +91,25 @@ def test_every_cell_row_and_wrong_picture_on_the_run_page_links_to_its_pictures(
             assert f'href="{base}?true={true}&amp;predicted={said}"' in page
     assert page.count(f'href="{base}?true=horizontal"') >= 3  # matrix row, per-class name and count
     assert f'data-pictures-url="{base}"' in page  # the chart's cells, through run.js
+    # The wrong pictures strip: each opens its cell, by the label the run learned from.
+    assert f'class="wrong-link" href="{base}?true=horizontal&amp;predicted=vertical"' in page
+    assert f'class="wrong-link" href="{base}?true=horizontal&amp;predicted=spot"' in page
+
+
+def test_a_page_of_pictures_costs_the_same_queries_however_many_it_shows(alice, shapes):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run, _ = finished_run(shapes)
+    url = pictures_url(run, true="horizontal")
+    with CaptureQueriesContext(connection) as few:
+        assert len(shown_ids(alice.get(url))) == 4
+    more = shapes.images.filter(image_class__name="horizontal").order_by("id")[4:]
+    PictureAnswer.objects.bulk_create(PictureAnswer(run=run, image_id=image.id, true_class=H, predicted_class=S,
+                                                    confidence=0.7) for image in more)
+    with CaptureQueriesContext(connection) as many:
+        assert len(shown_ids(alice.get(url))) == 10
+    assert len(many) == len(few)
 
 
 def test_moving_a_picture_is_recorded_takes_effect_in_the_next_version_and_can_be_undone(alice, shapes, user):
