@@ -18,6 +18,7 @@ from mlcore.words import count, page_number, whole_number
 from .labelling import LabelError, delete_images, move_to_split, relabel
 from .models import SPLIT_CHOICES, SPLITS
 from .access import get_dataset_for_user
+from .label_views import pending_undo
 
 IMAGES_PER_PAGE = 100
 # One page is 100 images, so only a hand-made request sends more; the cap keeps one
@@ -89,6 +90,7 @@ def gallery(request, pk):
         "page": page,
         "splits": SPLIT_CHOICES,
         "statuses": STATUS_CHOICES,
+        "undo": pending_undo(request, dataset),
         "delete_warning": "Delete the selected images? They leave this dataset for good; "
                           "training runs that already finished keep the images they learned from.",
     })

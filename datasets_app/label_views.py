@@ -9,6 +9,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, Min, Q, Window
 from django.db.models.functions import RowNumber
 from django.http import JsonResponse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -17,12 +18,14 @@ from mlcore.words import count, page_number, whole_number
 
 from .labelling import (
     LabelError,
+    change_one,
     create_class,
     delete_class,
     merge_classes,
     relabel,
     rename_class,
     resolve_conflict,
+    undo_one,
 )
 from .access import get_dataset_for_user
 
@@ -42,6 +45,11 @@ ACTION_WORDS = {
     "classes merged": "classes merged",
     "class deleted": "class deleted; image back in the inbox",
     "conflict settled": "label conflict settled",
+    "moved in gallery": "moved to another class in the gallery",
+    "moved from test results": "moved from a run's test pictures",
+    "removed from test results": "removed from the dataset, from a run's test pictures",
+    "undone": "change undone",
+    "restored": "removed picture put back (undo)",
 }
 
 
@@ -275,6 +283,90 @@ def conflict_resolve(request, pk):
     return redirect(f"{url}?page={page}" if page else url)
 
 
+# One picture at a time, from wherever it is shown (a run's test pictures, the gallery's large view): move
+# it, send it to the inbox or remove it, then go back to that page, which offers to undo the last change
+# (kept in the session, so an undo can only take back what this person just did).
+
+UNDO_KEY = "picture_undo"
+INBOX_CHOICE, REMOVE_CHOICE = "none", "remove"
+# Where the change was made (the form's `from`), as the history records a move and a removal: the
+# gallery's large view as the gallery's own bulk actions, a run's test pictures as such.
+PLACES = {"results": ("moved from test results", "removed from test results"),
+          "gallery": ("moved in gallery", "deleted")}
+
+
+def _page_to_go_back_to(request, dataset):
+    back = request.POST.get("next", "")
+    if back.startswith("/") and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return back
+    return reverse("datasets:gallery", args=[dataset.pk])
+
+
+def pending_undo(request, dataset):
+    """The last one-picture change in this dataset that can be undone, as {name, text}; None when there is none."""
+    undo = request.session.get(UNDO_KEY)
+    if not undo or undo.get("dataset") != dataset.id:
+        return None
+    if undo.get("removed"):
+        done = f"“{undo['name']}” was removed from the dataset."
+    else:
+        done = (f"“{undo['name']}” was moved from {_label_words(undo['from_label'])} "
+                f"to {_label_words(undo['to_label'])}.")
+    return {"name": undo["name"], "text": done}
+
+
+def _label_words(label):
+    return f"“{label}”" if label else "the inbox"
+
+
+@login_required
+@require_POST
+def picture_change(request, pk, image_pk):
+    """POST to = a class id, "none" (the inbox) or "remove"; next = the page to go back to; from = "results"
+    or "gallery" (PLACES)."""
+    dataset = get_dataset_for_user(request, pk)
+    choice = request.POST.get("to", "")
+    try:
+        if choice == REMOVE_CHOICE:
+            to = REMOVE_CHOICE
+        elif choice == INBOX_CHOICE:
+            to = None
+        else:
+            class_id = _id_or_none(choice, "class")
+            if class_id is None:
+                raise BadInput("Choose a class, the inbox, or removing the picture.")
+            to = _class_of(dataset, class_id)
+        actions = PLACES.get(request.POST.get("from"), PLACES["results"])
+        undo = change_one(dataset, image_pk, to, request.user, actions)
+    except (BadInput, LabelError) as exc:
+        messages.error(request, str(exc))
+    else:
+        if undo is None:
+            where = _label_words(to.name if to else "")
+            messages.info(request, f"Nothing changed: the picture was already in {where}.")
+        else:
+            request.session[UNDO_KEY] = undo
+            messages.info(request, pending_undo(request, dataset)["text"] + " Runs already trained keep the labels "
+                          "they learned from; the next one learns from the change.")
+    return redirect(_page_to_go_back_to(request, dataset))
+
+
+@login_required
+@require_POST
+def picture_undo(request, pk):
+    """Take back the last one-picture change in this dataset (at most once)."""
+    dataset = get_dataset_for_user(request, pk)
+    undo = request.session.get(UNDO_KEY)
+    try:
+        if not undo or undo.get("dataset") != dataset.id:
+            raise LabelError("There is nothing to undo: the last change was undone already, or made elsewhere.")
+        request.session.pop(UNDO_KEY)  # once: a second press finds nothing to undo
+        messages.info(request, undo_one(dataset, undo, request.user))
+    except LabelError as exc:
+        messages.error(request, str(exc))
+    return redirect(_page_to_go_back_to(request, dataset))
+
+
 # History
 
 @login_required
@@ -300,4 +392,6 @@ urlpatterns = [
     path("<int:pk>/conflicts/", conflicts, name="conflicts"),
     path("<int:pk>/conflicts/resolve/", conflict_resolve, name="conflict_resolve"),
     path("<int:pk>/history/", history, name="history"),
+    path("<int:pk>/images/<int:image_pk>/change/", picture_change, name="picture_change"),
+    path("<int:pk>/images/undo/", picture_undo, name="picture_undo"),
 ]

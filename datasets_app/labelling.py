@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 
+from dlsite import storage
 from mlcore.archive import without_control_characters
 from mlcore.splits import stratified_split
 
@@ -132,6 +133,69 @@ def delete_images(dataset: Dataset, image_ids, user, action="deleted") -> int:
     LabelChange.objects.bulk_create(changes, batch_size=1000)
     refresh_conflicts(dataset, shas)
     return len(ids)
+
+
+# One picture at a time, with the last change kept so it can be undone (a run's test pictures, the
+# gallery's large view). The change itself is relabel() or delete_images(), recorded in the history as
+# everywhere else; `undo_one` takes it back with the same functions, or puts a removed picture back.
+
+# The columns that make a picture: what a removal keeps to put it back as it was, with the same id (a run's
+# kept answers name pictures by id). The file itself stays when its row goes (see delete_images).
+RESTORED_COLUMNS = ("id", "image_class_id", "upload_id", "file", "thumbnail", "original_name", "split",
+                    "folder_split", "split_fixed", "suggested_label", "width", "height", "channels", "sha256")
+
+
+def change_one(dataset: Dataset, image_id: int, to, user,
+               actions=("moved from test results", "removed from test results")) -> dict | None:
+    """Move one picture to the class `to` (an ImageClass), to the inbox (None), or out of the dataset
+    ("remove"), recorded in the history as `actions` (a move, a removal) say. Returns what undo_one needs
+    to take it back (plain values, kept in the session), or None when nothing changed (it was in that
+    class already)."""
+    row = dataset.images.filter(id=image_id).values(*RESTORED_COLUMNS, "image_class__name").first()
+    if row is None:
+        raise LabelError("That picture is no longer in the dataset: it was removed, or it is not one of yours.")
+    from_label = row.pop("image_class__name") or ""
+    undo = {"dataset": dataset.id, "image": image_id, "name": row["original_name"],
+            "from_class": row["image_class_id"], "from_label": from_label}
+    if to == "remove":
+        delete_images(dataset, [image_id], user, action=actions[1])
+        return {**undo, "removed": row}
+    if not relabel(dataset, [image_id], to, user, action=actions[0]):
+        return None
+    return {**undo, "to_label": to.name if to else ""}
+
+
+@transaction.atomic
+def undo_one(dataset: Dataset, undo: dict, user) -> str:
+    """Take back a change_one: the picture goes back to its class (the inbox when that class is gone), a
+    removed picture comes back as it was. Recorded in the history as an undo; the message says what happened."""
+    if undo.get("dataset") != dataset.id:
+        raise LabelError("There is nothing to undo in this dataset.")
+    name = undo.get("name", "the picture")
+    back_to = dataset.classes.filter(id=undo.get("from_class")).first() if undo.get("from_class") else None
+    where = f"“{back_to.name}”" if back_to else "the inbox"
+    removed = undo.get("removed")
+    if removed:
+        if Image.objects.filter(id=removed["id"]).exists():
+            raise LabelError(f"“{name}” is back already.")
+        # The clean-up keeps a removed picture's file while a run's version names it, not its thumbnail.
+        if not storage.exists(removed["file"]):
+            raise LabelError(f"“{name}” cannot come back: its file was cleaned up from the server since.")
+        upload_kept = dataset.uploads.filter(id=removed["upload_id"]).exists()
+        thumbnail_kept = bool(removed["thumbnail"]) and storage.exists(removed["thumbnail"])
+        fields = {**removed, "image_class_id": back_to.id if back_to else None,
+                  "upload_id": removed["upload_id"] if upload_kept else None,
+                  "thumbnail": removed["thumbnail"] if thumbnail_kept else ""}
+        Image.objects.create(dataset=dataset, **fields)
+        LabelChange.objects.create(dataset=dataset, image_id=removed["id"], image_name=name, user=user,
+                                   from_label="", to_label=back_to.name if back_to else "", action="restored")
+        refresh_conflicts(dataset, {removed["sha256"]})
+        _remove_copies(dataset, {removed["sha256"]}, user)
+        return f"“{name}” is back in the dataset, in {where}."
+    if not dataset.images.filter(id=undo.get("image")).exists():
+        raise LabelError(f"“{name}” is no longer in the dataset, so its move cannot be undone.")
+    relabel(dataset, [undo["image"]], back_to, user, action="undone")
+    return f"Undone: “{name}” is back in {where}."
 
 
 def rename_class(image_class: ImageClass, new_name: str, user) -> ImageClass:

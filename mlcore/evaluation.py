@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlcore.familiarity import sure_in_words
+
 
 @dataclass
 class Evaluation:
@@ -14,6 +16,9 @@ class Evaluation:
     confusion: list[list[int]]  # rows: true class, columns: predicted class
     per_class: list[dict]  # one dict per class: name, precision, recall, f1, support
     wrong: list[tuple[int, int, float]]  # (index in the test set, predicted class, its probability)
+    # Every test picture in test-set order: (true class, predicted class, its probability). The run page
+    # opens the pictures behind each cell of the confusion matrix from these.
+    answers: list[tuple[int, int, float]]
 
 
 def evaluate(probabilities: np.ndarray, y_true: np.ndarray, class_names: list[str],
@@ -38,7 +43,16 @@ def evaluate(probabilities: np.ndarray, y_true: np.ndarray, class_names: list[st
             for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
         ],
         wrong=[(int(i), int(y_pred[i]), float(probabilities[i, y_pred[i]])) for i in wrong_indices[:max_wrong]],
+        answers=[(int(t), int(p), float(probabilities[i, p])) for i, (t, p) in enumerate(zip(y_true, y_pred))],
     )
+
+
+def answer_in_words(true: str, predicted: str, confidence: float) -> str:
+    """What the model said of one test picture: "labelled daisy, the model says tulip, 91 % sure", or
+    "daisy, 98 % sure" when it was right."""
+    if true == predicted:
+        return f"{true}, {sure_in_words(confidence)}"
+    return f"labelled {true}, the model says {predicted}, {sure_in_words(confidence)}"
 
 
 # Wider than this (in accuracy, from its low end to its high end), the interval is shown as a warning: too

@@ -258,6 +258,32 @@ def test_delete_removes_the_images_and_records_it(alice, user, shapes):
     assert LabelChange.objects.filter(dataset=shapes, action="deleted", user=user).count() == 3
 
 
+def test_the_large_view_moves_or_removes_one_picture_and_the_gallery_offers_to_undo_it(alice, user, shapes):
+    spot, vertical = class_named(shapes, "spot"), class_named(shapes, "vertical")
+    image = spot.images.order_by("id").first()
+    change_url = reverse("datasets:picture_change", args=[shapes.pk, image.pk])
+    page = alice.get(gallery_url(shapes)).content.decode()
+    tile = tile_of(page, image.id)
+    assert f'data-change="{change_url}"' in tile and f'data-class="{spot.pk}"' in tile
+    assert 'id="viewer-change"' in page and 'id="picture-undo"' not in page
+
+    back = f"{gallery_url(shapes)}#view-{image.pk}"  # the large view opens again on this picture
+    response = alice.post(change_url, {"to": vertical.pk, "next": back, "from": "gallery"})
+    assert response.status_code == 302 and response.url == back
+    assert Image.objects.get(id=image.id).image_class == vertical
+    assert LabelChange.objects.filter(image_id=image.id).first().action == "moved in gallery"  # as its bulk move
+    page = alice.get(gallery_url(shapes)).content.decode()
+    assert "was moved from “spot” to “vertical”" in page and 'id="picture-undo"' in page
+    alice.post(reverse("datasets:picture_undo", args=[shapes.pk]), {"next": gallery_url(shapes)})
+    assert Image.objects.get(id=image.id).image_class == spot
+
+    alice.post(change_url, {"to": "remove", "next": back, "from": "gallery"})
+    assert not Image.objects.filter(id=image.id).exists()
+    alice.post(reverse("datasets:picture_undo", args=[shapes.pk]), {"next": gallery_url(shapes)})
+    assert Image.objects.get(id=image.id).image_class == spot
+    assert [c.action for c in LabelChange.objects.filter(dataset=shapes)][:2] == ["restored", "deleted"]
+
+
 def test_the_message_is_shown_back_on_the_gallery(alice, shapes):
     ids = list(shapes.images.values_list("id", flat=True)[:1])
     response = bulk(alice, shapes, follow=True, image=ids, action="split", to_split="val",

@@ -50,6 +50,8 @@ def test_evaluation_gives_accuracy_confusion_matrix_and_per_class_scores():
     assert result.per_class[0] == {"name": "cat", "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3),
                                    "support": 1}
     assert result.wrong == [(2, 0, 0.7)]
+    # Every test picture's answer, in test-set order: (true class, predicted class, its probability).
+    assert result.answers == [(0, 0, 0.9), (1, 1, 0.8), (1, 0, 0.7), (1, 1, 0.6)]
     assert result.loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.3, 0.6])))
 
 
@@ -63,6 +65,12 @@ def test_a_run_trains_evaluates_and_saves_its_model(shapes):
     assert run.epoch == 3 and run.batch == run.batches_per_epoch == 3
     assert run.class_names == sorted(CLASSES)
     assert np.array(run.confusion).sum() == 3 and len(run.per_class) == 3
+    # Every test picture's answer is kept, by image: the run page opens the pictures behind each cell.
+    answers = list(run.test_answers.values_list("image_id", "true_class", "predicted_class", "confidence"))
+    test_images = shapes.images.filter(split="test").select_related("image_class")
+    assert sorted(a[:2] for a in answers) == sorted((i.id, run.class_names.index(i.label)) for i in test_images)
+    assert sum(true == predicted for _, true, predicted, _ in answers) == np.trace(run.confusion)
+    assert all(0 < confidence <= 1 for *_, confidence in answers)
     assert run.model_path.exists() and ModelInfo.from_json(run.model_path.with_suffix(".json").read_text()) == \
         ModelInfo(sorted(CLASSES), (16, 16), 1)
 

@@ -134,7 +134,8 @@ class TrainingRun(Job):
     test_loss = models.FloatField(null=True, blank=True)
     confusion = models.JSONField(null=True, blank=True)
     per_class = models.JSONField(null=True, blank=True)
-    # [[image id, predicted class index, probability], ...], most confident first
+    # [[image id, predicted class index, probability], ...], most confident first. Every test picture's
+    # answer is a TestAnswer row (below).
     wrong = models.JSONField(null=True, blank=True)
     model_file = models.CharField(max_length=255, blank=True, help_text="Relative to MEDIA_ROOT")
 
@@ -422,6 +423,23 @@ class EpochMetric(models.Model):
     class Meta:
         ordering = ["epoch"]
         constraints = [models.UniqueConstraint(fields=["run", "epoch"], name="one_row_per_epoch")]
+
+
+class PictureAnswer(models.Model):
+    """What the model said of one test picture: the run page opens the pictures behind each cell of the
+    confusion matrix from these. Classes are positions in the run's class_names; the image is a plain
+    number, not a foreign key, since the picture may leave the dataset while the run's answer stays true.
+    Runs finished before these were kept have none (the pictures page says so)."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="test_answers")
+    image_id = models.PositiveBigIntegerField()
+    true_class = models.PositiveSmallIntegerField()
+    predicted_class = models.PositiveSmallIntegerField()
+    confidence = models.FloatField()  # the probability it gave the class it predicted
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "true_class", "predicted_class"])]
 
 
 class ModelExport(Job):

@@ -1,13 +1,18 @@
 """What the run pages show, in the plain words and numbers they draw: a run's status as the live page
 polls it, its result and settings in words, the rows of the runs tables, and the time estimate of the
 training form. The views only fetch and hand these over."""
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django.db.models import Case, F, FloatField, IntegerField, When
+from django.urls import reverse
 from django.utils import timezone
 
 from mlcore.budget import TIME_BUDGETS, estimate, size_for_budget
 from mlcore import options
 from mlcore.builder import BASES, SpecError
 from mlcore.defaults import few_photos_plan
-from mlcore.evaluation import accuracy_in_words
+from mlcore.evaluation import accuracy_in_words, answer_in_words
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
 from mlcore.words import colour as colour_word, count, duration, file_size
 
@@ -346,3 +351,111 @@ def _export_state(export, fmt):
                 f"differ by at most {export.max_difference:.1g}).")
     return (f"Checked with {fmt.runtime} on {pictures}: its probabilities differ from the original's by "
             f"at most {export.max_difference:.4f}.")
+
+
+# The test pictures behind the confusion matrix (the run's "pictures" page).
+
+@dataclass
+class PictureChoice:
+    """Which test pictures the address asks for: a cell (true and predicted class) or a row (true class
+    only), by the class names the run learned. `problem` says in words why there is nothing to show:
+    a bad address (`bad_input`), or a run without kept answers."""
+    run: TrainingRun
+    true: int | None = None
+    predicted: int | None = None
+    problem: str = ""
+    bad_input: bool = False
+
+    @classmethod
+    def read(cls, run, query):
+        names = run.class_names or []
+        true_name, predicted_name = query.get("true"), query.get("predicted")
+        if run.test_accuracy is None or not names:
+            return cls(run, problem="This run has no test results yet, so there are no test pictures to show.")
+        for name in (true_name, predicted_name):
+            if name is not None and name not in names:
+                return cls(run, bad_input=True,
+                           problem=f"This run has no class called “{name[:200]}”. Its classes are "
+                                   f"{', '.join(f'“{n}”' for n in names)}.")
+        if true_name is None:
+            return cls(run, bad_input=True, problem="Choose a class: open a row or a cell of the confusion matrix "
+                                                    "on the run's page.")
+        choice = cls(run, names.index(true_name), None if predicted_name is None else names.index(predicted_name))
+        if not run.test_answers.exists():
+            choice.problem = ("This run finished before the site kept what the model said of each test picture, so "
+                              "the pictures behind its confusion matrix cannot be shown. Its most confident mistakes "
+                              "are still on the run's page; a run trained now keeps them all.")
+        return choice
+
+    @property
+    def true_name(self):
+        return None if self.true is None else self.run.class_names[self.true]
+
+    @property
+    def predicted_name(self):
+        return None if self.predicted is None else self.run.class_names[self.predicted]
+
+    @property
+    def title(self):
+        if self.predicted is None:
+            return f"Test pictures labelled {self.true_name}"
+        if self.predicted == self.true:
+            return f"Test pictures of {self.true_name} it got right"
+        return f"Test pictures labelled {self.true_name} that the model called {self.predicted_name}"
+
+    @property
+    def order_words(self):
+        if self.predicted is None:
+            return "the mistakes first, the surest of them first; then the right answers, the least sure first"
+        return "the least sure first" if self.predicted == self.true else "the surest mistakes first"
+
+    def answers(self):
+        """The run's answers for these pictures: the mistakes first, the surest of them first, then the right
+        answers, the least sure first (the ones nearest to being wrong)."""
+        answers = self.run.test_answers.filter(true_class=self.true)
+        if self.predicted is not None:
+            answers = answers.filter(predicted_class=self.predicted)
+        right = When(predicted_class=F("true_class"), then=1)
+        return answers.annotate(
+            is_right=Case(right, default=0, output_field=IntegerField()),
+            order=Case(When(predicted_class=F("true_class"), then=F("confidence")), default=-F("confidence"),
+                       output_field=FloatField()),
+        ).order_by("is_right", "order", "id")
+
+
+def confusion_links(run):
+    """The confusion matrix as rows of links to the pictures behind each row and cell; [] without one."""
+    base = reverse("training:pictures", args=[run.pk])
+    names = run.class_names or []
+    if not run.confusion or len(run.confusion) != len(names):
+        return []
+    rows = []
+    for true, counts in zip(names, run.confusion):
+        cells = [{"count": n, "url": f"{base}?{urlencode({'true': true, 'predicted': said})}",
+                  "title": f"labelled {true}, the model said {said}: {n}"} for said, n in zip(names, counts)]
+        rows.append({"name": true, "url": f"{base}?{urlencode({'true': true})}", "cells": cells})
+    return rows
+
+
+def pictures_behind(run, answers, classes):
+    """Each answer with its picture as it is in the dataset now (None when it was removed since), its
+    caption in words, what changed since the run ("now in the inbox", "now in “tulip”"), and `fix`: the
+    dataset's class named as the model said, offered as the one-click move when the picture is elsewhere."""
+    answers = list(answers)
+    class_named = {image_class.name: image_class for image_class in classes}
+    images = {image.id: image for image in run.dataset.images.filter(id__in=[a.image_id for a in answers])
+              .select_related("image_class").only("id", "dataset", "original_name", "image_class__name")}
+    pictures = []
+    for answer in answers:
+        true, predicted = run.class_names[answer.true_class], run.class_names[answer.predicted_class]
+        image = images.get(answer.image_id)
+        now = ""
+        if image is None:
+            now = "removed from the dataset since this run"
+        elif image.label != true:
+            now = f"now in “{image.label}”" if image.label else "now in the inbox"
+        fix = class_named.get(predicted)
+        pictures.append({"answer": answer, "image": image, "words": answer_in_words(true, predicted, answer.confidence),
+                         "right": true == predicted, "true": true, "predicted": predicted, "now": now,
+                         "fix": fix if image is not None and fix and image.image_class_id != fix.id else None})
+    return pictures

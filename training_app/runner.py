@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import billiard
 from django.conf import settings
 from django.core.cache import caches
+from django.db import transaction
 
 from datasets_app.versions import manifest_rows
 from dlsite import storage
@@ -31,7 +32,7 @@ from mlcore.serving import (ModelInfo, fit_familiarity, float32_twin, predict_ba
                             with_mirror_average)
 from mlcore.training import finished_epochs_in_backup, train_model
 
-from .models import TrainingRun
+from .models import PictureAnswer, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -297,16 +298,25 @@ def _attempt_folders(run, under="") -> set[str]:
 
 
 def _finish(run, outcome, result, test_ids, model_file):
-    run.finish(
-        TrainingRun.Status.CANCELLED if outcome.stopped else TrainingRun.Status.SUCCEEDED,
-        best_epoch=outcome.best_epoch, stopped_early=outcome.stopped_early, phase_results=outcome.phases,
-        model_file=model_file,
-        test_accuracy=result.accuracy if result else None,
-        test_loss=result.loss if result else None,
-        confusion=result.confusion if result else None,
-        per_class=result.per_class if result else None,
-        wrong=[[int(test_ids[i]), predicted, p] for i, predicted, p in result.wrong] if result else None,
-    )
+    # The run ends and every test picture's answer is kept in one transaction: a worker that lost its
+    # claim (ClaimLost from finish) writes no answers, and a run is never final without them.
+    with transaction.atomic():
+        run.finish(
+            TrainingRun.Status.CANCELLED if outcome.stopped else TrainingRun.Status.SUCCEEDED,
+            best_epoch=outcome.best_epoch, stopped_early=outcome.stopped_early, phase_results=outcome.phases,
+            model_file=model_file,
+            test_accuracy=result.accuracy if result else None,
+            test_loss=result.loss if result else None,
+            confusion=result.confusion if result else None,
+            per_class=result.per_class if result else None,
+            wrong=[[int(test_ids[i]), predicted, p] for i, predicted, p in result.wrong] if result else None,
+        )
+        PictureAnswer.objects.filter(run=run).delete()
+        PictureAnswer.objects.bulk_create([
+            PictureAnswer(run=run, image_id=int(test_ids[i]), true_class=true, predicted_class=predicted,
+                          confidence=confidence)
+            for i, (true, predicted, confidence) in enumerate(result.answers if result else [])
+        ], batch_size=1000)
 
 
 def _rebuild(config):

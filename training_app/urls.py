@@ -8,6 +8,7 @@ urlpatterns = [
     path("new/<int:dataset_pk>/", views.run_new, name="new"),
     path("new/<int:dataset_pk>/estimate/", views.run_estimate, name="estimate"),
     path("<int:pk>/", views.run_detail, name="detail"),
+    path("<int:pk>/pictures/", views.run_pictures, name="pictures"),
     path("<int:pk>/status/", views.run_status_json, name="status"),
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("<int:pk>/delete/", views.run_delete, name="delete"),

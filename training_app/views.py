@@ -2,6 +2,7 @@ from pathlib import PurePosixPath
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db.models import Max
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
@@ -11,19 +12,20 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from datasets_app.access import get_dataset_for_user
+from datasets_app.label_views import INBOX_CHOICE, REMOVE_CHOICE, pending_undo
 from datasets_app.models import Image
 from dlsite import storage
 from mlcore.builder import SpecError, normalise_spec
 from mlcore.familiarity import sure_in_words
 from mlcore.json_input import read_json
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
-from mlcore.words import whole_number
+from mlcore.words import page_number, whole_number
 
 from .access import find_run_for_user, get_run_for_user, runs_for_user
 from .forms import TrainingRunForm
 from .models import TrainingRun
-from .presenters import (budget_facts, export_rows, plan_in_words, result_in_words, run_status, settings_in_words,
-                         table_row, time_estimate)
+from .presenters import (PictureChoice, budget_facts, confusion_links, export_rows, pictures_behind, plan_in_words,
+                         result_in_words, run_status, settings_in_words, table_row, time_estimate)
 from .starting import start_run
 
 
@@ -100,14 +102,37 @@ def run_detail(request, pk):
         images = (Image.objects.filter(dataset=run.dataset, id__in=[row[0] for row in run.wrong])
                   .select_related("image_class"))
         by_id = {image.id: image for image in images}
-        wrong = [{"image": by_id[i], "predicted": run.class_names[p], "probability": prob, "sure": sure_in_words(prob)}
+        # Each links to the cell of the confusion matrix it belongs to, by the label the run learned from.
+        true_of = dict(run.test_answers.filter(image_id__in=by_id).values_list("image_id", "true_class"))
+        wrong = [{"image": by_id[i], "predicted": run.class_names[p], "probability": prob, "sure": sure_in_words(prob),
+                  "true": run.class_names[true_of[i]] if i in true_of else None}
                  for i, p, prob in run.wrong if i in by_id]
     status = run_status(run)
     return render(request, "training_app/detail.html", {
         "run": run, "status": status, "wrong": wrong, "summary": settings_in_words(run),
+        "confusion_links": confusion_links(run),
         "result": result_in_words(run), "verdict": status["verdict"] if status["learned_nothing"] else None,
         "exports": export_rows(run) if run.has_model else [],
     })
+
+
+PICTURES_PER_PAGE = 60
+
+
+@login_required
+def run_pictures(request, pk):
+    """The test pictures behind a cell of the confusion matrix (?true=<class>&predicted=<class>) or a row
+    of it (?true=<class>), the most confident mistakes first, each with buttons to fix its label."""
+    run = get_run_for_user(request, pk)
+    choice = PictureChoice.read(run, request.GET)
+    context = {"run": run, "choice": choice, "undo": pending_undo(request, run.dataset)}
+    if choice.problem:
+        return render(request, "training_app/pictures.html", context, status=400 if choice.bad_input else 200)
+    page = Paginator(choice.answers(), PICTURES_PER_PAGE).get_page(page_number(request.GET.get("page")))
+    classes = list(run.dataset.classes.order_by("name"))
+    context.update(page=page, pictures=pictures_behind(run, page.object_list, classes), classes=classes,
+                   inbox=INBOX_CHOICE, remove=REMOVE_CHOICE)
+    return render(request, "training_app/pictures.html", context)
 
 
 @login_required

@@ -64,6 +64,7 @@
 
   const viewer = document.getElementById("viewer");
   const viewerImage = document.getElementById("viewer-image");
+  const viewerChange = document.getElementById("viewer-change");
   const VIEWER_WIDTH = 512; // CSS pixels, as in gallery.css
   let shown = 0;
 
@@ -79,6 +80,15 @@
     document.getElementById("viewer-label").textContent = data.label;
     document.getElementById("viewer-split").textContent = data.split;
     document.getElementById("viewer-conflict").hidden = data.conflict !== "yes";
+    // Its own address for the move, inbox and remove buttons; after the change the page comes back
+    // with this picture open again (the #view- fragment), so one can go on to the next.
+    viewerChange.querySelectorAll("form").forEach((form) => {
+      form.action = data.change;
+      form.elements.next.value = `${window.location.pathname}${window.location.search}#view-${data.id}`;
+    });
+    const to = document.getElementById("viewer-to");
+    if (data.class) to.value = data.class;
+    document.getElementById("viewer-inbox").hidden = !data.class;
   }
 
   function openViewer(index) {
@@ -92,8 +102,22 @@
   viewer.addEventListener("keydown", (event) => {
     if (event.key === "ArrowLeft") showInViewer(shown - 1);
     else if (event.key === "ArrowRight") showInViewer(shown + 1);
-    else return;
+    else if (!event.ctrlKey && !event.metaKey && !event.altKey && !event.target.closest("select")
+             && ["i", "x"].includes(event.key.toLowerCase())) {
+      const button = viewerChange.querySelector(`button[data-key="${event.key.toLowerCase()}"]`);
+      if (button.hidden) return;
+      button.click();
+    } else return;
     event.preventDefault();
+  });
+  // Z (outside the large view) presses the page's Undo button, when there is one.
+  document.addEventListener("keydown", (event) => {
+    if (viewer.open || event.ctrlKey || event.metaKey || event.altKey || event.key.toLowerCase() !== "z"
+        || event.target.closest("select, input, textarea")) return;
+    const undo = document.querySelector("#picture-undo button[data-key=z]");
+    if (!undo) return;
+    event.preventDefault();
+    undo.click();
   });
   // A click on the dimmed page around the dialog closes it, as people expect of a pop-up.
   // Such a click lands on the dialog element itself, outside its box.
@@ -111,4 +135,8 @@
 
   // After "Back", the browser may restore ticked boxes; the count and bar follow them.
   showSelection();
+  // Back from a change made in the large view: the picture it showed, open again.
+  const opened = /^#view-(\d+)$/.exec(window.location.hash);
+  const again = opened ? tiles.findIndex((tile) => tile.dataset.id === opened[1]) : -1;
+  if (again >= 0) openViewer(again);
 })();

@@ -120,6 +120,14 @@
       xaxis: { title: { text: "Predicted class" }, type: "category", side: "bottom" },
       yaxis: { title: { text: "True class" }, type: "category", autorange: "reversed" },
     }, config);
+    // A cell opens the test pictures behind it (training_app/pictures.html).
+    const chart = document.getElementById("confusion-chart");
+    chart.on("plotly_click", (event) => {
+      const point = event.points && event.points[0];
+      if (!point) return;
+      const query = new URLSearchParams({ true: point.y, predicted: point.x });
+      window.location.href = `${chart.dataset.picturesUrl}?${query}`;
+    });
   }
 
   let status = JSON.parse(document.getElementById("run-data").textContent);
