@@ -121,12 +121,22 @@ def run_status(run):
         "samples_per_s": None if speed is None else round(speed, 1),
         "samples_per_s_estimated": estimated,
         "seconds_per_epoch": round(metrics[-1]["seconds"], 1) if metrics and metrics[-1]["seconds"] else None,
-        "overfitting_hint": overfitting_hint(metrics),
+        "overfitting_hint": overfitting_hint_for(run, metrics),
         "worker_host": run.worker_host,
         "devices": run.devices,
         "where": where_it_trains(run),
         "best_epoch_note": best_epoch_note(run),
     }
+
+
+def overfitting_hint_for(run, metrics):
+    """mlcore.insights' overfitting hint, told what the run already uses against memorising, and, once
+    it has ended, which epoch's weights it kept (what came after that is not in the saved model)."""
+    layers = (run.model_spec or {}).get("layers") or []
+    dropout = any(layer.get("type") == "Dropout" and layer.get("rate", 0.5) for layer in layers)
+    return overfitting_hint(metrics, early_stopping_patience=run.early_stopping_patience,
+                            augmentation=augmentation_on(run.augmentation), dropout=dropout,
+                            kept_epoch=run.best_epoch if run.is_final else None, val_count=run.val_count or 0)
 
 
 def _speed(run, metrics):
