@@ -216,7 +216,8 @@ def test_run_page_says_which_epoch_the_model_keeps_after_stopping_early(alice, s
     TrainingRun.objects.filter(id=run.id).update(status="succeeded", epoch=7, best_epoch=5, stopped_early=True,
                                                  finished_at=timezone.now())
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
-    assert "Stopped early at epoch 7; the model keeps the weights of epoch 5, its best." in page
+    assert ("Stopped early at epoch 7: its validation loss had not improved for 2 epochs. The model keeps the "
+            "weights of epoch 5, the best (lowest validation loss).") in page
 
 
 def test_run_page_says_which_epoch_the_model_keeps_after_a_stop(alice, shapes):
@@ -224,7 +225,7 @@ def test_run_page_says_which_epoch_the_model_keeps_after_a_stop(alice, shapes):
     TrainingRun.objects.filter(id=run.id).update(status="cancelled", epoch=4, best_epoch=3,
                                                  finished_at=timezone.now())
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
-    assert "Stopped by you; the model keeps the weights of epoch 3, the best so far." in page
+    assert "Stopped by you; the model keeps the weights of epoch 3, the best (lowest validation loss) so far." in page
     assert alice.get(reverse("training:status", args=[run.pk])).json()["best_epoch_note"].startswith("Stopped by you")
 
 
@@ -247,6 +248,16 @@ def test_running_hint_leaves_out_what_the_run_already_uses(alice, shapes):
     assert "More images helps." in hint
     assert "augmentation" not in hint and "Dropout" not in hint
     assert "Early stopping is on" in hint
+
+
+def test_a_run_without_validation_images_says_early_stopping_went_by_training_loss(alice, shapes):
+    run = new_run(shapes, epochs=10, early_stopping_patience=3)
+    TrainingRun.objects.filter(id=run.id).update(status="succeeded", epoch=6, best_epoch=3, stopped_early=True,
+                                                 train_count=20, val_count=0, finished_at=timezone.now())
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "its training loss had not improved for 3 epochs" in page
+    assert "the best (lowest training loss)" in page
+    assert "stops when training loss has not improved for 3 epochs" in page
 
 
 def test_run_page_shows_the_hint_and_links(alice, shapes):

@@ -162,15 +162,23 @@ def where_it_trains(run):
     return f"{run.worker_host}, on {on}" if run.worker_host else on
 
 
+def watched_loss(run):
+    """What early stopping and "the best epoch" go by (mlcore/training.py's monitor): the validation
+    loss, or the training loss for a run that had no validation images."""
+    return "training loss" if run.train_count and not run.val_count else "validation loss"
+
+
 def best_epoch_note(run):
     if run.best_epoch is None:
         return ""
+    best = f"the best (lowest {watched_loss(run)})"
     if run.status == TrainingRun.Status.CANCELLED:
-        return f"Stopped by you; the model keeps the weights of epoch {run.best_epoch}, the best so far."
+        return f"Stopped by you; the model keeps the weights of epoch {run.best_epoch}, {best} so far."
     if run.stopped_early:
-        return (f"Stopped early at epoch {run.epoch}; the model keeps the weights of epoch {run.best_epoch}, "
-                "its best.")
-    return f"The model keeps the weights of epoch {run.best_epoch}, its best."
+        return (f"Stopped early at epoch {run.epoch}: its {watched_loss(run)} had not improved for "
+                f"{count(run.early_stopping_patience, 'epoch')}. The model keeps the weights of epoch "
+                f"{run.best_epoch}, {best}.")
+    return f"The model keeps the weights of epoch {run.best_epoch}, {best}."
 
 
 def augmentation_in_words(augmentation):
@@ -210,8 +218,8 @@ def settings_in_words(run):
         network += f" ({count(layers, 'layer')}{' on top' if base.get('name') else ''})"
     if run.early_stopping_patience:
         patience = run.early_stopping_patience
-        early = (f"On: stops when validation loss has not improved for {count(patience, 'epoch')}, "
-                 "and keeps the best epoch's weights")
+        early = (f"On: stops when {watched_loss(run)} has not improved for {count(patience, 'epoch')}, "
+                 f"and keeps the weights of the best epoch (the one with the lowest {watched_loss(run)})")
     else:
         early = "Off: trains for every epoch"
     rows = [
