@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from mlcore.words import whole_number
+from training_app.models import TrainingRun
 
 from .forms import ManyZipForm, PredictForm
 from .models import Classification
@@ -23,8 +24,13 @@ def predict(request):
 
 def predict_page(request, form=None, results=(), many_form=None):
     """The page, with `many_form` when a zip to classify was refused: its messages show in it."""
-    # "Classify with this model" links name the run; a wrong number just leaves nothing chosen.
+    # "Classify with this model" links name the run; without one (or with a wrong number) the best
+    # tested model comes first, not merely the newest (training_app/models.py, default_model).
+    models = TrainingRun.objects.visible_to(request.user).with_model()
     chosen_run = whole_number(request.GET.get("run"))
+    if chosen_run is None or not models.filter(pk=chosen_run).exists():
+        default = models.default_model()
+        chosen_run = default.pk if default else None
     if form is None:
         form = PredictForm(user=request.user, initial={"run": chosen_run})
     has_models = form.fields["run"].queryset.exists()

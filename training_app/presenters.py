@@ -97,6 +97,8 @@ def run_status(run):
         "id": run.id,
         "status": run.status,
         "status_label": run.status_label_with(verdict),
+        "badge_classes": run.badge_classes_with(verdict),
+        "untested": run.untested,
         "learned_nothing": final_verdict,
         "verdict": verdict,
         "chance_hint": (f"{verdict['title']}. {verdict['text']} {verdict['tips'][0]}"

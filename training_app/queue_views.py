@@ -190,6 +190,7 @@ def _finished_row(run, now):
         "id": run.id, "url": reverse("training:detail", args=[run.id]), "dataset": run.dataset.name,
         # A model no better than guessing never reads as a plain success (mlcore/insights.py).
         "status": run.status, "status_label": run.status_label, "learned_nothing": bool(run.verdict),
+        "badge_classes": run.badge_classes,
         "accuracy_text": "–" if run.test_accuracy is None else f"{run.test_accuracy_percent}%",
         "finished_at": ended.isoformat(), "when_text": _moment(ended, now),
     }

@@ -72,8 +72,9 @@
 
   function show(status) {
     document.getElementById("run-status").textContent = status.status_label;
-    // A run that learned nothing never reads as a plain success ("Finished — learned nothing useful").
-    document.getElementById("run-status").className = `badge ${status.status}${status.learned_nothing ? " guessing" : ""}`;
+    // A run that learned nothing, or was never tested, never reads as a plain success
+    // ("Finished — learned nothing useful", "Finished, not tested").
+    document.getElementById("run-status").className = `badge ${status.badge_classes}`;
     // Each phase fills the bar on its own (packing, looking with the pretrained network, training,
     // testing); one that cannot be counted (saving) shows a moving band instead.
     const running = status.status === "running";

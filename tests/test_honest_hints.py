@@ -1,0 +1,62 @@
+"""Issue 20, "honest hints, one voice": pages that say no more than the run shows. A run never tested
+says so and is not the Classify page's first choice; ..."""
+import re
+
+from django.urls import reverse
+
+from tests.conftest import new_run
+from training_app.models import TrainingRun
+
+
+def finished(dataset, test_accuracy=None, **fields):
+    run = new_run(dataset, status="succeeded", model_file="models/x/model.keras", class_names=["a", "b", "c"],
+                  test_accuracy=test_accuracy, **fields)
+    return run
+
+
+def selected_run(page):
+    """The run id the model list has selected, on the first select named "run"."""
+    select = re.search(r'<select name="run"[^>]*>(.*?)</select>', page, re.S).group(1)
+    return int(re.search(r'<option value="(\d+)"[^>]*selected', select).group(1))
+
+
+# ------------------------------------------------------------------------------------------------
+# A run with no test pictures
+
+def test_a_finished_run_without_test_pictures_says_it_was_never_tested(alice, shapes):
+    run = finished(shapes)
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert 'class="badge succeeded untested" id="run-status">Finished, not tested<' in page
+    assert 'id="not-tested"' in page and "nobody knows" in page
+    status = alice.get(reverse("training:status", args=[run.pk])).json()
+    assert (status["status_label"], status["badge_classes"], status["untested"]) == (
+        "Finished, not tested", "succeeded untested", True)
+    runs = alice.get(reverse("training:dataset_runs", args=[shapes.pk])).content.decode()
+    assert '<span class="badge succeeded untested">Finished, not tested</span>' in runs
+
+
+def test_a_tested_run_stays_a_plain_green_finished(alice, shapes):
+    run = finished(shapes, test_accuracy=0.935, test_count=200,
+                   confusion=[[62, 3, 2], [2, 60, 4], [1, 1, 65]])
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert 'class="badge succeeded" id="run-status">Finished<' in page
+    assert 'id="not-tested"' not in page
+
+
+def test_classify_page_offers_the_best_tested_model_first_not_the_newest(alice, shapes):
+    good = finished(shapes, test_accuracy=0.935)
+    finished(shapes, test_accuracy=0.80)
+    untested = finished(shapes)  # the newest
+    page = alice.get(reverse("predict:index")).content.decode()
+    assert selected_run(page) == good.pk
+    assert f"Run {untested.pk}: {shapes.name}, " in page and "never tested" in page
+    # A link naming a run still chooses it; a wrong number falls back to the best tested one.
+    assert selected_run(alice.get(reverse("predict:index") + f"?run={untested.pk}").content.decode()) == untested.pk
+    assert selected_run(alice.get(reverse("predict:index") + "?run=99999").content.decode()) == good.pk
+
+
+def test_classify_page_offers_the_newest_model_when_none_was_tested(alice, shapes):
+    finished(shapes)
+    newest = finished(shapes)
+    assert TrainingRun.objects.default_model() == newest
+    assert selected_run(alice.get(reverse("predict:index")).content.decode()) == newest.pk
