@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
+from mlcore.familiarity import doubt_rule_in_words
 from mlcore.words import whole_number
 from training_app.models import TrainingRun
 
@@ -37,7 +38,7 @@ def predict_page(request, form=None, results=(), many_form=None):
     if has_models and many_form is None:
         many_form = ManyZipForm(user=request.user, initial={"run": chosen_run})
     return render(request, "predict_app/predict.html", {
-        "form": form, "results": results,
+        "form": form, "results": results, "doubt_rule": doubt_rule_in_words(),
         "many_form": many_form if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,

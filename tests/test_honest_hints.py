@@ -3,6 +3,7 @@ says so and is not the Classify page's first choice; ..."""
 import re
 
 from django.urls import reverse
+from django.utils.html import escape
 
 from tests.conftest import new_run
 from training_app.models import TrainingRun
@@ -60,3 +61,35 @@ def test_classify_page_offers_the_newest_model_when_none_was_tested(alice, shape
     newest = finished(shapes)
     assert TrainingRun.objects.default_model() == newest
     assert selected_run(alice.get(reverse("predict:index")).content.decode()) == newest.pk
+
+
+# ------------------------------------------------------------------------------------------------
+# One "not sure" rule, worded one way
+
+def test_the_not_sure_rule_is_written_once_true_to_judge():
+    from mlcore.familiarity import SPREAD_BELOW, SPREAD_RATIO, doubt_rule_in_words
+
+    rule = doubt_rule_in_words()
+    assert (SPREAD_BELOW, SPREAD_RATIO) == (0.5, 2.0)  # the words below say "half" and "twice"
+    assert "less than half of the probability on its first choice, or less than twice the second's" in rule
+    assert "looks unlike the pictures it learned from" in rule
+    assert "most like it are mostly of another class" in rule
+    assert "% sure" not in rule
+    with_line = doubt_rule_in_words(0.6)
+    assert with_line.startswith(rule[:-1].rsplit("; or when ", 1)[0])
+    assert with_line.endswith("; or when it is less than 60 % sure (the line you can set here).")
+
+
+def test_both_classify_pages_word_the_rule_the_same_way(alice, shapes):
+    from mlcore.familiarity import doubt_rule_in_words
+    from predict_app.models import Classification
+
+    run = finished(shapes, test_accuracy=0.9)
+    job = Classification.objects.create(owner=run.owner, run=run, name="holiday.zip", unsure_below=0.7,
+                                        status=Classification.Status.DONE)
+    many = alice.get(reverse("predict:classification", args=[job.pk])).content.decode()
+    assert escape(doubt_rule_in_words(0.7)) in many
+    assert "less than 70 % sure" in many
+    # The page of a few pictures shows the rule with its results: the model's own rule, no line of the owner's.
+    response = alice.get(reverse("predict:index"))
+    assert response.context["doubt_rule"] == doubt_rule_in_words()
