@@ -93,3 +93,27 @@ def test_both_classify_pages_word_the_rule_the_same_way(alice, shapes):
     # The page of a few pictures shows the rule with its results: the model's own rule, no line of the owner's.
     response = alice.get(reverse("predict:index"))
     assert response.context["doubt_rule"] == doubt_rule_in_words()
+
+
+# ------------------------------------------------------------------------------------------------
+# Counts that agree
+
+def test_label_conflicts_count_pictures_the_same_way_on_every_page(alice, user):
+    from tests.test_labelling import ingest, pets_files
+
+    pets = ingest(user, pets_files(conflicts=1))  # one picture, filed under both cats and dogs
+    assert pets.images.filter(label_conflict=True).count() == 2  # its two copies
+    detail = alice.get(reverse("datasets:detail", args=[pets.pk])).content.decode()
+    assert ">Label conflicts (1)</a>" in detail
+    assert "1 picture is filed under more than one class." in detail
+    assert "2 files in a label conflict" in detail  # the upload's own report counts its files
+    conflicts = alice.get(reverse("datasets:conflicts", args=[pets.pk])).content.decode()
+    assert "1 picture to settle." in conflicts
+
+
+def test_the_runs_list_shows_the_epochs_a_run_actually_ran(alice, shapes):
+    stopped = new_run(shapes, epochs=40)
+    TrainingRun.objects.filter(id=stopped.id).update(status="succeeded", epoch=19, best_epoch=16, stopped_early=True)
+    page = alice.get(reverse("training:list")).content.decode()
+    assert '<th class="num">Epochs run</th>' in page
+    assert '<td class="num" data-sort-value="19">19 of 40</td>' in page
