@@ -117,3 +117,28 @@ def test_the_runs_list_shows_the_epochs_a_run_actually_ran(alice, shapes):
     page = alice.get(reverse("training:list")).content.decode()
     assert '<th class="num">Epochs run</th>' in page
     assert '<td class="num" data-sort-value="19">19 of 40</td>' in page
+
+
+# ------------------------------------------------------------------------------------------------
+# No empty charts before the first epoch
+
+def test_before_the_first_epoch_the_run_page_says_it_waits_instead_of_drawing_empty_charts(alice, shapes):
+    from training_app.models import EpochMetric
+
+    run = new_run(shapes, epochs=5)
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert '<div id="curves" hidden>' in page
+    assert '<p class="card muted" id="curves-waiting">' in page and "Waiting for the first epoch to end" in page
+
+    EpochMetric.objects.create(run=run, epoch=1, loss=0.9, accuracy=0.5, val_loss=0.8, val_accuracy=0.6,
+                               learning_rate=0.001, seconds=2.0)
+    TrainingRun.objects.filter(id=run.id).update(status="running", epoch=1)
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert '<div id="curves">' in page
+    assert '<p class="card muted" id="curves-waiting" hidden>' in page
+
+
+def test_a_run_that_ended_before_its_first_epoch_says_there_are_no_curves(alice, shapes):
+    run = new_run(shapes, status="failed", error="The worker ran out of memory.")
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert '<div id="curves" hidden>' in page and "No epoch\n  finished, so there are no curves to draw." in page

@@ -7,7 +7,12 @@
   });
   const config = { displayModeBar: false, responsive: true };
 
+  // Before the first epoch ends there is nothing to draw: a plain sentence instead of empty axes.
   function drawCurves(metrics) {
+    const curves = document.getElementById("curves");
+    curves.hidden = !metrics.length;
+    document.getElementById("curves-waiting").hidden = Boolean(metrics.length);
+    if (!metrics.length) return;
     const epochs = metrics.map((m) => m.epoch);
     const line = (key, name, dash) => ({ x: epochs, y: metrics.map((m) => m[key]), name, mode: "lines+markers", line: { dash } });
     Plotly.react("loss-chart", [line("loss", "training", "solid"), line("val_loss", "validation", "dot")], layout("Loss"), config);
