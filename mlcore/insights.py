@@ -5,7 +5,7 @@ No Django here: the functions take the per-epoch numbers as plain dicts, and the
 """
 from __future__ import annotations
 
-from .words import count
+from .words import count, decimal
 
 # Validation loss must have stayed above its best for at least this many epochs...
 MIN_EPOCHS_RISING = 2
@@ -261,10 +261,10 @@ def what_to_try(pretrained=False, learning_rate=None, images_per_class=None, fin
     tips.append("Train for longer: more epochs, or a longer time under “About how long can this take?”, give "
                 "the network more chances to learn.")
     if learning_rate and learning_rate > 0.001 + _EPSILON:
-        tips.append(f"Use a smaller step size (learning rate), such as 0.001 instead of {learning_rate:g}: "
+        tips.append(f"Use a smaller step size (learning rate), such as 0.001 instead of {decimal(learning_rate)}: "
                     "steps that are too big keep the network jumping around instead of settling.")
     elif learning_rate and learning_rate < 0.0001 - _EPSILON:
-        tips.append(f"Use a larger step size (learning rate), such as 0.001 instead of {learning_rate:g}: "
+        tips.append(f"Use a larger step size (learning rate), such as 0.001 instead of {decimal(learning_rate)}: "
                     "steps that are too small change the network too slowly.")
     else:
         tips.append("Try a different step size (learning rate), such as ten times smaller or larger.")

@@ -142,3 +142,34 @@ def test_a_run_that_ended_before_its_first_epoch_says_there_are_no_curves(alice,
     run = new_run(shapes, status="failed", error="The worker ran out of memory.")
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
     assert '<div id="curves" hidden>' in page and "No epoch\n  finished, so there are no curves to draw." in page
+
+
+# ------------------------------------------------------------------------------------------------
+# Plain words: small numbers in decimals, precision/recall/F1 explained
+
+def test_small_step_sizes_are_written_in_plain_decimals():
+    from mlcore.words import decimal
+
+    assert [decimal(x) for x in (3e-06, 1e-05, 0.0003, 0.001, 0.1, 1.0, 2.5e-07)] == [
+        "0.000003", "0.00001", "0.0003", "0.001", "0.1", "1", "0.00000025"]
+
+
+def test_pages_write_a_small_step_size_in_decimals_not_e_notation(alice, shapes):
+    spec = {"layers": [{"type": "GlobalAveragePooling2D"}], "base": {"name": "mobilenetv2", "fine_tune_layers": 20}}
+    run = new_run(shapes, preset="mobilenetv2", model_spec=spec, image_size=32, channels=3, learning_rate=3e-06,
+                  fine_tune_epochs=4, fine_tune_learning_rate=0.00001)
+    detail = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "step size (learning rate) 0.000003" in detail and "step size 0.00001" in detail
+    assert "3e-06" not in detail and "1e-05" not in detail
+    runs = alice.get(reverse("training:dataset_runs", args=[shapes.pk])).content.decode()
+    assert ">0.000003</td>" in runs
+    again = alice.get(reverse("training:new", args=[shapes.pk]) + f"?from={run.pk}").content.decode()
+    assert 'value="0.000003"' in again and "3e-06" not in again
+
+
+def test_the_per_class_table_explains_precision_recall_and_f1(alice, shapes):
+    run = finished(shapes, test_accuracy=0.9, test_count=10, confusion=[[3, 0, 0], [0, 3, 1], [0, 0, 3]],
+                   per_class=[{"name": n, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3} for n in "abc"])
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "F1: the two in one number, high only when both" in page
+    assert "Precision: when it says this class, how often it is" in page

@@ -208,7 +208,7 @@ def test_run_page_describes_fine_tuning(alice, shapes):
     run = new_run(shapes, preset="mobilenetv2", model_spec=spec, image_size=32, channels=3, fine_tune_epochs=4,
                   fine_tune_learning_rate=0.00001)
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
-    assert "Then 4 more epochs with the top 20 layers of the pretrained network unfrozen, step size 1e-05" in page
+    assert "Then 4 more epochs with the top 20 layers of the pretrained network unfrozen, step size 0.00001" in page
 
 
 def test_run_page_says_which_epoch_the_model_keeps_after_stopping_early(alice, shapes):

@@ -9,7 +9,7 @@ from mlcore.builder import BASES, SpecError
 from mlcore.defaults import few_photos_plan
 from mlcore.evaluation import accuracy_in_words
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
-from mlcore.words import colour as colour_word, count, duration, file_size
+from mlcore.words import colour as colour_word, count, decimal, duration, file_size
 
 from .models import TrainingRun
 
@@ -229,7 +229,7 @@ def settings_in_words(run):
         ("Images", f"{run.image_size}×{run.image_size} pixels, {colour}"),
         ("Resizing", _choice(options.RESIZE_MODES, run.resize_mode).words),
         ("Random changes (augmentation)", augmentation_in_words(run.augmentation)),
-        ("Optimizer", f"{optimizer_name(run)}, step size (learning rate) {run.learning_rate:g}"),
+        ("Optimizer", f"{optimizer_name(run)}, step size (learning rate) {decimal(run.learning_rate)}"),
         ("Step size schedule", _choice(options.SCHEDULES, run.lr_schedule).words),
         ("Epochs", str(run.epochs)),
         ("Time", budget_in_words(run)),
@@ -242,7 +242,7 @@ def settings_in_words(run):
     if run.fine_tunes:
         rows.append(("Fine-tuning", (
             f"Then {run.fine_tune_epochs} more epochs with the top {base['fine_tune_layers']} layers of the "
-            f"pretrained network unfrozen, step size {run.fine_tune_learning_rate:g}")))
+            f"pretrained network unfrozen, step size {decimal(run.fine_tune_learning_rate)}")))
     few = run.few_photos_in_words()
     if few:
         rows.append(("Few photos", few))
@@ -310,6 +310,7 @@ def table_row(run, now):
         "colour": colour_word(run.channels),
         "optimizer": optimizer_name(run),
         "schedule": schedule_name(run),
+        "step_size": decimal(run.learning_rate),
         "augmentation": "On" if augmentation_on(run.augmentation) else "Off",
         "augmentation_detail": augmentation_in_words(run.augmentation),
         "best_val_percent": None if run.best_val_accuracy is None else round(100 * run.best_val_accuracy, 1),

@@ -25,7 +25,7 @@ from supervisor.xmlrpc import UnixStreamHTTPConnection
 
 from dlsite.jobs import job_counts
 from dlsite.workers import QUEUES, check_broker, hosts, live_workers, worker_details
-from mlcore.words import ago, colour as colour_word, count, duration
+from mlcore.words import ago, colour as colour_word, count, decimal, duration
 
 from .models import TrainingRun
 
@@ -199,7 +199,7 @@ def _finished_row(run, now):
 def settings_summary(run):
     colour = colour_word(run.channels)
     return (f"{run.get_preset_display()} · {run.image_size}×{run.image_size} {colour} · "
-            f"{count(run.epochs, 'epoch')} · batch size {run.batch_size} · learning rate {run.learning_rate:g}")
+            f"{count(run.epochs, 'epoch')} · batch size {run.batch_size} · learning rate {decimal(run.learning_rate)}")
 
 
 def _line_summary(total, mine):

@@ -25,6 +25,15 @@
     return String(number).replace("-", "⁻").replace(/\d/g, (digit) => SUPERSCRIPT_DIGITS[digit]);
   }
 
+  // A step size as plain decimals (0.000003), never in e-notation (3e-06), as the pages write it
+  // (mlcore/words.py `decimal`); three significant digits.
+  function plainDecimal(x) {
+    if (!x) return "0";
+    const decimals = Math.min(20, Math.max(0, 2 - Math.floor(Math.log10(Math.abs(x)))));
+    const text = Number(x.toPrecision(3)).toFixed(decimals);
+    return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+  }
+
   // The step size of each epoch; on a log scale when a schedule has shrunk it tenfold or more.
   function drawLearningRate(metrics) {
     const known = metrics.filter((m) => m.learning_rate !== null && m.learning_rate !== undefined);
@@ -43,7 +52,7 @@
     lrLayout.showlegend = false;
     Plotly.react("lr-chart", [{
       x: known.map((m) => m.epoch), y: rates, name: "step size", mode: "lines+markers", line: { shape: "hv" },
-      hovertemplate: "epoch %{x}: %{y:.3g}<extra></extra>",
+      text: rates.map(plainDecimal), hovertemplate: "epoch %{x}: %{text}<extra></extra>",
     }], lrLayout, config);
   }
 
