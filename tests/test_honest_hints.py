@@ -173,3 +173,14 @@ def test_the_per_class_table_explains_precision_recall_and_f1(alice, shapes):
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
     assert "F1: the two in one number, high only when both" in page
     assert "Precision: when it says this class, how often it is" in page
+
+
+def test_an_untested_runs_exports_do_not_claim_test_pictures(alice, shapes):
+    from training_app.models import ModelExport
+
+    run = finished(shapes, train_count=3, val_count=0, test_count=0)
+    ModelExport.objects.create(run=run, kind="tflite", status=ModelExport.Status.READY, file="x.zip", size_bytes=10,
+                               checked_pictures=3, accuracy=1.0, original_accuracy=1.0)
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "right on 100.0 % of 3 training pictures" in page
+    assert "test picture" not in page.split('id="exports"')[1].split("<tbody>")[1].split("</table>")[0]

@@ -329,6 +329,8 @@ def export_rows(run):
     from .models import ModelExport
 
     made = {export.kind: export for export in run.exports.all()}
+    # exporting.py checks on the test pictures, or, when a run has none, its validation or training ones.
+    pictures = "test picture" if run.test_count else "validation picture" if run.val_count else "training picture"
     rows = []
     for kind, fmt in FORMATS.items():
         export = made.get(kind)
@@ -336,7 +338,7 @@ def export_rows(run):
         rows.append({
             "kind": kind, "label": fmt.label, "words": fmt.words,
             "status": export.status if export else "",
-            "state": _export_state(export, fmt),
+            "state": _export_state(export, fmt, pictures),
             "busy": export is not None and export.status in (ModelExport.Status.QUEUED, ModelExport.Status.RUNNING),
             "failed": export is not None and export.status == ModelExport.Status.FAILED,
             "size": file_size(export.size_bytes) if ready else "",
@@ -346,14 +348,14 @@ def export_rows(run):
     return rows
 
 
-def _export_state(export, fmt):
+def _export_state(export, fmt, kind="test picture"):
     if export is None:
         return ""
     if export.status == export.Status.FAILED:
         return export.error
     if export.status != export.Status.READY:
         return export.phase or export.get_status_display()
-    pictures = count(export.checked_pictures, "test picture")
+    pictures = count(export.checked_pictures, kind)
     if export.accuracy is not None:
         return (f"Checked with {fmt.runtime}: right on {100 * export.accuracy:.1f} % of {pictures} "
                 f"(the original model: {100 * export.original_accuracy:.1f} %).")
