@@ -1,5 +1,7 @@
 """Issue 20, "honest hints, one voice": pages that say no more than the run shows. A run never tested
-says so and is not the Classify page's first choice; ..."""
+says so and is not the Classify page's first choice; one "not sure" rule worded one way; counts that
+agree; no empty charts before the first epoch; small numbers and precision/recall/F1 in plain words.
+(The overfitting hint and the best-epoch wording are tested in tests/test_live_page.py.)"""
 import re
 
 from django.urls import reverse
