@@ -343,11 +343,11 @@ def doubt_rule_in_words(unsure_below: float | None = None) -> str:
     way. `unsure_below`: a line of the owner's own (the many-pictures page's "Not sure below"), which
     adds a rule of its own to the model's."""
     rules = [
-        "the picture looks unlike the pictures it learned from (further from them than nearly all of its "
-        "validation pictures are)",
-        "its answer is split between classes: less than half of the probability on its first choice, or less than "
-        "twice the second's (a model that drew its own line from its validation pictures uses that line instead, "
-        "never above half)",
+        ("the picture looks unlike the pictures it learned from (further from them than nearly all of its "
+         "validation pictures are)"),
+        ("its answer is split between classes: less than half of the probability on its first choice, or less than "
+         "twice the second's (a model that drew its own line from its validation pictures uses that line instead, "
+         "never above half)"),
         "the training pictures most like it are mostly of another class",
     ]
     if unsure_below is not None:

@@ -19,7 +19,7 @@ def finished(dataset, test_accuracy=None, **fields):
 
 def selected_run(page):
     """The run id the model list has selected, on the first select named "run"."""
-    select = re.search(r'<select name="run"[^>]*>(.*?)</select>', page, re.S).group(1)
+    select = re.search(r'<select name="run"[^>]*>(.*?)</select>', page, re.DOTALL).group(1)
     return int(re.search(r'<option value="(\d+)"[^>]*selected', select).group(1))
 
 
