@@ -78,7 +78,9 @@ class Dataset(models.Model):
         return self.images.filter(image_class__isnull=True).count()
 
     def conflict_count(self):
-        return self.images.filter(label_conflict=True).count()
+        """Pictures filed under more than one class: each counts once however many copies it has, as
+        the conflicts page counts them ("1 picture to settle", not the 2 copies of it)."""
+        return self.images.filter(label_conflict=True).order_by().values("sha256").distinct().count()
 
     def channels(self):
         """1 when every image is grayscale, else 3."""
@@ -112,7 +114,7 @@ class Dataset(models.Model):
                           "train in grayscale; otherwise the model may learn “grey means class X”."))
         conflicts = self.conflict_count()
         if conflicts:
-            found.append(("conflict", f"{conflicts} images are the same picture filed under different classes. "
+            found.append(("conflict", f"{count(conflicts, 'picture is', 'pictures are')} filed under more than one class. "
                           "Choose the right class for each; until then they are left out of training."))
         unlabelled = self.unlabelled_count()
         if unlabelled:

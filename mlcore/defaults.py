@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .builder import has_weights
 from .presets import PRESET_SPECS, preset_spec
+from .words import decimal
 
 PHOTO_SIDE = 64  # images with a shorter side at least this big are treated as photos
 SMALL_SIDE = 32  # up to this, images are trained at their own size
@@ -288,7 +289,7 @@ def fine_tune_reason(plan: PhotoPlan, budget_s: int) -> str:
     minutes = f"about {budget_s // 60} minutes" if budget_s else "no limit"
     return (f"With {minutes} to spend, it then fine-tunes the pretrained network's last block and head "
             f"({plan.fine_tune_layers} layers) for up to {plan.fine_tune_epochs} epochs at a small step size "
-            f"({plan.fine_tune_learning_rate:g}), its batch normalisation kept as it learned on ImageNet. The "
+            f"({decimal(plan.fine_tune_learning_rate)}), its batch normalisation kept as it learned on ImageNet. The "
             "validation photos decide: if fine-tuning does not beat the new top alone on them, the model goes "
             "back to the new top alone." + (
                 f" It learns from softened answers (label smoothing {plan.label_smoothing:g}), so that it does not "

@@ -338,6 +338,24 @@ def doubt_in_words(judgement: Judgement, probabilities, class_names: list[str]) 
     return ""
 
 
+def doubt_rule_in_words(unsure_below: float | None = None) -> str:
+    """judge()'s "not sure" rule in plain words, written here once so that every page says it the same
+    way. `unsure_below`: a line of the owner's own (the many-pictures page's "Not sure below"), which
+    adds a rule of its own to the model's."""
+    rules = [
+        ("the picture looks unlike the pictures it learned from (further from them than nearly all of its "
+         "validation pictures are)"),
+        ("its answer is split between classes: less than half of the probability on its first choice, or less than "
+         "twice the second's (a model that drew its own line from its validation pictures uses that line instead, "
+         "never above half)"),
+        "the training pictures most like it are mostly of another class",
+    ]
+    if unsure_below is not None:
+        rules.append(f"it is less than {round(100 * unsure_below)} % sure (the line you can set here)")
+    return ("A model always picks one of the classes it knows. It says “not sure” instead when "
+            + "; when ".join(rules[:-1]) + "; or when " + rules[-1] + ".")
+
+
 def sure_in_words(confidence: float) -> str:
     """How sure, written the one way every page writes it: "92 % sure"."""
     return f"{round(100 * confidence)} % sure"

@@ -5,27 +5,35 @@ No Django here: the functions take the per-epoch numbers as plain dicts, and the
 """
 from __future__ import annotations
 
-from .words import count
+from .words import count, decimal
 
 # Validation loss must have stayed above its best for at least this many epochs...
 MIN_EPOCHS_RISING = 2
 # ...and the latest value must be at least this much (relative) above the best, so that a flat,
 # noisy curve is not taken for overfitting.
 MIN_RISE = 0.01
+# The other evidence: training accuracy above validation accuracy by more than this, in each of the
+# last GAP_EPOCHS epochs. Why 10 points: training accuracy is measured while random changes
+# (augmentation) and Dropout are on, which only lower it, so a gap this large is not an artefact of
+# them; a network that generalises keeps its two accuracies within a few points of each other, and
+# label smoothing, which holds training accuracy back, moves them closer still. Two epochs in a row
+# keep one lucky or unlucky epoch from raising the hint. With few validation images a gap of 10
+# points can be luck alone, so the threshold grows to two standard errors of the validation accuracy
+# there (the reasoning of the near-chance rule below). The 10 points is a judgement, not yet measured
+# against runs on real photos: docs/benchmarks.md records validation and test accuracy only.
+GAP = 0.10
+GAP_EPOCHS = 2
 
 
-def overfitting_hint(metrics) -> str | None:
-    """A warning when the network has started to memorise its training images, else None.
+def _gap_threshold(val_accuracy, val_count):
+    if not val_count:
+        return GAP
+    return max(GAP, 2 * (val_accuracy * (1 - val_accuracy) / val_count) ** 0.5)
 
-    `metrics` is one dict per epoch, in epoch order, with at least "epoch", "loss" and "val_loss"
-    (None where unknown). The rule: the lowest validation loss lies at least MIN_EPOCHS_RISING
-    epochs back, the latest validation loss is clearly above it, and the training loss has
-    still fallen since that best epoch.
-    """
-    rows = list(metrics)
-    if not rows or rows[-1].get("val_loss") is None or rows[-1].get("loss") is None:
-        return None  # no validation images, or the latest epoch is not known yet
-    known = [row for row in rows if row.get("val_loss") is not None and row.get("loss") is not None]
+
+def _rising(known):
+    """(best row, epochs since it) when validation loss has risen since its best while training loss
+    fell (see MIN_EPOCHS_RISING and MIN_RISE), else None."""
     if len(known) < MIN_EPOCHS_RISING + 1:
         return None
     best_index = min(range(len(known)), key=lambda i: (known[i]["val_loss"], i))
@@ -37,11 +45,73 @@ def overfitting_hint(metrics) -> str | None:
         return None
     if latest["loss"] >= best["loss"]:
         return None  # both got worse: something else is wrong (step size too large, say), not memorising
-    return (
-        "The network is starting to learn the training images by heart: training loss keeps falling, "
-        f"but validation loss has risen for {rising_for} epochs since epoch {best['epoch']}, its best. "
-        "More images, random changes (augmentation), Dropout, or early stopping help."
-    )
+    return best, rising_for
+
+
+def _gap(rows, val_count):
+    """The latest epoch's row when training accuracy led validation accuracy by more than the
+    threshold in each of the last GAP_EPOCHS epochs, else None."""
+    known = [row for row in rows if row.get("accuracy") is not None and row.get("val_accuracy") is not None]
+    latest = known[-GAP_EPOCHS:]
+    if len(latest) < GAP_EPOCHS or known[-1] is not rows[-1]:
+        return None
+    if all(row["accuracy"] - row["val_accuracy"] > _gap_threshold(row["val_accuracy"], val_count) for row in latest):
+        return latest[-1]
+    return None
+
+
+def _either_or(items):
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def overfitting_hint(metrics, *, early_stopping_patience=0, augmentation=False, dropout=False, kept_epoch=None,
+                     val_count=0) -> str | None:
+    """A warning when the network has started to memorise its training images, else None.
+
+    `metrics` is one dict per epoch, in epoch order, with "epoch", "loss", "val_loss", "accuracy" and
+    "val_accuracy" (None where unknown). It fires only on evidence in those numbers, either of:
+
+    * the lowest validation loss lies at least MIN_EPOCHS_RISING epochs back, the latest validation
+      loss is clearly above it, and the training loss has still fallen since that best epoch;
+    * training accuracy led validation accuracy by more than GAP in each of the last GAP_EPOCHS epochs.
+
+    `kept_epoch`: the epoch whose weights the finished model went back to (early stopping, or a
+    stop by hand). Only the epochs up to it are judged: what came after is what early stopping
+    caught, and the saved model does not have it.
+
+    What it suggests leaves out what the run already uses: early stopping (`early_stopping_patience`
+    above 0), random changes (`augmentation`), Dropout (`dropout`). More images always help.
+    """
+    rows = list(metrics)
+    if kept_epoch is not None:
+        rows = [row for row in rows if row.get("epoch") is not None and row["epoch"] <= kept_epoch]
+    if not rows or rows[-1].get("val_loss") is None or rows[-1].get("loss") is None:
+        return None  # no validation images, or the latest epoch is not known yet
+    known = [row for row in rows if row.get("val_loss") is not None and row.get("loss") is not None]
+    rising, gap = _rising(known), _gap(rows, val_count)
+    if rising:
+        best, rising_for = rising
+        evidence = (f"training loss keeps falling, but validation loss has risen for {rising_for} epochs since "
+                    f"epoch {best['epoch']}, its best.")
+    elif gap:
+        evidence = (f"in epoch {gap['epoch']} it was right on {round(100 * gap['accuracy'])} % of its training images "
+                    f"but only {round(100 * gap['val_accuracy'])} % of its validation images, the images it does "
+                    "not learn from.")
+    else:
+        return None
+    helps = ["more images"]
+    if not augmentation:
+        helps.append("random changes (augmentation)")
+    if not dropout:
+        helps.append("Dropout")
+    if not early_stopping_patience:
+        helps.append("early stopping")
+    advice = f"{_either_or(helps)} help{'s' if len(helps) == 1 else ''}."
+    advice = advice[0].upper() + advice[1:]
+    if early_stopping_patience and kept_epoch is None:
+        advice += (f" Early stopping is on: once validation loss has not improved for "
+                   f"{count(early_stopping_patience, 'epoch')}, it stops and keeps the best epoch's weights.")
+    return f"The network is starting to learn the training images by heart: {evidence} {advice}"
 
 
 def samples_per_second(train_count, seconds) -> float | None:
@@ -191,10 +261,10 @@ def what_to_try(pretrained=False, learning_rate=None, images_per_class=None, fin
     tips.append("Train for longer: more epochs, or a longer time under “About how long can this take?”, give "
                 "the network more chances to learn.")
     if learning_rate and learning_rate > 0.001 + _EPSILON:
-        tips.append(f"Use a smaller step size (learning rate), such as 0.001 instead of {learning_rate:g}: "
+        tips.append(f"Use a smaller step size (learning rate), such as 0.001 instead of {decimal(learning_rate)}: "
                     "steps that are too big keep the network jumping around instead of settling.")
     elif learning_rate and learning_rate < 0.0001 - _EPSILON:
-        tips.append(f"Use a larger step size (learning rate), such as 0.001 instead of {learning_rate:g}: "
+        tips.append(f"Use a larger step size (learning rate), such as 0.001 instead of {decimal(learning_rate)}: "
                     "steps that are too small change the network too slowly.")
     else:
         tips.append("Try a different step size (learning rate), such as ten times smaller or larger.")

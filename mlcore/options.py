@@ -437,8 +437,9 @@ SETTINGS = {
                                 "Whether the step size stays the same or shrinks as training goes on."),
     "early_stopping_patience": whole_param(
         "Stop early after", 0, 0, 100,
-        "Epochs without the validation images getting better before training stops by itself and goes back to "
-        "its best epoch. 0 trains every epoch.",
+        "Epochs without a lower validation loss (how wrong it is on the validation images) before training "
+        "stops by itself and goes back to its best epoch, the one with the lowest validation loss. "
+        "0 trains every epoch.",
         comment="stop after this many epochs without a better validation loss"),
     "class_weighting": choice_param("Balance the classes", "none", BALANCES,
                                     "Whether classes with few images should count as much as big ones."),

@@ -10,6 +10,16 @@ def count(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
+def decimal(number: float, digits: int = 4) -> str:
+    """A small number such as a step size as plain decimals, never in the e-notation most people cannot
+    read: 3e-06 → "0.000003", 1e-05 → "0.00001", 0.0003 → "0.0003", 0.1 → "0.1". At most `digits`
+    significant digits."""
+    from decimal import Decimal
+
+    text = format(Decimal(f"{float(number):.{digits}g}"), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def duration(seconds: float, exact: bool = False) -> str:
     """As exact as a person needs: "45 s", "3 min", "2 h 5 min", "3 days". With `exact` (a run's
     time taken), minutes keep their seconds and hours never turn into days: "3 min 5 s", "50 h"."""

@@ -38,7 +38,7 @@ def model_field(user) -> forms.ModelChoiceField:
                                    label="Model", empty_label=None)
     field.label_from_instance = lambda run: (
         f"Run {run.id}: {run.dataset.name}, {run.get_preset_display().split(' (')[0]}"
-        + (f", {run.test_accuracy:.1%} test accuracy" if run.test_accuracy is not None else "")
+        + (f", {run.test_accuracy:.1%} test accuracy" if run.test_accuracy is not None else ", never tested")
         + (f" — {run.verdict['badge']}" if run.verdict else ""))
     return field
 

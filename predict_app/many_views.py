@@ -16,6 +16,7 @@ from datasets_app.sources import fit_upload_name
 from dlsite.spreadsheets import csv_download
 from dlsite.uploads import folder_answer, refuse, refuse_form
 from dlsite import quotas
+from mlcore.familiarity import doubt_rule_in_words
 from mlcore.words import count, duration, page_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
@@ -147,7 +148,7 @@ def classification_detail(request, pk):
         "unsure_count": job.unsure_pictures().count(),
         "counts": [(name, n, round(100 * n / most)) for name, n in counts],
         "problems": job.images.exclude(error="")[:200],
-        "threshold_percent": round(100 * job.unsure_below),
+        "doubt_rule": doubt_rule_in_words(job.unsure_below),
     })
 
 

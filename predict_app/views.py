@@ -2,7 +2,9 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
+from mlcore.familiarity import doubt_rule_in_words
 from mlcore.words import whole_number
+from training_app.models import TrainingRun
 
 from .forms import ManyZipForm, PredictForm
 from .models import Classification
@@ -23,15 +25,20 @@ def predict(request):
 
 def predict_page(request, form=None, results=(), many_form=None):
     """The page, with `many_form` when a zip to classify was refused: its messages show in it."""
-    # "Classify with this model" links name the run; a wrong number just leaves nothing chosen.
+    # "Classify with this model" links name the run; without one (or with a wrong number) the best
+    # tested model comes first, not merely the newest (training_app/models.py, default_model).
+    models = TrainingRun.objects.visible_to(request.user).with_model()
     chosen_run = whole_number(request.GET.get("run"))
+    if chosen_run is None or not models.filter(pk=chosen_run).exists():
+        default = models.default_model()
+        chosen_run = default.pk if default else None
     if form is None:
         form = PredictForm(user=request.user, initial={"run": chosen_run})
     has_models = form.fields["run"].queryset.exists()
     if has_models and many_form is None:
         many_form = ManyZipForm(user=request.user, initial={"run": chosen_run})
     return render(request, "predict_app/predict.html", {
-        "form": form, "results": results,
+        "form": form, "results": results, "doubt_rule": doubt_rule_in_words(),
         "many_form": many_form if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,

@@ -115,7 +115,7 @@ def test_tips_fit_the_run():
     assert "pretrained network" not in tips  # it already started from one
     assert "this run had about 12 a class" in tips
     small_steps = " ".join(verdict_from_test(0.2, [20] * 5, learning_rate=0.00001)["tips"])
-    assert "larger step size (learning rate), such as 0.001 instead of 1e-05" in small_steps
+    assert "larger step size (learning rate), such as 0.001 instead of 0.00001" in small_steps
 
 
 def test_no_verdict_without_a_test_result():

@@ -55,6 +55,58 @@ def test_no_hint_for_a_flat_noisy_validation_curve():
     assert overfitting_hint(epochs([1.0, 0.8, 0.6, 0.5, 0.4], [0.9, 0.5, 0.5004, 0.5002, 0.5003])) is None
 
 
+def with_accuracy(rows, accuracies, val_accuracies):
+    return [row | {"accuracy": a, "val_accuracy": v} for row, a, v in zip(rows, accuracies, val_accuracies)]
+
+
+def test_hint_when_training_accuracy_leads_validation_by_more_than_ten_points_two_epochs_running():
+    # Both losses still fall, so only the gap is evidence: 99 % against 80 % right.
+    rows = with_accuracy(epochs([1.0, 0.8, 0.6, 0.5], [0.9, 0.8, 0.7, 0.65]),
+                         [0.6, 0.8, 0.97, 0.99], [0.6, 0.75, 0.81, 0.80])
+    hint = overfitting_hint(rows)
+    assert "learn the training images by heart" in hint
+    assert "in epoch 4 it was right on 99 % of its training images but only 80 % of its validation images" in hint
+
+
+def test_no_hint_for_a_gap_of_ten_points_or_less_or_for_one_epoch():
+    rows = epochs([1.0, 0.8, 0.6, 0.5], [0.9, 0.8, 0.7, 0.65])
+    assert overfitting_hint(with_accuracy(rows, [0.6, 0.8, 0.97, 0.99], [0.6, 0.75, 0.90, 0.92])) is None
+    # A gap in the latest epoch only is not enough.
+    assert overfitting_hint(with_accuracy(rows, [0.6, 0.8, 0.9, 0.99], [0.6, 0.75, 0.88, 0.80])) is None
+
+
+def test_with_few_validation_images_a_gap_must_be_larger_than_luck():
+    rows = with_accuracy(epochs([1.0, 0.8, 0.6, 0.5], [0.9, 0.8, 0.7, 0.65]),
+                         [0.6, 0.8, 0.97, 0.95], [0.6, 0.75, 0.8, 0.8])
+    assert overfitting_hint(rows, val_count=500) is not None
+    # With 10 validation images, 80 % give or take two standard errors is 55 % to 105 %.
+    assert overfitting_hint(rows, val_count=10) is None
+
+
+def test_hint_suggests_only_what_the_run_does_not_use():
+    rows = epochs([1.0, 0.8, 0.6, 0.5, 0.4, 0.3], [0.9, 0.7, 0.6, 0.65, 0.7, 0.8])
+    hint = overfitting_hint(rows, augmentation=True, dropout=True)
+    assert "More images or early stopping help." in hint
+    assert "augmentation" not in hint and "Dropout" not in hint
+
+    hint = overfitting_hint(rows, augmentation=True, dropout=True, early_stopping_patience=3)
+    assert "More images helps." in hint
+    assert "early stopping" not in hint.lower().split("early stopping is on")[0]
+    # While it trains, it says what early stopping will do instead of suggesting it.
+    assert "Early stopping is on: once validation loss has not improved for 3 epochs" in hint
+
+
+def test_no_hint_after_early_stopping_went_back_to_the_best_epoch():
+    # The run of the issue: validation loss rose for the patience's epochs after epoch 3, early
+    # stopping ended the run and the model went back to epoch 3. What came after is not in the model.
+    rows = epochs([1.0, 0.8, 0.6, 0.5, 0.4, 0.3], [0.9, 0.7, 0.6, 0.65, 0.7, 0.8])
+    assert overfitting_hint(rows, early_stopping_patience=3) is not None
+    assert overfitting_hint(rows, early_stopping_patience=3, kept_epoch=3) is None
+    # The gap at the kept epoch is still evidence about the model it kept.
+    rows = with_accuracy(rows, [0.7, 0.97, 0.99, 0.99, 0.99, 0.99], [0.7, 0.85, 0.8, 0.78, 0.76, 0.7])
+    assert "in epoch 3 it was right on 99 %" in overfitting_hint(rows, early_stopping_patience=3, kept_epoch=3)
+
+
 def test_samples_per_second():
     assert samples_per_second(1000, 2.0) == 500
     assert samples_per_second(0, 2.0) is None
@@ -156,7 +208,7 @@ def test_run_page_describes_fine_tuning(alice, shapes):
     run = new_run(shapes, preset="mobilenetv2", model_spec=spec, image_size=32, channels=3, fine_tune_epochs=4,
                   fine_tune_learning_rate=0.00001)
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
-    assert "Then 4 more epochs with the top 20 layers of the pretrained network unfrozen, step size 1e-05" in page
+    assert "Then 4 more epochs with the top 20 layers of the pretrained network unfrozen, step size 0.00001" in page
 
 
 def test_run_page_says_which_epoch_the_model_keeps_after_stopping_early(alice, shapes):
@@ -164,7 +216,8 @@ def test_run_page_says_which_epoch_the_model_keeps_after_stopping_early(alice, s
     TrainingRun.objects.filter(id=run.id).update(status="succeeded", epoch=7, best_epoch=5, stopped_early=True,
                                                  finished_at=timezone.now())
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
-    assert "Stopped early at epoch 7; the model keeps the weights of epoch 5, its best." in page
+    assert ("Stopped early at epoch 7: its validation loss had not improved for 2 epochs. The model keeps the "
+            "weights of epoch 5, the best (lowest validation loss).") in page
 
 
 def test_run_page_says_which_epoch_the_model_keeps_after_a_stop(alice, shapes):
@@ -172,8 +225,39 @@ def test_run_page_says_which_epoch_the_model_keeps_after_a_stop(alice, shapes):
     TrainingRun.objects.filter(id=run.id).update(status="cancelled", epoch=4, best_epoch=3,
                                                  finished_at=timezone.now())
     page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
-    assert "Stopped by you; the model keeps the weights of epoch 3, the best so far." in page
+    assert "Stopped by you; the model keeps the weights of epoch 3, the best (lowest validation loss) so far." in page
     assert alice.get(reverse("training:status", args=[run.pk])).json()["best_epoch_note"].startswith("Stopped by you")
+
+
+def test_finished_run_stopped_early_shows_no_overfitting_hint(alice, shapes):
+    run = new_run(shapes, epochs=10, early_stopping_patience=2, augmentation={"flip": "horizontal"})
+    add_epochs(run, OVERFITTING)
+    TrainingRun.objects.filter(id=run.id).update(status="succeeded", epoch=4, best_epoch=2, stopped_early=True,
+                                                 finished_at=timezone.now())
+    assert alice.get(reverse("training:status", args=[run.pk])).json()["overfitting_hint"] is None
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "by heart" not in page.split('id="overfitting-hint"')[1].split("</p>")[0]
+
+
+def test_running_hint_leaves_out_what_the_run_already_uses(alice, shapes):
+    spec = {"layers": [{"type": "Flatten"}, {"type": "Dropout", "rate": 0.3}], "base": None}
+    run = new_run(shapes, epochs=10, early_stopping_patience=3, augmentation={"flip": "horizontal"}, model_spec=spec)
+    add_epochs(run, OVERFITTING)
+    TrainingRun.objects.filter(id=run.id).update(status="running", epoch=4)
+    hint = alice.get(reverse("training:status", args=[run.pk])).json()["overfitting_hint"]
+    assert "More images helps." in hint
+    assert "augmentation" not in hint and "Dropout" not in hint
+    assert "Early stopping is on" in hint
+
+
+def test_a_run_without_validation_images_says_early_stopping_went_by_training_loss(alice, shapes):
+    run = new_run(shapes, epochs=10, early_stopping_patience=3)
+    TrainingRun.objects.filter(id=run.id).update(status="succeeded", epoch=6, best_epoch=3, stopped_early=True,
+                                                 train_count=20, val_count=0, finished_at=timezone.now())
+    page = alice.get(reverse("training:detail", args=[run.pk])).content.decode()
+    assert "its training loss had not improved for 3 epochs" in page
+    assert "the best (lowest training loss)" in page
+    assert "stops when training loss has not improved for 3 epochs" in page
 
 
 def test_run_page_shows_the_hint_and_links(alice, shapes):

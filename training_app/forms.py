@@ -9,11 +9,18 @@ from mlcore.defaults import suggest
 from mlcore.json_input import UnreadableJson, read_json
 from mlcore.options import AUGMENTATIONS, SETTINGS, normalise_augmentation
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
-from mlcore.words import whole_number
+from mlcore.words import decimal, whole_number
 
 from pretrained_app.weights import on_site as weights_on_site
 
 from .models import TrainingRun
+
+
+class PlainNumberInput(forms.NumberInput):
+    """A number box that shows a small step size as "0.000003", not Python's "3e-06"."""
+
+    def format_value(self, value):
+        return decimal(value, digits=10) if isinstance(value, float) else super().format_value(value)
 
 
 def field_for(param: dict, radio: bool = False) -> forms.Field:
@@ -22,7 +29,7 @@ def field_for(param: dict, radio: bool = False) -> forms.Field:
     if param["kind"] == "int":
         return forms.IntegerField(min_value=param["min"], max_value=param["max"], **common)
     if param["kind"] == "float":
-        return forms.FloatField(min_value=param["min"], max_value=param["max"], **common)
+        return forms.FloatField(min_value=param["min"], max_value=param["max"], widget=PlainNumberInput, **common)
     if param["kind"] == "bool":
         return forms.BooleanField(required=False, **common)
     return forms.TypedChoiceField(choices=[tuple(pair) for pair in param["choices"]], coerce=type(param["default"]),

@@ -29,6 +29,14 @@ class TrainingRunQuerySet(JobQuerySet):
     def with_model(self):
         return self.filter(status__in=[TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED]).exclude(model_file="")
 
+    def default_model(self):
+        """The model the Classify page offers first: the best tested one (the highest test accuracy,
+        the newest among equals), since a newer run is not a better one; the newest only when none
+        was tested. None without models."""
+        models = self.with_model()
+        tested = models.filter(test_accuracy__isnull=False).order_by("-test_accuracy", "-created_at", "-id")
+        return tested.first() or models.order_by("-created_at", "-id").first()
+
     def measured_speed(self, preset, channels):
         """(training images a second, at this image size) of the latest finished run of this network
         and colour on this site, from its epochs after the first; None when there is none."""
@@ -292,15 +300,35 @@ class TrainingRun(Job):
         best = getattr(self, "best_val_accuracy", None)
         return self.learning_verdict(None if best is None else [best])
 
+    @property
+    def untested(self):
+        """Finished without a test result: its dataset had no test pictures, so how often it is right on
+        pictures it never saw is not known."""
+        return self.status == self.Status.SUCCEEDED and self.test_accuracy is None
+
     def status_label_with(self, verdict):
         """"Finished", or "Finished — learned nothing useful" when `verdict` (learning_verdict's) says
-        so: a model no better than guessing never reads as a plain success."""
+        so: a model no better than guessing never reads as a plain success. Nor does one never tested:
+        "Finished, not tested"."""
         label = self.get_status_display()
-        return f"{label} — {verdict['badge']}" if verdict and verdict["final"] else label
+        if verdict and verdict["final"]:
+            return f"{label} — {verdict['badge']}"
+        return f"{label}, not tested" if self.untested else label
+
+    def badge_classes_with(self, verdict):
+        """The CSS classes of the status badge: green "succeeded" only for a tested model that learned
+        something; "guessing" (amber) for one no better than guessing; "untested" (grey) for one never tested."""
+        if verdict and verdict["final"]:
+            return f"{self.status} guessing"
+        return f"{self.status} untested" if self.untested else self.status
 
     @property
     def status_label(self):
         return self.status_label_with(self.verdict)
+
+    @property
+    def badge_classes(self):
+        return self.badge_classes_with(self.verdict)
 
     def fraction_done(self):
         """Of the training itself, from 0 to 1."""

@@ -14,7 +14,7 @@ from mlcore.builder import BASES, SpecError
 from mlcore.defaults import few_photos_plan
 from mlcore.evaluation import accuracy_in_words, answer_in_words
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
-from mlcore.words import colour as colour_word, count, duration, file_size
+from mlcore.words import colour as colour_word, count, decimal, duration, file_size
 
 from .models import TrainingRun
 
@@ -102,6 +102,8 @@ def run_status(run):
         "id": run.id,
         "status": run.status,
         "status_label": run.status_label_with(verdict),
+        "badge_classes": run.badge_classes_with(verdict),
+        "untested": run.untested,
         "learned_nothing": final_verdict,
         "verdict": verdict,
         "chance_hint": (f"{verdict['title']}. {verdict['text']} {verdict['tips'][0]}"
@@ -126,12 +128,22 @@ def run_status(run):
         "samples_per_s": None if speed is None else round(speed, 1),
         "samples_per_s_estimated": estimated,
         "seconds_per_epoch": round(metrics[-1]["seconds"], 1) if metrics and metrics[-1]["seconds"] else None,
-        "overfitting_hint": overfitting_hint(metrics),
+        "overfitting_hint": overfitting_hint_for(run, metrics),
         "worker_host": run.worker_host,
         "devices": run.devices,
         "where": where_it_trains(run),
         "best_epoch_note": best_epoch_note(run),
     }
+
+
+def overfitting_hint_for(run, metrics):
+    """mlcore.insights' overfitting hint, told what the run already uses against memorising, and, once
+    it has ended, which epoch's weights it kept (what came after that is not in the saved model)."""
+    layers = (run.model_spec or {}).get("layers") or []
+    dropout = any(layer.get("type") == "Dropout" and layer.get("rate", 0.5) for layer in layers)
+    return overfitting_hint(metrics, early_stopping_patience=run.early_stopping_patience,
+                            augmentation=augmentation_on(run.augmentation), dropout=dropout,
+                            kept_epoch=run.best_epoch if run.is_final else None, val_count=run.val_count or 0)
 
 
 def _speed(run, metrics):
@@ -157,15 +169,23 @@ def where_it_trains(run):
     return f"{run.worker_host}, on {on}" if run.worker_host else on
 
 
+def watched_loss(run):
+    """What early stopping and "the best epoch" go by (mlcore/training.py's monitor): the validation
+    loss, or the training loss for a run that had no validation images."""
+    return "training loss" if run.train_count and not run.val_count else "validation loss"
+
+
 def best_epoch_note(run):
     if run.best_epoch is None:
         return ""
+    best = f"the best (lowest {watched_loss(run)})"
     if run.status == TrainingRun.Status.CANCELLED:
-        return f"Stopped by you; the model keeps the weights of epoch {run.best_epoch}, the best so far."
+        return f"Stopped by you; the model keeps the weights of epoch {run.best_epoch}, {best} so far."
     if run.stopped_early:
-        return (f"Stopped early at epoch {run.epoch}; the model keeps the weights of epoch {run.best_epoch}, "
-                "its best.")
-    return f"The model keeps the weights of epoch {run.best_epoch}, its best."
+        return (f"Stopped early at epoch {run.epoch}: its {watched_loss(run)} had not improved for "
+                f"{count(run.early_stopping_patience, 'epoch')}. The model keeps the weights of epoch "
+                f"{run.best_epoch}, {best}.")
+    return f"The model keeps the weights of epoch {run.best_epoch}, {best}."
 
 
 def augmentation_in_words(augmentation):
@@ -205,8 +225,8 @@ def settings_in_words(run):
         network += f" ({count(layers, 'layer')}{' on top' if base.get('name') else ''})"
     if run.early_stopping_patience:
         patience = run.early_stopping_patience
-        early = (f"On: stops when validation loss has not improved for {count(patience, 'epoch')}, "
-                 "and keeps the best epoch's weights")
+        early = (f"On: stops when {watched_loss(run)} has not improved for {count(patience, 'epoch')}, "
+                 f"and keeps the weights of the best epoch (the one with the lowest {watched_loss(run)})")
     else:
         early = "Off: trains for every epoch"
     rows = [
@@ -214,7 +234,7 @@ def settings_in_words(run):
         ("Images", f"{run.image_size}×{run.image_size} pixels, {colour}"),
         ("Resizing", _choice(options.RESIZE_MODES, run.resize_mode).words),
         ("Random changes (augmentation)", augmentation_in_words(run.augmentation)),
-        ("Optimizer", f"{optimizer_name(run)}, step size (learning rate) {run.learning_rate:g}"),
+        ("Optimizer", f"{optimizer_name(run)}, step size (learning rate) {decimal(run.learning_rate)}"),
         ("Step size schedule", _choice(options.SCHEDULES, run.lr_schedule).words),
         ("Epochs", str(run.epochs)),
         ("Time", budget_in_words(run)),
@@ -227,7 +247,7 @@ def settings_in_words(run):
     if run.fine_tunes:
         rows.append(("Fine-tuning", (
             f"Then {run.fine_tune_epochs} more epochs with the top {base['fine_tune_layers']} layers of the "
-            f"pretrained network unfrozen, step size {run.fine_tune_learning_rate:g}")))
+            f"pretrained network unfrozen, step size {decimal(run.fine_tune_learning_rate)}")))
     few = run.few_photos_in_words()
     if few:
         rows.append(("Few photos", few))
@@ -300,6 +320,7 @@ def table_row(run, now):
         "colour": colour_word(run.channels),
         "optimizer": optimizer_name(run),
         "schedule": schedule_name(run),
+        "step_size": decimal(run.learning_rate),
         "augmentation": "On" if augmentation_on(run.augmentation) else "Off",
         "augmentation_detail": augmentation_in_words(run.augmentation),
         "best_val_percent": None if run.best_val_accuracy is None else round(100 * run.best_val_accuracy, 1),
@@ -318,6 +339,8 @@ def export_rows(run):
     from .models import ModelExport
 
     made = {export.kind: export for export in run.exports.all()}
+    # exporting.py checks on the test pictures, or, when a run has none, its validation or training ones.
+    pictures = "test picture" if run.test_count else "validation picture" if run.val_count else "training picture"
     rows = []
     for kind, fmt in FORMATS.items():
         export = made.get(kind)
@@ -325,7 +348,7 @@ def export_rows(run):
         rows.append({
             "kind": kind, "label": fmt.label, "words": fmt.words,
             "status": export.status if export else "",
-            "state": _export_state(export, fmt),
+            "state": _export_state(export, fmt, pictures),
             "busy": export is not None and export.status in (ModelExport.Status.QUEUED, ModelExport.Status.RUNNING),
             "failed": export is not None and export.status == ModelExport.Status.FAILED,
             "size": file_size(export.size_bytes) if ready else "",
@@ -335,14 +358,14 @@ def export_rows(run):
     return rows
 
 
-def _export_state(export, fmt):
+def _export_state(export, fmt, kind="test picture"):
     if export is None:
         return ""
     if export.status == export.Status.FAILED:
         return export.error
     if export.status != export.Status.READY:
         return export.phase or export.get_status_display()
-    pictures = count(export.checked_pictures, "test picture")
+    pictures = count(export.checked_pictures, kind)
     if export.accuracy is not None:
         return (f"Checked with {fmt.runtime}: right on {100 * export.accuracy:.1f} % of {pictures} "
                 f"(the original model: {100 * export.original_accuracy:.1f} %).")

@@ -25,7 +25,7 @@ from supervisor.xmlrpc import UnixStreamHTTPConnection
 
 from dlsite.jobs import job_counts
 from dlsite.workers import QUEUES, check_broker, hosts, live_workers, worker_details
-from mlcore.words import ago, colour as colour_word, count, duration
+from mlcore.words import ago, colour as colour_word, count, decimal, duration
 
 from .models import TrainingRun
 
@@ -190,6 +190,7 @@ def _finished_row(run, now):
         "id": run.id, "url": reverse("training:detail", args=[run.id]), "dataset": run.dataset.name,
         # A model no better than guessing never reads as a plain success (mlcore/insights.py).
         "status": run.status, "status_label": run.status_label, "learned_nothing": bool(run.verdict),
+        "badge_classes": run.badge_classes,
         "accuracy_text": "–" if run.test_accuracy is None else f"{run.test_accuracy_percent}%",
         "finished_at": ended.isoformat(), "when_text": _moment(ended, now),
     }
@@ -198,7 +199,7 @@ def _finished_row(run, now):
 def settings_summary(run):
     colour = colour_word(run.channels)
     return (f"{run.get_preset_display()} · {run.image_size}×{run.image_size} {colour} · "
-            f"{count(run.epochs, 'epoch')} · batch size {run.batch_size} · learning rate {run.learning_rate:g}")
+            f"{count(run.epochs, 'epoch')} · batch size {run.batch_size} · learning rate {decimal(run.learning_rate)}")
 
 
 def _line_summary(total, mine):

@@ -49,7 +49,7 @@
 
   function finishedRow(row) {
     return el("tr", null, runLink(row),
-      el("td", null, el("span", { className: `badge ${row.status}${row.learned_nothing ? " guessing" : ""}`, textContent: row.status_label })),
+      el("td", null, el("span", { className: `badge ${row.badge_classes}`, textContent: row.status_label })),
       el("td", { className: "num", textContent: row.accuracy_text }), el("td", { textContent: row.when_text }));
   }
 

@@ -7,7 +7,12 @@
   });
   const config = { displayModeBar: false, responsive: true };
 
+  // Before the first epoch ends there is nothing to draw: a plain sentence instead of empty axes.
   function drawCurves(metrics) {
+    const curves = document.getElementById("curves");
+    curves.hidden = !metrics.length;
+    document.getElementById("curves-waiting").hidden = Boolean(metrics.length);
+    if (!metrics.length) return;
     const epochs = metrics.map((m) => m.epoch);
     const line = (key, name, dash) => ({ x: epochs, y: metrics.map((m) => m[key]), name, mode: "lines+markers", line: { dash } });
     Plotly.react("loss-chart", [line("loss", "training", "solid"), line("val_loss", "validation", "dot")], layout("Loss"), config);
@@ -18,6 +23,15 @@
   const SUPERSCRIPT_DIGITS = "⁰¹²³⁴⁵⁶⁷⁸⁹";
   function superscript(number) {
     return String(number).replace("-", "⁻").replace(/\d/g, (digit) => SUPERSCRIPT_DIGITS[digit]);
+  }
+
+  // A step size as plain decimals (0.000003), never in e-notation (3e-06), as the pages write it
+  // (mlcore/words.py `decimal`); three significant digits.
+  function plainDecimal(x) {
+    if (!x) return "0";
+    const decimals = Math.min(20, Math.max(0, 2 - Math.floor(Math.log10(Math.abs(x)))));
+    const text = Number(x.toPrecision(3)).toFixed(decimals);
+    return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
   }
 
   // The step size of each epoch; on a log scale when a schedule has shrunk it tenfold or more.
@@ -38,7 +52,7 @@
     lrLayout.showlegend = false;
     Plotly.react("lr-chart", [{
       x: known.map((m) => m.epoch), y: rates, name: "step size", mode: "lines+markers", line: { shape: "hv" },
-      hovertemplate: "epoch %{x}: %{y:.3g}<extra></extra>",
+      text: rates.map(plainDecimal), hovertemplate: "epoch %{x}: %{text}<extra></extra>",
     }], lrLayout, config);
   }
 
@@ -72,8 +86,9 @@
 
   function show(status) {
     document.getElementById("run-status").textContent = status.status_label;
-    // A run that learned nothing never reads as a plain success ("Finished — learned nothing useful").
-    document.getElementById("run-status").className = `badge ${status.status}${status.learned_nothing ? " guessing" : ""}`;
+    // A run that learned nothing, or was never tested, never reads as a plain success
+    // ("Finished — learned nothing useful", "Finished, not tested").
+    document.getElementById("run-status").className = `badge ${status.badge_classes}`;
     // Each phase fills the bar on its own (packing, looking with the pretrained network, training,
     // testing); one that cannot be counted (saving) shows a moving band instead.
     const running = status.status === "running";
