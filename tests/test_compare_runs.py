@@ -324,3 +324,19 @@ def test_the_runs_table_form_sends_the_ticked_runs(alice, shapes):
     # The form sends ?runs=1&runs=2: the compare page reads that too.
     response = alice.get(URL, {"runs": [one.pk, two.pk]})
     assert response.status_code == 200 and "Comparing 2 runs on" in response.content.decode()
+
+
+def test_a_picture_relabelled_between_versions_shows_both_labels(alice, shapes):
+    picture = Image.objects.filter(dataset=shapes, split="test").order_by("id").first()
+    before = picture.image_class
+    one = finished(shapes, 1.0, [(1.0, 0.5)])
+    after = shapes.classes.exclude(id=before.id).first()
+    Image.objects.filter(id=picture.id).update(image_class=after)
+    version = freeze(shapes, shapes.owner)
+    two = finished(shapes, 0.8, [(1.0, 0.5)], wrong={picture.id: 0}, version=version)
+
+    page = compare(alice, one, two)
+
+    said = version.class_names[0]
+    assert (f"{before.name} (in run {two.pk}’s version: {after.name}) → run {two.pk} said {said}"
+            in " ".join(page.split()))
