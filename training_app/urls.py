@@ -5,6 +5,7 @@ from . import builder_views, export_views, preview_views, queue_views, views
 app_name = "training"
 urlpatterns = [
     path("", views.run_list, name="list"),
+    path("compare/", views.run_compare, name="compare"),
     path("new/<int:dataset_pk>/", views.run_new, name="new"),
     path("new/<int:dataset_pk>/estimate/", views.run_estimate, name="estimate"),
     path("<int:pk>/", views.run_detail, name="detail"),

@@ -22,6 +22,7 @@ from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from mlcore.words import page_number, whole_number
 
 from .access import find_run_for_user, get_run_for_user, runs_for_user
+from .compare import CompareError, comparison, run_ids, runs_to_compare
 from .forms import TrainingRunForm
 from .models import TrainingRun
 from .presenters import (PictureChoice, budget_facts, confusion_links, export_rows, pictures_behind, plan_in_words,
@@ -192,3 +193,14 @@ def dataset_runs(request, dataset_pk):
     return render(request, "training_app/dataset_runs.html", {
         "dataset": dataset, "rows": [table_row(run, now) for run in runs],
     })
+
+
+@login_required
+def run_compare(request):
+    """Two or more runs of one dataset side by side: /runs/compare/?runs=1,2,3. An address the page cannot
+    compare (too few runs, someone else's, two datasets) gets the page with the reason, never an error."""
+    try:
+        runs = runs_to_compare(runs_for_user(request), run_ids(request.GET.getlist("runs")))
+    except CompareError as problem:
+        return render(request, "training_app/compare.html", {"problem": problem.text}, status=problem.status)
+    return render(request, "training_app/compare.html", {"dataset": runs[0].dataset, **comparison(runs)})

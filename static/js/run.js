@@ -1,11 +1,8 @@
 // The live run page: polls the run's JSON and redraws progress and curves without reloading.
 (function () {
   const { statusUrl } = document.currentScript.dataset;
-  const layout = (yTitle) => ({
-    margin: { t: 10, r: 10, b: 45, l: 55 }, xaxis: { title: { text: "Epoch" }, dtick: 1 }, yaxis: { title: { text: yTitle } },
-    legend: { orientation: "h", y: -0.25 },
-  });
-  const config = { displayModeBar: false, responsive: true };
+  const layout = site.chartLayout;
+  const config = site.chartConfig;
 
   // Before the first epoch ends there is nothing to draw: a plain sentence instead of empty axes.
   function drawCurves(metrics) {

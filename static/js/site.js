@@ -6,6 +6,8 @@
 //   site.count(n, one, many)           "1 image", "1,500 images" (as mlcore.words.count says it)
 //   site.fileSize(bytes)               "512 bytes", "1.5 KB" (as mlcore.words.file_size and the
 //                                      templates' filesizeformat say it)
+//   site.chartLayout(yTitle)           the layout of the per-epoch curves (Plotly), epochs along the
+//   site.chartConfig                   bottom, and their config: the run page and the compare page
 // and on every page: a form, or its submit button, with data-confirm="question" asks before it
 // is sent; an element with data-percent="40" is drawn 40 % wide. The pages' Content-Security-Policy
 // allows no inline script or style (dlsite/settings.py), so no onsubmit="" and no style="" in
@@ -117,5 +119,15 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", drawBars);
   else drawBars();
 
-  window.site = { el, csrfToken, requestJson, poll, count, fileSize };
+  // The per-epoch charts of the run page and the compare page look alike: epochs along the bottom,
+  // the legend under the chart, no Plotly toolbar.
+  function chartLayout(yTitle) {
+    return {
+      margin: { t: 10, r: 10, b: 45, l: 55 }, xaxis: { title: { text: "Epoch" }, dtick: 1 },
+      yaxis: { title: { text: yTitle } }, legend: { orientation: "h", y: -0.25 },
+    };
+  }
+  const chartConfig = { displayModeBar: false, responsive: true };
+
+  window.site = { el, csrfToken, requestJson, poll, count, fileSize, chartLayout, chartConfig };
 })();
