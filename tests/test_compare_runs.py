@@ -209,6 +209,31 @@ def test_the_pictures_one_got_right_and_the_other_wrong(alice, shapes):
     assert "most confident mistakes" not in section
 
 
+def test_runs_that_kept_every_test_pictures_answer_are_compared_from_those(alice, shapes):
+    from training_app.models import PictureAnswer
+
+    tests = list(Image.objects.filter(dataset=shapes, split="test").order_by("id"))
+    # Their mistake lists hold only one of two mistakes each, but every answer is kept: nothing is left out.
+    one = finished(shapes, 0.5, [(1.0, 0.5)], wrong={tests[0].id: 1}, mistakes=2)
+    two = finished(shapes, 0.5, [(1.0, 0.5)], wrong={tests[1].id: 1}, mistakes=2)
+    classes = {image.id: one.class_names.index(image.image_class.name) for image in tests}
+    for run, wrong in ((one, {tests[0].id, tests[2].id}), (two, {tests[1].id, tests[2].id})):
+        PictureAnswer.objects.bulk_create(PictureAnswer(
+            run=run, image_id=i, true_class=c, predicted_class=(c + 1) % len(run.class_names) if i in wrong else c,
+            confidence=0.9) for i, c in classes.items())
+
+    page = compare(alice, one, two)
+
+    section = page[page.index(f'id="pictures-{one.pk}-{two.pk}"'):]
+    section = section[:section.index("</section>")]
+    assert "most confident mistakes" not in page
+    first_right = section[section.index(f"Right in run {one.pk}, wrong in run {two.pk}: 1"):
+                          section.index(f"Right in run {two.pk}, wrong in run {one.pk}")]
+    assert f'data-image="{tests[1].id}"' in first_right
+    assert f"Right in run {two.pk}, wrong in run {one.pk}: 1" in section
+    assert f'data-image="{tests[2].id}"' not in section  # wrong in both
+
+
 def test_a_run_that_kept_only_its_most_confident_mistakes_says_so(alice, shapes):
     tests = list(Image.objects.filter(dataset=shapes, split="test").order_by("id"))
     one = finished(shapes, 0.5, [(1.0, 0.5)], wrong={tests[0].id: 1}, mistakes=2)  # one mistake not kept

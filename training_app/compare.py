@@ -90,11 +90,20 @@ def _version_words(run):
 
 
 def picture_results(run, manifests) -> PictureResults:
-    """What `run` said of its test pictures, from what it kept: the test pictures of its dataset version
-    (`manifests` keeps each version's, read once) and its list of mistakes, which is complete unless it
-    had more than the most confident few it keeps (mlcore/evaluation.py)."""
+    """What `run` said of its test pictures: its answer to each (PictureAnswer rows), or for a run from
+    before those were kept, the test pictures of its dataset version (`manifests` keeps each version's, read
+    once) and its list of mistakes, which is complete unless it had more than the most confident few it
+    keeps (mlcore/evaluation.py)."""
     if run.test_accuracy is None:
         return PictureResults(missing="it has no test result")
+    answers = list(run.test_answers.values_list("image_id", "true_class", "predicted_class"))
+    if answers:  # every test picture's answer, kept since runs keep them (PictureAnswer): complete
+        names = run.class_names
+
+        def name(position):
+            return names[position] if 0 <= position < len(names) else "?"
+        return PictureResults(tested={image: name(true) for image, true, _ in answers},
+                              wrong={image: name(said) for image, true, said in answers if said != true}, complete=True)
     if run.version is None or run.wrong is None:
         return PictureResults(missing="it finished before runs kept which test pictures they got wrong")
     if run.version_id not in manifests:
