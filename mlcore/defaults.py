@@ -291,6 +291,8 @@ def fine_tune_reason(plan: PhotoPlan, budget_s: int) -> str:
             f"({plan.fine_tune_layers} layers) for up to {plan.fine_tune_epochs} epochs at a small step size "
             f"({decimal(plan.fine_tune_learning_rate)}), its batch normalisation kept as it learned on ImageNet. The "
             "validation photos decide: if fine-tuning does not beat the new top alone on them, the model goes "
-            "back to the new top alone." + (
+            "back to the new top alone. If it is kept and time is left, both learn again the same way on the "
+            "training and validation photos together, and that is the model kept (its validation figures are "
+            "from before, when those photos were unseen)." + (
                 f" It learns from softened answers (label smoothing {plan.label_smoothing:g}), so that it does not "
                 "learn the training photos by heart." if plan.label_smoothing else ""))

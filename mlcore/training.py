@@ -41,6 +41,7 @@ class TrainingConfig:
     # Few photos (defaults.few_photos_plan, worked out from the run's settings and training photos): the frozen
     # top also learns from five crops of each training picture, and learns again on training + validation.
     crop_views: bool = False
+    # Also for fine-tuning with a time budget: once the validation pictures kept it, learn again with them.
     refit_with_validation: bool = False
 
     @property
@@ -294,7 +295,10 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
         fitted = model
         train_data, val_data, steps = datasets(x_train, y_train, x_val, y_val)
         sample = x_train[:config.batch_size]
-    start_weights = fitted.get_weights() if refit else None
+    # The refit (of few photos, or of a fine-tuned model with time left) starts again from where training started.
+    start_weights = (fitted.get_weights() if refit else
+                     model.get_weights() if partial and config.refit_with_validation and len(x_val) else None)
+    training_started = time.monotonic()
     schedule = compile_for(fitted, config.learning_rate, config.epochs, steps)
     progress = _make_progress_callback(steps, on_batch, on_epoch, should_stop, progress_interval_s)
     first_judged = settled_epoch(fitted, steps)
@@ -325,6 +329,34 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
                    validation_data=val_data, class_weight=weights, callbacks=callbacks,
                    shuffle=False,  # the dataset shuffles itself
                    verbose=0)
+
+    def refit_tuned(top_epochs):
+        """A fine-tuned model kept on the validation pictures (PartialTrunk) learns again from where training
+        started, on the training and validation pictures together (their mirror images too, when it mirrors):
+        the new top for the epochs its first phase kept, then fine-tuning for all of its epochs, with the same
+        settings. The validation figures stay those from before, when those pictures were still unseen."""
+        if on_phase:
+            on_phase(REFIT_PHASE, 0, 0)
+        views = [cut_val, partial.mirrored_val] if trunk.mirrors and partial.mirrored_val is not None else [cut_val]
+        cut_all = np.concatenate([cut_train, *views])
+        y_all = np.concatenate([y_fit, *[y_val] * len(views)])
+        all_steps = max(1, math.ceil(len(y_all) / config.batch_size))
+        stopper = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: setattr(phase_model, "stop_training", bool(should_stop and should_stop())))
+        nonlocal sample  # compile_for times a batch of what the model being compiled reads
+        model.set_weights(start_weights)
+        keras.utils.set_random_seed(config.seed)
+        for phase_model, inputs, learning_rate, epochs in (
+                (trunk.head, partial.pooled(cut_all), config.learning_rate, top_epochs),
+                (partial.tail, cut_all, config.fine_tune_learning_rate, config.fine_tune_epochs)):
+            sample = inputs[:config.batch_size]
+            compile_for(phase_model, learning_rate, epochs, all_steps)
+            data = make_dataset(inputs, y_all, config.batch_size, training=True, seed=config.seed, num_classes=labels)
+            phase_model.fit(data, epochs=epochs, steps_per_epoch=all_steps, callbacks=[stopper], shuffle=False,
+                            class_weight=weights, verbose=0)
+            if should_stop and should_stop():
+                progress.stopped = True
+                return
 
     tuning_whole_schedule = False  # set for fine-tuning on a PartialTrunk's activations (see below)
     # The first phase's end is marked on disk, so a run that dies while fine-tuning does not repeat it.
@@ -371,6 +403,7 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
     if config.fine_tunes and has_validation:
         # The top alone, at its best epoch: what fine-tuning must beat on the validation pictures.
         best_epoch = best.restore() if (progress.stopped or stopped_early) else None
+        best_epoch_of_top = best_epoch
         top_weights = model.get_weights()
         phases = [{"phase": "top", **_validation(fitted, val_data)}]
         skipped = "stopped" if progress.stopped else "time" if budget.ran_out else None
@@ -415,6 +448,14 @@ def train_model(config: TrainingConfig, x_train: np.ndarray, y_train: np.ndarray
                 phases.append({"phase": "mirrors", "skipped": "time"})
             else:
                 phases.append(partial.mirror_check(x_val, y_val, cut_val, on_phase))
+        tuned_kept = len(phases) > 1 and phases[1].get("kept")
+        took = time.monotonic() - training_started
+        # About as long again as both phases took (a seventh more pictures), so only when that fits the budget.
+        if (start_weights is not None and tuned_kept and not progress.stopped
+                and (deadline is None or time.monotonic() + took * 1.2 < deadline)):
+            refit_tuned(top_epochs=best_epoch_of_top or config.epochs)
+            phases.append({"phase": "refit", "train": len(y_train), "val": len(y_val), "crops": False})
+            best_epoch = None  # the model has the refit's last epoch
         return TrainingOutcome(model, progress.stopped, stopped_early, best_epoch, phases)
     if config.fine_tunes and not progress.stopped and not stopped_early and not budget.ran_out:
         fitted = model
@@ -663,6 +704,7 @@ class PartialTrunk:
     def __init__(self, lower, pool, tail):
         self.lower, self.pool, self.tail = lower, pool, tail
         self.seconds_per_picture = 0.0  # the pace of the last look at pictures (features)
+        self.mirrored_val = None  # the validation pictures' mirror images' activations, once mirror_check ran
 
     @classmethod
     def of(cls, model, config, frozen: FrozenTrunk) -> "PartialTrunk | None":
@@ -717,7 +759,8 @@ class PartialTrunk:
         if on_phase:
             on_phase(MIRROR_PHASE, 0, len(x_val))
         alone = predict_batch(self.tail, activations)
-        mirrored = predict_batch(self.tail, predict_batch(self.lower, x_val[:, :, ::-1]).astype("float16"))
+        self.mirrored_val = predict_batch(self.lower, x_val[:, :, ::-1]).astype("float16")
+        mirrored = predict_batch(self.tail, self.mirrored_val)
         if on_phase:
             on_phase(MIRROR_PHASE, len(x_val), len(x_val))
         return mirror_verdict(alone, mirrored, y_val)

@@ -470,3 +470,26 @@ def test_a_network_trained_whole_with_mirror_images_is_asked_whether_answering_f
     assert train_model(config(augmentation={"flip": "horizontal"}), x, y, x[:0], y[:0]).phases is None
     late = train_model(config(augmentation={"flip": "horizontal"}), x, y, x[:10], y[:10], deadline=time.monotonic())
     assert late.phases == [{"phase": "mirrors", "skipped": "time"}]
+
+
+def test_a_kept_fine_tuning_with_time_left_learns_again_with_the_validation_pictures():
+    x, y = photos()
+    xv, yv = photos(8, seed=1)
+    settings = lite0_fine_tuning(learning_rate=0.00001, fine_tune_learning_rate=0.003, fine_tune_epochs=4,
+                                 refit_with_validation=True)
+    phases_seen = []
+    outcome = train_model(settings, x, y, xv, yv, deadline=time.monotonic() + 600,
+                          on_phase=lambda phase, done=0, total=0: phases_seen.append(phase))
+    # A top that barely learns and a fine-tuning that does (as in the test above): fine-tuning is kept.
+    assert [phase["phase"] for phase in outcome.phases] == ["top", "fine_tune", "mirrors", "refit"]
+    assert outcome.phases[1]["kept"] and outcome.phases[3] == {"phase": "refit", "train": 16, "val": 8, "crops": False}
+    assert "Learning again from the training and validation images together" in phases_seen
+    assert outcome.best_epoch is None
+    # It learned again: not the model the validation figures were measured on.
+    plain = train_model(lite0_fine_tuning(learning_rate=0.00001, fine_tune_learning_rate=0.003, fine_tune_epochs=4),
+                        x, y, xv, yv)
+    assert [phase["phase"] for phase in plain.phases] == ["top", "fine_tune", "mirrors"]
+    assert any(not np.array_equal(a, b) for a, b in zip(plain.model.get_weights(), outcome.model.get_weights()))
+    # No time left for it: the model the validation pictures chose is kept as it is.
+    late = train_model(settings, x, y, xv, yv, deadline=time.monotonic() + 1)
+    assert "refit" not in [phase.get("phase") for phase in late.phases]

@@ -213,8 +213,14 @@ class TrainingRun(Job):
             label_smoothing=self.label_smoothing, augmentation=self.augmentation or None,
             fine_tune_epochs=self.fine_tune_epochs, fine_tune_learning_rate=self.fine_tune_learning_rate,
             seed=self.seed, weights_dir=weights_folder_for(self.model_spec), all_gpus=self.use_all_gpus,
-            crop_views=few.crops, refit_with_validation=few.refit,
+            crop_views=few.crops, refit_with_validation=few.refit or self.refits_after_fine_tuning,
         )
+
+    @property
+    def refits_after_fine_tuning(self) -> bool:
+        """Fine-tuning within a time budget learns again with the validation pictures when they kept it and
+        time is left (training.train_model): the person granted the time, and no photo is wasted."""
+        return bool(self.time_budget_s and self.fine_tunes)
 
     def few_photos(self):
         """What the frozen top does beyond its settings with this run's few training photos (mlcore.defaults)."""
