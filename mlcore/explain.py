@@ -12,6 +12,8 @@ never while classifying. Keras and TensorFlow are imported inside the functions 
 from __future__ import annotations
 
 import io
+import threading
+import weakref
 
 import numpy as np
 from PIL import Image
@@ -36,7 +38,7 @@ def heat_map(model, pixels_uint8: np.ndarray, class_index: int) -> np.ndarray:
     pixels = np.asarray(pixels_uint8, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[..., np.newaxis]
-    parts = _grad_cam_parts(model)
+    parts = _parts_for(model)
     if parts is None:
         heat = occlusion_map(model, pixels, class_index)
     else:
@@ -46,7 +48,20 @@ def heat_map(model, pixels_uint8: np.ndarray, class_index: int) -> np.ndarray:
 
 def method_of(model) -> str:
     """"grad-cam" or "occlusion": which heat_map uses for `model`."""
-    return "occlusion" if _grad_cam_parts(model) is None else "grad-cam"
+    return "occlusion" if _parts_for(model) is None else "grad-cam"
+
+
+# A served model is loaded once and kept (predict_app.services): the models built from it here are
+# kept with it, and go when it goes.
+_built: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_built_lock = threading.Lock()
+
+
+def _parts_for(model):
+    with _built_lock:
+        if model not in _built:
+            _built[model] = _grad_cam_parts(model)
+        return _built[model]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/<int:dataset_pk>/estimate/", views.run_estimate, name="estimate"),
     path("<int:pk>/", views.run_detail, name="detail"),
     path("<int:pk>/status/", views.run_status_json, name="status"),
+    path("<int:pk>/why/<int:image_pk>.png", views.why_wrong, name="why_wrong"),
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("<int:pk>/delete/", views.run_delete, name="delete"),
     path("<int:pk>/model.keras", views.model_download, {"kind": "keras"}, name="model"),
