@@ -34,12 +34,15 @@ def wrong_picture(shapes_model):
     return shapes_model, image
 
 
+def two_files():
+    return [SimpleUploadedFile("a.png", image_bytes("spot", 16), "image/png"),
+            SimpleUploadedFile("notes.png", b"not an image", "image/png")]
+
+
 def test_the_classify_page_shows_why_only_when_asked(alice, shapes_model):
-    files = lambda: [SimpleUploadedFile("a.png", image_bytes("spot", 16), "image/png"),  # noqa: E731
-                     SimpleUploadedFile("notes.png", b"not an image", "image/png")]
-    plain = alice.post(reverse("predict:index"), {"run": shapes_model.pk, "images": files()})
+    plain = alice.post(reverse("predict:index"), {"run": shapes_model.pk, "images": two_files()})
     assert "heat_map" not in plain.context["results"][0] and b"Why this answer?" not in plain.content
-    asked = alice.post(reverse("predict:index"), {"run": shapes_model.pk, "images": files(), "explain": "on"})
+    asked = alice.post(reverse("predict:index"), {"run": shapes_model.pk, "images": two_files(), "explain": "on"})
     good, bad = asked.context["results"]
     prefix = "data:image/png;base64,"
     assert good["heat_map"].startswith(prefix) and "heat_map" not in bad
