@@ -1,7 +1,7 @@
 """“Why this answer?”: a heat map over a picture of what its answer was based on (mlcore/explain.py), on the
 classify page (asked for with the pictures, which are not kept), beside each test picture a run got wrong
-(an image address, for the owner only, and a 404 in words when the model or the picture is gone), and in
-the API with `explain=true` (see also tests/test_api.py)."""
+and under each picture of a classification of many (an image address, for the owner only, and a 404 in
+words when the model or the picture is gone), and in the API with `explain=true`."""
 import base64
 import io
 
@@ -101,3 +101,27 @@ def test_the_api_adds_a_heat_map_to_each_picture_when_asked(client, shapes_model
     schema = client.get(reverse("api:schema"), {"format": "json"}).json()
     parameters = schema["paths"]["/api/v1/models/{run_pk}/classify/"]["post"]["parameters"]
     assert any(p["name"] == "explain" and p["in"] == "query" for p in parameters)
+
+
+def test_each_picture_of_a_classification_has_its_heat_map(alice, shapes_model, other_user, client):
+    from predict_app.models import Classification
+    from predict_app.tasks import classify_many
+    from tests.images import make_zip
+
+    archive = make_zip({f"{i}.png": image_bytes(CLASSES[i % 3], 16, seed=i) for i in range(3)})
+    alice.post(reverse("predict:many_zip"), {"run": shapes_model.pk, "file": SimpleUploadedFile("p.zip", archive)})
+    job = Classification.objects.get(owner=shapes_model.owner)
+    classify_many(job.id)
+    picture = job.images.exclude(label="").first()
+    url = reverse("predict:classification_why", args=[job.pk, picture.pk])
+    page = alice.get(reverse("predict:classification", args=[job.pk])).content.decode()
+    assert url in page and "Red: what the answer was based on most" in page
+    answer = alice.get(url)
+    assert answer.status_code == 200 and png_size(answer.content) == (224, 224)
+    assert alice.get(reverse("predict:classification_why", args=[job.pk, 10**6])).status_code == 404
+    default_storage.delete(picture.file.name)
+    gone = alice.get(url)
+    assert gone.status_code == 404 and "missing" in gone.content.decode()
+    alice.logout()
+    client.force_login(other_user)
+    assert client.get(url).status_code == 404

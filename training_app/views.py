@@ -3,9 +3,7 @@ from pathlib import PurePosixPath
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Max
-from django.conf import settings
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,12 +16,10 @@ from dlsite import storage
 from mlcore.builder import SpecError, normalise_spec
 from mlcore.explain import COLOURS_IN_WORDS
 from mlcore.familiarity import sure_in_words
-from mlcore.images import ImageRejected, decode_reduced, image_to_array
 from mlcore.json_input import read_json
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from mlcore.words import whole_number
-
-from predict_app.services import predictor_for, why_png
+from predict_app.why import why_response, words_404
 
 from .access import find_run_for_user, get_run_for_user, runs_for_user
 from .forms import TrainingRunForm
@@ -119,42 +115,15 @@ def run_detail(request, pk):
 @login_required
 def why_wrong(request, pk, image_pk):
     """A test picture the run's model got wrong, as a PNG with a heat map of what its wrong answer was
-    based on (mlcore/explain.py). Worked out when asked, for the owner only; a 404 in words when the
-    model, the picture or its file is gone."""
+    based on (predict_app/why.py): for the owner only, a 404 in words when something is gone."""
     run = get_run_for_user(request, pk)
     predicted = next((row[1] for row in run.wrong or () if row[0] == image_pk), None)
     if predicted is None:
-        return _words_404("This picture is not among the test pictures this run got wrong.")
-    if not run.has_model:
-        return _words_404("This run has no model any more.")
+        return words_404("This picture is not among the test pictures this run got wrong.")
     name = Image.objects.filter(dataset=run.dataset, pk=image_pk).values_list("file", flat=True).first()
     if name is None:
-        return _words_404("This picture has been deleted.")
-    try:
-        predictor = predictor_for(run)
-    except FileNotFoundError:
-        return _words_404("The model file of this run is missing from the server.")
-    try:
-        with default_storage.open(name, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return _words_404("The picture's file is missing from the server.")
-    info = predictor.info
-    try:  # decoded small, as the classify page decodes pictures (predict_app.services)
-        image = decode_reduced(data, max(info.image_size), settings.MAX_PREDICT_PIXELS, settings.MAX_IMAGE_PIXELS).image
-    except ImageRejected:
-        return _words_404("The picture's file cannot be read any more.")
-    if not 0 <= predicted < len(info.class_names):
-        return _words_404("This run's model does not have the class it answered.")
-    png = why_png(predictor, image_to_array(image, info.image_size, info.channels, info.resize), predicted)
-    response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
-def _words_404(words: str) -> HttpResponse:
-    """A 404 for an address opened on its own (an image): the reason in plain text, which the browser shows."""
-    return HttpResponse(words + "\n", status=404, content_type="text/plain; charset=utf-8")
+        return words_404("This picture has been deleted.")
+    return why_response(run, name, predicted)
 
 
 @login_required
