@@ -83,6 +83,9 @@ class PictureResultSerializer(serializers.Serializer):
     # (the training pictures nearest to it are of another class); null when sure
     doubt = serializers.ChoiceField(choices=DOUBT_CODES, required=False, allow_null=True)
     probabilities = serializers.DictField(child=serializers.FloatField(), required=False)
+    heat_map = serializers.CharField(required=False, help_text=(
+        "Only when asked (explain=true): a PNG in base64 of the picture at the model's input size, coloured by "
+        "what the answer was based on: red most, then yellow and green, blue hardly at all."))
     error = serializers.CharField(required=False)
 
     def to_representation(self, instance):

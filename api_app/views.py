@@ -15,7 +15,7 @@ from django.http import FileResponse, JsonResponse, QueryDict
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -157,9 +157,23 @@ def _pictures_from(request) -> list:
 def _result(result: dict) -> dict:
     if "error" in result:
         return {"name": result["name"], "error": result["error"]}
-    return {"name": result["name"], "class": result["label"], "confidence": round(result["probability"], 6),
-            "not_sure": bool(result["doubt"]), "why_not_sure": result["doubt_words"], "doubt": result["doubt"] or None,
-            "probabilities": {row["name"]: round(row["p"], 6) for row in result["probabilities"]}}
+    answer = {"name": result["name"], "class": result["label"], "confidence": round(result["probability"], 6),
+              "not_sure": bool(result["doubt"]), "why_not_sure": result["doubt_words"], "doubt": result["doubt"] or None,
+              "probabilities": {row["name"]: round(row["p"], 6) for row in result["probabilities"]}}
+    if "heat_map" in result:
+        answer["heat_map"] = base64.b64encode(result["heat_map"]).decode()
+    return answer
+
+
+EXPLAIN = OpenApiParameter(
+    "explain", OpenApiTypes.BOOL, OpenApiParameter.QUERY, required=False,
+    description="With `explain=true` (or 1), each picture also gets `heat_map`: a PNG, in base64, of the picture "
+                "at the model's input size with a heat map over it of what the answer was based on (red: most; "
+                "blue: hardly at all). Slower: worked out only when asked.")
+
+
+def _wants_explanation(request) -> bool:
+    return request.query_params.get("explain", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class Classify(APIView):
@@ -171,7 +185,7 @@ class Classify(APIView):
                     "\"data\": \"<base64>\"}]}`. Each picture gets its class, how sure the model is (0 to 1), "
                     "whether it is not sure and why, and every class's probability; or its own `error`.",
         request={"multipart/form-data": s.PicturesMultipart, "application/json": s.PicturesBase64},
-        responses=s.ClassifyAnswerSerializer,
+        parameters=[EXPLAIN], responses=s.ClassifyAnswerSerializer,
     )
     def post(self, request, run_pk):
         # Only the columns predicting needs: the whole run row took a third of a one-picture request.
@@ -181,7 +195,7 @@ class Classify(APIView):
             predictor = predictor_for(run)
         except FileNotFoundError:
             raise NotFound("The model file of this run is missing from the server.") from None
-        results = classify_uploads(predictor, files, previews=False)
+        results = classify_uploads(predictor, files, previews=False, explain=_wants_explanation(request))
         return Response(s.ClassifyAnswerSerializer({"model": run.id, "results": [_result(r) for r in results]}).data)
 
 

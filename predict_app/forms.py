@@ -45,6 +45,9 @@ def model_field(user) -> forms.ModelChoiceField:
 
 class PredictForm(forms.Form):
     images = MultipleFileField(label="Images")
+    # The pictures sent here are not kept, so what each answer was based on is worked out with the answer
+    # or not at all; only when asked, since it takes longer than the answer itself.
+    explain = forms.BooleanField(required=False, label="Also show why: what each answer was based on (slower)")
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

@@ -17,6 +17,7 @@ from dlsite.spreadsheets import csv_download
 from dlsite.uploads import folder_answer, refuse, refuse_form
 from dlsite import quotas
 from mlcore.familiarity import doubt_rule_in_words
+from mlcore.explain import COLOURS_IN_WORDS
 from mlcore.words import count, duration, page_number
 
 from .forms import ManyFolderStartForm, ManyZipForm, ToInboxForm, UnsureForm
@@ -24,6 +25,7 @@ from .many import Refused, receiver, results_rows, send_to_inbox, sorted_zip
 from .models import Classification
 from .tasks import classify_many
 from .views import predict_page
+from .why import why_response, words_404
 
 PAGE_SIZE = 120  # pictures on one page of results
 
@@ -149,6 +151,7 @@ def classification_detail(request, pk):
         "counts": [(name, n, round(100 * n / most)) for name, n in counts],
         "problems": job.images.exclude(error="")[:200],
         "doubt_rule": doubt_rule_in_words(job.unsure_below),
+        "colours_in_words": COLOURS_IN_WORDS,
     })
 
 
@@ -192,6 +195,19 @@ def classification_picture(request, pk, picture_pk, thumbnail=False):
         raise Http404("The picture is missing.") from None
     response["Cache-Control"] = "private, max-age=31536000, immutable"
     return response
+
+
+@login_required
+@require_GET
+def classification_why(request, pk, picture_pk):
+    """The picture with a heat map of what the model's answer was based on (predict_app/why.py)."""
+    job = get_classification_for_user(request, pk)
+    picture = job.images.filter(pk=picture_pk).only("file", "label").first()
+    if picture is None:
+        return words_404("This picture is not in this classification.")
+    if not picture.label or picture.label not in job.run.class_names:
+        return words_404("The model gave this picture no answer.")
+    return why_response(job.run, picture.file.name, job.run.class_names.index(picture.label))
 
 
 @login_required
@@ -257,6 +273,7 @@ urlpatterns = [
     path("many/<int:pk>/pictures/<int:picture_pk>/", classification_picture, name="classification_picture"),
     path("many/<int:pk>/pictures/<int:picture_pk>/thumbnail/", classification_picture, {"thumbnail": True},
          name="classification_thumbnail"),
+    path("many/<int:pk>/pictures/<int:picture_pk>/why.png", classification_why, name="classification_why"),
     path("many/<int:pk>/to-inbox/", classification_to_inbox, name="classification_to_inbox"),
     path("many/<int:pk>/retry/", classification_retry, name="classification_retry"),
     path("many/<int:pk>/delete/", classification_delete, name="classification_delete"),

@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 from django.conf import settings
 
+from mlcore import explain
 from mlcore.familiarity import doubt_in_words, sure_in_words
 from mlcore.images import ImageRejected, ImageTooLarge, decode_reduced, image_to_array
 from mlcore.serving import ModelInfo, Predictor
@@ -48,9 +49,10 @@ class FileTooBig(Exception):
     pass
 
 
-def classify_uploads(predictor: Predictor, uploads, previews: bool = True) -> list[dict]:
+def classify_uploads(predictor: Predictor, uploads, previews: bool = True, explain: bool = False) -> list[dict]:
     """One result per uploaded file, in order: its class and every probability, or a plain reason
-    why it could not be used (the other files are still classified).
+    why it could not be used (the other files are still classified). With `explain`, also "heat_map":
+    a PNG of the model's input with what the answer was based on drawn over it (why_png).
 
     Each picture is decoded small and turned at once into its model input and (for the page, not
     for programs) its preview, so only one decoded picture is alive at a time; the model then sees
@@ -64,13 +66,25 @@ def classify_uploads(predictor: Predictor, uploads, previews: bool = True) -> li
             waiting.append(result)
     names = predictor.info.class_names
     probabilities, judgements = predictor.judge_arrays(inputs)
-    for result, row, judgement in zip(waiting, probabilities, judgements):
+    for result, pixels, row, judgement in zip(waiting, inputs, probabilities, judgements):
+        if explain:  # only on request: a backward pass a picture, or a few dozen forward ones
+            result["heat_map"] = why_png(predictor, pixels, judgement.best)
         ranked = sorted(zip(names, row.tolist()), key=lambda item: -item[1])
         result.update({"label": names[judgement.best], "probability": judgement.confidence,
                        "sure": sure_in_words(judgement.confidence), "doubt": judgement.doubt,
                        "doubt_words": doubt_in_words(judgement, row, names),
                        "probabilities": [{"name": n, "p": p, "percent": round(100 * p, 1)} for n, p in ranked]})
     return results
+
+
+def why_png(predictor: Predictor, pixels, class_index: int) -> bytes:
+    """The model's input as a PNG with a heat map over it of what its answer `class_index` was based on
+    (mlcore/explain.py)."""
+    return explain.overlay(pixels, explain.heat_map(predictor.model, pixels, class_index))
+
+
+def png_data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _prepare(upload, info: ModelInfo, preview: bool = True):

@@ -3,12 +3,13 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from mlcore.familiarity import doubt_rule_in_words
+from mlcore.explain import COLOURS_IN_WORDS
 from mlcore.words import whole_number
 from training_app.models import TrainingRun
 
 from .forms import ManyZipForm, PredictForm
 from .models import Classification
-from .services import classify_uploads, predictor_for
+from .services import classify_uploads, png_data_url, predictor_for
 
 
 @login_required
@@ -19,7 +20,10 @@ def predict(request):
         form = PredictForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
             predictor = predictor_for(form.cleaned_data["run"])
-            results = classify_uploads(predictor, form.cleaned_data["images"])
+            results = classify_uploads(predictor, form.cleaned_data["images"], explain=form.cleaned_data["explain"])
+            for result in results:
+                if "heat_map" in result:
+                    result["heat_map"] = png_data_url(result["heat_map"])
     return predict_page(request, form, results)
 
 
@@ -38,7 +42,7 @@ def predict_page(request, form=None, results=(), many_form=None):
     if has_models and many_form is None:
         many_form = ManyZipForm(user=request.user, initial={"run": chosen_run})
     return render(request, "predict_app/predict.html", {
-        "form": form, "results": results, "doubt_rule": doubt_rule_in_words(),
+        "form": form, "results": results, "doubt_rule": doubt_rule_in_words(), "colours_in_words": COLOURS_IN_WORDS,
         "many_form": many_form if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,

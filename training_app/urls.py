@@ -11,6 +11,7 @@ urlpatterns = [
     path("<int:pk>/", views.run_detail, name="detail"),
     path("<int:pk>/pictures/", views.run_pictures, name="pictures"),
     path("<int:pk>/status/", views.run_status_json, name="status"),
+    path("<int:pk>/why/<int:image_pk>.png", views.why_wrong, name="why_wrong"),
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("<int:pk>/delete/", views.run_delete, name="delete"),
     path("<int:pk>/model.keras", views.model_download, {"kind": "keras"}, name="model"),
