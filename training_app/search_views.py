@@ -77,7 +77,7 @@ def search_new(request, dataset_pk):
     if request.method == "POST" and form.is_valid():
         made = _start_search(request, form, dataset, suggested)
         if made:
-            return redirect("training:search", pk=made.pk)
+            return redirect("training:search", search_pk=made.pk)
     return render(request, "training_app/search_new.html", {
         "dataset": dataset, "form": form,
         "preview": _preview(form if form.is_bound else _as_posted(form, dataset, suggested)),
@@ -180,8 +180,8 @@ def _summary(runs, active, found):
 
 
 @login_required
-def search_detail(request, pk):
-    found = get_search_for_user(request, pk)
+def search_detail(request, search_pk):
+    found = get_search_for_user(request, search_pk)
     values = found.values
     chosen = [(searching.LABELS[name].capitalize(), _values_in_words(name, values.get(name, [])))
               for name in searching.SEARCHED]
@@ -204,29 +204,29 @@ def _values_in_words(name, values):
 
 
 @login_required
-def search_status(request, pk):
-    return JsonResponse(leaderboard(get_search_for_user(request, pk)))
+def search_status(request, search_pk):
+    return JsonResponse(leaderboard(get_search_for_user(request, search_pk)))
 
 
 @login_required
 @require_POST
-def search_stop(request, pk):
-    found = get_search_for_user(request, pk)
+def search_stop(request, search_pk):
+    found = get_search_for_user(request, search_pk)
     found.stop()
     messages.info(request, "Search stopped: its waiting runs were cancelled, and those training stop at their "
                            "next step, keeping what they learned so far.")
-    return redirect("training:search", pk=pk)
+    return redirect("training:search", search_pk=search_pk)
 
 
 @login_required
 @require_POST
-def search_longer(request, pk):
+def search_longer(request, search_pk):
     """A new ordinary run with the best run's settings, a longer time budget and room for more epochs."""
-    found = get_search_for_user(request, pk)
+    found = get_search_for_user(request, search_pk)
     best_id = leaderboard(found)["best"]
     if best_id is None:
         messages.error(request, "No run of this search has finished with a model yet: wait for one, then try again.")
-        return redirect("training:search", pk=pk)
+        return redirect("training:search", search_pk=search_pk)
     best = found.runs.get(pk=best_id["id"])
     dataset = found.dataset
     suggested = TrainingRunForm.defaults_for(dataset)
@@ -240,7 +240,7 @@ def search_longer(request, pk):
     if run is None:
         said = " ".join(str(error) for errors in form.errors.values() for error in errors)
         messages.error(request, f"Run {best.id} could not be trained again: {said}")
-        return redirect("training:search", pk=pk)
+        return redirect("training:search", search_pk=search_pk)
     budget = f"about {duration(run.time_budget_s)}" if run.time_budget_s else "no time limit"
     messages.info(request, f"Training run {best.id}'s settings again, longer: {budget}, up to "
                            f"{count(run.epochs, 'epoch')}.")
@@ -250,8 +250,8 @@ def search_longer(request, pk):
 urlpatterns = [
     path("search/new/<int:dataset_pk>/", search_new, name="search_new"),
     path("search/new/<int:dataset_pk>/preview/", search_preview, name="search_preview"),
-    path("search/<int:pk>/", search_detail, name="search"),
-    path("search/<int:pk>/status/", search_status, name="search_status"),
-    path("search/<int:pk>/stop/", search_stop, name="search_stop"),
-    path("search/<int:pk>/longer/", search_longer, name="search_longer"),
+    path("search/<int:search_pk>/", search_detail, name="search"),
+    path("search/<int:search_pk>/status/", search_status, name="search_status"),
+    path("search/<int:search_pk>/stop/", search_stop, name="search_stop"),
+    path("search/<int:search_pk>/longer/", search_longer, name="search_longer"),
 ]
