@@ -326,3 +326,13 @@ def test_the_dataset_page_and_the_training_form_lead_to_the_search(alice, shapes
     url = reverse("training:search_new", args=[shapes.pk])
     assert url in alice.get(reverse("datasets:detail", args=[shapes.pk])).content.decode()
     assert url in alice.get(reverse("training:new", args=[shapes.pk])).content.decode()
+
+
+@pytestmark_db
+def test_a_runs_page_names_its_search_and_its_share_of_the_time(alice, shapes):
+    found, runs = ranked_search(shapes)
+    page = alice.get(reverse("training:detail", args=[runs["waiting"].pk])).content.decode()
+    assert reverse("training:search", args=[found.pk]) in page and "Ranked" in page
+    assert "About 7 min: after its first epochs" in page
+    alone = alice.get(reverse("training:detail", args=[new_run(shapes).pk])).content.decode()
+    assert 'id="run-search"' not in alone
