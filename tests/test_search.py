@@ -336,3 +336,16 @@ def test_a_runs_page_names_its_search_and_its_share_of_the_time(alice, shapes):
     assert "About 7 min: after its first epochs" in page
     alone = alice.get(reverse("training:detail", args=[new_run(shapes).pk])).content.decode()
     assert 'id="run-search"' not in alone
+
+
+@pytestmark_db
+def test_the_leaderboard_has_one_set_of_queries_however_many_runs(alice, shapes, django_assert_num_queries):
+    found, runs = ranked_search(shapes)
+    url = reverse("training:search_status", args=[found.pk])
+    # The session, the person, the search, its runs with their best validation accuracy.
+    with django_assert_num_queries(4):
+        assert len(alice.get(url).json()["rows"]) == 4
+    for _ in range(5):
+        new_run(shapes, search=found)
+    with django_assert_num_queries(4):
+        assert len(alice.get(url).json()["rows"]) == 9
