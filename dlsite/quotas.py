@@ -69,6 +69,13 @@ def upload_refusal(user, adding: int = 0) -> str | None:
     return images_refusal(user) or bytes_refusal(user, adding)
 
 
+def queued_runs_left(user) -> int | None:
+    """How many more runs this person may have waiting or training now; None when there is no limit."""
+    if not settings.QUOTA_QUEUED_RUNS:
+        return None
+    return max(0, settings.QUOTA_QUEUED_RUNS - used("queued_runs", user))
+
+
 def queued_runs_refusal(user, adding: int = 1) -> str | None:
     """Refuses when `adding` more runs would pass QUOTA_QUEUED_RUNS (a search starts several at once)."""
     limit = settings.QUOTA_QUEUED_RUNS

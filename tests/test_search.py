@@ -349,3 +349,16 @@ def test_the_leaderboard_has_one_set_of_queries_however_many_runs(alice, shapes,
         new_run(shapes, search=found)
     with django_assert_num_queries(4):
         assert len(alice.get(url).json()["rows"]) == 9
+
+
+@pytestmark_db
+def test_the_values_ticked_at_first_fit_the_limit_of_runs_at_once(alice, shapes, settings):
+    settings.QUOTA_QUEUED_RUNS = 3  # the site's default
+    response = new_search_page(alice, shapes)
+    form = response.context["form"]
+    assert len(form["learning_rate"].value()) == 2 and len(form["augmentation"].value()) == 1
+    assert "2 runs, about 15 min each" in response.content.decode()
+    new_run(shapes)
+    new_run(shapes)
+    form = new_search_page(alice, shapes).context["form"]
+    assert len(form["learning_rate"].value()) == 1 and len(form["augmentation"].value()) == 1

@@ -2,7 +2,7 @@ import json
 
 from django import forms
 
-from dlsite.quotas import queued_runs_refusal
+from dlsite.quotas import queued_runs_left, queued_runs_refusal
 from mlcore.builder import (BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message, normalise_spec,
                             summarise)
 from mlcore.budget import TIME_BUDGETS
@@ -309,21 +309,26 @@ class SearchForm(forms.Form):
             "Random changes (augmentation)",
             [("off", "Off"), ("on", f"On: {augmentation_in_words(on)}")], lambda value: value == "on",
             "Choose random changes on, off, or both.")
-        # The suggested value of each, ticked; the step size a third of it too, and random changes both ways:
-        # four runs to start from.
+        # The suggested value of each, ticked, with the next smaller step size and random changes both ways:
+        # four runs to start from, fewer where the person's limit of runs at once leaves less room.
+        room = queued_runs_left(user)
         lower = max((lr for lr in steps if lr < suggested["learning_rate"]), default=None)
+        if room is not None and room < 2:
+            lower = None
+        suggested_changes = "on" if search.changes_on(suggested.get("augmentation")) else "off"
+        both_ways = room is None or room >= (4 if lower is not None else 2)
         self.initial.setdefault("preset", [suggested["preset"]])
         self.initial.setdefault("image_size", [str(suggested["image_size"])])
         self.initial.setdefault("learning_rate",
                                 [decimal(lr) for lr in (suggested["learning_rate"], lower) if lr is not None])
         self.initial.setdefault("batch_size", [str(suggested["batch_size"])])
-        self.initial.setdefault("augmentation", ["off", "on"])
+        self.initial.setdefault("augmentation", ["off", "on"] if both_ways else [suggested_changes])
 
     def setting_fields(self):
         return [self[name] for name in search.SEARCHED]
 
     def values(self):
-        """{setting: [values]} as the form holds them, valid or not: for the preview."""
+        """{setting: [values chosen]}, from the checked values (a setting with a mistake has none)."""
         return {name: self.cleaned_data.get(name) or [] for name in search.SEARCHED}
 
     def clean(self):
