@@ -183,8 +183,8 @@ def test_random_picks_start_the_seeded_combinations(alice, shapes):
     ({"preset": ["resnet9000"]}, "“resnet9000” is not a network this site offers."),
     ({"augmentation": []}, "Choose random changes on, off, or both."),
     ({"learning_rate": ["7"]}, "“7” is not one of the values offered here"),
-    ({"total_budget_s": "900", "learning_rate": ["0.001", "0.003", "0.01"]}, "too little for 12 runs: each needs "
-                                                                             "at least 2 min, so 7 runs fit."),
+    ({"total_budget_s": "900", "learning_rate": ["0.001", "0.003", "0.01"]},
+     "too little for 12 runs: each needs at least 2 min, so 7 runs fit."),
     ({"batch_size": ["8", "16"]}, "These values make 16 combinations; a search tries at most 12."),
     ({"mode": "random", "picks": ""}, "Say how many combinations to pick at random."),
     ({"mode": "random", "picks": "40"}, "less than or equal to 12"),
@@ -340,7 +340,7 @@ def test_a_runs_page_names_its_search_and_its_share_of_the_time(alice, shapes):
 
 @pytestmark_db
 def test_the_leaderboard_has_one_set_of_queries_however_many_runs(alice, shapes, django_assert_num_queries):
-    found, runs = ranked_search(shapes)
+    found, _ = ranked_search(shapes)
     url = reverse("training:search_status", args=[found.pk])
     # The session, the person, the search, its runs with their best validation accuracy.
     with django_assert_num_queries(4):

@@ -3,11 +3,11 @@ import json
 from django import forms
 
 from dlsite.quotas import queued_runs_left, queued_runs_refusal
+from mlcore import search
 from mlcore.builder import (BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message, normalise_spec,
                             summarise)
 from mlcore.budget import TIME_BUDGETS
 from mlcore.defaults import suggest
-from mlcore import search
 from mlcore.json_input import UnreadableJson, read_json
 from mlcore.options import AUGMENTATIONS, SETTINGS, augmentation_in_words, normalise_augmentation
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
