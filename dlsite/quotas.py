@@ -69,9 +69,24 @@ def upload_refusal(user, adding: int = 0) -> str | None:
     return images_refusal(user) or bytes_refusal(user, adding)
 
 
-def queued_runs_refusal(user) -> str | None:
-    limit = settings.QUOTA_QUEUED_RUNS
-    if not limit or used("queued_runs", user) < limit:
+def queued_runs_left(user) -> int | None:
+    """How many more runs this person may have waiting or training now; None when there is no limit."""
+    if not settings.QUOTA_QUEUED_RUNS:
         return None
-    return (f"You have reached your limit of {count(limit, 'run')} waiting or training at "
-            "once; wait for one to finish or stop one.")
+    return max(0, settings.QUOTA_QUEUED_RUNS - used("queued_runs", user))
+
+
+def queued_runs_refusal(user, adding: int = 1) -> str | None:
+    """Refuses when `adding` more runs would pass QUOTA_QUEUED_RUNS (a search starts several at once)."""
+    limit = settings.QUOTA_QUEUED_RUNS
+    if not limit:
+        return None
+    taken = used("queued_runs", user)
+    if taken + adding <= limit:
+        return None
+    if adding == 1 or taken >= limit:
+        return (f"You have reached your limit of {count(limit, 'run')} waiting or training at "
+                "once; wait for one to finish or stop one.")
+    already = f" ({taken} already {'is' if taken == 1 else 'are'})" if taken else ""
+    return (f"These {adding} runs would pass your limit of {count(limit, 'run')} waiting or training at "
+            f"once{already}: try fewer, or wait for some to finish.")

@@ -19,7 +19,7 @@ from predict_app.models import Classification, ClassifiedImage
 from mlcore.pretrained import CATALOGUE
 from tests.conftest import PASSWORD, new_run
 from tests.images import image_bytes
-from training_app.models import ModelExport, TrainingRun
+from training_app.models import ModelExport, Search, TrainingRun
 
 LOGIN = reverse("login")
 
@@ -65,6 +65,7 @@ OBJECT_BY_KWARG = {
     "upload_pk": "upload",
     "run_pk": "run",
     "version_pk": "version",
+    "search_pk": "search",
 }
 # Keywords that are not objects of the owner: a value that is valid for the page.
 VALUE_BY_KWARG = {
@@ -202,8 +203,10 @@ def owned(user, settings):
     picture = ClassifiedImage(classification=classification, name="a/1.png", label="cats", confidence=0.9,
                               probabilities=[0.9, 0.1])
     picture.file.save("1.png", ContentFile(image_bytes("spot", 8)))
+    search = Search.objects.create(owner=user, dataset=dataset, name="A few settings", total_budget_s=900)
+    TrainingRun.objects.filter(id=run.id).update(search=search)
     return {"dataset": dataset, "image": image, "class": image_class, "upload": upload, "version": run.version,
-            "run": run, "classification": classification, "picture": picture,
+            "run": run, "classification": classification, "picture": picture, "search": search,
             "token": ApiToken.objects.create_for(user, "a program")[0]}
 
 
@@ -218,6 +221,7 @@ def state(owned):
             "exports": sorted(ModelExport.objects.filter(run__dataset=dataset).values_list("id", "status")),
             "classifications": sorted(Classification.objects.filter(run__dataset=dataset).values_list(
                 "id", "status", "unsure_below")),
+            "searches": sorted(Search.objects.filter(dataset=dataset).values_list("id", "name", "stopped_at")),
             "tokens": sorted(ApiToken.objects.filter(owner=dataset.owner).values_list("id", "revoked_at"))}
 
 

@@ -2,12 +2,14 @@ import json
 
 from django import forms
 
+from dlsite.quotas import queued_runs_left, queued_runs_refusal
+from mlcore import search
 from mlcore.builder import (BASE_PARAMS, BASES, LAYER_TYPES, SpecError, missing_weights_message, normalise_spec,
                             summarise)
 from mlcore.budget import TIME_BUDGETS
 from mlcore.defaults import suggest
 from mlcore.json_input import UnreadableJson, read_json
-from mlcore.options import AUGMENTATIONS, SETTINGS, normalise_augmentation
+from mlcore.options import AUGMENTATIONS, SETTINGS, augmentation_in_words, normalise_augmentation
 from mlcore.presets import PRESET_SPECS, available_presets, preset_spec
 from mlcore.words import decimal, whole_number
 
@@ -243,3 +245,109 @@ def budget_for_plan(value) -> int:
     """A time budget from a request (text or number) as one of the budgets offered, else 0 (no limit)."""
     budget = whole_number(value) if isinstance(value, str) else value
     return budget if budget in dict(TIME_BUDGETS) else 0
+
+
+# ---- "Try several settings" (mlcore/search.py)
+
+class SearchRunForm(TrainingRunForm):
+    """One run of a search: an ordinary run in every way but its time budget, which is its share of the
+    search's total time and so need not be one of the budgets the training form offers."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_budget_s"] = forms.IntegerField(min_value=search.MIN_RUN_S, label="Time budget (seconds)")
+
+    def _get_validation_exclusions(self):
+        # The model's choices are the training form's budgets; this share was checked by the field above.
+        return super()._get_validation_exclusions() | {"time_budget_s"}
+
+
+def _checkboxes(label, choices, coerce, missing):
+    return forms.TypedMultipleChoiceField(
+        label=label, choices=choices, coerce=coerce, widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": missing,
+                        "invalid_choice": "“%(value)s” is not one of the values offered here: choose from the list."})
+
+
+IMAGE_SIZES = [16, 28, 32, 48, 64, 96, 128, 160, 192, 224, 260]
+STEP_SIZES = [0.0001, 0.0003, 0.001, 0.003, 0.01]
+BATCH_SIZES = [8, 16, 32, 64, 128]
+
+
+class SearchForm(forms.Form):
+    """The values a search tries and how: the page offers a few values of each setting, the suggested
+    one among them and ticked."""
+
+    name = forms.CharField(max_length=120, required=False, label="Name",
+                           help_text="To find the search again; left empty, it is named after the dataset.")
+    mode = forms.ChoiceField(choices=search.MODES, initial="grid", widget=forms.RadioSelect, label="Which combinations")
+    picks = forms.IntegerField(min_value=1, max_value=search.MAX_RUNS, initial=4, required=False,
+                               label="How many random picks")
+    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=1, label="Random seed",
+                              help_text="The same seed picks the same combinations.")
+    total_budget_s = forms.TypedChoiceField(choices=search.TOTAL_BUDGETS, coerce=int, initial=1800,
+                                            widget=forms.RadioSelect, label="Time for the whole search")
+
+    def __init__(self, *args, dataset, suggested, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dataset, self.suggested, self.user = dataset, suggested, user
+        presets = [(p["key"], p["label"]) for p in available_presets(weights_on_site()) if p["available"]]
+        sizes = sorted({*IMAGE_SIZES, suggested["image_size"]})
+        steps = sorted({*STEP_SIZES, suggested["learning_rate"]})
+        batches = sorted({*BATCH_SIZES, suggested["batch_size"]})
+        self.fields["preset"] = _checkboxes("Network", presets, str, "Choose at least one network.")
+        self.fields["preset"].error_messages["invalid_choice"] = "“%(value)s” is not a network this site offers."
+        self.fields["image_size"] = _checkboxes("Input size (pixels)", [(str(n), f"{n} × {n}") for n in sizes], int,
+                                                "Choose at least one input size.")
+        self.fields["learning_rate"] = _checkboxes("Step size (learning rate)",
+                                                   [(decimal(lr), decimal(lr)) for lr in steps], float,
+                                                   "Choose at least one step size.")
+        self.fields["batch_size"] = _checkboxes("Batch size", [(str(n), str(n)) for n in batches], int,
+                                                "Choose at least one batch size.")
+        on = search.augmentation_for(True, suggested.get("augmentation"))
+        self.fields["augmentation"] = _checkboxes(
+            "Random changes (augmentation)",
+            [("off", "Off"), ("on", f"On: {augmentation_in_words(on)}")], lambda value: value == "on",
+            "Choose random changes on, off, or both.")
+        # The suggested value of each, ticked, with the next smaller step size and random changes both ways:
+        # four runs to start from, fewer where the person's limit of runs at once leaves less room.
+        room = queued_runs_left(user)
+        lower = max((lr for lr in steps if lr < suggested["learning_rate"]), default=None)
+        if room is not None and room < 2:
+            lower = None
+        suggested_changes = "on" if search.changes_on(suggested.get("augmentation")) else "off"
+        both_ways = room is None or room >= (4 if lower is not None else 2)
+        self.initial.setdefault("preset", [suggested["preset"]])
+        self.initial.setdefault("image_size", [str(suggested["image_size"])])
+        self.initial.setdefault("learning_rate",
+                                [decimal(lr) for lr in (suggested["learning_rate"], lower) if lr is not None])
+        self.initial.setdefault("batch_size", [str(suggested["batch_size"])])
+        self.initial.setdefault("augmentation", ["off", "on"] if both_ways else [suggested_changes])
+
+    def setting_fields(self):
+        return [self[name] for name in search.SEARCHED]
+
+    def values(self):
+        """{setting: [values chosen]}, from the checked values (a setting with a mistake has none)."""
+        return {name: self.cleaned_data.get(name) or [] for name in search.SEARCHED}
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        if cleaned["mode"] == "random" and not cleaned.get("picks"):
+            self.add_error("picks", "Say how many combinations to pick at random.")
+            return cleaned
+        try:
+            runs = search.choose_runs(self.values(), cleaned["mode"], cleaned.get("picks") or 0, cleaned["seed"])
+        except search.SearchError as error:
+            raise forms.ValidationError(error.message) from None
+        split = search.split_budget(cleaned["total_budget_s"], len(runs))
+        if not split.enough:
+            raise forms.ValidationError(split.in_words())
+        # Said before it is sent, so the preview warns of it (settings.QUOTA_QUEUED_RUNS).
+        if refusal := queued_runs_refusal(self.user, adding=len(runs)):
+            raise forms.ValidationError(refusal)
+        cleaned["runs"], cleaned["split"] = runs, split
+        return cleaned
+

@@ -78,6 +78,8 @@ class TrainingRun(Job):
     version = models.ForeignKey("datasets_app.DatasetVersion", on_delete=models.PROTECT, null=True, blank=True,
                                 related_name="runs")
     created_at = models.DateTimeField(default=timezone.now)
+    # The "Try several settings" search that made it (or trained its best run longer), if any.
+    search = models.ForeignKey("Search", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs")
 
     # What to train
     preset = models.CharField(max_length=32, choices=NETWORK_CHOICES)
@@ -442,6 +444,41 @@ def remove_model_files(sender, instance, **kwargs):
 
 def _finite(value):
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+class Search(models.Model):
+    """"Try several settings": a few values of a few settings (mlcore/search.py), tried as ordinary runs that
+    share a total time. The runs are the truth about how it goes; this keeps what was asked for."""
+
+    class Mode(models.TextChoices):
+        GRID = "grid", "Every combination"
+        RANDOM = "random", "Combinations picked at random"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="searches")
+    dataset = models.ForeignKey("datasets_app.Dataset", on_delete=models.CASCADE, related_name="searches")
+    name = models.CharField(max_length=120)
+    created_at = models.DateTimeField(default=timezone.now)
+    # {setting: [the values chosen]}, settings as mlcore.search.SEARCHED names them; augmentation is on/off.
+    values = models.JSONField(default=dict)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.GRID)
+    picks = models.PositiveSmallIntegerField(default=0)  # random mode: how many combinations
+    seed = models.PositiveIntegerField(default=1)  # random mode: the same seed picks the same combinations
+    total_budget_s = models.PositiveIntegerField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name
+
+    def stop(self):
+        """Cancel its waiting runs and ask its training ones to stop at their next batch (as each run's
+        Stop button does)."""
+        for run in self.runs.filter(status__in=TrainingRun.ACTIVE):
+            run.request_cancel()
+        Search.objects.filter(id=self.id, stopped_at__isnull=True).update(stopped_at=timezone.now())
+        self.refresh_from_db(fields=["stopped_at"])
 
 
 class EpochMetric(models.Model):

@@ -306,7 +306,8 @@ def _percent(share):
 def budget_in_words(run):
     if not run.time_budget_s:
         return "No limit: every epoch, or until it stops improving"
-    label = dict(TIME_BUDGETS)[run.time_budget_s] if run.time_budget_s in dict(TIME_BUDGETS) else f"{run.time_budget_s} s"
+    # A search's run gets a share of its total time, which need not be one of the budgets offered.
+    label = dict(TIME_BUDGETS).get(run.time_budget_s) or f"About {duration(run.time_budget_s)}"
     return (f"{label}: after its first epochs the worker trains as many as fit (the epochs above, once it knows), "
             "and keeps the last twentieth for testing and saving")
 

@@ -10,16 +10,17 @@ from .presenters import budget_facts
 from .tasks import make_export, train
 
 
-def start_run(form, dataset, user, suggested):
+def start_run(form, dataset, user, suggested, search=None):
     """The run the valid `form` describes, saved on a frozen version of the dataset and queued; None, with
-    the reason added to the form, when the person's limit of runs at once is reached."""
+    the reason added to the form, when the person's limit of runs at once is reached. `search`: the "Try
+    several settings" search it belongs to, if any."""
     if refusal := queued_runs_refusal(user):  # settings.QUOTA_QUEUED_RUNS
         form.add_error(None, refusal)
         return None
     run = form.save(commit=False)
     if run.image_size == suggested["image_size"]:  # left as suggested: the budget may make it smaller
         run.image_size = budget_facts(dataset, run.settings())["image_size"]
-    run.owner, run.dataset = user, dataset
+    run.owner, run.dataset, run.search = user, dataset, search
     with transaction.atomic():
         run.version = freeze(dataset, user)
         run.save()

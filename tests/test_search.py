@@ -1,0 +1,364 @@
+""""Try several settings": which runs a search makes and how it shares its time (mlcore/search.py), and its
+pages: the runs start as ordinary queued runs, the leaderboard ranks them, stopping cancels them, and the
+best one can be trained longer."""
+import json
+
+import pytest
+from django.urls import reverse
+
+from mlcore import search
+from mlcore.builder import normalise_spec
+from mlcore.options import normalise_augmentation
+from mlcore.presets import preset_spec
+from tests.conftest import new_run
+from training_app.models import EpochMetric, Search, TrainingRun
+
+VALUES = {"preset": ["small_cnn", "dense"], "image_size": [16, 32], "learning_rate": [0.001, 0.0003],
+          "batch_size": [8], "augmentation": [False, True]}
+
+
+# ---- mlcore/search.py
+
+def test_a_grid_is_every_combination_once_in_a_fixed_order():
+    values = VALUES | {"batch_size": [8, 8], "image_size": [16]}  # a value ticked twice counts once
+    runs = search.choose_runs(values, "grid")
+    assert len({json.dumps(run, sort_keys=True) for run in runs}) == len(runs) == 8
+    assert runs[0] == {"preset": "small_cnn", "image_size": 16, "learning_rate": 0.001, "batch_size": 8,
+                       "augmentation": False}
+    assert runs[1]["augmentation"] is True  # the last setting changes fastest
+    assert runs[-1] == {"preset": "dense", "image_size": 16, "learning_rate": 0.0003, "batch_size": 8,
+                        "augmentation": True}
+
+
+def test_a_grid_over_the_cap_is_refused_in_words():
+    values = VALUES | {"batch_size": [8, 16]}  # 32 combinations
+    with pytest.raises(search.SearchError, match="make 32 combinations; a search tries at most 12"):
+        search.choose_runs(values, "grid")
+
+
+def test_random_picks_are_different_combinations_and_the_seed_repeats_them():
+    values = VALUES | {"batch_size": [8, 16]}
+    first = search.choose_runs(values, "random", picks=5, seed=7)
+    assert len(first) == 5 and len({json.dumps(run, sort_keys=True) for run in first}) == 5
+    assert all(run in search.combinations(values) for run in first)
+    assert search.choose_runs(values, "random", picks=5, seed=7) == first
+    assert search.choose_runs(values, "random", picks=5, seed=8) != first
+    # Asking for more picks than there are combinations gives each combination once.
+    small = {name: value[:1] for name, value in VALUES.items()} | {"augmentation": [False, True]}
+    assert len(search.choose_runs(small, "random", picks=10, seed=1)) == 2
+
+
+@pytest.mark.parametrize("values, mode, picks, words", [
+    (VALUES | {"preset": []}, "grid", 0, "Choose at least one value for: network."),
+    (VALUES | {"image_size": [], "batch_size": []}, "grid", 0, "input size, batch size"),
+    (VALUES, "random", 0, "Pick between 1 and 12"),
+    (VALUES, "random", 13, "Pick between 1 and 12"),
+    (VALUES, "sideways", 3, "grid or random"),
+])
+def test_choices_a_search_cannot_be_made_from_say_why(values, mode, picks, words):
+    with pytest.raises(search.SearchError, match=words):
+        search.choose_runs(values, mode, picks=picks, seed=1)
+
+
+def test_the_time_is_split_evenly_and_too_little_says_how_many_fit():
+    split = search.split_budget(1800, 4)
+    assert split.enough and split.each_s == 450
+    assert split.in_words().startswith("4 runs, about 7 min each (30 min in all")
+    short = search.split_budget(900, 12)
+    assert not short.enough and short.fits == 7
+    assert short.in_words() == ("15 min is too little for 12 runs: each needs at least 2 min, so 7 runs fit. "
+                                "Choose fewer values or picks, or more time.")
+    assert search.split_budget(900, 7).enough and search.split_budget(900, 7).each_s == 128
+
+
+def test_training_longer_gets_at_least_twice_the_time_the_form_offers():
+    assert search.longer_budget(450) == 900
+    assert search.longer_budget(128) == 300
+    assert search.longer_budget(1800) == 3600
+    assert search.longer_budget(2400) == 3600  # the longest offered, short of twice
+    assert search.longer_budget(7200) == 0  # nothing offered is longer: no limit
+
+
+def test_the_leaderboard_order_is_validation_then_test_then_age():
+    rows = [(0.8, None, 5), (0.9, 0.7, 3), (0.9, 0.8, 4), (None, None, 1), (0.9, None, 2)]
+    ranked = sorted(rows, key=lambda row: search.rank_key(*row))
+    assert [row[2] for row in ranked] == [4, 3, 2, 5, 1]
+
+
+def test_random_changes_on_are_the_suggested_ones_else_mild_ones():
+    suggested = {"flip": "horizontal", "rotation": 15}
+    assert search.augmentation_for(True, suggested) == normalise_augmentation(suggested)
+    assert search.augmentation_for(True, {}) == normalise_augmentation(search.MILD_CHANGES)
+    assert not search.changes_on(search.augmentation_for(False, suggested))
+    assert search.changes_on(search.augmentation_for(True, None))
+
+
+# ---- the pages
+
+pytestmark_db = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _room_for_a_search(settings):
+    """The tests' limit of runs at once (3) would refuse most searches; one test checks that limit."""
+    settings.QUOTA_QUEUED_RUNS = 20
+
+
+def new_search_page(client, dataset):
+    return client.get(reverse("training:search_new", args=[dataset.pk]))
+
+
+def search_data(**changes):
+    data = {"preset": ["small_cnn", "dense"], "image_size": ["16"], "learning_rate": ["0.001", "0.01"],
+            "batch_size": ["8"], "augmentation": ["off", "on"], "mode": "grid", "picks": "4", "seed": "1",
+            "total_budget_s": "1800", "name": ""}
+    return data | changes
+
+
+@pytestmark_db
+def test_the_page_ticks_the_suggested_values_and_previews_the_runs(alice, shapes):
+    response = new_search_page(alice, shapes)
+    assert response.status_code == 200
+    form = response.context["form"]
+    suggested = form.suggested
+    assert form["preset"].value() == [suggested["preset"]]
+    assert form["image_size"].value() == [str(suggested["image_size"])]
+    assert form["augmentation"].value() == ["off", "on"]
+    runs = 2 * len(form["learning_rate"].value())
+    page = response.content.decode()
+    assert f"{runs} runs, about {1800 // runs // 60} min each" in page
+    assert 'id="search-preview"' in page and "Start the search" in page
+
+
+@pytestmark_db
+def test_the_preview_follows_the_choices_and_says_when_the_time_is_too_short(alice, shapes):
+    url = reverse("training:search_preview", args=[shapes.pk])
+    answer = alice.get(url, search_data()).json()
+    assert answer == {"ok": True, "text": "8 runs, about 3 min each (30 min in all on one training worker; "
+                                          "several workers train them side by side and finish sooner)."}
+    answer = alice.get(url, search_data(total_budget_s="900")).json()
+    assert not answer["ok"] and "15 min is too little for 8 runs" in answer["text"] and "7 runs fit" in answer["text"]
+
+
+@pytestmark_db
+def test_a_grid_starts_every_combination_as_an_ordinary_queued_run(alice, shapes, user,
+                                                                   django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as sent:
+        response = alice.post(reverse("training:search_new", args=[shapes.pk]), search_data(name="First try"))
+    found = Search.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("training:search", args=[found.pk])
+    assert (found.owner, found.dataset, found.name, found.mode, found.total_budget_s) == (user, shapes, "First try",
+                                                                                         "grid", 1800)
+    assert found.values["preset"] == ["small_cnn", "dense"] and found.values["augmentation"] == [False, True]
+    runs = list(TrainingRun.objects.order_by("id"))
+    assert len(runs) == 8 and len(sent) == 8  # each sent to the training workers once committed
+    suggested = new_search_page(alice, shapes).context["form"].suggested
+    seen = set()
+    for run in runs:
+        assert (run.search, run.owner, run.status, run.time_budget_s) == (found, user, "queued", 225)
+        assert run.version is not None and run.dataset == shapes
+        assert run.model_spec == normalise_spec(preset_spec(run.preset))
+        assert run.optimizer == {"small_cnn": "adam", "dense": "adam"}[run.preset]
+        assert (run.image_size, run.batch_size, run.epochs) == (16, 8, suggested["epochs"])
+        seen.add((run.preset, run.learning_rate, search.changes_on(run.augmentation)))
+    assert seen == {(p, lr, on) for p in ("small_cnn", "dense") for lr in (0.001, 0.01) for on in (False, True)}
+
+
+@pytestmark_db
+def test_random_picks_start_the_seeded_combinations(alice, shapes):
+    data = search_data(mode="random", picks="3", seed="5")
+    alice.post(reverse("training:search_new", args=[shapes.pk]), data)
+    runs = TrainingRun.objects.all()
+    values = {"preset": ["small_cnn", "dense"], "image_size": [16], "learning_rate": [0.001, 0.01],
+              "batch_size": [8], "augmentation": [False, True]}
+    expected = search.choose_runs(values, "random", picks=3, seed=5)
+    assert sorted((r.preset, r.learning_rate, search.changes_on(r.augmentation)) for r in runs) == \
+        sorted((c["preset"], c["learning_rate"], c["augmentation"]) for c in expected)
+    assert {run.time_budget_s for run in runs} == {600}
+
+
+@pytestmark_db
+@pytest.mark.parametrize("changes, words", [
+    ({"preset": []}, "Choose at least one network."),
+    ({"preset": ["resnet9000"]}, "“resnet9000” is not a network this site offers."),
+    ({"augmentation": []}, "Choose random changes on, off, or both."),
+    ({"learning_rate": ["7"]}, "“7” is not one of the values offered here"),
+    ({"total_budget_s": "900", "learning_rate": ["0.001", "0.003", "0.01"]},
+     "too little for 12 runs: each needs at least 2 min, so 7 runs fit."),
+    ({"batch_size": ["8", "16"]}, "These values make 16 combinations; a search tries at most 12."),
+    ({"mode": "random", "picks": ""}, "Say how many combinations to pick at random."),
+    ({"mode": "random", "picks": "40"}, "less than or equal to 12"),
+])
+def test_bad_choices_are_explained_and_start_nothing(alice, shapes, changes, words):
+    response = alice.post(reverse("training:search_new", args=[shapes.pk]), search_data(**changes))
+    assert response.status_code == 200
+    assert words in response.content.decode()
+    assert not Search.objects.exists() and not TrainingRun.objects.exists()
+
+
+@pytestmark_db
+def test_a_run_that_cannot_start_stops_the_whole_search_with_its_reason(alice, shapes):
+    # EfficientNet-Lite0 needs pictures of at least 32 pixels: the 16-pixel run of it cannot start.
+    data = search_data(preset=["small_cnn", "efficientnet_lite0"], image_size=["16", "32"], learning_rate=["0.001"],
+                       augmentation=["off"])
+    response = alice.post(reverse("training:search_new", args=[shapes.pk]), data)
+    page = response.content.decode()
+    assert response.status_code == 200 and "cannot start" in page and "16 px" in page
+    assert not Search.objects.exists() and not TrainingRun.objects.exists()
+
+
+@pytestmark_db
+def test_the_limit_of_runs_at_once_counts_the_whole_search(alice, shapes, settings):
+    settings.QUOTA_QUEUED_RUNS = 5
+    response = alice.post(reverse("training:search_new", args=[shapes.pk]), search_data())
+    assert "These 8 runs would pass your limit of 5 runs" in response.content.decode()
+    assert not TrainingRun.objects.exists()
+    new_run(shapes)
+    settings.QUOTA_QUEUED_RUNS = 4
+    answer = alice.get(reverse("training:search_preview", args=[shapes.pk]), search_data(augmentation=["on"])).json()
+    assert answer == {"ok": False, "text": "These 4 runs would pass your limit of 4 runs waiting or training at "
+                                           "once (1 already is): try fewer, or wait for some to finish."}
+
+
+@pytestmark_db
+def test_someone_elses_dataset_and_search_are_not_found(alice, other_user):
+    from tests.conftest import ingest_shapes
+
+    theirs = ingest_shapes(other_user)
+    assert new_search_page(alice, theirs).status_code == 404
+    assert alice.post(reverse("training:search_new", args=[theirs.pk]), search_data()).status_code == 404
+    assert alice.get(reverse("training:search_preview", args=[theirs.pk])).status_code == 404
+    found = Search.objects.create(owner=other_user, dataset=theirs, name="Theirs", total_budget_s=900)
+    queued = new_run(theirs, search=found)
+    for name in ("search", "search_status"):
+        assert alice.get(reverse(f"training:{name}", args=[found.pk])).status_code == 404
+    for name in ("search_stop", "search_longer"):
+        assert alice.post(reverse(f"training:{name}", args=[found.pk])).status_code == 404
+    queued.refresh_from_db()
+    assert queued.status == "queued" and TrainingRun.objects.count() == 1
+
+
+def ranked_search(dataset):
+    """A search with four runs: finished ones with their validation and test accuracies, one training and
+    one waiting."""
+    found = Search.objects.create(owner=dataset.owner, dataset=dataset, name="Ranked", total_budget_s=1800,
+                                  values=VALUES)
+    runs = {}
+    for name, status, vals, test in [("good", "succeeded", [0.5, 0.9], 0.7), ("better_test", "succeeded", [0.9], 0.8),
+                                     ("training", "running", [0.6], None), ("waiting", "queued", [], None)]:
+        run = new_run(dataset, search=found, status=status, test_accuracy=test, time_budget_s=450,
+                      model_file=f"models/{name}/model.keras" if status == "succeeded" else "",
+                      learning_rate=0.003, augmentation=normalise_augmentation({"rotation": 10}))
+        for epoch, value in enumerate(vals, start=1):
+            EpochMetric.objects.create(run=run, epoch=epoch, val_accuracy=value)
+        runs[name] = run
+    return found, runs
+
+
+@pytestmark_db
+def test_the_leaderboard_ranks_by_validation_then_test_accuracy(alice, shapes):
+    found, runs = ranked_search(shapes)
+    other = new_run(shapes)  # not in the search
+    board = alice.get(reverse("training:search_status", args=[found.pk])).json()
+    assert [row["id"] for row in board["rows"]] == [runs[n].id for n in ("better_test", "good", "training", "waiting")]
+    top = board["rows"][0]
+    assert (top["place"], top["best_val_text"], top["test_text"]) == (1, "90.0%", "80.0%")
+    assert top["settings"] == "Small convolutional network · 16 px · step 0.003 · batch 8 · random changes"
+    assert top["budget_text"] == "about 7 min"
+    assert board["rows"][3]["best_val_text"] == "–"
+    assert board["best"] == {"id": runs["better_test"].id, "text": f"Train run {runs['better_test'].id} longer"}
+    assert board["active"] == 2 and board["summary"] == "2 of 4 runs finished, 2 waiting or training."
+    assert other.id not in [row["id"] for row in board["rows"]]
+    page = alice.get(reverse("training:search", args=[found.pk])).content.decode()
+    assert page.index(f"Run {runs['better_test'].id}<") < page.index(f"Run {runs['good'].id}<")
+    assert f"Train run {runs['better_test'].id} longer" in page and 'id="stop-search"' in page
+    assert reverse("training:search_status", args=[found.pk]) in page
+
+
+@pytestmark_db
+def test_stopping_the_search_cancels_its_waiting_runs_and_asks_training_ones_to_stop(alice, shapes):
+    found, runs = ranked_search(shapes)
+    other = new_run(shapes)  # a run of the same dataset outside the search keeps waiting
+    response = alice.post(reverse("training:search_stop", args=[found.pk]))
+    assert response.status_code == 302
+    for run in [*runs.values(), other]:
+        run.refresh_from_db()
+    assert runs["waiting"].status == "cancelled"
+    assert runs["training"].status == "running" and runs["training"].cancel_requested
+    assert runs["good"].status == "succeeded" and not runs["good"].cancel_requested
+    assert other.status == "queued" and not other.cancel_requested
+    found.refresh_from_db()
+    assert found.stopped_at is not None
+    board = alice.get(reverse("training:search_status", args=[found.pk])).json()
+    assert "the search was stopped" in board["summary"]
+
+
+@pytestmark_db
+def test_train_the_best_one_longer_starts_an_ordinary_run_with_its_settings(alice, shapes,
+                                                                          django_capture_on_commit_callbacks):
+    found, runs = ranked_search(shapes)
+    best = runs["better_test"]
+    TrainingRun.objects.filter(id=best.id).update(epochs=6)  # what fitted its share of the time
+    with django_capture_on_commit_callbacks() as sent:
+        response = alice.post(reverse("training:search_longer", args=[found.pk]))
+    longer = TrainingRun.objects.exclude(id__in=[run.id for run in runs.values()]).get()
+    assert response.status_code == 302 and response["Location"] == reverse("training:detail", args=[longer.pk])
+    assert len(sent) == 1 and longer.status == "queued" and longer.search == found
+    for name in ("preset", "model_spec", "image_size", "channels", "batch_size", "learning_rate", "optimizer",
+                 "augmentation", "seed"):
+        assert getattr(longer, name) == getattr(best, name), name
+    assert longer.time_budget_s == 900  # twice its 450 s, as the training form offers it
+    suggested_epochs = new_search_page(alice, shapes).context["form"].suggested["epochs"]
+    assert longer.epochs == max(12, suggested_epochs)
+
+
+@pytestmark_db
+def test_train_longer_before_any_run_finished_says_to_wait(alice, shapes):
+    found = Search.objects.create(owner=shapes.owner, dataset=shapes, name="Young", total_budget_s=900)
+    new_run(shapes, search=found)
+    response = alice.post(reverse("training:search_longer", args=[found.pk]), follow=True)
+    assert "No run of this search has finished with a model yet" in response.content.decode()
+    assert TrainingRun.objects.count() == 1
+
+
+@pytestmark_db
+def test_the_dataset_page_and_the_training_form_lead_to_the_search(alice, shapes):
+    url = reverse("training:search_new", args=[shapes.pk])
+    assert url in alice.get(reverse("datasets:detail", args=[shapes.pk])).content.decode()
+    assert url in alice.get(reverse("training:new", args=[shapes.pk])).content.decode()
+
+
+@pytestmark_db
+def test_a_runs_page_names_its_search_and_its_share_of_the_time(alice, shapes):
+    found, runs = ranked_search(shapes)
+    page = alice.get(reverse("training:detail", args=[runs["waiting"].pk])).content.decode()
+    assert reverse("training:search", args=[found.pk]) in page and "Ranked" in page
+    assert "About 7 min: after its first epochs" in page
+    alone = alice.get(reverse("training:detail", args=[new_run(shapes).pk])).content.decode()
+    assert 'id="run-search"' not in alone
+
+
+@pytestmark_db
+def test_the_leaderboard_has_one_set_of_queries_however_many_runs(alice, shapes, django_assert_num_queries):
+    found, _ = ranked_search(shapes)
+    url = reverse("training:search_status", args=[found.pk])
+    # The session, the person, the search, its runs with their best validation accuracy.
+    with django_assert_num_queries(4):
+        assert len(alice.get(url).json()["rows"]) == 4
+    for _ in range(5):
+        new_run(shapes, search=found)
+    with django_assert_num_queries(4):
+        assert len(alice.get(url).json()["rows"]) == 9
+
+
+@pytestmark_db
+def test_the_values_ticked_at_first_fit_the_limit_of_runs_at_once(alice, shapes, settings):
+    settings.QUOTA_QUEUED_RUNS = 3  # the site's default
+    response = new_search_page(alice, shapes)
+    form = response.context["form"]
+    assert len(form["learning_rate"].value()) == 2 and len(form["augmentation"].value()) == 1
+    assert "2 runs, about 15 min each" in response.content.decode()
+    new_run(shapes)
+    new_run(shapes)
+    form = new_search_page(alice, shapes).context["form"]
+    assert len(form["learning_rate"].value()) == 1 and len(form["augmentation"].value()) == 1
