@@ -41,7 +41,7 @@ PUBLIC = {"home", "signup", "login", "logout", "api:schema", "api:docs", "api:no
 # Pages that name no object: each logged-in user sees, or makes, their own things there.
 PERSONAL = {
     "datasets:list", "datasets:sample", "datasets:folder_start_new",
-    "training:list", "training:queue", "training:queue_status", "training:builder_check",
+    "training:list", "training:queue", "training:queue_status", "training:builder_check", "training:compare",
     "predict:index", "predict:many_zip", "predict:folder_start",
     "api:tokens", "api:models", "api:datasets", "api:token_list",
 }
