@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import builder_views, export_views, preview_views, queue_views, views
+from . import builder_views, export_views, preview_views, queue_views, trees_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -19,5 +19,6 @@ urlpatterns = [
     *builder_views.urlpatterns,
     *export_views.urlpatterns,
     *preview_views.urlpatterns,
+    *trees_views.urlpatterns,
     path("dataset/<int:dataset_pk>/", views.dataset_runs, name="dataset_runs"),
 ]
