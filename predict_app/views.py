@@ -14,16 +14,17 @@ from .services import classify_uploads, predictor_for
 @login_required
 def predict(request):
     """A few pictures classified at once, for a quick check; and the way in to classify many."""
-    form, results = None, []
+    form, results, trees = None, [], False
     if request.method == "POST":
         form = PredictForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
             predictor = predictor_for(form.cleaned_data["run"])
             results = classify_uploads(predictor, form.cleaned_data["images"])
-    return predict_page(request, form, results)
+            trees = predictor.trees is not None
+    return predict_page(request, form, results, answered_by_trees=trees)
 
 
-def predict_page(request, form=None, results=(), many_form=None):
+def predict_page(request, form=None, results=(), many_form=None, answered_by_trees=False):
     """The page, with `many_form` when a zip to classify was refused: its messages show in it."""
     # "Classify with this model" links name the run; without one (or with a wrong number) the best
     # tested model comes first, not merely the newest (training_app/models.py, default_model).
@@ -38,7 +39,7 @@ def predict_page(request, form=None, results=(), many_form=None):
     if has_models and many_form is None:
         many_form = ManyZipForm(user=request.user, initial={"run": chosen_run})
     return render(request, "predict_app/predict.html", {
-        "form": form, "results": results, "doubt_rule": doubt_rule_in_words(),
+        "form": form, "results": results, "doubt_rule": doubt_rule_in_words(), "answered_by_trees": answered_by_trees,
         "many_form": many_form if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,

@@ -167,7 +167,7 @@ def test_the_bundle_says_it_answers_from_the_network_alone():
 
 
 @pytest.mark.django_db
-def test_the_job_measures_trees_beside_the_network_and_the_predictor_answers_through_them(shapes_model):
+def test_the_job_measures_trees_beside_the_network_and_the_predictor_answers_through_them(shapes_model, client):
     from predict_app.services import predictor_for
     from training_app.tasks import fit_trees
 
@@ -194,3 +194,21 @@ def test_the_job_measures_trees_beside_the_network_and_the_predictor_answers_thr
     expected = chosen.trees.probabilities(np.asarray(chosen._call(pixels)[0]))
     assert np.allclose(probabilities, expected, atol=1e-6) and len(judgements) == 4
     assert [judgement.best for judgement in judgements] == list(expected.argmax(1))
+
+    # The API and the classify page answer through them too.
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from api_app.models import ApiToken
+    from mlcore.images import decode_image
+    from tests.images import image_bytes
+
+    picture = image_bytes("spot", 16)
+    expected = chosen.predict_image(decode_image(picture).image)
+    key = ApiToken.objects.create_for(run.owner, "tests")[1]
+    answer = client.post(reverse("api:classify", args=[run.id]), {"images": [SimpleUploadedFile("a.png", picture)]},
+                         HTTP_AUTHORIZATION=f"Bearer {key}").json()["results"][0]
+    served = [answer["probabilities"][name] for name in run.class_names]
+    assert np.allclose(served, expected, atol=1e-5) and "not_sure" in answer
+    client.force_login(run.owner)
+    page = client.post(reverse("predict:index"), {"run": run.pk, "images": [SimpleUploadedFile("a.png", picture)]})
+    assert page.status_code == 200 and 'id="answered-by-trees"' in page.content.decode()
