@@ -75,7 +75,7 @@ def _ready_trial(run, trees_val, network_val, **fields):
 @pytest.fixture
 def finished(shapes):
     return new_run(shapes, status="succeeded", model_file="models/x/attempt-1/model.keras",
-                   class_names=["horizontal", "spot", "vertical"])
+                   class_names=["horizontal", "spot", "vertical"], test_accuracy=0.924, test_count=40)
 
 
 @pytest.mark.django_db
@@ -123,11 +123,13 @@ def test_better_trees_are_shown_beside_the_network_and_can_be_chosen_and_unchose
             in page)
     assert "on the raw pixels" in page and "50.0 %" in page
     assert "the trees 95.0 %, the network 90.0 %" in page and 'id="trees-choose"' in page
+    assert 'id="trees-beside"' in page  # beside the network's own test figure, too
 
     client.post(reverse("training:trees_choose", args=[finished.pk]), {"use": "1"})
     assert TreesTrial.objects.get(run=finished).chosen
     page = client.get(reverse("training:detail", args=[finished.pk])).content.decode()
     assert 'id="trees-chosen"' in page and "answer from the network alone" in page
+    assert 'id="exports-network-alone"' in page  # said where the bundle is offered, too
 
     client.post(reverse("training:trees_choose", args=[finished.pk]), {"use": "0"})
     assert not TreesTrial.objects.get(run=finished).chosen
