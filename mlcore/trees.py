@@ -120,10 +120,13 @@ def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.n
     if not len(x_train):
         raise ValueError("Boosted trees need training pictures")
     if not len(x_val):
-        order = np.random.default_rng(seed).permutation(len(x_train))
-        held = max(1, int(round(HELD_OUT_SHARE * len(x_train)))) if len(x_train) > 1 else 0
-        x_val, y_val = x_train[order[:held]], y_train[order[:held]]
-        x_train, y_train = x_train[order[held:]], y_train[order[held:]]
+        if len(x_train) == 1:  # nothing to hold out: it stops on the one picture it learns from
+            x_val, y_val = x_train, y_train
+        else:
+            order = np.random.default_rng(seed).permutation(len(x_train))
+            held = max(1, round(HELD_OUT_SHARE * len(x_train)))
+            x_val, y_val = x_train[order[:held]], y_train[order[:held]]
+            x_train, y_train = x_train[order[held:]], y_train[order[held:]]
     started = time.monotonic()
     params = {"objective": "multi:softprob", "num_class": max(2, int(num_classes)), "tree_method": "hist",
               "eta": LEARNING_RATE, "max_depth": MAX_DEPTH, "max_bin": MAX_BIN, "subsample": 0.9,

@@ -8,7 +8,6 @@ from collections import OrderedDict
 from django.conf import settings
 
 from dlsite import storage
-
 from mlcore.familiarity import doubt_in_words, sure_in_words
 from mlcore.images import ImageRejected, ImageTooLarge, decode_reduced, image_to_array
 from mlcore.serving import ModelInfo, Predictor

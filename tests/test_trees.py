@@ -174,7 +174,7 @@ def test_the_job_measures_trees_beside_the_network_and_the_predictor_answers_thr
     from training_app.tasks import fit_trees
 
     run = shapes_model
-    trial, send = TreesTrial.request(run)
+    trial, _ = TreesTrial.request(run)
     fit_trees(trial.id)  # what the worker runs, in this process
     trial.refresh_from_db()
     assert trial.status == "ready", trial.error
