@@ -25,8 +25,9 @@ PATIENCE = 20
 LEARNING_RATE = 0.3  # XGBoost's own default: fewer rounds than 0.1, which matters on a CPU
 # Shallower than XGBoost's 6, and coarser histograms than its 256 bins: the small network's features are its
 # flattened last block (7 x 7 x 64 = 3,136 numbers for MNIST), and each round grows one tree per class over
-# all of them. On two cores shared with other work (load 8 to 10), 1,780 MNIST pictures took about 3 to 9 s
-# a round whatever the column sampling; depth 4 with 64 bins was the quicker side (benchmarks/trees.py).
+# all of them. On two cores shared with other work (load 8 to 10), 1,780 rows of random features of that shape
+# took about 3 to 9 s a round (10 classes) whatever the column sampling, depth 4 with 64 bins on the quicker
+# side; 890 real MNIST pictures then took about 2 s a round (docs/benchmarks.md, "Boosted trees").
 MAX_DEPTH = 4
 MAX_BIN = 64
 # Without validation pictures, this share of the training ones is held out to tell when to stop.
