@@ -364,7 +364,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # The reaper (jobs.reap) is light work for the default queue; every training.* task trains.
 CELERY_TASK_ROUTES = {"jobs.*": {"queue": "default"}, "training.*": {"queue": "training"},
                       "pretrained.*": {"queue": "default"}, "housekeeping.*": {"queue": "default"},
-                      "predict.*": {"queue": "default"}, "exports.*": {"queue": "default"}}
+                      "predict.*": {"queue": "default"}, "exports.*": {"queue": "default"},
+                      "trees.*": {"queue": "default"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

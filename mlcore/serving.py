@@ -129,9 +129,11 @@ class Predictor:
     """A loaded model behind a warmed, compiled function: about 1 ms an image on a CPU
     instead of about 50 ms through `model.predict` (see docs/architecture.md)."""
 
-    def __init__(self, model_path: Path, info: ModelInfo):
+    def __init__(self, model_path: Path, info: ModelInfo, trees_path: Path | None = None):
         import keras
         import tensorflow as tf
+
+        from . import trees
 
         self.info = info
         # Only files this application wrote are loaded, and never with unsafe
@@ -140,7 +142,11 @@ class Predictor:
         # With the statistics saved beside it, the model also gives its features, to tell when a
         # picture is unlike what it learned (mlcore/familiarity.py).
         self.familiarity = Familiarity.load(Path(model_path).parent)
-        served = features_and_probabilities(self.model) if self.familiarity else self.model
+        # Boosted trees chosen to answer in place of the output layer (mlcore/trees.py): the network
+        # gives its features, the trees the probabilities.
+        self.trees = trees.load(trees_path) if trees_path else None
+        self._both = bool(self.familiarity or self.trees)
+        served = features_and_probabilities(self.model) if self._both else self.model
         height, width = info.image_size
         signature = tf.TensorSpec((None, height, width, info.channels), tf.uint8)
         self._call = tf.function(lambda x: served(x, training=False), input_signature=[signature])
@@ -148,9 +154,12 @@ class Predictor:
 
     def _features_and_probabilities(self, pixels: np.ndarray):
         result = self._call(pixels)
-        if self.familiarity:
-            return np.asarray(result[0]), np.asarray(result[1])
-        return None, np.asarray(result)
+        if not self._both:
+            return None, np.asarray(result)
+        features, probabilities = np.asarray(result[0]), np.asarray(result[1])
+        if self.trees:
+            probabilities = self.trees.probabilities(features)
+        return features, probabilities
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return self._features_and_probabilities(pixels)[1]

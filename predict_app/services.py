@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 from django.conf import settings
 
+from dlsite import storage
 from mlcore import explain
 from mlcore.familiarity import doubt_in_words, sure_in_words
 from mlcore.images import ImageRejected, ImageTooLarge, decode_reduced, image_to_array
@@ -33,16 +34,32 @@ def predictor_for(run) -> Predictor:
     # FileNotFoundError when the model is not kept any more; with a bucket, its folder is fetched
     # into this host's cache (dlsite/storage.py) when this host has no copy yet.
     path = run.model_path
-    key = (run.model_file, run.attempts, run.finished_at)
+    trees = _chosen_trees(run)
+    key = (run.model_file, run.attempts, run.finished_at, trees)
     with _lock:  # one thread loads a model; the others wait for it instead of loading it too
         if key in _loaded:
             _loaded.move_to_end(key)
             return _loaded[key]
-        predictor = Predictor(path, ModelInfo.from_json(path.with_suffix(".json").read_text()))
+        try:
+            trees_path = storage.local_path(trees) if trees else None
+        except FileNotFoundError:  # removed from the server by hand: the network answers alone
+            trees_path = None
+        predictor = Predictor(path, ModelInfo.from_json(path.with_suffix(".json").read_text()), trees_path)
         _loaded[key] = predictor
         while len(_loaded) > KEEP_LOADED:
             _loaded.popitem(last=False)
         return predictor
+
+
+def _chosen_trees(run) -> str:
+    """The storage name of the boosted trees the owner chose to answer for the run (training_app's
+    TreesTrial), "" when the network answers alone."""
+    from training_app.models import TreesTrial
+
+    trial = TreesTrial.objects.filter(run_id=run.id, chosen=True, status=TreesTrial.Status.READY).first()
+    if trial is None or trial.model_file != run.model_file or not trial.file:
+        return ""
+    return trial.file
 
 
 class FileTooBig(Exception):

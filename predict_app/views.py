@@ -15,7 +15,7 @@ from .services import classify_uploads, png_data_url, predictor_for
 @login_required
 def predict(request):
     """A few pictures classified at once, for a quick check; and the way in to classify many."""
-    form, results = None, []
+    form, results, trees = None, [], False
     if request.method == "POST":
         form = PredictForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
@@ -24,10 +24,11 @@ def predict(request):
             for result in results:
                 if "heat_map" in result:
                     result["heat_map"] = png_data_url(result["heat_map"])
-    return predict_page(request, form, results)
+            trees = predictor.trees is not None
+    return predict_page(request, form, results, answered_by_trees=trees)
 
 
-def predict_page(request, form=None, results=(), many_form=None):
+def predict_page(request, form=None, results=(), many_form=None, answered_by_trees=False):
     """The page, with `many_form` when a zip to classify was refused: its messages show in it."""
     # "Classify with this model" links name the run; without one (or with a wrong number) the best
     # tested model comes first, not merely the newest (training_app/models.py, default_model).
@@ -43,6 +44,7 @@ def predict_page(request, form=None, results=(), many_form=None):
         many_form = ManyZipForm(user=request.user, initial={"run": chosen_run})
     return render(request, "predict_app/predict.html", {
         "form": form, "results": results, "doubt_rule": doubt_rule_in_words(), "colours_in_words": COLOURS_IN_WORDS,
+        "answered_by_trees": answered_by_trees,
         "many_form": many_form if has_models else None,
         "classifications": Classification.objects.visible_to(request.user).select_related("run")[:50],
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,

@@ -12,15 +12,15 @@ from predict_app.models import Classification
 from pretrained_app.models import WeightsDownload
 from tests.conftest import new_run
 from tests.images import labelled_zip
-from training_app.models import ModelExport, TrainingRun
+from training_app.models import ModelExport, TrainingRun, TreesTrial
 
 SHARED_QUERIES = ("claim", "stale", "reap_stale", "unclaimed", "reap_unclaimed", "visible_to")
 SHARED_METHODS = ("claim_fence", "claimed_row", "holds_claim", "holding_claim", "retry", "cancel_queued",
                   "seconds_left", "is_silent")
 
 
-def test_the_five_jobs_are_the_kinds_of_job():
-    assert set(job_kinds()) == {Upload, TrainingRun, Classification, ModelExport, WeightsDownload}
+def test_the_six_jobs_are_the_kinds_of_job():
+    assert set(job_kinds()) == {Upload, TrainingRun, Classification, ModelExport, WeightsDownload, TreesTrial}
 
 
 @pytest.mark.parametrize("kind", job_kinds(), ids=lambda kind: kind.__name__)
@@ -43,6 +43,7 @@ def test_visible_to_shows_a_person_only_their_own_jobs_of_every_kind(django_user
     owner = run.owner
     other = django_user_model.objects.create_user("other", password="pw-other-123")
     ModelExport.objects.create(run=run, kind="onnx")
+    TreesTrial.objects.create(run=run)
     Classification.objects.create(owner=owner, run=run, name="pictures")
     WeightsDownload.objects.create(base="mobilenetv2", requested_by=owner)
     Upload.objects.create(dataset=run.dataset, original_name="a.zip")

@@ -590,3 +590,93 @@ class ModelExport(Job):
                 status=self.Status.FAILED, finished_at=timezone.now(), error="Its file was removed from the server's disk: make it again.")
             self.refresh_from_db()
             return None
+
+
+class TreesTrial(Job):
+    """Boosted trees fitted on what a run's network sees (mlcore/trees.py): the features of its train,
+    validation and test pictures, the trees' accuracy beside the network's, and beside trees on the raw
+    pixels. One per run, made again on request. When the trees did better on the validation pictures
+    the owner may choose them to answer (`chosen`); the classify page and the API then use the
+    network's trunk with these trees (predict_app/services.predictor_for)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "fitting", "Being fitted and measured"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, related_name="trees")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    phase = models.CharField(max_length=64, blank=True)
+    progress = models.FloatField(default=0)  # from 0 to 1, for the progress bar
+    created_at = models.DateTimeField(default=timezone.now)  # when it was last asked for
+    # The model the trees were fitted on (run.model_file then): trees are used only with that model.
+    model_file = models.CharField(max_length=255, blank=True)
+    file = models.CharField(max_length=255, blank=True, help_text="The trees (XGBoost UBJSON); relative to MEDIA_ROOT")
+    rounds = models.PositiveIntegerField(null=True, blank=True)
+    seconds = models.FloatField(null=True, blank=True)  # fitting the trees on the features
+    test_count = models.PositiveIntegerField(default=0)
+    val_count = models.PositiveIntegerField(default=0)
+    # Accuracies, from 0 to 1; None where the run has no such pictures.
+    trees_test = models.FloatField(null=True, blank=True)
+    network_test = models.FloatField(null=True, blank=True)
+    pixels_test = models.FloatField(null=True, blank=True)
+    trees_val = models.FloatField(null=True, blank=True)
+    network_val = models.FloatField(null=True, blank=True)
+    chosen = models.BooleanField(default=False)  # the owner chose the trees to answer
+
+    objects = JobQuerySet.as_manager()
+
+    TASK = "trees.fit"
+    AGAIN = "press “Try again”"
+    OWNER = "run__owner"
+
+    class Meta:
+        verbose_name = "boosted trees trial"
+
+    @classmethod
+    def request(cls, run):
+        """The run's trial, queued to be made (again) unless it is on its way; (trial, whether a worker
+        must be sent). Made again, its trees are no longer chosen until the owner chooses them again."""
+        trial, created = cls.objects.get_or_create(run=run)
+        if created:
+            return trial, True
+        if trial.status in (cls.Status.QUEUED, cls.Status.RUNNING):
+            return trial, False
+        cls.objects.filter(id=trial.id).update(
+            status=cls.Status.QUEUED, phase="", progress=0, created_at=timezone.now(), started_at=None,
+            heartbeat_at=None, attempts=0, queued_at=None, resends=0, finished_at=None, error="", chosen=False,
+            rounds=None, seconds=None, trees_test=None, network_test=None, pixels_test=None, trees_val=None,
+            network_val=None)
+        trial.refresh_from_db()
+        return trial, True
+
+    @property
+    def trees_name(self) -> str:
+        """A new storage name for each fitting (a host's cache keeps a copy by name: a name never
+        gets other trees)."""
+        return f"{self.run.model_prefix}/trees/trees-{self.id}-{self.attempts}-{int(timezone.now().timestamp())}.ubj"
+
+    @property
+    def did_better(self) -> bool:
+        """The trees beat the network on the validation pictures, which decide (the test ones only report)."""
+        return (self.status == self.Status.READY and self.trees_val is not None and self.network_val is not None
+                and self.trees_val > self.network_val)
+
+    @property
+    def answers(self) -> bool:
+        """The trees answer for the run: chosen, made, and fitted on the run's model as it is now."""
+        return (self.chosen and self.status == self.Status.READY and bool(self.file)
+                and self.model_file == self.run.model_file)
+
+    def fraction_done(self):
+        return self.progress
+
+    def fields_when_ended(self):
+        return {"phase": ""}
+
+    def finish(self, **fields):
+        self.record(status=self.Status.READY, phase="", progress=1.0, finished_at=timezone.now(), **fields)
+
+    def fail(self, message):
+        self.record(status=self.Status.FAILED, phase="", finished_at=timezone.now(), error=message)

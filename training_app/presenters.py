@@ -16,7 +16,11 @@ from mlcore.evaluation import accuracy_in_words, answer_in_words
 from mlcore.insights import guessing_in_words, most_confused, overfitting_hint, samples_per_second, times_out_of_ten
 from mlcore.words import colour as colour_word, count, decimal, duration, file_size
 
+from mlcore.trees import PIXELS_SIDE
+
 from .models import TrainingRun
+
+PIXELS_WORDS = f"{PIXELS_SIDE} × {PIXELS_SIDE}"
 
 
 def time_estimate(dataset, chosen):
@@ -375,6 +379,59 @@ def _export_state(export, fmt, kind="test picture"):
                 f"differ by at most {export.max_difference:.1g}).")
     return (f"Checked with {fmt.runtime} on {pictures}: its probabilities differ from the original's by "
             f"at most {export.max_difference:.4f}.")
+
+
+# Said wherever the trees may answer: every download is the network alone.
+TREES_ELSEWHERE = ("The downloads (the .keras file, every format under “Use the model elsewhere”, the “serve it "
+                   "yourself” bundle too) answer from the network alone, without the trees.")
+
+
+def _percent(value):
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def trees_in_words(run):
+    """Boosted trees on the run's features (TreesTrial) as the run page and its polling show them: where the
+    job stands, the figures in words, and whether the owner may let the trees answer."""
+    from .models import TreesTrial
+
+    trial = TreesTrial.objects.filter(run_id=run.pk).first()
+    state = {"status": "", "busy": False, "percent": 0, "phase": "", "error": "", "summary": "", "baseline": "",
+             "validation": "", "verdict": "", "can_choose": False, "chosen": False, "elsewhere": "",
+             "make_url": reverse("training:trees_make", args=[run.pk]),
+             "choose_url": reverse("training:trees_choose", args=[run.pk]),
+             "state_url": reverse("training:trees_state", args=[run.pk])}
+    if trial is None:
+        return state
+    state.update(status=trial.status, busy=trial.status in (TreesTrial.Status.QUEUED, TreesTrial.Status.RUNNING),
+                 percent=round(100 * trial.progress), phase=trial.phase or trial.get_status_display())
+    if trial.status == TreesTrial.Status.FAILED:
+        state["error"] = trial.error
+    if trial.status != TreesTrial.Status.READY:
+        return state
+    if trial.model_file != run.model_file:  # the run was trained again since: these trees were for its old model
+        state.update(status="stale", verdict="These trees were fitted on an earlier model of this run: try again.")
+        return state
+    if trial.test_count:
+        state["summary"] = (f"Boosted trees on what the network sees: {_percent(trial.trees_test)} on the "
+                            f"{count(trial.test_count, 'test picture')}, the network alone: {_percent(trial.network_test)}.")
+        state["baseline"] = (f"Boosted trees on the raw pixels (each picture made {PIXELS_WORDS}), for comparison: "
+                             f"{_percent(trial.pixels_test)}.")
+    else:
+        state["summary"] = "This run has no test pictures, so there is no fair figure to report for the trees."
+    if trial.val_count:
+        state["validation"] = (f"On the {count(trial.val_count, 'validation picture')}, which decide: the trees "
+                               f"{_percent(trial.trees_val)}, the network {_percent(trial.network_val)}.")
+        if trial.did_better:
+            state["verdict"] = ("The trees did better on the validation pictures: you may let them answer on the "
+                                "classify page and in the API.")
+        else:
+            state["verdict"] = ("The network alone did as well or better on the validation pictures, so it keeps "
+                                "answering.")
+    else:
+        state["verdict"] = "This run has no validation pictures to decide with, so the network keeps answering."
+    state.update(can_choose=trial.did_better, chosen=trial.answers, elsewhere=TREES_ELSEWHERE)
+    return state
 
 
 # The test pictures behind the confusion matrix (the run's "pictures" page).

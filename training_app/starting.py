@@ -5,9 +5,9 @@ from django.db import transaction
 from datasets_app.versions import freeze
 from dlsite.quotas import queued_runs_refusal
 
-from .models import ModelExport
+from .models import ModelExport, TreesTrial
 from .presenters import budget_facts
-from .tasks import make_export, train
+from .tasks import fit_trees, make_export, train
 
 
 def start_run(form, dataset, user, suggested, search=None):
@@ -34,3 +34,11 @@ def start_export(run, kind) -> ModelExport:
     if send:
         make_export.delay(export.id)
     return export
+
+
+def start_trees(run) -> TreesTrial:
+    """Boosted trees on `run`'s features, sent to a worker unless on their way already."""
+    trial, send = TreesTrial.request(run)
+    if send:
+        fit_trees.delay(trial.id)
+    return trial

@@ -5,8 +5,8 @@ from celery import shared_task
 from dlsite.heartbeat import Heartbeat
 from dlsite.jobs import ClaimLost
 
-from . import exporting
-from .models import ModelExport, TrainingRun
+from . import boosting, exporting
+from .models import ModelExport, TrainingRun, TreesTrial
 from .runner import train_run
 
 logger = logging.getLogger(__name__)
@@ -67,5 +67,24 @@ def make_export(export_id: int):
         logger.exception("Export %s failed", export_id)
         try:
             export.fail(f"The export stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
+        except ClaimLost:
+            pass
+
+
+@shared_task(name="trees.fit")
+def fit_trees(trial_id: int):
+    """Boosted trees on a run's features, measured beside its network (training_app/boosting.py)."""
+    trial = TreesTrial.objects.claim(trial_id)
+    if trial is None:  # a second delivery, or the run was deleted in between
+        return
+    try:
+        with Heartbeat(trial):
+            boosting.make(trial)
+    except ClaimLost:
+        logger.warning("Boosted trees %s: another attempt holds it now; this one stopped", trial_id)
+    except Exception as exc:
+        logger.exception("Boosted trees %s failed", trial_id)
+        try:
+            trial.fail(f"It stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
         except ClaimLost:
             pass

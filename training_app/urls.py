@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import builder_views, export_views, preview_views, queue_views, search_views, views
+from . import builder_views, export_views, preview_views, queue_views, search_views, trees_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -21,5 +21,6 @@ urlpatterns = [
     *export_views.urlpatterns,
     *preview_views.urlpatterns,
     *search_views.urlpatterns,
+    *trees_views.urlpatterns,
     path("dataset/<int:dataset_pk>/", views.dataset_runs, name="dataset_runs"),
 ]

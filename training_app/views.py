@@ -28,7 +28,8 @@ from .compare import CompareError, comparison, run_ids, runs_to_compare
 from .forms import TrainingRunForm
 from .models import TrainingRun
 from .presenters import (PictureChoice, budget_facts, confusion_links, export_rows, pictures_behind, plan_in_words,
-                         result_in_words, run_status, settings_in_words, table_row, time_estimate)
+                         result_in_words, run_status, settings_in_words, table_row, time_estimate,
+                         trees_in_words)
 from .starting import start_run
 
 
@@ -116,6 +117,7 @@ def run_detail(request, pk):
         "confusion_links": confusion_links(run),
         "result": result_in_words(run), "verdict": status["verdict"] if status["learned_nothing"] else None,
         "exports": export_rows(run) if run.has_model else [], "colours_in_words": COLOURS_IN_WORDS,
+        "trees": trees_in_words(run) if run.has_model else None,
     })
 
 
