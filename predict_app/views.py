@@ -6,6 +6,7 @@ from mlcore.familiarity import doubt_rule_in_words
 from mlcore.words import whole_number
 from training_app.models import TrainingRun
 
+from .assist import unsure_keeper
 from .forms import ManyZipForm, PredictForm
 from .models import Classification
 from .services import classify_uploads, predictor_for
@@ -18,8 +19,9 @@ def predict(request):
     if request.method == "POST":
         form = PredictForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
-            predictor = predictor_for(form.cleaned_data["run"])
-            results = classify_uploads(predictor, form.cleaned_data["images"])
+            run = form.cleaned_data["run"]
+            results = classify_uploads(predictor_for(run), form.cleaned_data["images"],
+                                       keep_unsure=unsure_keeper(run, "page"))
     return predict_page(request, form, results)
 
 

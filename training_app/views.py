@@ -1,5 +1,6 @@
 from pathlib import PurePosixPath
 
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -114,6 +115,7 @@ def run_detail(request, pk):
         "confusion_links": confusion_links(run),
         "result": result_in_words(run), "verdict": status["verdict"] if status["learned_nothing"] else None,
         "exports": export_rows(run) if run.has_model else [],
+        "unsure_keep_days": django_settings.UNSURE_KEEP_DAYS,
     })
 
 
