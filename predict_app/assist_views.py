@@ -62,9 +62,9 @@ def _back_to_inbox(dataset):
 
 @login_required
 @require_POST
-def suggest_start(request, pk):
+def suggest_start(request, dataset_pk):
     """POST run: that model suggests a class for every picture of the inbox, on a worker."""
-    dataset = get_dataset_for_user(request, pk)
+    dataset = get_dataset_for_user(request, dataset_pk)
     run_id = whole_number(request.POST.get("run"))
     run = TrainingRun.objects.visible_to(request.user).filter(pk=run_id).first() if run_id is not None else None
     try:
@@ -81,9 +81,9 @@ def suggest_start(request, pk):
 
 @login_required
 @require_GET
-def suggest_progress(request, pk):
+def suggest_progress(request, dataset_pk):
     """How far the dataset's suggestion job is, for the inbox's progress bar."""
-    dataset = get_dataset_for_user(request, pk)
+    dataset = get_dataset_for_user(request, dataset_pk)
     job = current_job(dataset)
     if job is None:
         raise Http404("No suggestions here.")
@@ -93,10 +93,10 @@ def suggest_progress(request, pk):
 
 @login_required
 @require_POST
-def suggest_accept(request, pk):
+def suggest_accept(request, dataset_pk):
     """POST at_least (a percentage): every inbox picture the model is at least that sure of is filed under
     its suggested class, each recorded in the label history; the page offers to undo it."""
-    dataset = get_dataset_for_user(request, pk)
+    dataset = get_dataset_for_user(request, dataset_pk)
     job = current_job(dataset)
     percent = whole_number(request.POST.get("at_least"), 0, 100)
     try:
@@ -122,9 +122,9 @@ def suggest_accept(request, pk):
 
 @login_required
 @require_POST
-def suggest_undo(request, pk):
+def suggest_undo(request, dataset_pk):
     """Put the pictures of the last bulk accept in this dataset back in the inbox (once)."""
-    dataset = get_dataset_for_user(request, pk)
+    dataset = get_dataset_for_user(request, dataset_pk)
     undo = request.session.get(UNDO_KEY)
     if not undo or undo.get("dataset") != dataset.id:
         messages.error(request, "There is nothing to undo: the last accept was undone already, or made elsewhere.")
@@ -171,9 +171,9 @@ def unsure_list(request, run_pk):
 
 
 @login_required
-def unsure_picture(request, run_pk, picture_pk):
+def unsure_picture(request, run_pk, unsure_pk):
     run = _model_run(request, run_pk)
-    picture = get_object_or_404(run.unsure_pictures, pk=picture_pk)
+    picture = get_object_or_404(run.unsure_pictures, pk=unsure_pk)
     try:
         handle = picture.file.storage.open(picture.file.name, "rb")
     except FileNotFoundError:
@@ -218,12 +218,12 @@ def unsure_send(request, run_pk):
 
 
 urlpatterns = [
-    path("inbox/<int:pk>/suggest/", suggest_start, name="suggest"),
-    path("inbox/<int:pk>/suggest/progress/", suggest_progress, name="suggest_progress"),
-    path("inbox/<int:pk>/suggest/accept/", suggest_accept, name="suggest_accept"),
-    path("inbox/<int:pk>/suggest/undo/", suggest_undo, name="suggest_undo"),
+    path("inbox/<int:dataset_pk>/suggest/", suggest_start, name="suggest"),
+    path("inbox/<int:dataset_pk>/suggest/progress/", suggest_progress, name="suggest_progress"),
+    path("inbox/<int:dataset_pk>/suggest/accept/", suggest_accept, name="suggest_accept"),
+    path("inbox/<int:dataset_pk>/suggest/undo/", suggest_undo, name="suggest_undo"),
     path("models/<int:run_pk>/unsure/", unsure_list, name="unsure"),
     path("models/<int:run_pk>/unsure/keep/", unsure_setting, name="unsure_setting"),
     path("models/<int:run_pk>/unsure/send/", unsure_send, name="unsure_send"),
-    path("models/<int:run_pk>/unsure/<int:picture_pk>/", unsure_picture, name="unsure_picture"),
+    path("models/<int:run_pk>/unsure/<int:unsure_pk>/", unsure_picture, name="unsure_picture"),
 ]

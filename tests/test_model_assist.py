@@ -157,7 +157,8 @@ def classify_on_page(alice, run):
     return alice.post(reverse("predict:index"), {"run": run.pk, "images": files})
 
 
-def test_nothing_is_kept_without_the_owners_consent(alice, monkeypatch, shapes):
+def test_nothing_is_kept_without_the_owners_consent(alice, monkeypatch, shapes, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"  # a folder of its own, to see that no file was kept
     run = fake_model(shapes)
     use_predictor(monkeypatch, FakePredictor([(1, 0.4, "spread"), (0, 0.95, "")]))
     assert classify_on_page(alice, run).status_code == 200
