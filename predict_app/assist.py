@@ -111,8 +111,9 @@ def accept_at_or_above(dataset, job: SuggestionJob, percent: int, user) -> dict:
     if not 0 <= percent <= 100:
         raise AssistError("Give a percentage between 0 and 100.")
     classes = {image_class.name: image_class for image_class in dataset.classes.all()}
+    # As the inbox shows them: a picture shown "90 % sure" (rounded) is accepted at 90 %.
     wanted = (job.suggestions.filter(image__image_class__isnull=True, image__dataset=dataset,
-                                     confidence__gte=percent / 100 - 1e-9).values_list("label", "image_id"))
+                                     confidence__gte=(percent - 0.5) / 100).values_list("label", "image_id"))
     by_label: dict[str, list[int]] = {}
     for label, image_id in wanted:
         by_label.setdefault(label, []).append(image_id)
