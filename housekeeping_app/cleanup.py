@@ -45,6 +45,7 @@ from .diskuse import (
     MODELS_DIRNAME,
     PACKS_DIR,
     STAGING_DIR,
+    UNSURE_DIR,
     UPLOADS_DIR,
     VERSIONS_DIR,
 )
@@ -227,9 +228,9 @@ class Cleanup:
     # Pictures a model was not sure about
 
     def remove_unsure_pictures(self) -> None:
-        from predict_app.models import UNSURE_FOLDER, UnsurePicture
+        from predict_app.models import UnsurePicture
 
-        files = {item.name: item for item in storage.listing(UNSURE_FOLDER)}
+        files = {item.name: item for item in storage.listing(UNSURE_DIR)}
         cutoff = timezone.now() - timedelta(days=settings.UNSURE_KEEP_DAYS)
         for picture in UnsurePicture.objects.filter(created_at__lt=cutoff).iterator():
             name = picture.file.name

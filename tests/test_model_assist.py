@@ -19,6 +19,7 @@ from datasets_app.labelling import relabel
 from datasets_app.models import Dataset, LabelChange, Upload
 from dlsite import storage
 from housekeeping_app.cleanup import run_cleanup
+from housekeeping_app.diskuse import measure
 from mlcore.familiarity import Judgement
 from mlcore.serving import ModelInfo
 from predict_app.models import SuggestionJob, UnsurePicture
@@ -246,6 +247,9 @@ def test_the_clean_up_removes_unsure_pictures_after_their_kept_days(settings, tm
     assert result.figures()["unsure"]["count"] == 2
     assert list(UnsurePicture.objects.filter(run=run)) == [recent]
     assert not storage.exists(old.file.name) and not storage.exists(stray) and storage.exists(recent.file.name)
+    used = measure()  # the staff page "Disk use" counts them as the model owner's
+    assert used["kinds"]["unsure"] == len(image_bytes("spot", 16))
+    assert used["users"][0]["classified"] == len(image_bytes("spot", 16))
 
 
 @pytest.fixture
