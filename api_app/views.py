@@ -31,6 +31,7 @@ from dlsite import quotas, storage
 from mlcore.formats import FORMATS
 from predict_app.many import Refused, check_zip
 from predict_app.many_views import get_classification_for_user
+from predict_app.assist import unsure_keeper
 from predict_app.models import Classification
 from predict_app.services import PREDICTOR_COLUMNS, classify_uploads, predictor_for
 from predict_app.tasks import classify_many
@@ -195,7 +196,8 @@ class Classify(APIView):
             predictor = predictor_for(run)
         except FileNotFoundError:
             raise NotFound("The model file of this run is missing from the server.") from None
-        results = classify_uploads(predictor, files, previews=False, explain=_wants_explanation(request))
+        results = classify_uploads(predictor, files, previews=False, explain=_wants_explanation(request),
+                                   keep_unsure=unsure_keeper(run, "api"))
         return Response(s.ClassifyAnswerSerializer({"model": run.id, "results": [_result(r) for r in results]}).data)
 
 

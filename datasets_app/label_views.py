@@ -6,8 +6,8 @@ call it, and show its `LabelError` messages as they are.
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Min, Q, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, F, FilteredRelation, Min, Q, Value, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.http import JsonResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.shortcuts import get_object_or_404, redirect, render
@@ -50,6 +50,7 @@ ACTION_WORDS = {
     "removed from test results": "removed from the dataset, from a run's test pictures",
     "undone": "change undone",
     "restored": "removed picture put back (undo)",
+    "suggestion accepted": "a model's suggestion accepted",
 }
 
 
@@ -75,9 +76,10 @@ def _class_of(dataset, class_id):
     return image_class
 
 
-def _image_json(dataset, image):
-    return {
+def _image_json(dataset, image, class_names=()):
+    answer = {
         "id": image.id,
+        "position": getattr(image, "position", image.id),
         "url": reverse("datasets:image", args=[dataset.pk, image.id]),
         "name": image.original_name,
         "width": image.width,
@@ -85,25 +87,58 @@ def _image_json(dataset, image):
         "suggested": image.suggested_label,
         "labelUrl": reverse("datasets:inbox_label", args=[dataset.pk, image.id]),
     }
+    if getattr(image, "model_label", None):
+        answer["model"] = {"label": image.model_label, "percent": round(100 * image.model_confidence),
+                           "known": image.model_label in class_names}
+    return answer
 
 
-def _unlabelled_after(dataset, after=0, held=()):
-    """The next unlabelled images by id, after `after`, leaving out the ones the page already holds."""
-    images = dataset.images.filter(image_class__isnull=True, id__gt=after).exclude(id__in=held).order_by("id")
-    return [_image_json(dataset, image)
+# With a model's suggestions (predict_app/assist.py) the inbox goes from the least sure picture to the surest,
+# by the rank each suggestion got when they were made; pictures added since come after, by id. The page's
+# cursor is that position, as it is the id without suggestions.
+AFTER_RANKED = 10**12
+
+
+def _unlabelled_after(dataset, after=0, held=(), job=None):
+    """The next unlabelled images after the position `after`, leaving out the ones the page already holds."""
+    images = dataset.images.filter(image_class__isnull=True).exclude(id__in=held)
+    class_names = ()
+    if job is not None:
+        images = images.annotate(
+            chosen=FilteredRelation("suggestions", condition=Q(suggestions__job=job)),
+            position=Coalesce(F("chosen__rank"), Value(AFTER_RANKED) + F("id")),
+            model_label=F("chosen__label"), model_confidence=F("chosen__confidence"))
+        class_names = set(dataset.classes.values_list("name", flat=True))
+    else:
+        images = images.annotate(position=F("id"))
+    images = images.filter(position__gt=after).order_by("position")
+    return [_image_json(dataset, image, class_names)
             for image in images.only("id", "original_name", "width", "height", "suggested_label")[:QUEUE_SIZE]]
+
+
+def _shown_suggestions(dataset):
+    """The dataset's finished suggestion job, whose answers the inbox shows; None without one."""
+    from predict_app.assist import current_job  # the model-assisted inbox is predict_app's (it holds the jobs)
+
+    job = current_job(dataset)
+    return job if job is not None and job.status == job.Status.DONE else None
 
 
 # The inbox
 
 @login_required
 def inbox(request, pk):
+    from predict_app.assist_views import inbox_assist  # the model-assisted inbox is predict_app's
+
     dataset = get_dataset_for_user(request, pk)
+    assist = inbox_assist(request, dataset)
     return render(request, "datasets_app/inbox.html", {
         "dataset": dataset,
+        "assist": assist,
         "inbox_data": {
             "classes": list(dataset.classes.order_by("name").values("id", "name")),
-            "queue": _unlabelled_after(dataset),
+            "queue": _unlabelled_after(dataset, job=assist["shown"]),
+            "suggestingUrl": assist["progress_url"],
             "remaining": dataset.unlabelled_count(),
             "queueUrl": reverse("datasets:inbox_queue", args=[dataset.pk]),
             "createClassUrl": reverse("datasets:inbox_create_class", args=[dataset.pk]),
@@ -122,7 +157,7 @@ def inbox_queue(request, pk):
     except BadInput as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({
-        "images": _unlabelled_after(dataset, after, held[:HELD_IDS_READ]),
+        "images": _unlabelled_after(dataset, after, held[:HELD_IDS_READ], _shown_suggestions(dataset)),
         "remaining": dataset.unlabelled_count(),
     })
 

@@ -427,6 +427,9 @@ CELERY_BEAT_SCHEDULE = {"reap-jobs": {"task": "jobs.reap", "schedule": float(REA
 # PACK_CACHE_MAX_GB. A folder being received that gets no files for UPLOAD_ABANDON_S is given up.
 CLEANUP_INTERVAL_S = env_int("CLEANUP_INTERVAL_S", 3600)
 CLEANUP_GRACE_S = env_int("CLEANUP_GRACE_S", 24 * 3600)
+# Pictures a model was not sure about, kept with its owner's consent (predict_app.models.UnsurePicture),
+# are removed by the clean-up after this many days.
+UNSURE_KEEP_DAYS = env_int("UNSURE_KEEP_DAYS", 30)
 UPLOAD_ABANDON_S = env_int("UPLOAD_ABANDON_S", 2 * 24 * 3600)
 PACK_CACHE_MAX_GB = float(os.environ.get("PACK_CACHE_MAX_GB") or 20)
 CELERY_BEAT_SCHEDULE["cleanup"] = {"task": "housekeeping.cleanup", "schedule": float(CLEANUP_INTERVAL_S)}

@@ -10,6 +10,8 @@ rows. Besides those files:
 - models of runs that no longer exist;
 - pictures of classifications that no longer exist, and the zips of finished ones (their pictures
   are stored one by one as they are read);
+- pictures a model was not sure about (kept with its owner's consent) once kept UNSURE_KEEP_DAYS, and
+  files under unsure/ no row names (their run was deleted) once past the grace;
 - packs of versions that no longer exist, and, beyond PACK_CACHE_MAX_GB, the least recently used
   packs in the local PACK_DIR (never one of a version a queued or running run is using); with a
   bucket, also the packs kept in it (packs/<name>/) of versions that no longer exist.
@@ -43,6 +45,7 @@ from .diskuse import (
     MODELS_DIRNAME,
     PACKS_DIR,
     STAGING_DIR,
+    UNSURE_DIR,
     UPLOADS_DIR,
     VERSIONS_DIR,
 )
@@ -96,6 +99,7 @@ class Cleanup:
         self.remove_used_upload_files()
         self.remove_models_of_deleted_runs()
         self.remove_classification_files()
+        self.remove_unsure_pictures()
         self.remove_orphan_files()
         self.remove_packs()
         self.remove_bucket_packs()
@@ -220,6 +224,23 @@ class Cleanup:
             if (item.name.startswith(CLASSIFICATION_ZIPS_DIR + "/") and item.name not in kept
                     and item.modified.timestamp() < self.grace_cutoff):
                 self.remove("classifications", item.name, item.size)
+
+    # Pictures a model was not sure about
+
+    def remove_unsure_pictures(self) -> None:
+        from predict_app.models import UnsurePicture
+
+        files = {item.name: item for item in storage.listing(UNSURE_DIR)}
+        cutoff = timezone.now() - timedelta(days=settings.UNSURE_KEEP_DAYS)
+        for picture in UnsurePicture.objects.filter(created_at__lt=cutoff).iterator():
+            name = picture.file.name
+            self.remove("unsure", name, files[name].size if name in files else 0)
+            if not self.result.dry_run:
+                picture.delete()
+        named = set(UnsurePicture.objects.values_list("file", flat=True))
+        for name, item in files.items():
+            if name not in named and item.modified.timestamp() < self.grace_cutoff:
+                self.remove("unsure", name, item.size)
 
     # Files no row refers to
 

@@ -22,6 +22,7 @@ IMAGES_DIR, UPLOADS_DIR, VERSIONS_DIR, MODELS_DIRNAME = "datasets", "uploads", "
 STAGING_DIR = "uploads/folders"  # datasets_app.models.STAGING_ROOT
 CLASSIFICATIONS_DIR = "classifications"  # predict_app.models.FOLDER: <id>/ pictures and thumbnails, zips/
 CLASSIFICATION_ZIPS_DIR = "classifications/zips"
+UNSURE_DIR = "unsure"  # predict_app.models.UNSURE_FOLDER: <run id>/ pictures a model was not sure about
 PACKS_DIR = "packs"  # with a bucket: packs/<name>/ (training_app keeps them there)
 THUMBS_DIRNAME = "thumbs"  # datasets/<id>/thumbs/..., see mlcore.examine
 KIND_LABELS = {
@@ -31,6 +32,7 @@ KIND_LABELS = {
     "staging": "Folders being received",
     "models": "Trained models",
     "classifications": "Pictures classified with a model",
+    "unsure": "Pictures models were not sure about (kept with consent)",
     "manifests": "Dataset versions (lists of images)",
     "packs": "Packed images for training (a cache)",
     "other": "Anything else",
@@ -86,11 +88,14 @@ def measure() -> dict:
                 kinds["classifications"] += size
                 add(owners[CLASSIFICATIONS_DIR].get(number) if number is not None else zip_owners.get(item.name),
                     "classified", size)
+            elif top == UNSURE_DIR and number is not None:
+                kinds["unsure"] += size
+                add(owners[MODELS_DIRNAME].get(number), "classified", size)
             elif top == VERSIONS_DIR:
                 kinds["manifests"] += size
             elif top == PACKS_DIR and not storage.is_local():
                 kinds["packs"] += size
-            elif top not in (IMAGES_DIR, MODELS_DIRNAME, CLASSIFICATIONS_DIR):
+            elif top not in (IMAGES_DIR, MODELS_DIRNAME, CLASSIFICATIONS_DIR, UNSURE_DIR):
                 kinds["other"] += size
     for name in files:
         kinds["other"] += kept_file_size(name)

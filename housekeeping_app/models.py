@@ -9,6 +9,7 @@ KINDS = {
     "models": "Models of deleted runs",
     "classifications": "Pictures of deleted classifications, zips of finished ones",
     "packs": "Packed images for training",
+    "unsure": "Pictures models were not sure about, past their kept days",
 }
 
 

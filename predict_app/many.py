@@ -249,12 +249,15 @@ def sorted_zip(job: Classification):
     return handle
 
 
-def send_to_inbox(job: Classification, pictures, dataset, user):
-    """Queue `pictures` (of `job`) to be read into the inbox of `dataset`, each with the class the model
+def send_to_inbox(pictures, dataset, user, source: str):
+    """Queue `pictures` (a classification's, or those a model was not sure about: rows with a name, a file
+    and a label; `source` says where they came from, after "N pictures" in the upload's name) to be read into the inbox of `dataset`, each with the class the model
     gave it as a suggestion: an upload of loose files (no folder, so no label), read by the ingestion like
     any other. Returns the upload; Refused when the person's storage limit would be passed."""
     files, suggestions, used, size = [], {}, set(), 0
-    for picture in pictures.exclude(file=""):
+    for picture in pictures:
+        if not picture.file:
+            continue
         name = PurePosixPath(picture.name).name or f"picture-{picture.id}"
         if name in used:  # two pictures of one name from different folders
             stem, suffix = os.path.splitext(name)
@@ -274,7 +277,7 @@ def send_to_inbox(job: Classification, pictures, dataset, user):
     with transaction.atomic():
         upload = Upload.objects.create(
             dataset=dataset, kind=Upload.Kind.FOLDER, status=Upload.Status.QUEUED, created_by=user,
-            original_name=fit_upload_name(f"{len(files)} pictures from the classification “{job.name}”"),
+            original_name=fit_upload_name(f"{len(files)} pictures {source}"),
             expected_files=len(files), expected_batches=1, received_batches=[0], expected_bytes=size,
             received_bytes=size, suggestions=suggestions)
         copy_batch(upload, 0, files)

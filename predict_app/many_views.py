@@ -226,7 +226,8 @@ def classification_to_inbox(request, pk):
         pictures = job.images.filter(id__in=form.cleaned_data["pictures"])
     dataset = form.cleaned_data["dataset"]
     try:
-        upload = send_to_inbox(job, pictures, dataset, request.user)
+        upload = send_to_inbox(pictures, dataset, request.user,
+                               f"from the classification “{job.name}”")
     except Refused as refused:
         messages.error(request, str(refused))
         return redirect("predict:classification", pk=pk)

@@ -177,3 +177,107 @@ def _remove_classification_files(sender, instance, **kwargs):
             storage.delete(zip_name)
         storage.delete_folder(folder)
     transaction.on_commit(remove)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-assisted labelling (predict_app/assist.py): a model's suggestion for every inbox picture, and
+# the pictures a model was not sure about, kept with its owner's consent so that they can be labelled.
+
+class SuggestionJob(Job):
+    """A model classifying every picture in a dataset's inbox, on the default worker. Only the newest
+    finished one of a dataset is shown; starting another removes the older ones."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Suggesting"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="suggestion_jobs")
+    dataset = models.ForeignKey("datasets_app.Dataset", on_delete=models.CASCADE, related_name="suggestion_jobs")
+    run = models.ForeignKey("training_app.TrainingRun", on_delete=models.CASCADE, related_name="suggestion_jobs")
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+
+    objects = JobQuerySet.as_manager()
+
+    TASK = "predict.suggest"
+    AGAIN = "choose the model again"
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "suggestion of classes"
+        verbose_name_plural = "suggestions of classes"
+
+    @property
+    def percent(self):
+        return round(100 * self.done / self.total) if self.total else 0
+
+    def fraction_done(self):
+        return self.done / self.total if self.total else 0.0
+
+    @property
+    def is_active(self):
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+
+class Suggestion(models.Model):
+    """What a model said of one inbox picture. `rank` is its place from least sure (1) to surest, fixed
+    when the job ends, so the inbox can hand out pictures in that order a few at a time."""
+
+    job = models.ForeignKey(SuggestionJob, on_delete=models.CASCADE, related_name="suggestions")
+    image = models.ForeignKey("datasets_app.Image", on_delete=models.CASCADE, related_name="suggestions")
+    label = models.CharField(max_length=255)
+    confidence = models.FloatField()
+    rank = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "image"], name="one_suggestion_per_picture")]
+        indexes = [models.Index(fields=["job", "rank"]), models.Index(fields=["job", "confidence"])]
+
+
+UNSURE_FOLDER = "unsure"  # under the media root: unsure/<run id>/<picture>
+
+
+def unsure_path(picture, filename):
+    return f"{UNSURE_FOLDER}/{picture.run_id}/{filename}"
+
+
+class UnsurePicture(models.Model):
+    """A picture a model answered "not sure" about (through the classify page or the API), kept because
+    the model's owner turned on TrainingRun.keep_unsure; removed by the clean-up after UNSURE_KEEP_DAYS."""
+
+    VIA = {"page": "the classify page", "api": "the API"}
+
+    run = models.ForeignKey("training_app.TrainingRun", on_delete=models.CASCADE, related_name="unsure_pictures")
+    name = models.CharField(max_length=255)
+    file = models.FileField(upload_to=unsure_path, max_length=255)
+    label = models.CharField(max_length=255)  # the class it would have given
+    confidence = models.FloatField()
+    doubt = models.CharField(max_length=8)  # mlcore/familiarity.py: far, spread or unlike
+    reason = models.CharField(max_length=500)  # the doubt in words, as the page or the API said it
+    via = models.CharField(max_length=8, default="page")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def sure(self) -> str:
+        return sure_in_words(self.confidence)
+
+    @property
+    def via_words(self) -> str:
+        return self.VIA.get(self.via, self.via)
+
+
+@receiver(post_delete, sender=UnsurePicture, dispatch_uid="unsure-picture-file")
+def _remove_unsure_file(sender, instance, **kwargs):
+    name = instance.file.name
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))

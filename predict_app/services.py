@@ -24,7 +24,7 @@ _loaded: OrderedDict[tuple, Predictor] = OrderedDict()  # the least recently use
 
 # The columns of a run predictor_for reads: a request that loads only these makes one query, where
 # each column left out costs a query of its own.
-PREDICTOR_COLUMNS = ("id", "model_file", "attempts", "finished_at")
+PREDICTOR_COLUMNS = ("id", "model_file", "attempts", "finished_at", "keep_unsure")
 
 
 def predictor_for(run) -> Predictor:
@@ -66,24 +66,28 @@ class FileTooBig(Exception):
     pass
 
 
-def classify_uploads(predictor: Predictor, uploads, previews: bool = True, explain: bool = False) -> list[dict]:
+def classify_uploads(predictor: Predictor, uploads, previews: bool = True, explain: bool = False,
+                     keep_unsure=None) -> list[dict]:
     """One result per uploaded file, in order: its class and every probability, or a plain reason
     why it could not be used (the other files are still classified). With `explain`, also "heat_map":
     a PNG of the model's input with what the answer was based on drawn over it (why_png).
+    `keep_unsure(result, bytes)`, when given (predict_app/assist.py, with the model owner's consent), is
+    called for each "not sure" answer.
 
     Each picture is decoded small and turned at once into its model input and (for the page, not
     for programs) its preview, so only one decoded picture is alive at a time; the model then sees
     the small inputs in batches."""
-    results, inputs, waiting = [], [], []
+    results, inputs, waiting, datas = [], [], [], []
     for upload in uploads:
-        result, pixels = _prepare(upload, predictor.info, previews)
+        result, pixels, data = _prepare(upload, predictor.info, previews)
         results.append(result)
         if pixels is not None:
             inputs.append(pixels)
             waiting.append(result)
+            datas.append(data if keep_unsure else None)  # the bytes live on only to be kept
     names = predictor.info.class_names
     probabilities, judgements = predictor.judge_arrays(inputs)
-    for result, pixels, row, judgement in zip(waiting, inputs, probabilities, judgements):
+    for result, pixels, row, judgement, data in zip(waiting, inputs, probabilities, judgements, datas):
         if explain:  # only on request: a backward pass a picture, or a few dozen forward ones
             result["heat_map"] = why_png(predictor, pixels, judgement.best)
         ranked = sorted(zip(names, row.tolist()), key=lambda item: -item[1])
@@ -91,6 +95,8 @@ def classify_uploads(predictor: Predictor, uploads, previews: bool = True, expla
                        "sure": sure_in_words(judgement.confidence), "doubt": judgement.doubt,
                        "doubt_words": doubt_in_words(judgement, row, names),
                        "probabilities": [{"name": n, "p": p, "percent": round(100 * p, 1)} for n, p in ranked]})
+        if keep_unsure and judgement.doubt:
+            keep_unsure(result, data)
     return results
 
 
@@ -105,24 +111,25 @@ def png_data_url(png: bytes) -> str:
 
 
 def _prepare(upload, info: ModelInfo, preview: bool = True):
-    """({"name"[, "preview"]} and the model input) for a usable file, ({"name", "error"}, None) otherwise."""
+    """({"name"[, "preview"]}, the model input, the file's bytes) for a usable file, ({"name", "error"}, None,
+    None) otherwise."""
     limit = settings.MAX_PREDICT_FILE_BYTES
     try:
         data = read_at_most(upload, limit)
         if not data:
-            return {"name": upload.name, "error": "This file is empty."}, None
+            return {"name": upload.name, "error": "This file is empty."}, None, None
         side = max(*info.image_size, PREVIEW_SIDE if preview else 0)
         image = decode_reduced(data, side, settings.MAX_PREDICT_PIXELS, settings.MAX_IMAGE_PIXELS).image
     except FileTooBig:
         return {"name": upload.name, "error": f"This file is larger than {file_size(limit)}, the limit here. "
-                                              "Resize the picture or save it smaller, and try again."}, None
+                                              "Resize the picture or save it smaller, and try again."}, None, None
     except ImageTooLarge as exc:
         return {"name": upload.name, "error": f"This picture is too large ({exc.width} × {exc.height} pixels); "
-                                              f"the limit is {exc.limit:,} pixels. Resize it and try again."}, None
+                                              f"the limit is {exc.limit:,} pixels. Resize it and try again."}, None, None
     except ImageRejected as exc:
-        return {"name": upload.name, "error": f"This file could not be used: {exc}."}, None
+        return {"name": upload.name, "error": f"This file could not be used: {exc}."}, None, None
     pixels = image_to_array(image, info.image_size, info.channels, info.resize)
-    return {"name": upload.name, **({"preview": preview_data_url(image)} if preview else {})}, pixels
+    return {"name": upload.name, **({"preview": preview_data_url(image)} if preview else {})}, pixels, data
 
 
 def read_at_most(upload, limit: int) -> bytearray:

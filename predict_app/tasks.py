@@ -1,6 +1,7 @@
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
 from datasets_app.sources import archive_limits
 from mlcore.archive import ArchiveRejected
@@ -34,3 +35,30 @@ def classify_many(classification_id: int):
                          "could be classified.")
         return
     job.finish()
+
+
+@shared_task(name="predict.suggest")
+def suggest_classes(job_id: int):
+    """A model's suggested class for every picture in a dataset's inbox (predict_app/assist.py)."""
+    from .assist import suggest
+    from .models import SuggestionJob
+
+    job = SuggestionJob.objects.claim(job_id)
+    if job is None:
+        return
+    try:
+        with Heartbeat(job) as heartbeat:
+            suggest(job, predictor_for(job.run), heartbeat)
+    except ClaimLost:
+        logger.warning("Suggestions %s: another attempt holds it now; this one stopped", job_id)
+        return
+    except FileNotFoundError:
+        job.record(status=SuggestionJob.Status.FAILED, finished_at=timezone.now(),
+                   error="The model's file is missing from the server, so it could not suggest classes.")
+        return
+    except Exception:
+        logger.exception("Suggestions %s failed", job_id)
+        job.record(status=SuggestionJob.Status.FAILED, finished_at=timezone.now(),
+                   error="Something went wrong while the model looked at the pictures; try again.")
+        return
+    job.record(status=SuggestionJob.Status.DONE, finished_at=timezone.now())

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import many_views, views
+from . import assist_views, many_views, views
 
 app_name = "predict"
-urlpatterns = [path("", views.predict, name="index"), *many_views.urlpatterns]
+urlpatterns = [path("", views.predict, name="index"), *many_views.urlpatterns, *assist_views.urlpatterns]

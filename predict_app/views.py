@@ -7,6 +7,7 @@ from mlcore.explain import COLOURS_IN_WORDS
 from mlcore.words import whole_number
 from training_app.models import TrainingRun
 
+from .assist import unsure_keeper
 from .forms import ManyZipForm, PredictForm
 from .models import Classification
 from .services import classify_uploads, png_data_url, predictor_for
@@ -19,8 +20,10 @@ def predict(request):
     if request.method == "POST":
         form = PredictForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
-            predictor = predictor_for(form.cleaned_data["run"])
-            results = classify_uploads(predictor, form.cleaned_data["images"], explain=form.cleaned_data["explain"])
+            run = form.cleaned_data["run"]
+            predictor = predictor_for(run)
+            results = classify_uploads(predictor, form.cleaned_data["images"], explain=form.cleaned_data["explain"],
+                                       keep_unsure=unsure_keeper(run, "page"))
             for result in results:
                 if "heat_map" in result:
                     result["heat_map"] = png_data_url(result["heat_map"])

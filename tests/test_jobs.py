@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from datasets_app.models import Dataset, Upload
 from dlsite.jobs import Job, JobQuerySet, job_kinds, reap_jobs
-from predict_app.models import Classification
+from predict_app.models import Classification, SuggestionJob
 from pretrained_app.models import WeightsDownload
 from tests.conftest import new_run
 from tests.images import labelled_zip
@@ -20,7 +20,8 @@ SHARED_METHODS = ("claim_fence", "claimed_row", "holds_claim", "holding_claim", 
 
 
 def test_the_six_jobs_are_the_kinds_of_job():
-    assert set(job_kinds()) == {Upload, TrainingRun, Classification, ModelExport, WeightsDownload, TreesTrial}
+    assert set(job_kinds()) == {Upload, TrainingRun, Classification, ModelExport, WeightsDownload, TreesTrial,
+                                SuggestionJob}
 
 
 @pytest.mark.parametrize("kind", job_kinds(), ids=lambda kind: kind.__name__)
@@ -45,6 +46,7 @@ def test_visible_to_shows_a_person_only_their_own_jobs_of_every_kind(django_user
     ModelExport.objects.create(run=run, kind="onnx")
     TreesTrial.objects.create(run=run)
     Classification.objects.create(owner=owner, run=run, name="pictures")
+    SuggestionJob.objects.create(owner=owner, run=run, dataset=run.dataset)
     WeightsDownload.objects.create(base="mobilenetv2", requested_by=owner)
     Upload.objects.create(dataset=run.dataset, original_name="a.zip")
     for kind in job_kinds():

@@ -15,7 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from api_app.models import ApiToken
 from datasets_app.models import Dataset, Image, ImageClass, Upload
-from predict_app.models import Classification, ClassifiedImage
+from predict_app.models import Classification, ClassifiedImage, SuggestionJob, UnsurePicture
 from mlcore.pretrained import CATALOGUE
 from tests.conftest import PASSWORD, new_run
 from tests.images import image_bytes
@@ -66,6 +66,7 @@ OBJECT_BY_KWARG = {
     "run_pk": "run",
     "version_pk": "version",
     "search_pk": "search",
+    "unsure_pk": "unsure",
 }
 # Keywords that are not objects of the owner: a value that is valid for the page.
 VALUE_BY_KWARG = {
@@ -205,8 +206,11 @@ def owned(user, settings):
     picture.file.save("1.png", ContentFile(image_bytes("spot", 8)))
     search = Search.objects.create(owner=user, dataset=dataset, name="A few settings", total_budget_s=900)
     TrainingRun.objects.filter(id=run.id).update(search=search)
+    SuggestionJob.objects.create(owner=user, dataset=dataset, run=run, status="done", total=1, done=1)
+    unsure = UnsurePicture(run=run, name="b.png", label="dogs", confidence=0.4, doubt="spread", reason="Not sure")
+    unsure.file.save("b.png", ContentFile(image_bytes("spot", 8)))
     return {"dataset": dataset, "image": image, "class": image_class, "upload": upload, "version": run.version,
-            "run": run, "classification": classification, "picture": picture, "search": search,
+            "run": run, "classification": classification, "picture": picture, "search": search, "unsure": unsure,
             "token": ApiToken.objects.create_for(user, "a program")[0]}
 
 

@@ -148,6 +148,9 @@ class TrainingRun(Job):
     # answer is a TestAnswer row (below).
     wrong = models.JSONField(null=True, blank=True)
     model_file = models.CharField(max_length=255, blank=True, help_text="Relative to MEDIA_ROOT")
+    # The owner's consent to keep the pictures this model was not sure about (classify page, API) for
+    # settings.UNSURE_KEEP_DAYS, to label them (predict_app/assist.py). Off unless the owner turns it on.
+    keep_unsure = models.BooleanField(default=False)
 
     objects = TrainingRunQuerySet.as_manager()
 

@@ -1,5 +1,6 @@
 from pathlib import PurePosixPath
 
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -118,6 +119,7 @@ def run_detail(request, pk):
         "result": result_in_words(run), "verdict": status["verdict"] if status["learned_nothing"] else None,
         "exports": export_rows(run) if run.has_model else [], "colours_in_words": COLOURS_IN_WORDS,
         "trees": trees_in_words(run) if run.has_model else None,
+        "unsure_keep_days": django_settings.UNSURE_KEEP_DAYS,
     })
 
 

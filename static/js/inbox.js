@@ -21,8 +21,9 @@
   let queue = data.queue.slice(); // pictures to show; the first is on screen
   let skipped = []; // shown again once the others are done
   const labelledNow = []; // pictures labelled on this visit, newest last: what undo takes back
-  // The server sends unlabelled pictures in id order after this one.
-  let cursor = queue.length ? queue[queue.length - 1].id : 0;
+  // The server sends unlabelled pictures in order after this position: the id, or with a model's
+  // suggestions the picture's place from least sure to surest (label_views._unlabelled_after).
+  let cursor = queue.length ? queue[queue.length - 1].position : 0;
   let exhausted = queue.length === 0; // nothing more after `cursor`
   let remaining = data.remaining;
   let savesInFlight = 0;
@@ -117,7 +118,7 @@
       exhausted = true;
       return;
     }
-    cursor = Math.max(cursor, ...answer.images.map((image) => image.id));
+    cursor = Math.max(cursor, ...answer.images.map((image) => image.position));
     const heldIds = new Set(queue.concat(skipped).map((image) => image.id));
     queue.push(...answer.images.filter((image) => !heldIds.has(image.id)));
   }
@@ -236,15 +237,31 @@
     showCurrent();
   }
 
-  // A picture sent from a classification carries the class its model gave it: one key accepts it.
+  // A picture carries the class a model gave it (the model chosen on this page, else the one of the
+  // classification it was sent from): one key accepts it when the dataset has that class.
+  function suggestedName(image) {
+    return image && ((image.model && image.model.label) || image.suggested);
+  }
+
   function suggestedClass(image) {
-    return image && image.suggested ? classes.find((imageClass) => imageClass.name === image.suggested) : null;
+    const name = suggestedName(image);
+    return name ? classes.find((imageClass) => imageClass.name === name) : null;
   }
 
   function showSuggestion(image) {
     const suggested = suggestedClass(image);
+    const sure = image.model ? `, ${image.model.percent} % sure` : "";
     byId("inbox-suggested").hidden = !suggested;
-    if (suggested) byId("inbox-suggested-class").textContent = suggested.name;
+    if (suggested) {
+      byId("inbox-suggested-class").textContent = suggested.name;
+      byId("inbox-suggested-sure").textContent = sure;
+    }
+    const missing = !suggested && image.model;
+    byId("inbox-suggested-missing").hidden = !missing;
+    if (missing) {
+      byId("inbox-missing-class").textContent = image.model.label;
+      byId("inbox-missing-sure").textContent = `${image.model.percent} % sure`;
+    }
   }
 
   function acceptSuggestion() {
@@ -308,6 +325,20 @@
       showError(OFFLINE);
     }
   });
+
+  // While a model looks at the inbox, its progress bar moves; once it is done the page shows its suggestions.
+  if (data.suggestingUrl) {
+    site.poll(data.suggestingUrl, (answer) => {
+      byId("suggest-bar").style.width = `${answer.percent}%`;
+      byId("suggest-state").textContent = answer.total
+        ? `${answer.statusWords}, ${answer.done} of ${answer.total} pictures` : answer.statusWords;
+      if (!answer.active) {
+        window.location.reload();
+        return false;
+      }
+      return true;
+    }, { every: 2000 });
+  }
 
   renderClasses();
   showCurrent();
