@@ -252,16 +252,8 @@ def test_the_clean_up_removes_unsure_pictures_after_their_kept_days(settings, tm
     assert used["users"][0]["classified"] == len(image_bytes("spot", 16))
 
 
-@pytest.fixture
-def beats_like_the_workers(settings):
-    """This process's heartbeat on the workers' short clock (conftest.WORKER_SETTINGS): the model trained here
-    beats while the workers' reaper, which calls a job silent after 6 s, watches it."""
-    settings.HEARTBEAT_INTERVAL_S = 1
-
-
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_suggests_a_class_for_every_inbox_picture(celery_workers, beats_like_the_workers, shapes_model,
-                                                             client):
+def test_the_worker_suggests_a_class_for_every_inbox_picture(celery_workers, shapes_model, client):
     run = shapes_model
     dataset = run.dataset
     ids = list(dataset.images.order_by("id").values_list("id", flat=True)[:6])

@@ -216,18 +216,9 @@ def test_the_job_measures_trees_beside_the_network_and_the_predictor_answers_thr
     assert page.status_code == 200 and 'id="answered-by-trees"' in page.content.decode()
 
 
-@pytest.fixture
-def beating_as_the_workers_do(settings):
-    """The model below is trained in this process while the workers' reaper calls a run silent after
-    6 s (conftest.WORKER_SETTINGS): this process beats as often as they expect, so that a slow training
-    on a busy machine is not taken for a dead one."""
-    settings.HEARTBEAT_INTERVAL_S = 1
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_default_worker_fits_the_trees_from_the_run_page(celery_workers, beating_as_the_workers_do, shapes_model,
-                                                          client):
+def test_a_default_worker_fits_the_trees_from_the_run_page(celery_workers, shapes_model, client):
     from tests.conftest import wait_for
 
     run = shapes_model
