@@ -1,0 +1,167 @@
+"""Likely wrong labels across a whole dataset (issue 20, part 2), without Django.
+
+Given each labelled picture's features (the layer before a network's output), its label and the
+number of classes:
+
+- out-of-sample probabilities: a logistic regression on the standardised features, fitted K times by
+  stratified K-fold, so that every picture is judged by a model that never saw it (a model that saw a
+  wrong label would have learned it);
+- cleanlab's `find_label_issues` on those probabilities, ranked by self-confidence (the probability
+  the out-of-sample model gives the picture's own label, lowest first): the pictures whose label
+  disagrees with what pictures like them are labelled;
+- near-duplicates across classes: two pictures whose features are almost the same (cosine similarity
+  of the centred features above a line) but that carry different labels; one of the two is wrong.
+
+Each suspect comes with a suggested class and a reason in plain words, for the review page.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FOLDS = 5
+DUPLICATE_SIMILARITY = 0.97  # cosine of the centred features; above it two pictures look alike to the network
+MAX_DUPLICATE_PAIRS = 500  # the review is for people: more pairs than this is a dataset problem, not a review
+_CHUNK = 512  # rows of the similarity matrix computed at once (512 x 50,000 floats: 100 MB)
+
+
+@dataclass(frozen=True)
+class Suspect:
+    index: int  # the picture's place in the features given
+    given: int  # its label
+    suggested: int  # the class it more likely belongs to
+    score: float  # lower: more likely wrong (the out-of-sample probability of its own label)
+    reason: str  # in plain words, with the class names
+    kind: str = "label"  # "label" (the models disagree) or "duplicate" (looks like a picture labelled otherwise)
+    other: int | None = None  # for a duplicate: the look-alike's place
+
+
+def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, class_count: int, folds: int = FOLDS,
+                                seed: int = 0, on_fold=None) -> np.ndarray:
+    """(n, class_count) probabilities, each row from a logistic regression that never saw that picture.
+
+    Fewer folds when the smallest class has fewer pictures than folds (at least 2). A class missing from a
+    fold's training pictures gets probability 0 there, before the small smoothing every row gets (cleanlab
+    wants no class at exactly 0 for all pictures). `on_fold(done, total)` after each fold."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.asarray(features, dtype=np.float32)
+    labels = np.asarray(labels, dtype=int)
+    present = np.bincount(labels, minlength=class_count)
+    smallest = present[present > 0].min()
+    folds = int(max(2, min(folds, smallest)))
+    probabilities = np.zeros((len(labels), class_count), np.float64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    # A class with fewer pictures than folds only warns: some folds' models never see it.
+    splits = list(splitter.split(features, labels))
+    for number, (train, held_out) in enumerate(splits, start=1):
+        scaler = StandardScaler().fit(features[train])
+        model = LogisticRegression(max_iter=300, C=1.0)
+        model.fit(scaler.transform(features[train]), labels[train])
+        probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(scaler.transform(features[held_out]))
+        if on_fold:
+            on_fold(number, len(splits))
+    probabilities += 1e-6
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def label_suspects(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> list[Suspect]:
+    """cleanlab's likely label issues, most likely first, each with the class the out-of-sample model
+    prefers and why."""
+    from cleanlab.filter import find_label_issues
+
+    labels = np.asarray(labels, dtype=int)
+    if len(labels) == 0 or len(np.unique(labels)) < 2:
+        return []
+    ranked = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence")
+    suspects = []
+    for index in ranked:
+        index, given = int(index), int(labels[index])
+        row = probabilities[index].copy()
+        row[given] = -1.0  # the suggestion is another class
+        suggested = int(row.argmax())
+        suspects.append(Suspect(index, given, suggested, float(probabilities[index, given]),
+                                _label_reason(probabilities[index], given, suggested, class_names)))
+    return suspects
+
+
+def _label_reason(row, given: int, suggested: int, class_names: list[str]) -> str:
+    return (f"Pictures that look like this one are mostly labelled “{class_names[suggested]}”: a model that "
+            f"never saw this picture gives “{class_names[suggested]}” {_percent(row[suggested])} and its label "
+            f"“{class_names[given]}” {_percent(row[given])}.")
+
+
+def _percent(value: float) -> str:
+    percent = 100 * float(value)
+    return "under 1 %" if percent < 1 else f"{percent:.0f} %"
+
+
+def near_duplicates(features: np.ndarray, labels: np.ndarray, threshold: float = DUPLICATE_SIMILARITY,
+                    limit: int = MAX_DUPLICATE_PAIRS) -> list[tuple[int, int, float]]:
+    """(i, j, similarity) for pictures i < j labelled differently whose centred features point almost the
+    same way, most alike first. Centred: the features of one network share a large common part (every
+    pretrained feature is positive), which alone makes any two pictures look 0.7 alike."""
+    features = np.asarray(features, dtype=np.float32)
+    labels = np.asarray(labels, dtype=int)
+    if len(features) < 2:
+        return []
+    centred = features - features.mean(axis=0)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    unit = centred / np.maximum(norms, 1e-12)
+    pairs = []
+    for start in range(0, len(unit), _CHUNK):
+        block = unit[start:start + _CHUNK] @ unit.T
+        rows, columns = np.nonzero(block > threshold)
+        for row, column in zip(rows, columns):
+            i, j = start + int(row), int(column)
+            if i < j and labels[i] != labels[j]:
+                pairs.append((i, j, float(block[row, column])))
+    pairs.sort(key=lambda pair: -pair[2])
+    return pairs[:limit]
+
+
+def duplicate_suspects(pairs, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str],
+                       names: list[str] | None = None) -> list[Suspect]:
+    """One suspect a pair of look-alikes: the one whose own label the out-of-sample model believes less,
+    with the other's label suggested."""
+    labels = np.asarray(labels, dtype=int)
+    suspects = []
+    for i, j, similarity in pairs:
+        first, second = (i, j) if probabilities[i, labels[i]] <= probabilities[j, labels[j]] else (j, i)
+        other = f"“{names[second]}”" if names else "another picture"
+        suspects.append(Suspect(
+            first, int(labels[first]), int(labels[second]), float(probabilities[first, labels[first]]),
+            f"It looks almost the same as {other} ({100 * similarity:.0f} % alike to the network), which is "
+            f"labelled “{class_names[labels[second]]}”, not “{class_names[labels[first]]}”. One of the two "
+            "labels is probably wrong, or one picture is a copy of the other.",
+            kind="duplicate", other=second))
+    return suspects
+
+
+def rank(features: np.ndarray, labels: np.ndarray, class_names: list[str], names: list[str] | None = None,
+         folds: int = FOLDS, seed: int = 0, duplicate_threshold: float = DUPLICATE_SIMILARITY,
+         on_fold=None) -> tuple[list[Suspect], np.ndarray]:
+    """Every suspect of a dataset, likely wrong labels first (most likely first), then look-alikes across
+    classes not already among them; and the out-of-sample probabilities (for the benchmark's baseline)."""
+    labels = np.asarray(labels, dtype=int)
+    if len(labels) < 2 or len(np.unique(labels)) < 2:
+        return [], np.zeros((len(labels), len(class_names)))
+    probabilities = out_of_sample_probabilities(features, labels, len(class_names), folds, seed, on_fold)
+    suspects = label_suspects(labels, probabilities, class_names)
+    seen = {suspect.index for suspect in suspects}
+    for suspect in duplicate_suspects(near_duplicates(features, labels, duplicate_threshold), labels,
+                                      probabilities, class_names, names):
+        if suspect.index not in seen and suspect.other not in seen:
+            suspects.append(suspect)
+            seen.add(suspect.index)
+    return suspects, probabilities
+
+
+def precision_recall(flagged, wrong) -> tuple[float, float]:
+    """Of the pictures flagged, the share truly wrong; of those truly wrong, the share flagged."""
+    flagged, wrong = set(int(i) for i in flagged), set(int(i) for i in wrong)
+    hits = len(flagged & wrong)
+    return (hits / len(flagged) if flagged else 0.0), (hits / len(wrong) if wrong else 1.0)
