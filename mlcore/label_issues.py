@@ -165,3 +165,45 @@ def precision_recall(flagged, wrong) -> tuple[float, float]:
     flagged, wrong = set(int(i) for i in flagged), set(int(i) for i in wrong)
     hits = len(flagged & wrong)
     return (hits / len(flagged) if flagged else 0.0), (hits / len(wrong) if wrong else 1.0)
+
+
+# --- features ---------------------------------------------------------------------------------
+
+PRETRAINED = "efficientnet_lite0"  # with no trained run: offline, and the best start for photos
+PRETRAINED_SIZE = 224
+
+
+def pretrained_feature_model(channels: int, weights_dir=None):
+    """EfficientNet-Lite0 at 224 x 224 as the builder makes it for training (grey repeated as red, green
+    and blue), ending in its pooled features: the model gives (features, probabilities of a random top);
+    only the features are used."""
+    from .builder import build_model
+    from .familiarity import features_and_probabilities
+
+    spec = {"layers": [{"type": "GlobalAveragePooling2D"}], "base": {"name": PRETRAINED, "fine_tune_layers": 0}}
+    model = build_model(spec, (PRETRAINED_SIZE, PRETRAINED_SIZE, channels), 2, weights_dir=weights_dir)
+    return features_and_probabilities(model)
+
+
+def features_of(model, batches, on_batch=None) -> np.ndarray:
+    """The layer before the output of a trained model (or the output 0 of a pretrained_feature_model) for
+    batches of uint8 pictures (an array, or any iterable of arrays: the job decodes a batch at a time, so a
+    large dataset is never in memory whole), through one compiled function. `on_batch(pictures done)`."""
+    import tensorflow as tf
+
+    from .familiarity import features_and_probabilities
+    from .serving import batch_size_for
+
+    if not isinstance(model.output, (list, tuple)):
+        model = features_and_probabilities(model)
+    if isinstance(batches, np.ndarray):
+        pixels, size = batches, batch_size_for(batches)
+        batches = (pixels[start:start + size] for start in range(0, len(pixels), size))
+    call = tf.function(lambda x: model(x, training=False)[0], reduce_retracing=True)
+    found, done = [], 0
+    for batch in batches:
+        found.append(np.asarray(call(np.ascontiguousarray(batch))))
+        done += len(batch)
+        if on_batch:
+            on_batch(done)
+    return np.concatenate(found) if found else np.zeros((0, model.output_shape[0][-1]), np.float32)
