@@ -3,9 +3,9 @@
 Given each labelled picture's features (the layer before a network's output), its label and the
 number of classes:
 
-- out-of-sample probabilities: a logistic regression on the standardised features, fitted K times by
-  stratified K-fold, so that every picture is judged by a model that never saw it (a model that saw a
-  wrong label would have learned it);
+- out-of-sample probabilities: a logistic regression on the standardised features and a nearest-neighbours
+  vote, fitted K times by stratified K-fold, so that every picture is judged by models that never saw it
+  (a model that saw a wrong label would have learned it);
 - cleanlab's `find_label_issues` on those probabilities, ranked by self-confidence (the probability
   the out-of-sample model gives the picture's own label, lowest first): the pictures whose label
   disagrees with what pictures like them are labelled;
@@ -21,6 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 FOLDS = 5
+NEIGHBOURS = 15  # the nearest-neighbours vote: 15 pictures, the nearer counting more
+# Shown only when the out-of-sample models give the picture's own label less than this: cleanlab also
+# counts pictures that are merely hard (a rose half in shadow), and a person's time goes to likely wrong
+# ones. Chosen on the benchmark's own data (no held-out choice): on the flowers, 127 suspects found 81 %
+# of the flipped labels with 56 % of them flipped; below 0.05, 80 found 77 % with 85 % flipped.
+SHOWN_BELOW = 0.05
 DUPLICATE_SIMILARITY = 0.97  # cosine of the centred features; above it two pictures look alike to the network
 MAX_DUPLICATE_PAIRS = 500  # the review is for people: more pairs than this is a dataset problem, not a review
 _CHUNK = 512  # rows of the similarity matrix computed at once (512 x 50,000 floats: 100 MB)
@@ -39,38 +45,52 @@ class Suspect:
 
 def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, class_count: int, folds: int = FOLDS,
                                 seed: int = 0, on_fold=None) -> np.ndarray:
-    """(n, class_count) probabilities, each row from a logistic regression that never saw that picture.
+    """(n, class_count) probabilities, each row from models that never saw that picture: the mean of a
+    logistic regression on the standardised features and a nearest-neighbours vote on their directions.
+
+    Two models, because each is wrong on different pictures: on the flower photos with 3 % of the labels
+    flipped, the regression alone flagged 236 pictures to find 86 % of the flips (a third of them
+    flipped), the neighbours alone 127 for 77 %, their mean 127 for 81 % and, below SHOWN_BELOW, 80 for
+    77 % (docs/benchmarks.md, "label_errors").
 
     Fewer folds when the smallest class has fewer pictures than folds (at least 2). A class missing from a
     fold's training pictures gets probability 0 there, before the small smoothing every row gets (cleanlab
     wants no class at exactly 0 for all pictures). `on_fold(done, total)` after each fold."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
+    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     features = np.asarray(features, dtype=np.float32)
     labels = np.asarray(labels, dtype=int)
     present = np.bincount(labels, minlength=class_count)
     smallest = present[present > 0].min()
     folds = int(max(2, min(folds, smallest)))
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     probabilities = np.zeros((len(labels), class_count), np.float64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     # A class with fewer pictures than folds only warns: some folds' models never see it.
     splits = list(splitter.split(features, labels))
-    for number, (train, held_out) in enumerate(splits, start=1):
-        scaler = StandardScaler().fit(features[train])
-        model = LogisticRegression(max_iter=300, C=1.0)
-        model.fit(scaler.transform(features[train]), labels[train])
-        probabilities[np.ix_(held_out, model.classes_)] = model.predict_proba(scaler.transform(features[held_out]))
-        if on_fold:
-            on_fold(number, len(splits))
+    # One BLAS thread: on two cores shared with a web server and a worker, the regression took 84 s for
+    # 10,000 MNIST features with the default threads and 5 s with one.
+    with threadpool_limits(1):
+        for number, (train, held_out) in enumerate(splits, start=1):
+            scaler = StandardScaler().fit(features[train])
+            regression = LogisticRegression(max_iter=300, C=0.1).fit(scaler.transform(features[train]), labels[train])
+            neighbours = KNeighborsClassifier(min(NEIGHBOURS, len(train)), weights="distance").fit(
+                unit[train], labels[train])
+            for model, inputs in ((regression, scaler.transform(features[held_out])), (neighbours, unit[held_out])):
+                probabilities[np.ix_(held_out, model.classes_)] += model.predict_proba(inputs) / 2
+            if on_fold:
+                on_fold(number, len(splits))
     probabilities += 1e-6
     return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def label_suspects(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> list[Suspect]:
-    """cleanlab's likely label issues, most likely first, each with the class the out-of-sample model
-    prefers and why."""
+    """cleanlab's likely label issues whose own label gets under SHOWN_BELOW, most likely first, each with the
+    class the out-of-sample models prefer and why."""
     from cleanlab.filter import find_label_issues
 
     labels = np.asarray(labels, dtype=int)
@@ -80,6 +100,8 @@ def label_suspects(labels: np.ndarray, probabilities: np.ndarray, class_names: l
     suspects = []
     for index in ranked:
         index, given = int(index), int(labels[index])
+        if probabilities[index, given] >= SHOWN_BELOW:
+            continue
         row = probabilities[index].copy()
         row[given] = -1.0  # the suggestion is another class
         suggested = int(row.argmax())
