@@ -50,6 +50,9 @@ ACTION_WORDS = {
     "removed from test results": "removed from the dataset, from a run's test pictures",
     "undone": "change undone",
     "restored": "removed picture put back (undo)",
+    "kept after review": "label kept after the search for likely wrong labels",
+    "moved after label review": "moved to the suggested class, from the search for likely wrong labels",
+    "removed after label review": "removed from the dataset, from the search for likely wrong labels",
 }
 
 

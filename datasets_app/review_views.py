@@ -9,6 +9,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
+from mlcore.words import whole_number
+
 from .access import get_dataset_for_user
 from .label_review import DECISIONS, decide, features_in_words, runs_to_choose, summary
 from .labelling import LabelError
@@ -31,7 +33,8 @@ def review_start(request, pk):
         return redirect("datasets:label_review", dataset.pk, running.pk)
     choice, run = request.POST.get("run", "").strip(), None
     if choice:
-        run = runs_to_choose(dataset).filter(pk=int(choice)).first() if choice.isdigit() else None
+        run_id = whole_number(choice, 1)
+        run = runs_to_choose(dataset).filter(pk=run_id).first() if run_id else None
         if run is None:
             messages.error(request, "That run is not a finished run of this dataset: choose another, or none.")
             return redirect("datasets:detail", dataset.pk)
@@ -53,9 +56,8 @@ def review_page(request, pk, review_pk):
     if review.status != LabelReview.Status.DONE:
         return render(request, "datasets_app/label_review.html", context)
     open_suspects = list(review.open_suspects().values_list("id", flat=True))
-    wanted = request.GET.get("suspect", "")
-    current = int(wanted) if wanted.isdigit() and int(wanted) in open_suspects else (
-        open_suspects[0] if open_suspects else None)
+    wanted = whole_number(request.GET.get("suspect", ""))
+    current = wanted if wanted in open_suspects else (open_suspects[0] if open_suspects else None)
     if current is not None:
         at = open_suspects.index(current)
         suspect = review.suspects.select_related("image", "other_image").get(id=current)

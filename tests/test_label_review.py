@@ -51,7 +51,7 @@ def test_starting_queues_a_job_for_the_default_worker_and_shows_its_progress(ali
     assert send.call_count <= 1
 
 
-@pytest.mark.parametrize("run", ["abc", "999999", "-1"])
+@pytest.mark.parametrize("run", ["abc", "999999", "-1", "²", "1" * 400])
 def test_a_run_that_is_not_this_datasets_is_refused_in_words(alice, pets, run):
     response = alice.post(reverse("datasets:label_review_start", args=[pets.pk]), {"run": run}, follow=True)
     assert response.status_code == 200
@@ -76,7 +76,7 @@ def test_the_review_walks_the_suspects_one_at_a_time_with_keys(alice, pets):
     shown = alice.get(page(pets, review) + f"?suspect={second.pk}").content.decode()
     assert f'data-suspect="{second.pk}"' in shown and f"?suspect={first.pk}" in shown and f"?suspect={third.pk}" in shown
     # A suspect that is not an open one of this review: the first open one, not an error.
-    for junk in ("abc", "99999", "-3"):
+    for junk in ("abc", "99999", "-3", "²", "9" * 400):
         assert f'data-suspect="{first.pk}"' in alice.get(page(pets, review) + f"?suspect={junk}").content.decode()
 
 

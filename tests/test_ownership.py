@@ -14,7 +14,7 @@ from django.http import QueryDict
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from api_app.models import ApiToken
-from datasets_app.models import Dataset, Image, ImageClass, Upload
+from datasets_app.models import Dataset, Image, ImageClass, LabelReview, LabelSuspect, Upload
 from predict_app.models import Classification, ClassifiedImage
 from mlcore.pretrained import CATALOGUE
 from tests.conftest import PASSWORD, new_run
@@ -65,6 +65,8 @@ OBJECT_BY_KWARG = {
     "upload_pk": "upload",
     "run_pk": "run",
     "version_pk": "version",
+    "review_pk": "review",
+    "suspect_pk": "suspect",
 }
 # Keywords that are not objects of the owner: a value that is valid for the page.
 VALUE_BY_KWARG = {
@@ -197,8 +199,12 @@ def owned(user, settings):
     picture = ClassifiedImage(classification=classification, name="a/1.png", label="cats", confidence=0.9,
                               probabilities=[0.9, 0.1])
     picture.file.save("1.png", ContentFile(image_bytes("spot", 8)))
+    review = LabelReview.objects.create(dataset=dataset, status="done", pictures=1)
+    suspect = LabelSuspect.objects.create(review=review, image=image, image_name=image.original_name, rank=0,
+                                          given_label="cats", suggested_label="dogs", reason="Looks like dogs.",
+                                          score=0.01)
     return {"dataset": dataset, "image": image, "class": image_class, "upload": upload, "version": run.version,
-            "run": run, "classification": classification, "picture": picture,
+            "run": run, "classification": classification, "picture": picture, "review": review, "suspect": suspect,
             "token": ApiToken.objects.create_for(user, "a program")[0]}
 
 
