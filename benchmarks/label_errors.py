@@ -24,7 +24,6 @@ run exists before the job), and is reported apart as train_seconds. Goals: both 
 MNIST, 0.7 on the photos.
 """
 import argparse
-import io
 import json
 import sys
 import time

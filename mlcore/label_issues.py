@@ -184,7 +184,7 @@ def rank(features: np.ndarray, labels: np.ndarray, class_names: list[str], names
 
 def precision_recall(flagged, wrong) -> tuple[float, float]:
     """Of the pictures flagged, the share truly wrong; of those truly wrong, the share flagged."""
-    flagged, wrong = set(int(i) for i in flagged), set(int(i) for i in wrong)
+    flagged, wrong = {int(i) for i in flagged}, {int(i) for i in wrong}
     hits = len(flagged & wrong)
     return (hits / len(flagged) if flagged else 0.0), (hits / len(wrong) if wrong else 1.0)
 
