@@ -51,6 +51,9 @@ ACTION_WORDS = {
     "undone": "change undone",
     "restored": "removed picture put back (undo)",
     "suggestion accepted": "a model's suggestion accepted",
+    "kept after review": "label kept after the search for likely wrong labels",
+    "moved after label review": "moved to the suggested class, from the search for likely wrong labels",
+    "removed after label review": "removed from the dataset, from the search for likely wrong labels",
 }
 
 

@@ -1,9 +1,10 @@
 """The dataset pages. Each feature's module lists its own routes, so each has one obvious home:
 views (overview, image files), upload_views (zip and folder uploads, reports),
-gallery_views (browse and bulk edit), label_views (inbox, classes, conflicts, history)."""
+gallery_views (browse and bulk edit), label_views (inbox, classes, conflicts, history),
+review_views (likely wrong labels)."""
 from django.urls import path
 
-from . import gallery_views, label_views, upload_views, views
+from . import gallery_views, label_views, review_views, upload_views, views
 
 app_name = "datasets"
 urlpatterns = [
@@ -21,4 +22,5 @@ urlpatterns = [
     *upload_views.urlpatterns,
     *gallery_views.urlpatterns,
     *label_views.urlpatterns,
+    *review_views.urlpatterns,
 ]

@@ -48,6 +48,9 @@ def dataset_detail(request, pk):
         "conflicts": dataset.conflict_count(),
         "versions": dataset.versions.all()[:5],
         "runs": dataset.runs.select_related("version")[:20],
+        # Likely wrong labels (label_review.py): the runs whose network can be used, and the last search.
+        "review_runs": dataset.runs.with_model().order_by("-created_at", "-id")[:20],
+        "last_review": dataset.label_reviews.first(),
         "can_train": dataset.usable_class_count() >= 2 and not busy,
         "split_percent": {"val": round(dataset.val_fraction * 100), "test": round(dataset.test_fraction * 100)},
     })

@@ -6,7 +6,7 @@ from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
 
-from datasets_app.models import Dataset, Upload
+from datasets_app.models import Dataset, LabelReview, Upload
 from dlsite.jobs import Job, JobQuerySet, job_kinds, reap_jobs
 from predict_app.models import Classification, SuggestionJob
 from pretrained_app.models import WeightsDownload
@@ -21,7 +21,7 @@ SHARED_METHODS = ("claim_fence", "claimed_row", "holds_claim", "holding_claim", 
 
 def test_the_six_jobs_are_the_kinds_of_job():
     assert set(job_kinds()) == {Upload, TrainingRun, Classification, ModelExport, WeightsDownload, TreesTrial,
-                                SuggestionJob}
+                                SuggestionJob, LabelReview}
 
 
 @pytest.mark.parametrize("kind", job_kinds(), ids=lambda kind: kind.__name__)
@@ -49,6 +49,7 @@ def test_visible_to_shows_a_person_only_their_own_jobs_of_every_kind(django_user
     SuggestionJob.objects.create(owner=owner, run=run, dataset=run.dataset)
     WeightsDownload.objects.create(base="mobilenetv2", requested_by=owner)
     Upload.objects.create(dataset=run.dataset, original_name="a.zip")
+    LabelReview.objects.create(dataset=run.dataset, run=run)
     for kind in job_kinds():
         assert kind.objects.visible_to(owner).exists(), kind.__name__
         assert not kind.objects.visible_to(other).exists(), kind.__name__

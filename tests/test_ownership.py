@@ -14,7 +14,7 @@ from django.http import QueryDict
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from api_app.models import ApiToken
-from datasets_app.models import Dataset, Image, ImageClass, Upload
+from datasets_app.models import Dataset, Image, ImageClass, LabelReview, LabelSuspect, Upload
 from predict_app.models import Classification, ClassifiedImage, SuggestionJob, UnsurePicture
 from mlcore.pretrained import CATALOGUE
 from tests.conftest import PASSWORD, new_run
@@ -67,6 +67,8 @@ OBJECT_BY_KWARG = {
     "version_pk": "version",
     "search_pk": "search",
     "unsure_pk": "unsure",
+    "review_pk": "review",
+    "suspect_pk": "suspect",
 }
 # Keywords that are not objects of the owner: a value that is valid for the page.
 VALUE_BY_KWARG = {
@@ -209,8 +211,13 @@ def owned(user, settings):
     SuggestionJob.objects.create(owner=user, dataset=dataset, run=run, status="done", total=1, done=1)
     unsure = UnsurePicture(run=run, name="b.png", label="dogs", confidence=0.4, doubt="spread", reason="Not sure")
     unsure.file.save("b.png", ContentFile(image_bytes("spot", 8)))
+    review = LabelReview.objects.create(dataset=dataset, status="done", pictures=1)
+    suspect = LabelSuspect.objects.create(review=review, image=image, image_name=image.original_name, rank=0,
+                                          given_label="cats", suggested_label="dogs", reason="Looks like dogs.",
+                                          score=0.01)
     return {"dataset": dataset, "image": image, "class": image_class, "upload": upload, "version": run.version,
             "run": run, "classification": classification, "picture": picture, "search": search, "unsure": unsure,
+            "review": review, "suspect": suspect,
             "token": ApiToken.objects.create_for(user, "a program")[0]}
 
 

@@ -166,7 +166,7 @@ def test_the_queue_lists_every_kind_of_job_with_the_reapers_stale_limit(alice, s
 
     jobs = {row["kind"]: row for row in response.context["queue"]["jobs"]}
     assert set(jobs) == {"upload", "trainingrun", "classification", "modelexport", "suggestionjob", "weightsdownload",
-                         "treestrial"}
+                         "treestrial", "labelreview"}
     assert (jobs["trainingrun"]["queued"], jobs["trainingrun"]["running"], jobs["trainingrun"]["silent"]) == (1, 1, 1)
     assert (jobs["upload"]["queued"], jobs["classification"]["queued"]) == (1, 0)
     assert response.context["queue"]["training"]["rows"][0]["stale"] is True  # the same limit as the reaper's
