@@ -40,7 +40,7 @@ def fresh_health():
 NO_JOBS = {"queued": 0, "running": 0, "silent": 0}
 DETAILS = {"database": "ok", "broker": "ok", "storage": "ok", "workers": {"default": 0, "training": 0}, "hosts": [], "status": "degraded",
            "jobs": dict.fromkeys(["upload", "trainingrun", "modelexport", "classification", "suggestionjob",
-                                   "weightsdownload", "treestrial"], NO_JOBS)}
+                                   "weightsdownload", "treestrial", "labelreview"], NO_JOBS)}
 
 
 def test_health_is_503_and_only_the_status_for_anonymous_callers(client, db, fresh_health):
