@@ -120,28 +120,29 @@ def _unlabelled_after(dataset, after=0, held=(), job=None):
 
 
 def _shown_suggestions(dataset):
-    """The dataset's finished suggestion job, whose answers the inbox shows; None without one."""
-    from predict_app.assist import current_job  # the model-assisted inbox is predict_app's (it holds the jobs)
+    """The dataset's newest suggestion job if it is done, whose answers the inbox shows; None otherwise. The jobs
+    are predict_app's (assist.py), read here through the relation, as a lower layer does not import a higher one."""
+    job = dataset.suggestion_jobs.first()
+    return job if job is not None and job.status == "done" else None
 
-    job = current_job(dataset)
-    return job if job is not None and job.status == job.Status.DONE else None
+
+def _suggesting(dataset):
+    """The address the inbox asks how a suggestion job on its way is doing; "" without one."""
+    job = dataset.suggestion_jobs.first()
+    return reverse("predict:suggest_progress", args=[dataset.pk]) if job is not None and job.is_active else ""
 
 
 # The inbox
 
 @login_required
 def inbox(request, pk):
-    from predict_app.assist_views import inbox_assist  # the model-assisted inbox is predict_app's
-
     dataset = get_dataset_for_user(request, pk)
-    assist = inbox_assist(request, dataset)
-    return render(request, "datasets_app/inbox.html", {
+    return render(request, "datasets_app/inbox.html", {  # the suggestions' card: predict_app's inbox_assist_card
         "dataset": dataset,
-        "assist": assist,
         "inbox_data": {
             "classes": list(dataset.classes.order_by("name").values("id", "name")),
-            "queue": _unlabelled_after(dataset, job=assist["shown"]),
-            "suggestingUrl": assist["progress_url"],
+            "queue": _unlabelled_after(dataset, job=_shown_suggestions(dataset)),
+            "suggestingUrl": _suggesting(dataset),
             "remaining": dataset.unlabelled_count(),
             "queueUrl": reverse("datasets:inbox_queue", args=[dataset.pk]),
             "createClassUrl": reverse("datasets:inbox_create_class", args=[dataset.pk]),

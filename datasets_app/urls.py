@@ -1,10 +1,10 @@
 """The dataset pages. Each feature's module lists its own routes, so each has one obvious home:
 views (overview, image files), upload_views (zip and folder uploads, reports),
-gallery_views (browse and bulk edit), label_views (inbox, classes, conflicts, history),
-review_views (likely wrong labels)."""
+gallery_views (browse and bulk edit), label_views (inbox, classes, conflicts, history). The search for
+likely wrong labels is training_app's (review_views), as it reads a network."""
 from django.urls import path
 
-from . import gallery_views, label_views, review_views, upload_views, views
+from . import gallery_views, label_views, upload_views, views
 
 app_name = "datasets"
 urlpatterns = [
@@ -22,5 +22,4 @@ urlpatterns = [
     *upload_views.urlpatterns,
     *gallery_views.urlpatterns,
     *label_views.urlpatterns,
-    *review_views.urlpatterns,
 ]

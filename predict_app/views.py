@@ -4,13 +4,16 @@ from django.shortcuts import render
 
 from mlcore.familiarity import doubt_rule_in_words
 from mlcore.explain import COLOURS_IN_WORDS
+from datasets_app.models import Image
 from mlcore.words import whole_number
+from training_app.access import get_run_for_user
 from training_app.models import TrainingRun
 
 from .assist import unsure_keeper
 from .forms import ManyZipForm, PredictForm
 from .models import Classification
 from .services import classify_uploads, png_data_url, predictor_for
+from .why import why_response, words_404
 
 
 @login_required
@@ -53,3 +56,17 @@ def predict_page(request, form=None, results=(), many_form=None, answered_by_tre
         "limits": {"max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
                    "max_file_bytes": settings.MAX_PREDICT_FILE_BYTES},
     })
+
+
+@login_required
+def why_wrong(request, run_pk, image_pk):
+    """A test picture a run's model got wrong (the run page's strip), as a PNG with a heat map of what its
+    wrong answer was based on (why.py): for the owner only, a 404 in words when something is gone."""
+    run = get_run_for_user(request, run_pk)
+    predicted = next((row[1] for row in run.wrong or () if row[0] == image_pk), None)
+    if predicted is None:
+        return words_404("This picture is not among the test pictures this run got wrong.")
+    name = Image.objects.filter(dataset=run.dataset, pk=image_pk).values_list("file", flat=True).first()
+    if name is None:
+        return words_404("This picture has been deleted.")
+    return why_response(run, name, predicted)

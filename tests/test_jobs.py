@@ -6,13 +6,13 @@ from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
 
-from datasets_app.models import Dataset, LabelReview, Upload
+from datasets_app.models import Dataset, Upload
 from dlsite.jobs import Job, JobQuerySet, job_kinds, reap_jobs
 from predict_app.models import Classification, SuggestionJob
 from pretrained_app.models import WeightsDownload
 from tests.conftest import new_run
 from tests.images import labelled_zip
-from training_app.models import ModelExport, TrainingRun, TreesTrial
+from training_app.models import LabelReview, ModelExport, TrainingRun, TreesTrial
 
 SHARED_QUERIES = ("claim", "stale", "reap_stale", "unclaimed", "reap_unclaimed", "visible_to")
 SHARED_METHODS = ("claim_fence", "claimed_row", "holds_claim", "holding_claim", "retry", "cancel_queued",

@@ -1,4 +1,4 @@
-"""Likely wrong labels, the site's side (datasets_app/label_review.py, review_views.py): starting a search,
+"""Likely wrong labels, the site's side (training_app/label_review.py, review_views.py): starting a search,
 the review page walking the suspects, each decision recorded in the label history, owner-only, no 500 on
 bad input; and the job itself run in this process on a tiny dataset with the pretrained network."""
 from unittest import mock
@@ -6,8 +6,9 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 
-from datasets_app.label_review import KEEP_ACTION, MOVE_ACTION, REMOVE_ACTION
-from datasets_app.models import LabelChange, LabelReview, LabelSuspect
+from training_app.label_review import KEEP_ACTION, MOVE_ACTION, REMOVE_ACTION
+from datasets_app.models import LabelChange
+from training_app.models import LabelReview, LabelSuspect
 from tests.test_labelling import ingest, pets_files
 
 
@@ -29,16 +30,16 @@ def done_review(dataset, count=3):
 
 
 def page(dataset, review):
-    return reverse("datasets:label_review", args=[dataset.pk, review.pk])
+    return reverse("training:label_review", args=[dataset.pk, review.pk])
 
 
 def decide_url(dataset, review, suspect):
-    return reverse("datasets:label_review_decide", args=[dataset.pk, review.pk, suspect.pk])
+    return reverse("training:label_review_decide", args=[dataset.pk, review.pk, suspect.pk])
 
 
 def test_starting_queues_a_job_for_the_default_worker_and_shows_its_progress(alice, pets):
     with mock.patch.object(LabelReview, "send") as send:
-        response = alice.post(reverse("datasets:label_review_start", args=[pets.pk]), {"run": ""})
+        response = alice.post(reverse("training:label_review_start", args=[pets.pk]), {"run": ""})
     review = LabelReview.objects.get(dataset=pets)
     assert response.status_code == 302 and response["Location"] == page(pets, review)
     assert review.status == LabelReview.Status.QUEUED and review.run is None
@@ -46,14 +47,14 @@ def test_starting_queues_a_job_for_the_default_worker_and_shows_its_progress(ali
     shown = alice.get(page(pets, review)).content.decode()
     assert "Waiting for a worker" in shown and 'http-equiv="refresh"' in shown
     # A second press while it waits goes to the same search.
-    response = alice.post(reverse("datasets:label_review_start", args=[pets.pk]), {"run": ""})
+    response = alice.post(reverse("training:label_review_start", args=[pets.pk]), {"run": ""})
     assert response["Location"] == page(pets, review) and LabelReview.objects.count() == 1
     assert send.call_count <= 1
 
 
 @pytest.mark.parametrize("run", ["abc", "999999", "-1", "²", "1" * 400])
 def test_a_run_that_is_not_this_datasets_is_refused_in_words(alice, pets, run):
-    response = alice.post(reverse("datasets:label_review_start", args=[pets.pk]), {"run": run}, follow=True)
+    response = alice.post(reverse("training:label_review_start", args=[pets.pk]), {"run": run}, follow=True)
     assert response.status_code == 200
     assert "not a finished run of this dataset" in response.content.decode()
     assert not LabelReview.objects.exists()
@@ -61,7 +62,7 @@ def test_a_run_that_is_not_this_datasets_is_refused_in_words(alice, pets, run):
 
 def test_the_dataset_page_has_the_button(alice, pets):
     shown = alice.get(reverse("datasets:detail", args=[pets.pk])).content.decode()
-    assert "Find likely wrong labels" in shown and reverse("datasets:label_review_start", args=[pets.pk]) in shown
+    assert "Find likely wrong labels" in shown and reverse("training:label_review_start", args=[pets.pk]) in shown
 
 
 def test_the_review_walks_the_suspects_one_at_a_time_with_keys(alice, pets):
@@ -114,7 +115,7 @@ def test_each_decision_goes_through_the_label_history_and_is_not_shown_again(ali
 
 
 def test_a_kept_picture_is_not_suspected_again_with_the_same_label(pets, user):
-    from datasets_app.label_review import decide
+    from training_app.label_review import decide
 
     review = done_review(pets, count=1)
     suspect = review.suspects.get()
@@ -149,7 +150,7 @@ def test_only_the_owner_sees_or_decides(client, other_user, pets):
     client.force_login(other_user)
     assert client.get(page(pets, review)).status_code == 404
     assert client.post(decide_url(pets, review, suspect), {"decision": "remove"}).status_code == 404
-    assert client.post(reverse("datasets:label_review_start", args=[pets.pk])).status_code == 404
+    assert client.post(reverse("training:label_review_start", args=[pets.pk])).status_code == 404
     assert pets.images.filter(id=suspect.image_id).exists()
     client.logout()
     assert client.get(page(pets, review)).status_code == 302  # to the sign-in page
@@ -163,7 +164,7 @@ def test_a_failed_search_shows_its_reason(alice, pets):
 
 def test_the_job_ranks_a_tiny_dataset_with_the_pretrained_network(pets):
     """The task in this process: the claim, the pretrained EfficientNet-Lite0's features, the stored suspects."""
-    from datasets_app.tasks import find_label_issues
+    from training_app.tasks import find_label_issues
 
     review = LabelReview.objects.create(dataset=pets)
     find_label_issues(review.id)
@@ -176,7 +177,7 @@ def test_the_job_ranks_a_tiny_dataset_with_the_pretrained_network(pets):
 
 
 def test_the_job_says_in_words_when_there_is_too_little_to_compare(user):
-    from datasets_app.tasks import find_label_issues
+    from training_app.tasks import find_label_issues
 
     dataset = ingest(user, {k: v for k, v in pets_files(conflicts=0).items() if not k.startswith("dogs/")})
     review = LabelReview.objects.create(dataset=dataset)

@@ -35,6 +35,8 @@ CLASS_NAMES = ["horizontal", "spot", "vertical", "cats"]  # "cats" is no class o
 class FakePredictor:
     """Answers (class index, confidence, doubt) in turn, one per picture it is given."""
 
+    trees = None  # answers from the network (training_app/boosting.py: no boosted trees chosen)
+
     def __init__(self, answers):
         self.info = ModelInfo(CLASS_NAMES, (16, 16), 1)
         self.answers = list(answers)

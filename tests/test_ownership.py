@@ -14,12 +14,12 @@ from django.http import QueryDict
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from api_app.models import ApiToken
-from datasets_app.models import Dataset, Image, ImageClass, LabelReview, LabelSuspect, Upload
+from datasets_app.models import Dataset, Image, ImageClass, Upload
 from predict_app.models import Classification, ClassifiedImage, SuggestionJob, UnsurePicture
 from mlcore.pretrained import CATALOGUE
 from tests.conftest import PASSWORD, new_run
 from tests.images import image_bytes
-from training_app.models import ModelExport, Search, TrainingRun
+from training_app.models import LabelReview, LabelSuspect, ModelExport, Search, TrainingRun
 
 LOGIN = reverse("login")
 
@@ -83,7 +83,7 @@ VALUE_BY_KWARG = {
 OWNER_MAY_404 = {
     # The fixture's model is a few bytes, not a network, and its run got no test picture wrong: the owner is
     # told so in words (tests/test_why.py checks that the owner gets the heat maps of a real model).
-    "training:why_wrong": "no wrong pictures, and no network to explain with",
+    "predict:why_wrong": "no wrong pictures, and no network to explain with",
     "predict:classification_why": "no network to explain with",
 }
 

@@ -53,7 +53,7 @@ def test_the_classify_page_shows_why_only_when_asked(alice, shapes_model):
 
 def test_a_wrong_test_picture_has_its_heat_map_for_the_owner_only(alice, wrong_picture, client, other_user):
     run, image = wrong_picture
-    url = reverse("training:why_wrong", args=[run.pk, image.pk])
+    url = reverse("predict:why_wrong", args=[run.pk, image.pk])
     assert url in alice.get(reverse("training:detail", args=[run.pk])).content.decode()
     answer = alice.get(url)
     assert answer.status_code == 200 and answer["Content-Type"] == "image/png"
@@ -65,12 +65,12 @@ def test_a_wrong_test_picture_has_its_heat_map_for_the_owner_only(alice, wrong_p
 def test_a_picture_the_run_did_not_get_wrong_is_not_explained_here(alice, wrong_picture):
     run, image = wrong_picture
     other = Image.objects.filter(dataset=run.dataset).exclude(pk=image.pk).first()
-    assert alice.get(reverse("training:why_wrong", args=[run.pk, other.pk])).status_code == 404
+    assert alice.get(reverse("predict:why_wrong", args=[run.pk, other.pk])).status_code == 404
 
 
 def test_a_model_or_picture_that_is_gone_answers_404_in_words_not_500(alice, wrong_picture):
     run, image = wrong_picture
-    url = reverse("training:why_wrong", args=[run.pk, image.pk])
+    url = reverse("predict:why_wrong", args=[run.pk, image.pk])
     default_storage.delete(image.file.name)
     for change, words in [(None, "picture's file is missing"),
                           ({"model_file": f"models/{run.pk}/attempt-99/model.keras"}, "model file of this run is missing"),

@@ -683,3 +683,114 @@ class TreesTrial(Job):
 
     def fail(self, message):
         self.record(status=self.Status.FAILED, phase="", finished_at=timezone.now(), error=message)
+
+
+class LabelReview(Job):
+    """A search of a dataset's labelled pictures for likely wrong labels (mlcore/label_issues.py), made by a
+    worker from a finished run's features (or the pretrained EfficientNet-Lite0's without one), and the
+    suspects it found, walked one at a time on the review page."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Looking for likely wrong labels"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    dataset = models.ForeignKey("datasets_app.Dataset", on_delete=models.CASCADE, related_name="label_reviews")
+    # The run whose network gives the features; None: the pretrained network. A deleted run ends nothing
+    # already found.
+    run = models.ForeignKey(TrainingRun, on_delete=models.SET_NULL, null=True, blank=True,
+                            related_name="label_reviews")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    phase = models.CharField(max_length=100, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    pictures = models.PositiveIntegerField(default=0)  # labelled pictures looked at
+    features_from = models.CharField(max_length=200, blank=True)  # in words, for the page
+
+    objects = JobQuerySet.as_manager()
+
+    TASK = "jobs.find_label_issues"
+    OWNER = "dataset__owner"
+    AGAIN = "press “Find likely wrong labels” again"
+    ENDED_STATUSES = (Status.FAILED,)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Likely wrong labels in {self.dataset}"
+
+    @property
+    def percent(self):
+        return round(100 * self.done / self.total) if self.total else 0
+
+    @property
+    def is_finished(self):
+        return self.status not in self.ACTIVE
+
+    def fraction_done(self):
+        return self.done / self.total if self.total else 0.0
+
+    def fields_when_retried(self):
+        return {"done": 0, "total": 0, "phase": ""}
+
+    def record_progress(self, phase: str, done: int, total: int):
+        self.record(phase=phase, done=done, total=total)
+
+    def finish(self, suspects: list["LabelSuspect"], pictures: int) -> None:
+        """Store the suspects and end it, if this attempt still holds it (else ClaimLost)."""
+        with self.holding_claim():
+            self.suspects.all().delete()  # an earlier attempt's, cut off after it stored them
+            LabelSuspect.objects.bulk_create(suspects, batch_size=500)
+            self.record(status=self.Status.DONE, finished_at=timezone.now(), heartbeat_at=None, pictures=pictures,
+                        phase="", done=self.total)
+
+    def fail(self, message: str) -> None:
+        """End it with `message`, if this attempt still holds it (another that does says for itself)."""
+        from dlsite.jobs import ClaimLost
+
+        try:
+            self.record(status=self.Status.FAILED, finished_at=timezone.now(), heartbeat_at=None, error=message)
+        except ClaimLost:
+            pass
+
+    def open_suspects(self):
+        """The suspects still to decide on, whose picture is still in the dataset, most likely wrong first."""
+        return self.suspects.filter(decision="", image__isnull=False).order_by("rank")
+
+
+class LabelSuspect(models.Model):
+    """One picture whose label is likely wrong, with what was decided about it. The decision itself is
+    recorded in the label history too (datasets_app/labelling.py), "keep" included."""
+
+    class Decision(models.TextChoices):
+        OPEN = "", "Not decided yet"
+        KEPT = "kept", "Label kept"
+        MOVED = "moved", "Moved to the suggested class"
+        REMOVED = "removed", "Removed from the dataset"
+
+    review = models.ForeignKey(LabelReview, on_delete=models.CASCADE, related_name="suspects")
+    # Null once the picture leaves the dataset (removed here or elsewhere); its name stays.
+    image = models.ForeignKey("datasets_app.Image", on_delete=models.SET_NULL, null=True, blank=True, related_name="suspicions")
+    image_name = models.CharField(max_length=1000)
+    rank = models.PositiveIntegerField()  # 0: the most likely wrong
+    kind = models.CharField(max_length=10, default="label")  # "label" or "duplicate" (mlcore.label_issues.Suspect)
+    given_label = models.CharField(max_length=200)  # its label when the job looked
+    suggested_label = models.CharField(max_length=200)
+    reason = models.TextField()
+    score = models.FloatField()
+    other_image = models.ForeignKey("datasets_app.Image", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    decision = models.CharField(max_length=10, choices=Decision.choices, default=Decision.OPEN, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["review", "rank"]
+        indexes = [models.Index(fields=["review", "decision", "rank"])]

@@ -88,3 +88,26 @@ def fit_trees(trial_id: int):
             trial.fail(f"It stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
         except ClaimLost:
             pass
+
+
+@shared_task(name="jobs.find_label_issues")
+def find_label_issues(review_id: int):
+    """On the default worker (jobs.* route there): rank a dataset's pictures by how likely their label is wrong
+    (label_review.py). It lives here, not in datasets_app, as it reads a run's network or the pretrained one."""
+    from .label_review import ReviewImpossible, find
+    from .models import LabelReview
+
+    review = LabelReview.objects.claim(review_id)
+    if review is None:
+        return
+    try:
+        with Heartbeat(review):
+            find(review)
+    except ClaimLost:
+        logger.warning("Label review %s: another attempt holds it now; this one stopped", review_id)
+    except ReviewImpossible as exc:
+        review.fail(str(exc))
+    except Exception:
+        logger.exception("Label review %s failed", review_id)
+        review.fail("Something went wrong while looking for wrong labels; the server's log has the details. "
+                    "Press “Find likely wrong labels” to try again.")

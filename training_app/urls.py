@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import builder_views, export_views, preview_views, queue_views, search_views, trees_views, views
+from . import builder_views, export_views, preview_views, queue_views, review_views, search_views, trees_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -11,7 +11,6 @@ urlpatterns = [
     path("<int:pk>/", views.run_detail, name="detail"),
     path("<int:pk>/pictures/", views.run_pictures, name="pictures"),
     path("<int:pk>/status/", views.run_status_json, name="status"),
-    path("<int:pk>/why/<int:image_pk>.png", views.why_wrong, name="why_wrong"),
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("<int:pk>/delete/", views.run_delete, name="delete"),
     path("<int:pk>/model.keras", views.model_download, {"kind": "keras"}, name="model"),
@@ -21,6 +20,7 @@ urlpatterns = [
     *export_views.urlpatterns,
     *preview_views.urlpatterns,
     *search_views.urlpatterns,
+    *review_views.urlpatterns,
     *trees_views.urlpatterns,
     path("dataset/<int:dataset_pk>/", views.dataset_runs, name="dataset_runs"),
 ]

@@ -22,7 +22,6 @@ from mlcore.familiarity import sure_in_words
 from mlcore.json_input import read_json
 from mlcore.options import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from mlcore.words import page_number, whole_number
-from predict_app.why import why_response, words_404
 
 from .access import find_run_for_user, get_run_for_user, runs_for_user
 from .compare import CompareError, comparison, run_ids, runs_to_compare
@@ -140,20 +139,6 @@ def run_pictures(request, pk):
     context.update(page=page, pictures=pictures_behind(run, page.object_list, classes), classes=classes,
                    inbox=INBOX_CHOICE, remove=REMOVE_CHOICE)
     return render(request, "training_app/pictures.html", context)
-
-
-@login_required
-def why_wrong(request, pk, image_pk):
-    """A test picture the run's model got wrong, as a PNG with a heat map of what its wrong answer was
-    based on (predict_app/why.py): for the owner only, a 404 in words when something is gone."""
-    run = get_run_for_user(request, pk)
-    predicted = next((row[1] for row in run.wrong or () if row[0] == image_pk), None)
-    if predicted is None:
-        return words_404("This picture is not among the test pictures this run got wrong.")
-    name = Image.objects.filter(dataset=run.dataset, pk=image_pk).values_list("file", flat=True).first()
-    if name is None:
-        return words_404("This picture has been deleted.")
-    return why_response(run, name, predicted)
 
 
 @login_required

@@ -11,26 +11,27 @@ from django.views.decorators.http import require_POST
 
 from mlcore.words import whole_number
 
-from .access import get_dataset_for_user
+from datasets_app.access import get_dataset_for_user
+from datasets_app.labelling import LabelError
+
 from .label_review import DECISIONS, decide, features_in_words, runs_to_choose, summary
-from .labelling import LabelError
 from .models import LabelReview, LabelSuspect
 
 
-def _review_of(request, pk, review_pk):
-    dataset = get_dataset_for_user(request, pk)  # someone else's dataset: 404
+def _review_of(request, dataset_pk, review_pk):
+    dataset = get_dataset_for_user(request, dataset_pk)  # someone else's dataset: 404
     return dataset, get_object_or_404(LabelReview, pk=review_pk, dataset=dataset)
 
 
 @login_required
 @require_POST
-def review_start(request, pk):
+def review_start(request, dataset_pk):
     """POST run = a finished run of this dataset, or empty for the pretrained network."""
-    dataset = get_dataset_for_user(request, pk)
+    dataset = get_dataset_for_user(request, dataset_pk)
     running = dataset.label_reviews.filter(status__in=LabelReview.ACTIVE).first()
     if running:
         messages.info(request, "A search for likely wrong labels is already on its way for this dataset.")
-        return redirect("datasets:label_review", dataset.pk, running.pk)
+        return redirect("training:label_review", dataset.pk, running.pk)
     choice, run = request.POST.get("run", "").strip(), None
     if choice:
         run_id = whole_number(choice, 1)
@@ -45,16 +46,16 @@ def review_start(request, pk):
         review = LabelReview.objects.create(dataset=dataset, run=run, created_by=request.user,
                                             features_from=features_in_words(run))
         transaction.on_commit(lambda: LabelReview.send(review.id))
-    return redirect("datasets:label_review", dataset.pk, review.pk)
+    return redirect("training:label_review", dataset.pk, review.pk)
 
 
 @login_required
-def review_page(request, pk, review_pk):
+def review_page(request, dataset_pk, review_pk):
     """While the job runs: its progress. Once done: the suspect ?suspect=<id> (the first open one without)."""
-    dataset, review = _review_of(request, pk, review_pk)
+    dataset, review = _review_of(request, dataset_pk, review_pk)
     context = {"dataset": dataset, "review": review}
     if review.status != LabelReview.Status.DONE:
-        return render(request, "datasets_app/label_review.html", context)
+        return render(request, "training_app/label_review.html", context)
     open_suspects = list(review.open_suspects().values_list("id", flat=True))
     wanted = whole_number(request.GET.get("suspect", ""))
     current = wanted if wanted in open_suspects else (open_suspects[0] if open_suspects else None)
@@ -67,14 +68,14 @@ def review_page(request, pk, review_pk):
                     "current_label": suspect.image.label or ""}
     context["summary"] = summary(review)
     context["decided"] = review.suspects.exclude(decision="").order_by("-decided_at")[:20]
-    return render(request, "datasets_app/label_review.html", context)
+    return render(request, "training_app/label_review.html", context)
 
 
 @login_required
 @require_POST
-def review_decide(request, pk, review_pk, suspect_pk):
+def review_decide(request, dataset_pk, review_pk, suspect_pk):
     """POST decision = keep, move or remove."""
-    dataset, review = _review_of(request, pk, review_pk)
+    dataset, review = _review_of(request, dataset_pk, review_pk)
     suspect = get_object_or_404(LabelSuspect, pk=suspect_pk, review=review)
     decision = request.POST.get("decision", "")
     following = review.open_suspects().filter(rank__gt=suspect.rank).values_list("id", flat=True).first()
@@ -85,13 +86,13 @@ def review_decide(request, pk, review_pk, suspect_pk):
     except LabelError as exc:
         messages.error(request, str(exc))
         following = suspect.id if not suspect.decision and suspect.image_id else following
-    url = reverse("datasets:label_review", args=[dataset.pk, review.pk])
+    url = reverse("training:label_review", args=[dataset.pk, review.pk])
     return redirect(f"{url}?suspect={following}" if following else url)
 
 
 urlpatterns = [
-    path("<int:pk>/wrong-labels/", review_start, name="label_review_start"),
-    path("<int:pk>/wrong-labels/<int:review_pk>/", review_page, name="label_review"),
-    path("<int:pk>/wrong-labels/<int:review_pk>/<int:suspect_pk>/decide/", review_decide,
+    path("datasets/<int:dataset_pk>/wrong-labels/", review_start, name="label_review_start"),
+    path("datasets/<int:dataset_pk>/wrong-labels/<int:review_pk>/", review_page, name="label_review"),
+    path("datasets/<int:dataset_pk>/wrong-labels/<int:review_pk>/<int:suspect_pk>/decide/", review_decide,
          name="label_review_decide"),
 ]

@@ -18,8 +18,10 @@ from mlcore import label_issues
 from mlcore.images import load_model_input
 from mlcore.words import count
 
-from .labelling import LabelError, change_one
-from .models import LabelChange, LabelReview, LabelSuspect
+from datasets_app.labelling import LabelError, change_one
+from datasets_app.models import LabelChange
+
+from .models import LabelReview, LabelSuspect
 
 logger = logging.getLogger(__name__)
 
