@@ -96,7 +96,9 @@ def label_suspects(labels: np.ndarray, probabilities: np.ndarray, class_names: l
     labels = np.asarray(labels, dtype=int)
     if len(labels) == 0 or len(np.unique(labels)) < 2:
         return []
-    ranked = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab otherwise forks a multiprocessing pool, which hung for good in a process that already
+    # runs threads (TensorFlow's, a test server's: a fork copies their held locks); one process is quick enough.
+    ranked = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1)
     suspects = []
     for index in ranked:
         index, given = int(index), int(labels[index])
