@@ -59,6 +59,38 @@ def job_counts(now=None) -> list[dict]:
     return rows
 
 
+def work_on_claimed(kind, job_id, work, failed_in_words, expected=()):
+    """A job's task, in the shape every job shares: claim the row of `kind` (nothing to do when a second
+    delivery finds it taken, or it was deleted meanwhile), then `work(job, heartbeat)` while a heartbeat
+    proves the worker alive. When another attempt took the job meanwhile (ClaimLost), nothing more is
+    written. When `work` raises one of `expected` (exceptions whose text is already plain words), the job
+    fails with that text; any other is logged and the job fails with `failed_in_words(exception)`. The
+    job's `fail(words)` is asked only while this attempt holds it. Returns the job (None when not claimed)."""
+    from .heartbeat import Heartbeat
+
+    job = kind.objects.claim(job_id)
+    if job is None:
+        return None
+    try:
+        with Heartbeat(job) as heartbeat:
+            work(job, heartbeat)
+    except ClaimLost:
+        logger.warning("%s %s: another attempt holds it now; this one stopped", kind.kind_name(), job_id)
+    except expected as exc:
+        _fail_if_held(job, str(exc))
+    except Exception as exc:
+        logger.exception("%s %s failed", kind.kind_name(), job_id)
+        _fail_if_held(job, failed_in_words(exc))
+    return job
+
+
+def _fail_if_held(job, words: str) -> None:
+    try:
+        job.fail(words)
+    except ClaimLost:  # another attempt holds it and will say for itself
+        pass
+
+
 class JobQuerySet(models.QuerySet):
     def visible_to(self, user):
         """The jobs `user` owns; none for someone not signed in."""

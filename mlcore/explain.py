@@ -32,23 +32,28 @@ _MAP_LAYERS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2D
                "MaxPooling2D", "AveragePooling2D")
 
 
-def heat_map(model, pixels_uint8: np.ndarray, class_index: int) -> np.ndarray:
+def heat_map(model, pixels_uint8: np.ndarray, class_index: int, answer_from_features=None) -> np.ndarray:
     """(height, width) float32 in 0..1 over the model's input: 1 where the answer `class_index` drew most
-    from. `pixels_uint8`: one model input, (height, width, channels), as the model takes it."""
+    from. `pixels_uint8`: one model input, (height, width, channels), as the model takes it.
+
+    `answer_from_features`: when something else than the network's output layer gives the answer (boosted
+    trees on its features, mlcore/trees.py), the function from the features (the output layer's input) to
+    the class probabilities. The map is then by occlusion through it: no gradient flows through trees, and
+    the network's own gradient would explain the network's answer, not the one given."""
     pixels = np.asarray(pixels_uint8, dtype=np.uint8)
     if pixels.ndim == 2:
         pixels = pixels[..., np.newaxis]
-    parts = _parts_for(model)
+    parts = None if answer_from_features else _parts_for(model)
     if parts is None:
-        heat = occlusion_map(model, pixels, class_index)
+        heat = occlusion_map(model, pixels, class_index, answer_from_features)
     else:
         heat = _grad_cam(parts, pixels, class_index)
     return _normalised(heat)
 
 
-def method_of(model) -> str:
-    """"grad-cam" or "occlusion": which heat_map uses for `model`."""
-    return "occlusion" if _parts_for(model) is None else "grad-cam"
+def method_of(model, answer_from_features=None) -> str:
+    """"grad-cam" or "occlusion": which heat_map uses for `model` (and `answer_from_features`)."""
+    return "occlusion" if answer_from_features or _parts_for(model) is None else "grad-cam"
 
 
 # A served model is loaded once and kept (predict_app.services): the models built from it here are
@@ -216,9 +221,10 @@ def _resized(values: np.ndarray, height: int, width: int) -> np.ndarray:
 # Occlusion
 
 
-def occlusion_map(model, pixels: np.ndarray, class_index: int) -> np.ndarray:
+def occlusion_map(model, pixels: np.ndarray, class_index: int, answer_from_features=None) -> np.ndarray:
     """How much the class's log-odds (_log_odds) drop when a grey patch hides each part of the picture
-    (not normalised). Every covered picture is classified in one batch of at most 64."""
+    (not normalised). Every covered picture is classified in one batch of at most 64; with
+    `answer_from_features` (see heat_map), by it on the network's features."""
     from .serving import predict_batch
 
     height, width = pixels.shape[:2]
@@ -229,7 +235,13 @@ def occlusion_map(model, pixels: np.ndarray, class_index: int) -> np.ndarray:
     for number, (top, left) in enumerate(boxes, start=1):
         covered[number, top:top + patch_h, left:left + patch_w] = OCCLUSION_GREY
     output = _output_layer(model)
-    if output is not None:
+    if answer_from_features is not None:
+        import keras
+
+        features = predict_batch(keras.Model(model.inputs, model.get_layer("probabilities").input), covered,
+                                 batch_size=64)
+        odds = np.asarray(_log_odds(np.asarray(answer_from_features(features), np.float32), class_index, False, None))
+    elif output is not None:
         import keras
 
         features = predict_batch(keras.Model(model.inputs, output.input), covered, batch_size=64)

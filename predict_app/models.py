@@ -222,6 +222,9 @@ class SuggestionJob(Job):
     def is_active(self):
         return self.status in (self.Status.QUEUED, self.Status.RUNNING)
 
+    def fail(self, message: str) -> None:
+        self.record(status=self.Status.FAILED, finished_at=timezone.now(), error=message)
+
 
 class Suggestion(models.Model):
     """What a model said of one inbox picture. `rank` is its place from least sure (1) to surest, fixed

@@ -102,8 +102,9 @@ def classify_uploads(predictor: Predictor, uploads, previews: bool = True, expla
 
 def why_png(predictor: Predictor, pixels, class_index: int) -> bytes:
     """The model's input as a PNG with a heat map over it of what its answer `class_index` was based on
-    (mlcore/explain.py)."""
-    return explain.overlay(pixels, explain.heat_map(predictor.model, pixels, class_index))
+    (mlcore/explain.py). When boosted trees answer for the network, the map is of their answer."""
+    trees = predictor.trees.probabilities if predictor.trees else None
+    return explain.overlay(pixels, explain.heat_map(predictor.model, pixels, class_index, trees))
 
 
 def png_data_url(png: bytes) -> str:

@@ -7,7 +7,7 @@ from datasets_app.sources import archive_limits
 from mlcore.archive import ArchiveRejected
 
 from dlsite.heartbeat import Heartbeat
-from dlsite.jobs import ClaimLost
+from dlsite.jobs import ClaimLost, work_on_claimed
 
 from .many import classify
 from .models import Classification
@@ -43,22 +43,14 @@ def suggest_classes(job_id: int):
     from .assist import suggest
     from .models import SuggestionJob
 
-    job = SuggestionJob.objects.claim(job_id)
-    if job is None:
-        return
-    try:
-        with Heartbeat(job) as heartbeat:
-            suggest(job, predictor_for(job.run), heartbeat)
-    except ClaimLost:
-        logger.warning("Suggestions %s: another attempt holds it now; this one stopped", job_id)
-        return
-    except FileNotFoundError:
-        job.record(status=SuggestionJob.Status.FAILED, finished_at=timezone.now(),
-                   error="The model's file is missing from the server, so it could not suggest classes.")
-        return
-    except Exception:
-        logger.exception("Suggestions %s failed", job_id)
-        job.record(status=SuggestionJob.Status.FAILED, finished_at=timezone.now(),
-                   error="Something went wrong while the model looked at the pictures; try again.")
-        return
-    job.record(status=SuggestionJob.Status.DONE, finished_at=timezone.now())
+    def work(job, heartbeat):
+        suggest(job, predictor_for(job.run), heartbeat)
+        job.record(status=SuggestionJob.Status.DONE, finished_at=timezone.now())
+
+    work_on_claimed(SuggestionJob, job_id, work, _suggestions_failed)
+
+
+def _suggestions_failed(exc) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "The model's file is missing from the server, so it could not suggest classes."
+    return "Something went wrong while the model looked at the pictures; try again."

@@ -116,3 +116,21 @@ def test_the_overlay_is_a_png_of_the_picture_enlarged_with_red_where_the_map_is_
     red, green, blue = np.asarray(image)[200, 200].astype(int)
     assert blue > 40 and red < 20  # blue where it hardly looked
     assert colours(np.array([0.0, 0.5, 1.0])).tolist() == [[0, 0, 255], [0, 255, 0], [255, 0, 0]]
+
+
+def test_boosted_trees_answering_for_the_network_are_explained_by_occlusion_through_them(conv_model):
+    """When trees chosen for a run answer (mlcore/trees.py), the map is of their answer: the covered pictures'
+    features go through the trees, and the corner the trees' answer rests on is found."""
+    import keras
+
+    from mlcore.trees import fit
+
+    features_of = keras.Model(conv_model.inputs, conv_model.get_layer("probabilities").input)
+    pictures, labels = corner_pictures(200, seed=3)
+    held, held_labels = corner_pictures(60, seed=4)
+    trees = fit(features_of.predict(pictures, verbose=0), labels, features_of.predict(held, verbose=0), held_labels, 2)
+    assert trees.accuracy(features_of.predict(held, verbose=0), held_labels) >= 0.95  # else the test proves nothing
+    assert method_of(conv_model, trees.probabilities) == "occlusion"
+    for picture in corner_pictures(6, seed=5)[0][1::2]:  # the bright ones
+        shares = quadrant_shares(heat_map(conv_model, picture, 1, trees.probabilities))
+        assert shares["top left"] > 0.5, shares

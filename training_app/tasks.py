@@ -3,7 +3,7 @@ import logging
 from celery import shared_task
 
 from dlsite.heartbeat import Heartbeat
-from dlsite.jobs import ClaimLost
+from dlsite.jobs import ClaimLost, work_on_claimed
 
 from . import boosting, exporting
 from .models import ModelExport, TrainingRun, TreesTrial
@@ -52,42 +52,21 @@ def _explain(exc):
     return f"Training stopped with an error: {type(exc).__name__}: {text[:500]}"
 
 
+def _stopped_with(exc) -> str:
+    return f"It stopped with an error: {type(exc).__name__}: {str(exc)[:300]}"
+
+
 @shared_task(name="exports.make")
 def make_export(export_id: int):
     """Make and check one format of a run's model (training_app/exporting.py)."""
-    export = ModelExport.objects.claim(export_id)
-    if export is None:  # a second delivery, or the run was deleted in between
-        return
-    try:
-        with Heartbeat(export):
-            exporting.make(export)
-    except ClaimLost:
-        logger.warning("Export %s: another attempt holds it now; this one stopped", export_id)
-    except Exception as exc:
-        logger.exception("Export %s failed", export_id)
-        try:
-            export.fail(f"The export stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
-        except ClaimLost:
-            pass
+    work_on_claimed(ModelExport, export_id, lambda export, _: exporting.make(export),
+                    lambda exc: f"The export stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 @shared_task(name="trees.fit")
 def fit_trees(trial_id: int):
     """Boosted trees on a run's features, measured beside its network (training_app/boosting.py)."""
-    trial = TreesTrial.objects.claim(trial_id)
-    if trial is None:  # a second delivery, or the run was deleted in between
-        return
-    try:
-        with Heartbeat(trial):
-            boosting.make(trial)
-    except ClaimLost:
-        logger.warning("Boosted trees %s: another attempt holds it now; this one stopped", trial_id)
-    except Exception as exc:
-        logger.exception("Boosted trees %s failed", trial_id)
-        try:
-            trial.fail(f"It stopped with an error: {type(exc).__name__}: {str(exc)[:300]}")
-        except ClaimLost:
-            pass
+    work_on_claimed(TreesTrial, trial_id, lambda trial, _: boosting.make(trial), _stopped_with)
 
 
 @shared_task(name="jobs.find_label_issues")
@@ -97,17 +76,7 @@ def find_label_issues(review_id: int):
     from .label_review import ReviewImpossible, find
     from .models import LabelReview
 
-    review = LabelReview.objects.claim(review_id)
-    if review is None:
-        return
-    try:
-        with Heartbeat(review):
-            find(review)
-    except ClaimLost:
-        logger.warning("Label review %s: another attempt holds it now; this one stopped", review_id)
-    except ReviewImpossible as exc:
-        review.fail(str(exc))
-    except Exception:
-        logger.exception("Label review %s failed", review_id)
-        review.fail("Something went wrong while looking for wrong labels; the server's log has the details. "
-                    "Press “Find likely wrong labels” to try again.")
+    work_on_claimed(LabelReview, review_id, lambda review, _: find(review),
+                    lambda exc: "Something went wrong while looking for wrong labels; the server's log has the "
+                                "details. Press “Find likely wrong labels” to try again.",
+                    expected=ReviewImpossible)
