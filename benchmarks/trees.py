@@ -1,8 +1,9 @@
 """Boosted trees on what the network sees, against the network alone and against trees on raw pixels
 (the tutorials' "Fine tuning (XGBoost)"; issue 20, part 6).
 
-    nice -n 10 .venv/bin/python benchmarks/trees.py mnist [--per-class N] [--test-per-class M] [--epochs E]
-    nice -n 10 .venv/bin/python benchmarks/trees.py flowers [--epochs E]
+    .venv/bin/python benchmarks/trees.py [mnist] [flowers] [--per-class N] [--test-per-class M] [--epochs E]
+
+With no data named (as `make bench` runs it), both: all of MNIST, then the flowers.
 
 mnist: ../shared/data/mnist-png.zip (its own test folder is the test split); --per-class keeps the first
 N training and M test pictures of each digit (a zip made in the data folder), for a quick figure on a
@@ -21,6 +22,7 @@ The data folder is removed at the end (kept when something failed).
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import time
 import zipfile
@@ -52,19 +54,31 @@ def mnist_subset(source: Path, target: Path, per_class: int, test_per_class: int
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", choices=sorted(ZIPS))
+    parser.add_argument("data", nargs="*", help=f"any of {', '.join(sorted(ZIPS))} (default: all)")
     parser.add_argument("--per-class", type=int, default=0, help="mnist: training pictures a digit (0: all)")
     parser.add_argument("--test-per-class", type=int, default=200, help="mnist with --per-class: test pictures a digit")
     parser.add_argument("--epochs", type=int, default=0, help="the network's epochs (0: as suggested)")
     args = parser.parse_args()
+    unknown = set(args.data) - set(ZIPS)
+    if unknown:
+        parser.error(f"unknown data: {', '.join(sorted(unknown))} (choose from {', '.join(sorted(ZIPS))})")
+    if len(args.data) == 1:
+        measure(args.data[0], args)
+        return
+    # Each in a process of its own: Django's settings (the data folder, the database) are fixed once set up.
+    flags = [flag for flag in sys.argv[1:] if flag not in ZIPS]
+    for name in args.data or sorted(ZIPS, reverse=True):  # mnist first
+        subprocess.run([sys.executable, __file__, name, *flags], check=True)
 
-    data_dir, env, user = fresh_site("bench-trees-")
-    zip_path = ZIPS[args.data]
-    if args.data == "mnist" and args.per_class:
+
+def measure(name, args):
+    """Train the network on `name` through the product, fit the trees, print the line."""
+    data_dir, env, user = fresh_site(f"bench-trees-{name}-")
+    zip_path = ZIPS[name]
+    if name == "mnist" and args.per_class:
         zip_path = mnist_subset(zip_path, Path(data_dir) / "mnist-subset.zip", args.per_class, args.test_per_class)
-    extra = {"test_fraction": 0.2, "val_fraction": 0.1} if args.data == "flowers" else {}
-    dataset = import_zip(user, zip_path, args.data, **extra)
-
+    extra = {"test_fraction": 0.2, "val_fraction": 0.1} if name == "flowers" else {}
+    dataset = import_zip(user, zip_path, name, **extra)
     worker = start_worker(env, Path(data_dir) / "worker.log")
     try:
         network = product_run(dataset, user, {"epochs": args.epochs} if args.epochs else {})
@@ -87,8 +101,9 @@ def main():
         return None if value is None else round(value, 4)
 
     print(json.dumps({
-        "name": f"trees_{args.data}", "zip": Path(zip_path).name,
-        "subset": {"per_class": args.per_class, "test_per_class": args.test_per_class} if args.per_class else None,
+        "name": f"trees_{name}", "zip": Path(zip_path).name,
+        "subset": ({"per_class": args.per_class, "test_per_class": args.test_per_class}
+                   if name == "mnist" and args.per_class else None),
         "network_test_accuracy": r(trial.network_test), "trees_test_accuracy": r(trial.trees_test),
         "pixels_trees_test_accuracy": r(trial.pixels_test),
         "network_val_accuracy": r(trial.network_val), "trees_val_accuracy": r(trial.trees_val),

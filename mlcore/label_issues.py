@@ -88,9 +88,10 @@ def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, class_
     return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
-def label_suspects(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> list[Suspect]:
-    """cleanlab's likely label issues whose own label gets under SHOWN_BELOW, most likely first, each with the
-    class the out-of-sample models prefer and why."""
+def label_suspects(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str],
+                   shown_below: float = SHOWN_BELOW) -> list[Suspect]:
+    """cleanlab's likely label issues whose own label gets under `shown_below`, most likely first, each with
+    the class the out-of-sample models prefer and why."""
     from cleanlab.filter import find_label_issues
 
     labels = np.asarray(labels, dtype=int)
@@ -102,7 +103,7 @@ def label_suspects(labels: np.ndarray, probabilities: np.ndarray, class_names: l
     suspects = []
     for index in ranked:
         index, given = int(index), int(labels[index])
-        if probabilities[index, given] >= SHOWN_BELOW:
+        if probabilities[index, given] >= shown_below:
             continue
         row = probabilities[index].copy()
         row[given] = -1.0  # the suggestion is another class

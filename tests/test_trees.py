@@ -54,6 +54,19 @@ def test_a_class_missing_from_the_training_pictures_keeps_the_networks_numbering
     assert fitted.probabilities(x[:5]).shape == (5, 4)
 
 
+def test_many_training_pictures_are_sampled_class_by_class_so_the_trees_take_minutes():
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    kept = trees.some_of_each_class(labels, 100, seed=0)
+    assert len(kept) == 100 and np.all(np.diff(kept) > 0)  # distinct places, in order
+    assert list(np.bincount(labels[kept])) == [90, 9, 1]  # each class keeps its share
+    assert len(trees.some_of_each_class(labels[:50], 100)) == 50  # fewer than the most: all of them
+
+    rng = np.random.default_rng(5)
+    (x, y), (xv, yv), (xt, yt) = _task(3000, rng), _task(200, rng), _task(300, rng)
+    fitted = trees.fit(x, y, xv, yv, 3, at_most=600)
+    assert fitted.learned_from == 600 and fitted.accuracy(xt, yt) > 0.9
+
+
 def test_small_pixels_are_the_baselines_few_numbers():
     pictures = np.random.default_rng(4).integers(0, 256, (3, 40, 30, 3), dtype=np.uint8)
     small = trees.small_pixels(pictures)
@@ -231,3 +244,17 @@ def test_a_default_worker_fits_the_trees_from_the_run_page(celery_workers, shape
     assert not state["busy"] and state["percent"] == 100
     if run.test_count:
         assert state["summary"].startswith("Boosted trees on what the network sees:")
+
+
+@pytest.mark.django_db
+def test_the_page_says_when_the_trees_learned_from_a_sample_of_the_training_pictures(client, finished):
+    finished.train_count = 54_000
+    finished.save(update_fields=["train_count"])
+    _ready_trial(finished, trees_val=0.9, network_val=0.95, learned_from=10_000)
+    client.force_login(finished.owner)
+    page = client.get(reverse("training:detail", args=[finished.pk])).content.decode()
+    assert "The trees learned from 10,000 of the 54,000 training pictures" in page
+
+    TreesTrial.objects.filter(run=finished).update(learned_from=54_000)  # all of them: nothing to say
+    page = client.get(reverse("training:detail", args=[finished.pk])).content.decode()
+    assert "The trees learned from" not in page

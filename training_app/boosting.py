@@ -88,6 +88,7 @@ def make(trial: TreesTrial):
         shutil.rmtree(scratch, ignore_errors=True)
     earlier = trial.file
     trial.finish(model_file=run.model_file, file=name, rounds=fitted.rounds, seconds=fitted.seconds,
+                 learned_from=fitted.learned_from,
                  test_count=sizes["test"], val_count=sizes["val"],
                  trees_test=fitted.accuracy(features["test"], labels["test"]),
                  network_test=_accuracy(probabilities["test"], labels["test"]),

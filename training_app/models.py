@@ -618,6 +618,7 @@ class TreesTrial(Job):
     file = models.CharField(max_length=255, blank=True, help_text="The trees (XGBoost UBJSON); relative to MEDIA_ROOT")
     rounds = models.PositiveIntegerField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)  # fitting the trees on the features
+    learned_from = models.PositiveIntegerField(default=0)  # training pictures the trees learned from (a sample when many)
     test_count = models.PositiveIntegerField(default=0)
     val_count = models.PositiveIntegerField(default=0)
     # Accuracies, from 0 to 1; None where the run has no such pictures.

@@ -419,6 +419,10 @@ def trees_in_words(run):
                              f"{_percent(trial.pixels_test)}.")
     else:
         state["summary"] = "This run has no test pictures, so there is no fair figure to report for the trees."
+    if trial.learned_from and trial.learned_from < run.train_count:
+        sample = (f"The trees learned from {trial.learned_from:,} of the {run.train_count:,} training pictures, "
+                  "picked at random class by class, so that they take minutes, not hours.")
+        state["baseline"] = f"{state['baseline']} {sample}".strip()
     if trial.val_count:
         state["validation"] = (f"On the {count(trial.val_count, 'validation picture')}, which decide: the trees "
                                f"{_percent(trial.trees_val)}, the network {_percent(trial.network_val)}.")
