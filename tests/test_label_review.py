@@ -184,3 +184,43 @@ def test_the_job_says_in_words_when_there_is_too_little_to_compare(user):
     find_label_issues(review.id)
     review.refresh_from_db()
     assert review.status == LabelReview.Status.FAILED and "at least two classes" in review.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_default_worker_finds_a_picture_labelled_wrong_on_purpose(celery_workers, shapes_model, client):
+    """The whole way, as a person goes: the dataset page's button (with the run's network, which it offers
+    first), the real default worker, the review page showing the one picture mislabelled on purpose, with
+    the class it belongs to suggested."""
+    from datasets_app.labelling import relabel
+    from tests.conftest import wait_for
+
+    run = shapes_model
+    dataset = run.dataset
+    spot = dataset.images.filter(image_class__name="spot").order_by("id").first()
+    relabel(dataset, [spot.id], dataset.classes.get(name="horizontal"), run.owner)  # a spot filed as stripes
+    client.force_login(run.owner)
+
+    shown = client.get(reverse("datasets:detail", args=[dataset.pk])).content.decode()
+    assert f'<option value="{run.pk}" selected>the network of run {run.pk}' in shown
+    response = client.post(reverse("training:label_review_start", args=[dataset.pk]), {"run": str(run.pk)})
+    review = LabelReview.objects.get(dataset=dataset)
+    assert response.status_code == 302 and response["Location"] == page(dataset, review)
+    assert review.run == run and review.features_from == f"the network of run {run.pk}"
+
+    review = wait_for(lambda: LabelReview.objects.filter(pk=review.pk, status__in=["done", "failed"]).first(),
+                      timeout=180, interval=0.5, what="the search for wrong labels on the default worker")
+    assert review.status == LabelReview.Status.DONE, review.error
+    assert review.pictures == 30 and (review.done, review.total) == (30, 30)
+    suspects = list(review.suspects.order_by("rank"))
+    assert suspects and suspects[0].image_id == spot.id, [(s.image_name, s.given_label) for s in suspects]
+    first = suspects[0]
+    assert (first.given_label, first.suggested_label, first.kind) == ("horizontal", "spot", "label")
+    # Shapes this plain are told apart by any network: the planted mistake is the only suspect.
+    assert len(suspects) == 1
+
+    shown = client.get(page(dataset, review)).content.decode()
+    assert "Waiting for a worker" not in shown and 'http-equiv="refresh"' not in shown
+    assert f'data-suspect="{first.pk}"' in shown and "Picture 1 of the 1 still to decide on" in shown
+    assert "it more likely belongs to <strong id=\"label-suspect-suggested\">“spot”</strong>" in shown
+    assert first.reason in shown and "mostly labelled “spot”" in first.reason
+    assert "Move to “spot”" in shown
