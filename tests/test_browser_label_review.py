@@ -1,6 +1,7 @@
-"""The likely-wrong-labels review in a real headless Chromium: a finished search's suspects walked with the
-keys, K keeping a label, M moving the picture to the suggested class, X removing it, each decision in the
-database and the label history, and the page going on to the next suspect after each."""
+"""The likely-wrong-labels review in a real headless Chromium: the page waits for the search by itself,
+then shows its suspects one at a time, walked with the keys: K keeps a label, M moves the picture to the
+suggested class, X removes it; each decision is in the database and the label history, and the page goes
+on to the next suspect after each."""
 import re
 
 import pytest
@@ -9,9 +10,11 @@ from django.urls import reverse
 
 from datasets_app.models import Image, LabelChange
 from tests.browser import browser_page, expect, sign_up  # noqa: F401 (browser_page is a fixture)
-from tests.test_label_review import done_review, page as review_path
+from tests.test_label_review import done_review
+from tests.test_label_review import page as review_path
 from tests.test_labelling import ingest, pets_files
 from training_app.label_review import KEEP_ACTION, MOVE_ACTION, REMOVE_ACTION
+from training_app.models import LabelReview
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,8 +28,15 @@ def test_k_m_and_x_decide_each_suspect_and_the_page_goes_on_to_the_next(browser_
     kept, moved, removed = review.suspects.order_by("rank")
     suspect = page.locator("#label-suspect")
 
+    # While a worker looks, the page says so and updates by itself; once the search is done, the first suspect.
+    LabelReview.objects.filter(pk=review.pk).update(status=LabelReview.Status.RUNNING, phase="Looking at each picture",
+                                                    done=2, total=6)
     page.goto(f"{live_server.url}{review_path(dataset, review)}")
-    expect(suspect).to_have_attribute("data-suspect", str(kept.pk))
+    expect(page.locator("#label-review-status")).to_have_text(
+        "Looking for likely wrong labels: Looking at each picture (2 of 6).")
+    expect(suspect).to_have_count(0)
+    LabelReview.objects.filter(pk=review.pk).update(status=LabelReview.Status.DONE, phase="", done=6)
+    expect(suspect).to_have_attribute("data-suspect", str(kept.pk), timeout=15_000)
     expect(suspect).to_contain_text("Picture 1 of the 3 still to decide on")
     expect(page.locator("#label-suspect-label")).to_have_text("“cats”")
     expect(page.locator("#label-suspect-suggested")).to_have_text("“dogs”")
