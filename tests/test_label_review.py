@@ -114,6 +114,22 @@ def test_each_decision_goes_through_the_label_history_and_is_not_shown_again(ali
     assert pets.images.filter(id=second.image_id).exists()
 
 
+def test_moving_a_picture_already_in_the_suggested_class_says_so(alice, pets, user):
+    """Filed under "dogs" elsewhere (the gallery) after the search: M changes nothing and says so, rather
+    than "moved from “dogs” to “dogs”" with no line in the label history."""
+    from datasets_app.labelling import relabel
+
+    review = done_review(pets, count=1)
+    suspect = review.suspects.get()
+    relabel(pets, [suspect.image_id], pets.classes.get(name="dogs"), user)
+    response = alice.post(decide_url(pets, review, suspect), {"decision": "move"}, follow=True)
+    text = response.content.decode()
+    assert "is in “dogs” already" in text and "to “dogs”" not in text
+    suspect.refresh_from_db()
+    assert suspect.decision == "moved"
+    assert not LabelChange.objects.filter(image_id=suspect.image_id, action=MOVE_ACTION).exists()
+
+
 def test_a_kept_picture_is_not_suspected_again_with_the_same_label(pets, user):
     from training_app.label_review import decide
 
