@@ -91,7 +91,9 @@ def _image_json(dataset, image, class_names=()):
         "labelUrl": reverse("datasets:inbox_label", args=[dataset.pk, image.id]),
     }
     if getattr(image, "model_label", None):
-        answer["model"] = {"label": image.model_label, "percent": round(100 * image.model_confidence),
+        # Halves up, as "accept at or above N %" counts (predict_app/assist.py): round() takes 62.5 to 62, and
+        # a picture shown "62 % sure" was filed at 63 %.
+        answer["model"] = {"label": image.model_label, "percent": int(100 * image.model_confidence + 0.5),
                            "known": image.model_label in class_names}
     return answer
 

@@ -114,6 +114,22 @@ def test_each_decision_goes_through_the_label_history_and_is_not_shown_again(ali
     assert pets.images.filter(id=second.image_id).exists()
 
 
+def test_moving_a_picture_already_in_the_suggested_class_says_so(alice, pets, user):
+    """Filed under "dogs" elsewhere (the gallery) after the search: M changes nothing and says so, rather
+    than "moved from “dogs” to “dogs”" with no line in the label history."""
+    from datasets_app.labelling import relabel
+
+    review = done_review(pets, count=1)
+    suspect = review.suspects.get()
+    relabel(pets, [suspect.image_id], pets.classes.get(name="dogs"), user)
+    response = alice.post(decide_url(pets, review, suspect), {"decision": "move"}, follow=True)
+    text = response.content.decode()
+    assert "is in “dogs” already" in text and "to “dogs”" not in text
+    suspect.refresh_from_db()
+    assert suspect.decision == "moved"
+    assert not LabelChange.objects.filter(image_id=suspect.image_id, action=MOVE_ACTION).exists()
+
+
 def test_a_kept_picture_is_not_suspected_again_with_the_same_label(pets, user):
     from training_app.label_review import decide
 
@@ -184,3 +200,43 @@ def test_the_job_says_in_words_when_there_is_too_little_to_compare(user):
     find_label_issues(review.id)
     review.refresh_from_db()
     assert review.status == LabelReview.Status.FAILED and "at least two classes" in review.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_default_worker_finds_a_picture_labelled_wrong_on_purpose(celery_workers, shapes_model, client):
+    """The whole way, as a person goes: the dataset page's button (with the run's network, which it offers
+    first), the real default worker, the review page showing the one picture mislabelled on purpose, with
+    the class it belongs to suggested."""
+    from datasets_app.labelling import relabel
+    from tests.conftest import wait_for
+
+    run = shapes_model
+    dataset = run.dataset
+    spot = dataset.images.filter(image_class__name="spot").order_by("id").first()
+    relabel(dataset, [spot.id], dataset.classes.get(name="horizontal"), run.owner)  # a spot filed as stripes
+    client.force_login(run.owner)
+
+    shown = client.get(reverse("datasets:detail", args=[dataset.pk])).content.decode()
+    assert f'<option value="{run.pk}" selected>the network of run {run.pk}' in shown
+    response = client.post(reverse("training:label_review_start", args=[dataset.pk]), {"run": str(run.pk)})
+    review = LabelReview.objects.get(dataset=dataset)
+    assert response.status_code == 302 and response["Location"] == page(dataset, review)
+    assert review.run == run and review.features_from == f"the network of run {run.pk}"
+
+    review = wait_for(lambda: LabelReview.objects.filter(pk=review.pk, status__in=["done", "failed"]).first(),
+                      timeout=180, interval=0.5, what="the search for wrong labels on the default worker")
+    assert review.status == LabelReview.Status.DONE, review.error
+    assert review.pictures == 30 and (review.done, review.total) == (30, 30)
+    suspects = list(review.suspects.order_by("rank"))
+    assert suspects and suspects[0].image_id == spot.id, [(s.image_name, s.given_label) for s in suspects]
+    first = suspects[0]
+    assert (first.given_label, first.suggested_label, first.kind) == ("horizontal", "spot", "label")
+    # Shapes this plain are told apart by any network: the planted mistake is the only suspect.
+    assert len(suspects) == 1
+
+    shown = client.get(page(dataset, review)).content.decode()
+    assert "Waiting for a worker" not in shown and 'http-equiv="refresh"' not in shown
+    assert f'data-suspect="{first.pk}"' in shown and "Picture 1 of the 1 still to decide on" in shown
+    assert "it more likely belongs to <strong id=\"label-suspect-suggested\">“spot”</strong>" in shown
+    assert first.reason in shown and "mostly labelled “spot”" in first.reason
+    assert "Move to “spot”" in shown

@@ -132,6 +132,23 @@ def test_accepting_above_a_line_files_each_in_the_history_and_can_be_undone(alic
     assert "nothing to undo" in again.content.decode()
 
 
+def test_a_suggestion_is_accepted_at_the_percentage_the_inbox_shows_and_not_above(alice, monkeypatch, inbox):
+    """Halves round up on the page as in the accept (at least (N - 0.5) %): Python's round() took 62.5 to 62, so a
+    picture shown "62 % sure" was filed by "at or above 63 %". Confidences of k/8 are exact in float32 too."""
+    dataset, ids = inbox
+    suggest(alice, monkeypatch, dataset, fake_model(dataset), [(0, 0.625, ""), (1, 0.375, ""), (2, 0.875, ""),
+                                                               (0, 0.125, "")])
+    queue = alice.get(reverse("datasets:inbox", args=[dataset.pk])).context["inbox_data"]["queue"]
+    shown = {image["id"]: image["model"]["percent"] for image in queue}
+    assert shown == {ids[0]: 63, ids[1]: 38, ids[2]: 88, ids[3]: 13}
+    accept = reverse("predict:suggest_accept", args=[dataset.pk])
+    for image_id, percent in sorted(shown.items(), key=lambda item: -item[1]):
+        alice.post(accept, {"at_least": str(percent + 1)})
+        assert dataset.images.get(id=image_id).image_class is None, f"filed above the {percent} % shown"
+        alice.post(accept, {"at_least": str(percent)})
+        assert dataset.images.get(id=image_id).image_class is not None, f"not filed at the {percent} % shown"
+
+
 def test_bad_choices_get_a_message_never_a_server_error(alice, monkeypatch, inbox, user, other_user):
     dataset, ids = inbox
     suggest_url = reverse("predict:suggest", args=[dataset.pk])

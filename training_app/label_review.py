@@ -169,8 +169,10 @@ def decide(suspect: LabelSuspect, decision: str, user) -> str:
             if target is None:
                 raise LabelError(f"The class “{suspect.suggested_label}” is gone (renamed or deleted), so the "
                                  "picture cannot be moved there: move it from the gallery instead.")
-            change_one(dataset, image.id, target, user, actions=(MOVE_ACTION, REMOVE_ACTION))
-            text = f"“{image.original_name}” moved from “{label}” to “{target.name}”."
+            if change_one(dataset, image.id, target, user, actions=(MOVE_ACTION, REMOVE_ACTION)):
+                text = f"“{image.original_name}” moved from “{label}” to “{target.name}”."
+            else:  # filed there elsewhere since the search: nothing changed, so the history has no line
+                text = f"“{image.original_name}” is in “{target.name}” already."
             outcome = LabelSuspect.Decision.MOVED
         else:
             change_one(dataset, image.id, "remove", user, actions=(MOVE_ACTION, REMOVE_ACTION))
