@@ -77,7 +77,7 @@ def queued_runs_left(user) -> int | None:
 
 
 def queued_runs_refusal(user, adding: int = 1) -> str | None:
-    """Refuses when `adding` more runs would pass QUOTA_QUEUED_RUNS (a search starts several at once)."""
+    """Refuses when `adding` more runs would pass QUOTA_QUEUED_RUNS."""
     limit = settings.QUOTA_QUEUED_RUNS
     if not limit:
         return None

@@ -112,6 +112,29 @@ def split_budget(total_s: int, runs: int) -> Split:
     return Split(total_s=total_s, runs=runs, each_s=total_s // runs if runs else 0, fits=total_s // MIN_RUN_S)
 
 
+def turns_in_words(runs: int, room: int | None, limit: int) -> str:
+    """How a search of `runs` runs is trained when the person may have at most `limit` runs waiting for a
+    worker or training at once, `room` of them free now (None: no limit). "" when all of them start now;
+    the others wait their turn in the search, not in the workers' queue, and start as places free up."""
+    if room is None or runs <= room:
+        return ""
+    return (f"The site trains at most {limit} of your runs at once: {room} {'starts' if room == 1 else 'start'} "
+            f"now, and the other {count(runs - room, 'waits its turn', 'wait their turn')}, starting one by one "
+            "as runs end.")
+
+
+def waiting_in_words(active: int, waiting: int, limit: int) -> str:
+    """The leaderboard's words on a search's runs not ended: "3 training or waiting for a worker, 5 waiting
+    their turn: the site trains at most 3 of your runs at once"; "" when there are none."""
+    parts = [f"{active} training or waiting for a worker"] if active else []
+    if waiting:
+        parts.append(f"{count(waiting, 'waiting its turn', 'waiting their turn')}")
+    text = ", ".join(parts)
+    if waiting and limit:
+        text += f": the site trains at most {limit} of your runs at once"
+    return text
+
+
 def longer_budget(run_s: int) -> int:
     """The budget for training the best run of a search longer: the shortest the training form offers that
     is at least twice `run_s`; the longest it offers when none is; 0 (no limit: every epoch, or until it

@@ -2,9 +2,13 @@
 pages: the runs start as ordinary queued runs, the leaderboard ranks them, stopping cancels them, and the
 best one can be trained longer."""
 import json
+import threading
+from datetime import timedelta
 
 import pytest
+from django.db import connection, connections
 from django.urls import reverse
+from django.utils import timezone
 
 from mlcore import search
 from mlcore.builder import normalise_spec
@@ -12,6 +16,7 @@ from mlcore.options import normalise_augmentation
 from mlcore.presets import preset_spec
 from tests.conftest import new_run
 from training_app.models import EpochMetric, Search, TrainingRun
+from training_app.starting import start_all_waiting, start_waiting
 
 VALUES = {"preset": ["small_cnn", "dense"], "image_size": [16, 32], "learning_rate": [0.001, 0.0003],
           "batch_size": [8], "augmentation": [False, True]}
@@ -77,6 +82,17 @@ def test_training_longer_gets_at_least_twice_the_time_the_form_offers():
     assert search.longer_budget(1800) == 3600
     assert search.longer_budget(2400) == 3600  # the longest offered, short of twice
     assert search.longer_budget(7200) == 0  # nothing offered is longer: no limit
+
+
+def test_runs_beyond_the_limit_of_runs_at_once_are_said_to_wait_their_turn():
+    assert search.turns_in_words(8, None, 0) == "" and search.turns_in_words(3, 3, 3) == ""
+    assert search.turns_in_words(8, 3, 3) == ("The site trains at most 3 of your runs at once: 3 start now, and the "
+                                              "other 5 wait their turn, starting one by one as runs end.")
+    assert "1 starts now, and the other 1 waits its turn" in search.turns_in_words(2, 1, 3)
+    assert search.waiting_in_words(3, 5, 3) == ("3 training or waiting for a worker, 5 waiting their turn: the site "
+                                                "trains at most 3 of your runs at once")
+    assert search.waiting_in_words(0, 1, 3) == "1 waiting its turn: the site trains at most 3 of your runs at once"
+    assert search.waiting_in_words(2, 0, 3) == "2 training or waiting for a worker"
 
 
 def test_the_leaderboard_order_is_validation_then_test_then_age():
@@ -152,6 +168,7 @@ def test_a_grid_starts_every_combination_as_an_ordinary_queued_run(alice, shapes
     assert found.values["preset"] == ["small_cnn", "dense"] and found.values["augmentation"] == [False, True]
     runs = list(TrainingRun.objects.order_by("id"))
     assert len(runs) == 8 and len(sent) == 8  # each sent to the training workers once committed
+    assert found.waiting == []  # the limit (20 here) had room for all
     suggested = new_search_page(alice, shapes).context["form"].suggested
     seen = set()
     for run in runs:
@@ -208,16 +225,28 @@ def test_a_run_that_cannot_start_stops_the_whole_search_with_its_reason(alice, s
 
 
 @pytestmark_db
-def test_the_limit_of_runs_at_once_counts_the_whole_search(alice, shapes, settings):
-    settings.QUOTA_QUEUED_RUNS = 5
-    response = alice.post(reverse("training:search_new", args=[shapes.pk]), search_data())
-    assert "These 8 runs would pass your limit of 5 runs" in response.content.decode()
-    assert not TrainingRun.objects.exists()
+def test_the_preview_says_how_many_runs_wait_their_turn_and_refuses_only_without_room(alice, shapes, settings):
+    settings.QUOTA_QUEUED_RUNS = 3  # the site's default
+    url = reverse("training:search_preview", args=[shapes.pk])
+    answer = alice.get(url, search_data()).json()
+    assert answer == {"ok": True, "text": "8 runs, about 3 min each (30 min in all on one training worker; several "
+                                          "workers train them side by side and finish sooner). The site trains at "
+                                          "most 3 of your runs at once: 3 start now, and the other 5 wait their "
+                                          "turn, starting one by one as runs end."}
     new_run(shapes)
-    settings.QUOTA_QUEUED_RUNS = 4
-    answer = alice.get(reverse("training:search_preview", args=[shapes.pk]), search_data(augmentation=["on"])).json()
-    assert answer == {"ok": False, "text": "These 4 runs would pass your limit of 4 runs waiting or training at "
-                                           "once (1 already is): try fewer, or wait for some to finish."}
+    new_run(shapes)
+    assert "1 starts now, and the other 7 wait their turn" in alice.get(url, search_data()).json()["text"]
+    two = alice.get(url, search_data(augmentation=["on"], preset=["small_cnn"])).json()["text"]
+    assert two == "2 runs, about 15 min each (30 min in all on one training worker; several workers train them " \
+                  "side by side and finish sooner). The site trains at most 3 of your runs at once: 1 starts now, " \
+                  "and the other 1 waits its turn, starting one by one as runs end."
+    new_run(shapes)
+    answer = alice.get(url, search_data()).json()
+    assert answer == {"ok": False, "text": "You have reached your limit of 3 runs waiting or training at once; wait "
+                                           "for one to finish or stop one."}
+    response = alice.post(reverse("training:search_new", args=[shapes.pk]), search_data())
+    assert response.status_code == 200 and "You have reached your limit of 3 runs" in response.content.decode()
+    assert not Search.objects.exists() and TrainingRun.objects.count() == 3
 
 
 @pytestmark_db
@@ -267,7 +296,8 @@ def test_the_leaderboard_ranks_by_validation_then_test_accuracy(alice, shapes):
     assert top["budget_text"] == "about 7 min"
     assert board["rows"][3]["best_val_text"] == "–"
     assert board["best"] == {"id": runs["better_test"].id, "text": f"Train run {runs['better_test'].id} longer"}
-    assert board["active"] == 2 and board["summary"] == "2 of 4 runs finished, 2 waiting or training."
+    assert board["active"] == 2 and board["waiting"] == 0
+    assert board["summary"] == "2 of 4 runs finished, 2 training or waiting for a worker."
     assert other.id not in [row["id"] for row in board["rows"]]
     page = alice.get(reverse("training:search", args=[found.pk])).content.decode()
     assert page.index(f"Run {runs['better_test'].id}<") < page.index(f"Run {runs['good'].id}<")
@@ -352,13 +382,203 @@ def test_the_leaderboard_has_one_set_of_queries_however_many_runs(alice, shapes,
 
 
 @pytestmark_db
-def test_the_values_ticked_at_first_fit_the_limit_of_runs_at_once(alice, shapes, settings):
-    settings.QUOTA_QUEUED_RUNS = 3  # the site's default
+def test_the_values_ticked_at_first_are_four_runs_whatever_the_limit(alice, shapes, settings):
+    settings.QUOTA_QUEUED_RUNS = 3  # the site's default: the fourth run waits its turn
     response = new_search_page(alice, shapes)
     form = response.context["form"]
-    assert len(form["learning_rate"].value()) == 2 and len(form["augmentation"].value()) == 1
-    assert "2 runs, about 15 min each" in response.content.decode()
-    new_run(shapes)
-    new_run(shapes)
-    form = new_search_page(alice, shapes).context["form"]
-    assert len(form["learning_rate"].value()) == 1 and len(form["augmentation"].value()) == 1
+    assert len(form["learning_rate"].value()) == 2 and form["augmentation"].value() == ["off", "on"]
+    page = response.content.decode()
+    assert "4 runs, about 7 min each" in page and "3 start now, and the other 1 waits its turn" in page
+
+
+# ---- more runs than the limit of runs at once: the rest wait their turn in the search
+
+def runs_by_state(found):
+    """(queued, running, ended) runs of the search, and how many wait their turn."""
+    found.refresh_from_db()
+    runs = list(found.runs.all())
+    return (sum(r.status == "queued" for r in runs), sum(r.status == "running" for r in runs),
+            sum(r.is_final for r in runs), len(found.waiting))
+
+
+@pytest.fixture
+def grid_of_8(alice, shapes, settings, django_capture_on_commit_callbacks):
+    """A grid of 8 runs started with the site's default limit of 3 runs at once; the runs sent to the
+    workers."""
+    settings.QUOTA_QUEUED_RUNS = 3
+    with django_capture_on_commit_callbacks() as sent:
+        response = alice.post(reverse("training:search_new", args=[shapes.pk]), search_data(name="Eight"))
+    found = Search.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("training:search", args=[found.pk])
+    return found, sent
+
+
+def grid_order(runs):
+    return [(run.preset, run.learning_rate, search.changes_on(run.augmentation)) for run in runs]
+
+
+GRID = [(p, lr, on) for p in ("small_cnn", "dense") for lr in (0.001, 0.01) for on in (False, True)]
+
+
+@pytestmark_db
+def test_a_grid_of_8_over_a_limit_of_3_starts_3_and_5_wait_their_turn(alice, grid_of_8):
+    found, sent = grid_of_8
+    assert runs_by_state(found) == (3, 0, 0, 5) and len(sent) == 3  # only the runs started go to the workers
+    assert grid_order(found.runs.order_by("id")) == GRID[:3]  # first in the grid, first to start
+    assert {run.time_budget_s for run in found.runs.all()} == {225}  # 30 min shared by all 8, not by 3
+    assert [int(data["time_budget_s"]) for data in found.waiting] == [225] * 5
+    board = alice.get(reverse("training:search_status", args=[found.pk])).json()
+    assert (board["active"], board["waiting"], len(board["rows"])) == (3, 5, 3)
+    assert board["summary"] == ("0 of 8 runs finished, 3 training or waiting for a worker, 5 waiting their turn: "
+                                "the site trains at most 3 of your runs at once.")
+    page = alice.get(reverse("training:search", args=[found.pk])).content.decode()
+    assert "5 waiting their turn: the site trains at most 3 of your runs at once" in page
+    assert "about 3 min a run" in page and 'id="stop-form" hidden' not in page
+
+
+@pytest.fixture
+def sent_to_workers(monkeypatch):
+    """The ids of the runs sent to the training workers once committed, in order; none is really sent."""
+    from training_app.tasks import train
+
+    sent = []
+    monkeypatch.setattr(train, "delay", sent.append)
+    return sent
+
+
+def end_one(run, how):
+    """End `run` as a worker, a person or the reaper would; the commit hooks run (a test's transaction never
+    commits)."""
+    if how == "deleted":
+        assert TrainingRun.objects.delete_unless_running(run.id)
+        return
+    if how == "cancelled while waiting":
+        run.request_cancel()
+        return
+    if how == "given up by the reaper":
+        TrainingRun.objects.filter(id=run.id).update(status="running", attempts=3,
+                                                     heartbeat_at=timezone.now() - timedelta(hours=1))
+        assert TrainingRun.objects.reap_stale() == []
+        return
+    claimed = TrainingRun.objects.claim(run.id)
+    if how == "finished":
+        claimed.finish(TrainingRun.Status.SUCCEEDED, test_accuracy=0.9)
+    else:
+        claimed.fail("Out of memory")
+
+
+@pytestmark_db
+@pytest.mark.parametrize("how", ["finished", "failed", "cancelled while waiting", "given up by the reaper",
+                                 "deleted"])
+def test_when_a_run_ends_the_next_one_waiting_its_turn_starts(grid_of_8, how, django_capture_on_commit_callbacks,
+                                                             sent_to_workers):
+    found, _ = grid_of_8
+    first = found.runs.order_by("id").first()
+    with django_capture_on_commit_callbacks(execute=True):
+        end_one(first, how)
+    started = found.runs.order_by("-id").first()
+    assert started.id > first.id and started.status == "queued" and sent_to_workers == [started.id]
+    assert grid_order([started]) == [GRID[3]] and started.time_budget_s == 225
+    assert started.version == found.runs.order_by("id").last().version  # the same pictures as the others
+    active = found.runs.filter(status__in=TrainingRun.ACTIVE).count()
+    assert active == 3 and len(Search.objects.get().waiting) == 4
+
+
+@pytestmark_db
+def test_the_limit_is_never_passed_even_when_called_twice(grid_of_8, django_capture_on_commit_callbacks):
+    found, _ = grid_of_8
+    assert start_waiting(found.id) == 0 and start_waiting(found.id) == 0  # no room: nothing starts
+    assert runs_by_state(found) == (3, 0, 0, 5)
+    # Two runs end without a word (their worker died before it could start the next): two places free.
+    ended = list(found.runs.order_by("id")[:2])
+    TrainingRun.objects.filter(id__in=[run.id for run in ended]).update(status="succeeded")
+    with django_capture_on_commit_callbacks() as sent:
+        assert start_waiting(found.id) == 2
+        assert start_waiting(found.id) == 0
+    assert runs_by_state(found) == (3, 0, 2, 3) and len(sent) == 2
+    assert grid_order(found.runs.order_by("id")) == GRID[:5]  # in the grid's order, none twice
+    # Another run of the same person takes the place a run of the search leaves: still 3 at once.
+    TrainingRun.objects.filter(id=found.runs.order_by("id")[2].id).update(status="failed")
+    new_run(found.dataset)
+    assert start_waiting(found.id) == 0 and TrainingRun.objects.filter(status="queued").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_callers_at_once_start_each_run_once_and_never_pass_the_limit(alice, shapes, settings, sent_to_workers):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite lets one writer in at a time: the row locks tested here are PostgreSQL's")
+    settings.QUOTA_QUEUED_RUNS = 3
+    alice.post(reverse("training:search_new", args=[shapes.pk]), search_data())
+    found = Search.objects.get()
+    TrainingRun.objects.filter(id__in=[run.id for run in found.runs.order_by("id")[:2]]).update(status="succeeded")
+    together, started = threading.Barrier(2), []
+
+    def call():
+        try:
+            together.wait()
+            started.append(start_waiting(found.id))
+        finally:
+            connections.close_all()
+
+    callers = [threading.Thread(target=call) for _ in range(2)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert sorted(started) == [0, 2]  # the second waited for the first's lock, then found no room
+    assert runs_by_state(found) == (3, 0, 2, 3)
+    assert grid_order(found.runs.order_by("id")) == GRID[:5] and len(sent_to_workers) == 5
+
+
+@pytestmark_db
+def test_the_page_and_the_hourly_clean_up_start_runs_a_lost_end_left_waiting(alice, grid_of_8, settings):
+    found, _ = grid_of_8
+    TrainingRun.objects.filter(id=found.runs.order_by("id").first().id).update(status="succeeded")
+    board = alice.get(reverse("training:search_status", args=[found.pk])).json()
+    assert (board["active"], board["waiting"], len(board["rows"])) == (3, 4, 4)
+    assert runs_by_state(found) == (3, 0, 1, 4)
+    TrainingRun.objects.filter(id=found.runs.order_by("id")[1].id).update(status="failed")
+    assert start_all_waiting() == 1 and runs_by_state(found) == (3, 0, 2, 3)
+    settings.QUOTA_QUEUED_RUNS = 0  # no limit: every run left starts
+    assert start_all_waiting() == 3 and runs_by_state(found) == (6, 0, 2, 0)
+    assert start_all_waiting() == 0
+
+
+@pytestmark_db
+def test_stopping_the_search_drops_the_runs_waiting_their_turn(alice, grid_of_8, django_capture_on_commit_callbacks,
+                                                               sent_to_workers):
+    found, _ = grid_of_8
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice.post(reverse("training:search_stop", args=[found.pk]), follow=True)
+    assert "the runs waiting their turn will not start" in response.content.decode()
+    assert runs_by_state(found) == (0, 0, 3, 0) and found.stopped_at is not None
+    assert set(found.runs.values_list("status", flat=True)) == {"cancelled"}
+    assert sent_to_workers == []  # the runs cancelled made room, but none waits its turn any more
+    assert start_waiting(found.id) == 0 and found.runs.count() == 3
+    board = alice.get(reverse("training:search_status", args=[found.pk])).json()
+    assert board["summary"] == "0 of 3 runs finished, the search was stopped."
+
+
+@pytestmark_db
+def test_a_waiting_run_the_site_can_no_longer_start_is_dropped_and_the_next_starts(grid_of_8):
+    found, _ = grid_of_8
+    found.waiting[0]["batch_size"] = "0"  # as if a setting's range had changed since
+    found.save()
+    TrainingRun.objects.filter(id=found.runs.order_by("id").first().id).update(status="succeeded")
+    assert start_waiting(found.id) == 1
+    assert runs_by_state(found) == (3, 0, 1, 3)
+    assert grid_order([found.runs.order_by("-id").first()]) == [GRID[4]]
+
+
+@pytestmark_db
+def test_train_the_best_one_longer_while_runs_wait_their_turn(alice, grid_of_8):
+    found, _ = grid_of_8
+    best = found.runs.order_by("id").first()
+    TrainingRun.objects.filter(id=best.id).update(status="succeeded", model_file="models/x/model.keras")
+    EpochMetric.objects.create(run=best, epoch=1, val_accuracy=0.8)
+    response = alice.post(reverse("training:search_longer", args=[found.pk]))
+    longer = found.runs.order_by("-id").first()
+    assert response.status_code == 302 and response["Location"] == reverse("training:detail", args=[longer.pk])
+    assert longer.status == "queued" and longer.time_budget_s == search.longer_budget(225)
+    assert longer.preset == best.preset
+    assert runs_by_state(found) == (3, 0, 1, 5)  # it took the free place; the waiting ones wait on

@@ -1,6 +1,7 @@
 import json
 
 from django import forms
+from django.conf import settings
 
 from dlsite.quotas import queued_runs_left, queued_runs_refusal
 from mlcore import search
@@ -310,19 +311,14 @@ class SearchForm(forms.Form):
             [("off", "Off"), ("on", f"On: {augmentation_in_words(on)}")], lambda value: value == "on",
             "Choose random changes on, off, or both.")
         # The suggested value of each, ticked, with the next smaller step size and random changes both ways:
-        # four runs to start from, fewer where the person's limit of runs at once leaves less room.
-        room = queued_runs_left(user)
+        # four runs to start from (those the person's limit of runs at once leaves no room for wait their turn).
         lower = max((lr for lr in steps if lr < suggested["learning_rate"]), default=None)
-        if room is not None and room < 2:
-            lower = None
-        suggested_changes = "on" if search.changes_on(suggested.get("augmentation")) else "off"
-        both_ways = room is None or room >= (4 if lower is not None else 2)
         self.initial.setdefault("preset", [suggested["preset"]])
         self.initial.setdefault("image_size", [str(suggested["image_size"])])
         self.initial.setdefault("learning_rate",
                                 [decimal(lr) for lr in (suggested["learning_rate"], lower) if lr is not None])
         self.initial.setdefault("batch_size", [str(suggested["batch_size"])])
-        self.initial.setdefault("augmentation", ["off", "on"] if both_ways else [suggested_changes])
+        self.initial.setdefault("augmentation", ["off", "on"])
 
     def setting_fields(self):
         return [self[name] for name in search.SEARCHED]
@@ -345,9 +341,17 @@ class SearchForm(forms.Form):
         split = search.split_budget(cleaned["total_budget_s"], len(runs))
         if not split.enough:
             raise forms.ValidationError(split.in_words())
-        # Said before it is sent, so the preview warns of it (settings.QUOTA_QUEUED_RUNS).
-        if refusal := queued_runs_refusal(self.user, adding=len(runs)):
+        # Said before it is sent, so the preview warns of it (settings.QUOTA_QUEUED_RUNS): at least one run
+        # must start now; those the limit leaves no room for wait their turn (training_app/starting.py).
+        if refusal := queued_runs_refusal(self.user):
             raise forms.ValidationError(refusal)
         cleaned["runs"], cleaned["split"] = runs, split
         return cleaned
+
+    def in_words(self) -> str:
+        """How many runs a valid form makes, how long each gets and, when the person's limit of runs at
+        once leaves no room for all, how many start now and how many wait their turn."""
+        runs, split = self.cleaned_data["runs"], self.cleaned_data["split"]
+        turns = search.turns_in_words(len(runs), queued_runs_left(self.user), settings.QUOTA_QUEUED_RUNS)
+        return f"{split.in_words()} {turns}".strip()
 

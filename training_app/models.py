@@ -58,6 +58,7 @@ class TrainingRunQuerySet(JobQuerySet):
             if run is None:
                 return False
             run.delete()
+            run.place_freed()
             return True
 
 
@@ -422,11 +423,29 @@ class TrainingRun(Job):
     def request_cancel(self):
         """Stop a run: a waiting one at once, a running one at its next batch."""
         if self.cancel_queued(phase=""):
+            self.place_freed()
             return
         TrainingRun.objects.filter(id=self.id, status=self.Status.RUNNING).update(cancel_requested=True)
 
     def finish(self, status, **fields):
         self.record(status=status, finished_at=timezone.now(), phase="", **fields)
+        self.place_freed()
+
+    def ended_by_reaper(self):
+        """Its worker died too often, or no worker took it: its place is free all the same."""
+        self.place_freed()
+
+    def place_freed(self):
+        """The run ended (or went), so its place in the owner's limit of runs at once is free: its search's
+        next run waiting its turn starts, once this is committed (a rolled-back ending frees no place, and
+        the count must see it ended). A failure there is logged, never the ending's: the run did end."""
+        if self.search_id is None:
+            return
+        # starting.py imports this module, so this one imports it only when it is needed
+        from .starting import start_waiting
+
+        search_id = self.search_id
+        transaction.on_commit(lambda: start_waiting(search_id), robust=True)
 
     def fail(self, message):
         self.finish(self.Status.FAILED, error=message)
@@ -468,6 +487,11 @@ class Search(models.Model):
     seed = models.PositiveIntegerField(default=1)  # random mode: the same seed picks the same combinations
     total_budget_s = models.PositiveIntegerField()
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # The runs not started yet, first to start first: each one's training form data as posted (SearchRunForm).
+    # A search may have more runs than its owner's limit of runs at once (settings.QUOTA_QUEUED_RUNS); those
+    # wait their turn here, not in the workers' queue, and start one by one as places free up
+    # (training_app/starting.py, start_waiting).
+    waiting = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -476,12 +500,16 @@ class Search(models.Model):
         return self.name
 
     def stop(self):
-        """Cancel its waiting runs and ask its training ones to stop at their next batch (as each run's
-        Stop button does)."""
+        """Drop the runs waiting their turn, cancel the queued ones and ask the training ones to stop at
+        their next batch (as each run's Stop button does). The waiting ones go first, under the lock
+        start_waiting takes, so a run cancelled here cannot make room for one of them."""
+        with transaction.atomic():
+            locked = Search.objects.select_for_update().get(id=self.id)
+            locked.waiting, locked.stopped_at = [], locked.stopped_at or timezone.now()
+            locked.save(update_fields=["waiting", "stopped_at"])
+        self.waiting, self.stopped_at = locked.waiting, locked.stopped_at
         for run in self.runs.filter(status__in=TrainingRun.ACTIVE):
             run.request_cancel()
-        Search.objects.filter(id=self.id, stopped_at__isnull=True).update(stopped_at=timezone.now())
-        self.refresh_from_db(fields=["stopped_at"])
 
 
 class EpochMetric(models.Model):

@@ -1,9 +1,11 @@
 """"Try several settings": a search tries a few values of a few settings as ordinary runs (started the way
-the Train button starts one, training_app/starting.py), sharing a total time; its page ranks them live
+the Train button starts one, training_app/starting.py; those beyond the person's limit of runs at once wait
+their turn in the search and start as its runs end), sharing a total time; its page ranks them live
 by validation accuracy and trains the best one longer. What runs it makes and how the time is shared is
 mlcore/search.py."""
 import json
 
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
@@ -14,6 +16,7 @@ from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from datasets_app.access import get_dataset_for_user
+from dlsite.quotas import queued_runs_refusal
 from mlcore import search as searching
 from mlcore.builder import SpecError
 from mlcore.options import SETTINGS, normalise_augmentation
@@ -22,7 +25,7 @@ from mlcore.words import count, duration
 
 from .forms import SearchForm, SearchRunForm, TrainingRunForm
 from .models import NETWORK_CHOICES, Search, TrainingRun
-from .starting import start_run
+from .starting import start_run, start_waiting
 
 NETWORK_LABELS = dict(NETWORK_CHOICES)
 
@@ -86,24 +89,24 @@ def search_new(request, dataset_pk):
 
 
 def _start_search(request, form, dataset, suggested):
-    """The search and its runs, all queued, or None with the reason added to the form: none start when one
-    cannot."""
+    """The search with its runs waiting their turn, as many of them started as the person's limit of runs
+    at once allows (at least one); or None with the reason added to the form: none start when one cannot."""
     forms = run_forms(form, dataset, suggested)
     for choice, run_form in forms:
         if not run_form.is_valid():
             form.add_error(None, run_form_problem(choice, run_form))
             return None
     data = form.cleaned_data
-    with transaction.atomic():  # every run or none; each is sent to the workers once this commits
+    with transaction.atomic():  # the runs started are sent to the workers once this commits
         made = Search.objects.create(
             owner=request.user, dataset=dataset, name=data["name"] or f"Search on {dataset.name}",
             values={name: data[name] for name in searching.SEARCHED}, mode=data["mode"],
-            picks=data.get("picks") or 0, seed=data["seed"], total_budget_s=data["total_budget_s"])
-        for choice, run_form in forms:
-            if start_run(run_form, dataset, request.user, suggested, search=made) is None:
-                transaction.set_rollback(True)
-                form.add_error(None, run_form.non_field_errors()[0])
-                return None
+            picks=data.get("picks") or 0, seed=data["seed"], total_budget_s=data["total_budget_s"],
+            waiting=[run_form.data.dict() for _, run_form in forms])
+        if not start_waiting(made.id):  # the limit was reached since the form was checked
+            transaction.set_rollback(True)
+            form.add_error(None, queued_runs_refusal(request.user) or "No run of the search could start.")
+            return None
     return made
 
 
@@ -120,9 +123,10 @@ def _as_posted(form, dataset, suggested):
 
 
 def _preview(form):
-    """How many runs the form's choices make and how long each gets; or why they cannot start."""
+    """How many runs the form's choices make, how long each gets and how many wait their turn; or why they
+    cannot start."""
     if form.is_valid():
-        return form.cleaned_data["split"].in_words()
+        return form.in_words()
     return " ".join(str(error) for errors in form.errors.values() for error in errors)
 
 
@@ -144,8 +148,9 @@ def leaderboard(found):
     best = next((run for run in runs if run.has_model and run.best_val_accuracy is not None), None)
     rows = [_row(place, run) for place, run in enumerate(runs, start=1)]
     active = sum(run.status in TrainingRun.ACTIVE for run in runs)
+    waiting = len(found.waiting)
     return {"rows": rows, "best": {"id": best.id, "text": f"Train run {best.id} longer"} if best else None,
-            "active": active, "summary": _summary(runs, active, found)}
+            "active": active, "waiting": waiting, "summary": _summary(runs, active, waiting, found)}
 
 
 def _row(place, run):
@@ -169,11 +174,11 @@ def _changes_on(augmentation):
         return True
 
 
-def _summary(runs, active, found):
+def _summary(runs, active, waiting, found):
     finished = sum(run.status == TrainingRun.Status.SUCCEEDED for run in runs)
-    parts = [f"{finished} of {count(len(runs), 'run')} finished"]
-    if active:
-        parts.append(f"{active} waiting or training")
+    parts = [f"{finished} of {count(len(runs) + waiting, 'run')} finished"]
+    if active or waiting:
+        parts.append(searching.waiting_in_words(active, waiting, django_settings.QUOTA_QUEUED_RUNS))
     if found.stopped_at:
         parts.append("the search was stopped")
     return ", ".join(parts) + "."
@@ -205,7 +210,13 @@ def _values_in_words(name, values):
 
 @login_required
 def search_status(request, search_pk):
-    return JsonResponse(leaderboard(get_search_for_user(request, search_pk)))
+    """The leaderboard for the page's script. Its poll also starts the runs waiting their turn that have
+    room, as a run's end does, so none stays waiting if the worker that ended a run died before it could
+    start the next one."""
+    found = get_search_for_user(request, search_pk)
+    if found.waiting and start_waiting(found.id):
+        found.refresh_from_db(fields=["waiting"])
+    return JsonResponse(leaderboard(found))
 
 
 @login_required
@@ -213,8 +224,9 @@ def search_status(request, search_pk):
 def search_stop(request, search_pk):
     found = get_search_for_user(request, search_pk)
     found.stop()
-    messages.info(request, "Search stopped: its waiting runs were cancelled, and those training stop at their "
-                           "next step, keeping what they learned so far.")
+    messages.info(request, "Search stopped: the runs waiting their turn will not start, those waiting for a "
+                           "worker were cancelled, and those training stop at their next step, keeping what "
+                           "they learned so far.")
     return redirect("training:search", search_pk=search_pk)
 
 

@@ -43,7 +43,9 @@
     const longer = document.getElementById("longer-form");
     longer.hidden = !board.best;
     if (board.best) document.getElementById("train-longer").textContent = board.best.text;
-    document.getElementById("stop-form").hidden = board.active === 0;
-    return board.active > 0;  // nothing changes once every run has ended
+    // Runs waiting their turn in the search start as places free up: this poll starts them too.
+    const going = board.active + board.waiting > 0;
+    document.getElementById("stop-form").hidden = !going;
+    return going;  // nothing changes once every run has ended and none waits its turn
   }, { every: 3000, delay: 3000 });
 })();
