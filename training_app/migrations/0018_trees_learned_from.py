@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('training_app', '0016_label_reviews'),
+        ('training_app', '0017_search_waiting'),
     ]
 
     operations = [
