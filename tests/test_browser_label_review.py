@@ -87,9 +87,20 @@ def test_k_m_and_x_decide_each_suspect_and_the_page_goes_on_to_the_next(browser_
     # Of the three cats, the one kept is the only one left.
     assert list(dataset.images.filter(image_class__name="cats").values_list("id", flat=True)) == [kept.image_id]
 
+    # Z takes the removal back: the picture is in the dataset again, with its id, and open to decide on.
+    page.keyboard.press("z")
+    expect(suspect).to_have_attribute("data-suspect", str(removed.pk))
+    expect(page.locator("main p.message")).to_contain_text(f"“{removed.image_name}” is back in the dataset")
+    removed.refresh_from_db()
+    assert removed.decision == "" and Image.objects.get(id=removed_image).label == "cats"
+    page.keyboard.press("x")  # and removed again, for the history below
+    expect(page.locator("#label-review-finished")).to_be_visible()
+
     # The label history says each, in words.
     page.goto(f"{live_server.url}{reverse('datasets:history', args=[dataset.pk])}")
     expect(page.locator("#history tbody tr td:last-child")).to_have_text([
+        "Removed from the dataset, from the search for likely wrong labels",
+        "Removed picture put back (undo)",
         "Removed from the dataset, from the search for likely wrong labels",
         "Moved to the suggested class, from the search for likely wrong labels",
         "Label kept after the search for likely wrong labels"])

@@ -114,6 +114,38 @@ def test_each_decision_goes_through_the_label_history_and_is_not_shown_again(ali
     assert pets.images.filter(id=second.image_id).exists()
 
 
+def test_the_last_decision_can_be_undone_once_with_key_z(alice, pets, user):
+    review = done_review(pets)
+    first, second, third = review.suspects.order_by("rank")
+    undo_url = reverse("training:label_review_undo", args=[pets.pk, review.pk])
+
+    alice.post(decide_url(pets, review, first), {"decision": "move"})
+    shown = alice.get(page(pets, review)).content.decode()
+    assert 'id="label-review-undo"' in shown and 'data-key="z"' in shown and "moved from “cats” to “dogs”" in shown
+    response = alice.post(undo_url)
+    assert response["Location"] == page(pets, review) + f"?suspect={first.pk}"
+    first.refresh_from_db()
+    assert first.decision == "" and first.decided_by is None and first.image.label == "cats"
+    assert LabelChange.objects.filter(image=first.image, action="undone", to_label="cats").exists()
+    shown = alice.get(page(pets, review)).content.decode()
+    assert f'data-suspect="{first.pk}"' in shown and 'id="label-review-undo"' not in shown
+    assert "no decision of this search to undo" in alice.post(undo_url, follow=True).content.decode()  # once only
+
+    # A removed picture comes back with its id, and its suspect is open again.
+    removed_id = third.image_id
+    alice.post(decide_url(pets, review, third), {"decision": "remove"})
+    assert not pets.images.filter(id=removed_id).exists()
+    alice.post(undo_url)
+    third.refresh_from_db()
+    assert pets.images.filter(id=removed_id).exists() and third.image_id == removed_id and third.decision == ""
+
+    # Keeping, undone: the picture may be suspected again with that label.
+    alice.post(decide_url(pets, review, second), {"decision": "keep"})
+    alice.post(undo_url)
+    assert not LabelSuspect.objects.filter(review__dataset=pets, decision="kept").exists()
+    assert review.open_suspects().count() == 3
+
+
 def test_moving_a_picture_already_in_the_suggested_class_says_so(alice, pets, user):
     """Filed under "dogs" elsewhere (the gallery) after the search: M changes nothing and says so, rather
     than "moved from “dogs” to “dogs”" with no line in the label history."""

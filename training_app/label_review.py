@@ -18,7 +18,7 @@ from mlcore import label_issues
 from mlcore.images import load_model_input
 from mlcore.words import count
 
-from datasets_app.labelling import LabelError, change_one
+from datasets_app.labelling import LabelError, change_one, undo_one
 from datasets_app.models import LabelChange
 
 from .models import LabelReview, LabelSuspect
@@ -141,9 +141,10 @@ def _network(review):
 DECISIONS = ("keep", "move", "remove")
 
 
-def decide(suspect: LabelSuspect, decision: str, user) -> str:
+def decide(suspect: LabelSuspect, decision: str, user) -> tuple[str, dict]:
     """Keep the label, move the picture to the suggested class, or remove it; recorded on the suspect and in
-    the label history. Returns what happened, in words; LabelError when it cannot be done."""
+    the label history. Returns what happened, in words, and what undo_decision needs to take it back (plain
+    values, kept in the session); LabelError when it cannot be done."""
     if decision not in DECISIONS:
         raise LabelError("Choose keep, move or remove.")
     review = suspect.review
@@ -157,6 +158,7 @@ def decide(suspect: LabelSuspect, decision: str, user) -> str:
         if image is None:
             raise LabelError(f"“{suspect.image_name}” is no longer in the dataset.")
         label = image.label or ""
+        change = None
         if decision == "keep":
             LabelChange.objects.create(dataset=dataset, image=image, image_name=image.original_name, user=user,
                                        from_label=label, to_label=label, action=KEEP_ACTION)
@@ -169,18 +171,38 @@ def decide(suspect: LabelSuspect, decision: str, user) -> str:
             if target is None:
                 raise LabelError(f"The class “{suspect.suggested_label}” is gone (renamed or deleted), so the "
                                  "picture cannot be moved there: move it from the gallery instead.")
-            if change_one(dataset, image.id, target, user, actions=(MOVE_ACTION, REMOVE_ACTION)):
+            change = change_one(dataset, image.id, target, user, actions=(MOVE_ACTION, REMOVE_ACTION))
+            if change:
                 text = f"“{image.original_name}” moved from “{label}” to “{target.name}”."
             else:  # filed there elsewhere since the search: nothing changed, so the history has no line
                 text = f"“{image.original_name}” is in “{target.name}” already."
             outcome = LabelSuspect.Decision.MOVED
         else:
-            change_one(dataset, image.id, "remove", user, actions=(MOVE_ACTION, REMOVE_ACTION))
+            change = change_one(dataset, image.id, "remove", user, actions=(MOVE_ACTION, REMOVE_ACTION))
             text = f"“{image.original_name}” was removed from the dataset."
             outcome = LabelSuspect.Decision.REMOVED
         suspect.decision, suspect.decided_by, suspect.decided_at = outcome, user, timezone.now()
         suspect.save(update_fields=["decision", "decided_by", "decided_at", "given_label"])
-    return text
+    return text, {"review": review.id, "suspect": suspect.id, "text": text, "change": change}
+
+
+@transaction.atomic
+def undo_decision(review: LabelReview, undo: dict, user) -> tuple[LabelSuspect, str]:
+    """Take back the decision `decide` returned `undo` for: the picture goes back to its class or into the
+    dataset (datasets_app.labelling.undo_one, written in the history as an undo), and the suspect is open again.
+    Returns the suspect and what happened in words; LabelError when it cannot be done."""
+    if not undo or undo.get("review") != review.id:
+        raise LabelError("There is no decision of this search to undo.")
+    suspect = LabelSuspect.objects.select_for_update().filter(id=undo.get("suspect"), review=review).first()
+    if suspect is None or not suspect.decision:
+        raise LabelError("That decision was undone already.")
+    text = f"Undone: “{suspect.image_name}” is open to decide on again."
+    if undo.get("change"):
+        text = undo_one(review.dataset, undo["change"], user)
+        suspect.image_id = undo["change"]["image"]  # a removed picture comes back with its id (its removal cleared it)
+    suspect.decision, suspect.decided_by, suspect.decided_at = "", None, None
+    suspect.save(update_fields=["decision", "decided_by", "decided_at", "image"])
+    return suspect, text
 
 
 def summary(review: LabelReview) -> str:

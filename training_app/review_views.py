@@ -14,8 +14,12 @@ from mlcore.words import whole_number
 from datasets_app.access import get_dataset_for_user
 from datasets_app.labelling import LabelError
 
-from .label_review import DECISIONS, decide, features_in_words, runs_to_choose, summary
+from .label_review import DECISIONS, decide, features_in_words, runs_to_choose, summary, undo_decision
 from .models import LabelReview, LabelSuspect
+
+
+# The last decision on a review page, kept in the session so that "Undo" (key Z) can take it back.
+UNDO_KEY = "label_review_undo"
 
 
 def _review_of(request, dataset_pk, review_pk):
@@ -66,6 +70,9 @@ def review_page(request, dataset_pk, review_pk):
                     "previous": open_suspects[at - 1] if at > 0 else None,
                     "next": open_suspects[at + 1] if at + 1 < len(open_suspects) else None,
                     "current_label": suspect.image.label or ""}
+    undo = request.session.get(UNDO_KEY)
+    if undo and undo.get("review") == review.id:
+        context["undo"] = undo["text"]
     context["summary"] = summary(review)
     context["decided"] = review.suspects.exclude(decision="").order_by("-decided_at")[:20]
     return render(request, "training_app/label_review.html", context)
@@ -82,7 +89,8 @@ def review_decide(request, dataset_pk, review_pk, suspect_pk):
     try:
         if decision not in DECISIONS:
             raise LabelError("Choose keep, move or remove.")
-        messages.info(request, decide(suspect, decision, request.user))
+        text, request.session[UNDO_KEY] = decide(suspect, decision, request.user)
+        messages.info(request, text)
     except LabelError as exc:
         messages.error(request, str(exc))
         following = suspect.id if not suspect.decision and suspect.image_id else following
@@ -90,9 +98,26 @@ def review_decide(request, dataset_pk, review_pk, suspect_pk):
     return redirect(f"{url}?suspect={following}" if following else url)
 
 
+@login_required
+@require_POST
+def review_undo(request, dataset_pk, review_pk):
+    """Take back the last decision made on this review's page (once)."""
+    dataset, review = _review_of(request, dataset_pk, review_pk)
+    url = reverse("training:label_review", args=[dataset.pk, review.pk])
+    try:
+        suspect, text = undo_decision(review, request.session.get(UNDO_KEY), request.user)
+    except LabelError as exc:
+        messages.error(request, str(exc))
+        return redirect(url)
+    request.session.pop(UNDO_KEY, None)
+    messages.info(request, text)
+    return redirect(f"{url}?suspect={suspect.id}")
+
+
 urlpatterns = [
     path("datasets/<int:dataset_pk>/wrong-labels/", review_start, name="label_review_start"),
     path("datasets/<int:dataset_pk>/wrong-labels/<int:review_pk>/", review_page, name="label_review"),
     path("datasets/<int:dataset_pk>/wrong-labels/<int:review_pk>/<int:suspect_pk>/decide/", review_decide,
          name="label_review_decide"),
+    path("datasets/<int:dataset_pk>/wrong-labels/<int:review_pk>/undo/", review_undo, name="label_review_undo"),
 ]
