@@ -21,7 +21,8 @@ def test_runs_past_the_limit_wait_their_turn_and_the_worker_starts_them_as_runs_
     # The site's default limit, read by this process and by the workers from the same environment
     # (tests/conftest.py copies it to them): 3 runs waiting for a worker or training at once.
     limit = settings.QUOTA_QUEUED_RUNS
-    assert limit == 3 and os.environ.get("QUOTA_QUEUED_RUNS", "3") == "3"
+    assert limit == 3 and os.environ.get("QUOTA_QUEUED_RUNS", "3") == "3", (
+        f"this test needs the default limit of 3 runs at once, here and in the workers (found {limit})")
     dataset = ingest_shapes(user)
     # The smallest network at 4 step sizes, tiny pictures, no random changes: 4 runs of a few seconds (the
     # worker starts a fresh process for each, which takes longer than the training), 1 waiting its turn.
