@@ -571,6 +571,21 @@ def test_a_waiting_run_the_site_can_no_longer_start_is_dropped_and_the_next_star
 
 
 @pytestmark_db
+def test_a_run_whose_turn_comes_while_pictures_are_added_waits_instead_of_being_dropped(grid_of_8):
+    from datasets_app.models import Upload
+
+    found, _ = grid_of_8
+    upload = Upload.objects.create(dataset=found.dataset, original_name="more.zip", status=Upload.Status.RUNNING)
+    TrainingRun.objects.filter(id=found.runs.order_by("id").first().id).update(status="succeeded")
+    # The training form refuses a busy dataset; the runs waiting learn from the search's frozen pictures,
+    # but they are checked the same way, so they wait for the upload rather than fail the check and go.
+    assert start_waiting(found.id) == 0 and runs_by_state(found) == (2, 0, 1, 5)
+    Upload.objects.filter(id=upload.id).update(status=Upload.Status.DONE)
+    assert start_waiting(found.id) == 1 and runs_by_state(found) == (3, 0, 1, 4)
+    assert grid_order([found.runs.order_by("-id").first()]) == [GRID[3]]
+
+
+@pytestmark_db
 def test_train_the_best_one_longer_while_runs_wait_their_turn(alice, grid_of_8):
     found, _ = grid_of_8
     best = found.runs.order_by("id").first()

@@ -53,6 +53,10 @@ def start_waiting(search_id) -> int:
         if search is None or not search.waiting or search.stopped_at or queued_runs_refusal(search.owner):
             return 0
         dataset, owner = search.dataset, search.owner
+        if dataset.is_busy():
+            # The training form refuses a dataset whose pictures are being added (as the Train button
+            # does): the runs wait for the next call rather than fail that check one by one and be dropped.
+            return 0
         suggested = TrainingRunForm.defaults_for(dataset)
         # Every run of a search learns from the same pictures, even when the dataset changed meanwhile.
         first = search.runs.exclude(version=None).order_by("id").first()
